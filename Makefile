@@ -1,0 +1,38 @@
+# One target per stage. Every target installs what it needs into a local venv first.
+PY_SYS ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PRESET ?= cpu
+export MUJOCO_GL ?= egl
+
+.PHONY: venv test demo bench-env lint gl clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+# Offscreen rendering needs an EGL/Mesa stack; install it from Debian when it is missing.
+gl:
+	@ldconfig -p | grep -q libEGL.so.1 || (apt-get update -qq && apt-get install -y -qq libegl1 libgl1 libgl1-mesa-dri >/dev/null)
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv gl
+	$(VENV)/bin/dmpc demo
+
+bench-env: venv
+	$(VENV)/bin/dmpc bench-env
+
+lint: venv
+	$(VENV)/bin/ruff format --check dmpc_jax tests
+	$(VENV)/bin/ruff check dmpc_jax tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

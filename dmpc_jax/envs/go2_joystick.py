@@ -1,0 +1,389 @@
+"""Go2 joystick environment on MJX: brax Env API, unbatched and pure, physics substeps in a scan.
+
+``reset(key) -> State`` and ``step(state, action) -> State``; ``State.pipeline_state`` is an
+``mjx.Data``. Observations are a dict: ``state`` (the 49-dim policy observation of METHOD §1, with
+noise and latency) and ``privileged_state`` (noise-free state plus quantities the robot cannot
+measure, for the PPO critic). Domain-randomisation parameters are drawn at every reset and live in
+``state.info['dr']``; the env applies them to its MJX model inside ``step``, so every episode gets
+new physics without rebuilding anything.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from brax.envs.base import Env, State
+from mujoco import mjx
+
+from dmpc_jax.envs import obs as obs_lib
+from dmpc_jax.envs.config import EnvConfig
+from dmpc_jax.envs.rewards import compute_rewards
+from dmpc_jax.robot import go2
+
+PRIVILEGED_SIZE = 3 + 3 + 3 + 3 + 12 + 12 + 12 + 1 + 4 + 1 + 2  # 56, see _privileged_obs
+FOOT_CONTACT_MARGIN = 0.005  # m above the ground that still counts as contact
+KNEE_CONTACT_MARGIN = 0.02  # m: the thigh box half-thickness around the knee
+
+
+class Go2Joystick(Env):
+    """Velocity-command tracking for the Go2 (see the module docstring)."""
+
+    def __init__(self, cfg: EnvConfig = EnvConfig()):
+        self.cfg = cfg
+        self.mj_model = go2.make_model(cfg.model)
+        self.mjx_model = mjx.put_model(self.mj_model, impl="jax")
+        m = self.mj_model
+        self._base_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "base")
+        self._floor_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+        self._foot_ids = np.array(
+            [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, f) for f in go2.FEET]
+        )
+        self._calf_ids = np.array(
+            [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"{leg}_calf") for leg in go2.LEGS]
+        )
+        self._foot_radius = float(go2.load_description()["foot_contact"]["radius"])
+        pose = go2.paper_default_pose() if cfg.default_pose == "paper" else go2.home_qpos()[7:]
+        self.q_default = jnp.asarray(pose, jnp.float32)
+        lo, hi = go2.joint_limits()
+        self._q_lo, self._q_hi = jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32)
+        init = go2.home_qpos().copy()
+        init[7:] = pose
+        init[2] = go2.standing_height(pose, cfg.model) + 0.01
+        self._init_qpos = jnp.asarray(init, jnp.float32)
+        # base collision probes in the base frame: box bottom corners and the nose sphere bottom
+        sx, sy, sz = 0.1881, 0.04675, 0.057
+        self._base_probes = jnp.array(
+            [[x, y, -sz] for x in (-sx, sx) for y in (-sy, sy)] + [[0.293, 0.0, -0.06 - 0.047]]
+        )
+        self._terrain_height = _make_terrain_height(cfg, self.mj_model)
+
+    # ------------------------------------------------------------------ brax Env API
+    @property
+    def observation_size(self):
+        return {"state": (obs_lib.OBS_SIZE,), "privileged_state": (PRIVILEGED_SIZE,)}
+
+    @property
+    def action_size(self) -> int:
+        return go2.NU
+
+    @property
+    def backend(self) -> str:
+        return "mjx"
+
+    @property
+    def dt(self) -> float:
+        return self.cfg.ctrl_dt
+
+    @property
+    def sys(self) -> mjx.Model:
+        return self.mjx_model
+
+    def reset(self, rng: jax.Array) -> State:
+        cfg = self.cfg
+        key, k_q, k_yaw, k_v, k_dr, k_cmd, k_push, k_lat = jax.random.split(rng, 8)
+        qpos = self._init_qpos
+        yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
+        qpos = qpos.at[3:7].set(jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)]))
+        qpos = qpos.at[7:].add(jax.random.uniform(k_q, (12,), minval=-0.1, maxval=0.1))
+        qvel = jnp.zeros(self.mj_model.nv).at[:6].set(
+            jax.random.uniform(k_v, (6,), minval=-0.3, maxval=0.3)
+        )
+        data = mjx.make_data(self.mjx_model, impl="jax")
+        data = data.replace(qpos=qpos, qvel=qvel, ctrl=qpos[7:])
+        dr = self._sample_randomization(k_dr)
+        data = mjx.forward(self._randomized_model(dr), data)
+
+        latency_lo, latency_hi = (
+            (int(round(x / cfg.ctrl_dt)) for x in cfg.noise.latency_s) if cfg.noise.enabled else (0, 0)
+        )
+        info = {
+            "key": key,
+            "command": self._sample_command(k_cmd),
+            "step": jnp.zeros((), jnp.int32),
+            "last_action": jnp.zeros(12),
+            "qd_prev": jnp.zeros(12),
+            "air_time": jnp.zeros(4),
+            "last_contact": jnp.ones(4, bool),
+            "last_foot_pos": data.geom_xpos[self._foot_ids],
+            "push_countdown": self._sample_push_interval(k_push),
+            "push": jnp.zeros(2),
+            "dr": dr,
+            "latency": jax.random.randint(k_lat, (), latency_lo, latency_hi + 1),
+            "obs_hist": jnp.zeros((cfg.max_latency_steps + 1, obs_lib.OBS_SIZE)),
+        }
+        clean = self._policy_obs(data, info)
+        info["obs_hist"] = jnp.broadcast_to(clean, info["obs_hist"].shape)
+        obs = {"state": clean, "privileged_state": self._privileged_obs(data, info, jnp.ones(4))}
+        metrics = {"reward": jnp.zeros(())}  # brax's evaluator writes this key; keep the tree fixed
+        metrics.update({f"reward/{k}": jnp.zeros(()) for k in cfg.reward.scales})
+        metrics.update(self._tracking_metrics(data, info))
+        return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        if action.shape != (self.action_size,):
+            raise ValueError(
+                f"Go2Joystick.step expects one action of shape ({self.action_size},), got "
+                f"{action.shape}; vmap the env for batches"
+            )
+        cfg, info = self.cfg, dict(state.info)
+        key, k_push, k_angle, k_mag, k_cmd, k_noise = jax.random.split(info["key"], 6)
+        model = self._randomized_model(info["dr"])
+        data = state.pipeline_state
+
+        # pushes: a horizontal velocity impulse on the base when the countdown runs out
+        push = jnp.zeros(2)
+        if cfg.push.enabled:
+            due = info["push_countdown"] <= 0
+            angle = jax.random.uniform(k_angle, (), minval=-jnp.pi, maxval=jnp.pi)
+            mag = jax.random.uniform(
+                k_mag, (), minval=cfg.push.magnitude[0], maxval=cfg.push.magnitude[1]
+            )
+            push = jnp.where(due, mag * jnp.array([jnp.cos(angle), jnp.sin(angle)]), 0.0)
+            data = data.replace(qvel=data.qvel.at[:2].add(push))
+            info["push_countdown"] = jnp.where(
+                due, self._sample_push_interval(k_push), info["push_countdown"] - 1
+            )
+        info["push"] = push
+
+        target = self.q_default + cfg.action_scale * action
+        data = data.replace(ctrl=target)
+
+        def substep(d, _):
+            d = mjx.step(model, d)
+            return d, jnp.sum(jnp.square(d.actuator_force * d.qvel[6:]))
+
+        data, power_sq = jax.lax.scan(substep, data, None, length=cfg.n_substeps)
+
+        # contacts and feet
+        foot_pos = data.geom_xpos[self._foot_ids]
+        foot_height = foot_pos[:, 2] - self._terrain_height(foot_pos[:, :2]) - self._foot_radius
+        contact = foot_height < FOOT_CONTACT_MARGIN
+        contact_filt = contact | info["last_contact"]
+        first_contact = (info["air_time"] > 0) & contact_filt
+        air_time = info["air_time"] + cfg.ctrl_dt
+        foot_slip_speed = jnp.linalg.norm(
+            (foot_pos[:, :2] - info["last_foot_pos"][:, :2]) / cfg.ctrl_dt, axis=-1
+        )
+        base_contact, knee_contact, calf_contact = self._body_contacts(data)
+
+        gravity = obs_lib.projected_gravity(jnp, data.qpos[3:7])
+        roll, pitch = _roll_pitch(data.qpos[3:7])
+        terminated = (jnp.abs(roll) > cfg.max_roll) | (jnp.abs(pitch) > cfg.max_pitch)
+        terminated |= gravity[2] > 0.0  # upside down
+        if cfg.terminate_on_contact:
+            terminated |= base_contact | knee_contact
+        terminated |= ~jnp.all(jnp.isfinite(data.qpos)) | ~jnp.all(jnp.isfinite(data.qvel))
+
+        ctx = {
+            "lin_vel": self._local_lin_vel(data),
+            "ang_vel": data.qvel[3:6],
+            "gravity": gravity,
+            "command": info["command"],
+            "q": data.qpos[7:],
+            "qd": data.qvel[6:],
+            "qd_prev": info["qd_prev"],
+            "action": action,
+            "last_action": info["last_action"],
+            "torque": data.actuator_force,
+            "torque_sq_power": jnp.mean(power_sq),
+            "q_default": self.q_default,
+            "q_lo": self._q_lo,
+            "q_hi": self._q_hi,
+            "contact": contact.astype(jnp.float32),
+            "first_contact": first_contact.astype(jnp.float32),
+            "air_time": air_time,
+            "foot_height": foot_height,
+            "foot_slip_speed": foot_slip_speed,
+            "terminated": terminated,
+            "collision": base_contact | knee_contact | calf_contact,
+            "ctrl_dt": cfg.ctrl_dt,
+        }
+        reward, terms = compute_rewards(ctx, cfg.reward, cfg.reward.scales, cfg.ctrl_dt)
+
+        info["air_time"] = air_time * ~contact_filt
+        info["last_contact"] = contact
+        info["last_foot_pos"] = foot_pos
+        info["qd_prev"] = data.qvel[6:]
+        info["last_action"] = action
+        info["step"] = info["step"] + 1
+        resample = info["step"] % int(round(cfg.command.resample_s / cfg.ctrl_dt)) == 0
+        info["command"] = jnp.where(resample, self._sample_command(k_cmd), info["command"])
+        info["key"] = key
+
+        clean = self._policy_obs(data, info)
+        noisy = clean + self._obs_noise(k_noise)
+        info["obs_hist"] = jnp.concatenate([noisy[None], info["obs_hist"][:-1]], axis=0)
+        obs = {
+            "state": info["obs_hist"][info["latency"]],
+            "privileged_state": self._privileged_obs(data, info, contact.astype(jnp.float32)),
+        }
+        reward = jnp.where(jnp.isfinite(reward), reward, 0.0)
+        metrics = {"reward": reward}
+        metrics.update({f"reward/{k}": v for k, v in terms.items()})
+        metrics.update(self._tracking_metrics(data, info))
+        done = terminated.astype(jnp.float32)
+        return state.replace(
+            pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=info
+        )
+
+    # ------------------------------------------------------------------ pieces
+    def _sample_command(self, key):
+        c = self.cfg.command
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        cmd = jnp.array(
+            [
+                jax.random.uniform(k1, (), minval=c.vx[0], maxval=c.vx[1]),
+                jax.random.uniform(k2, (), minval=c.vy[0], maxval=c.vy[1]),
+                jax.random.uniform(k3, (), minval=c.wz[0], maxval=c.wz[1]),
+            ]
+        )
+        return jnp.where(jax.random.bernoulli(k4, c.zero_prob), 0.0, cmd)
+
+    def _sample_push_interval(self, key):
+        lo, hi = self.cfg.push.interval_s
+        steps = jax.random.uniform(key, (), minval=lo, maxval=hi) / self.cfg.ctrl_dt
+        return steps.astype(jnp.int32)
+
+    def _sample_randomization(self, key) -> dict:
+        r = self.cfg.randomization
+        ks = jax.random.split(key, 5)
+        if not r.enabled:
+            return {
+                "friction": jnp.ones(()),
+                "added_mass": jnp.zeros(()),
+                "com_offset": jnp.zeros(2),
+                "motor_strength": jnp.ones(()),
+                "damping_scale": jnp.ones(()),
+            }
+
+        def u(k, rng, shape=()):
+            return jax.random.uniform(k, shape, minval=rng[0], maxval=rng[1])
+
+        return {
+            "friction": u(ks[0], r.friction),
+            "added_mass": u(ks[1], r.added_base_mass),
+            "com_offset": u(ks[2], r.com_offset, (2,)),
+            "motor_strength": u(ks[3], r.motor_strength),
+            "damping_scale": u(ks[4], r.joint_damping_scale),
+        }
+
+    def _randomized_model(self, dr) -> mjx.Model:
+        m, b = self.mjx_model, self._base_id
+        contact_geoms = np.concatenate([[self._floor_id], self._foot_ids])
+        s = dr["motor_strength"]
+        return m.replace(
+            geom_friction=m.geom_friction.at[contact_geoms, 0].set(dr["friction"]),
+            body_mass=m.body_mass.at[b].add(dr["added_mass"]),
+            body_ipos=m.body_ipos.at[b, :2].add(dr["com_offset"]),
+            actuator_gainprm=m.actuator_gainprm.at[:, 0].multiply(s),
+            actuator_biasprm=m.actuator_biasprm.at[:, 1:3].multiply(s),
+            dof_damping=m.dof_damping.at[6:].multiply(dr["damping_scale"]),
+        )
+
+    def _local_lin_vel(self, data):
+        rot = data.xmat[self._base_id]  # body -> world
+        return rot.T @ data.qvel[:3]
+
+    def _policy_obs(self, data, info):
+        return obs_lib.build_observation(
+            jnp,
+            ang_vel=data.qvel[3:6],
+            gravity=obs_lib.projected_gravity(jnp, data.qpos[3:7]),
+            command=info["command"],
+            q=data.qpos[7:],
+            qd=data.qvel[6:],
+            last_action=info["last_action"],
+            q_default=self.q_default,
+        )
+
+    def _obs_noise(self, key):
+        n = self.cfg.noise
+        if not n.enabled:
+            return jnp.zeros(obs_lib.OBS_SIZE)
+        s = obs_lib.OBS_SLICES
+        scale = jnp.zeros(obs_lib.OBS_SIZE)
+        scale = scale.at[s["ang_vel"]].set(n.ang_vel * obs_lib.ANG_VEL_SCALE)
+        scale = scale.at[s["gravity"]].set(n.gravity)
+        scale = scale.at[s["joint_pos"]].set(n.joint_pos)
+        scale = scale.at[s["joint_vel"]].set(n.joint_vel * obs_lib.JOINT_VEL_SCALE)
+        return scale * jax.random.uniform(key, (obs_lib.OBS_SIZE,), minval=-1.0, maxval=1.0)
+
+    def _privileged_obs(self, data, info, contact):
+        base_height = data.qpos[2] - self._terrain_height(data.qpos[None, :2])[0]
+        return jnp.concatenate(
+            [
+                self._local_lin_vel(data),
+                data.qvel[3:6],
+                obs_lib.projected_gravity(jnp, data.qpos[3:7]),
+                info["command"],
+                data.qpos[7:] - self.q_default,
+                data.qvel[6:],
+                info["last_action"],
+                base_height[None],
+                contact,
+                info["dr"]["friction"][None],
+                info["push"],
+            ]
+        )
+
+    def _body_contacts(self, data):
+        """(base, knee, calf) ground contact flags from probe points (the feet-only model has no
+        contacts for these bodies, so we test geometry against the terrain height)."""
+        base_pts = data.xpos[self._base_id] + self._base_probes @ data.xmat[self._base_id].T
+        base = jnp.any(base_pts[:, 2] < self._terrain_height(base_pts[:, :2]))
+        knees = data.xpos[self._calf_ids]
+        knee = jnp.any(knees[:, 2] - self._terrain_height(knees[:, :2]) < KNEE_CONTACT_MARGIN)
+        mid = knees + jnp.einsum("lij,j->li", data.xmat[self._calf_ids], jnp.array([0.0, 0.0, -0.1]))
+        calf = jnp.any(mid[:, 2] - self._terrain_height(mid[:, :2]) < 0.013)
+        return base, knee, calf
+
+    def _tracking_metrics(self, data, info):
+        v = self._local_lin_vel(data)
+        return {
+            "tracking/lin_vel_err": jnp.linalg.norm(v[:2] - info["command"][:2]),
+            "tracking/ang_vel_err": jnp.abs(data.qvel[5] - info["command"][2]),
+            "state/base_height": data.qpos[2],
+        }
+
+
+def _roll_pitch(quat_wxyz):
+    w, x, y, z = quat_wxyz
+    roll = jnp.arctan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
+    pitch = jnp.arcsin(jnp.clip(2.0 * (w * y - z * x), -1.0, 1.0))
+    return roll, pitch
+
+
+def _make_terrain_height(cfg: EnvConfig, mj_model):
+    """Ground height under points xy [P, 2] -> [P] for the configured terrain."""
+    if cfg.terrain == "flat":
+        return lambda xy: jnp.zeros(xy.shape[:-1])
+    if cfg.terrain == "slope":
+        slope = np.tan(np.deg2rad(cfg.model.slope_deg))
+        return lambda xy: xy[..., 0] * slope
+    heights = jnp.asarray(
+        go2.rough_heights(cfg.model) * mj_model.hfield_size[0, 2], jnp.float32
+    )  # [rows(y), cols(x)]
+    sx, sy = go2.HFIELD_SIZE
+    n = go2.HFIELD_RES
+
+    def height(xy):
+        # bilinear interpolation on the grid, clamped at the edges
+        fx = jnp.clip((xy[..., 0] + sx) / (2 * sx) * (n - 1), 0, n - 1.001)
+        fy = jnp.clip((xy[..., 1] + sy) / (2 * sy) * (n - 1), 0, n - 1.001)
+        ix, iy = jnp.floor(fx).astype(jnp.int32), jnp.floor(fy).astype(jnp.int32)
+        tx, ty = fx - ix, fy - iy
+        h00, h01 = heights[iy, ix], heights[iy, ix + 1]
+        h10, h11 = heights[iy + 1, ix], heights[iy + 1, ix + 1]
+        return (h00 * (1 - tx) + h01 * tx) * (1 - ty) + (h10 * (1 - tx) + h11 * tx) * ty
+
+    return height
+
+
+@functools.cache
+def make_env(cfg: EnvConfig = EnvConfig()) -> Go2Joystick:
+    """One env per config (the MJX model is built once)."""
+    return Go2Joystick(cfg)

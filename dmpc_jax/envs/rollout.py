@@ -1,0 +1,47 @@
+"""Jitted batched rollouts of the joystick env with a policy, for demos, evaluation and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from dmpc_jax.envs.go2_joystick import Go2Joystick
+
+Policy = Callable[[dict, jax.Array], jax.Array]  # (obs dict [B, ...], key) -> actions [B, 12]
+
+
+def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
+    """Hold the default pose: action 0 -> PD target q_default."""
+    return jnp.zeros(obs["state"].shape[:-1] + (12,))
+
+
+def make_rollout(env: Go2Joystick, policy: Policy, n_steps: int, batch: int):
+    """``rollout(key) -> (final_state, trace)``: ``batch`` envs for ``n_steps`` control steps.
+
+    No auto-reset: an env that terminates keeps stepping from where it fell, and
+    ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
+    ``qpos`` [T, B, nq], ``reward`` [T, B] and every metric [T, B].
+    """
+    v_reset, v_step = jax.vmap(env.reset), jax.vmap(env.step)
+
+    def rollout(key):
+        key, k_reset = jax.random.split(key)
+        state = v_reset(jax.random.split(k_reset, batch))
+
+        def body(carry, k):
+            state, fallen = carry
+            action = policy(state.obs, k)
+            state = v_step(state, action)
+            fallen = fallen | (state.done > 0)
+            out = {"qpos": state.pipeline_state.qpos, "reward": state.reward, "done_any": fallen}
+            out.update(state.metrics)
+            return (state, fallen), out
+
+        (state, _), trace = jax.lax.scan(
+            body, (state, jnp.zeros(batch, bool)), jax.random.split(key, n_steps)
+        )
+        return state, trace
+
+    return jax.jit(rollout)

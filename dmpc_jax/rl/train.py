@@ -1,0 +1,183 @@
+"""``dmpc demonstrator``: train the PPO demonstrator with progress bar, metrics, checkpoints, resume.
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per
+epoch), TensorBoard events under ``tb/`` and orbax checkpoints under ``ckpt/`` (the whole
+training state, see ``rl/ppo.py``). ``--resume`` continues from the newest checkpoint with the
+step count, optimizer and normaliser intact; lines of ``metrics.jsonl`` past that checkpoint
+(written after it, then lost in a kill) are dropped so the log never shows a reset or a repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from dmpc_jax.config import ConfigError, from_dict, resolve_run_dir, to_dict
+from dmpc_jax.envs.go2_joystick import Go2Joystick
+from dmpc_jax.rl.ppo import DemonstratorConfig, TrainingState, make_trainer, params_tuple
+
+
+def checkpoint_manager(run_dir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        Path(run_dir).absolute() / "ckpt",
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    )
+
+
+def restore_state(mngr: ocp.CheckpointManager, template: TrainingState, step: int | None = None):
+    """The training state saved at ``step`` (newest if None), shaped like ``template``."""
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    try:
+        return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # orbax raises several types for truncated/corrupt files
+        raise RuntimeError(
+            f"checkpoint {mngr.directory}/{step} could not be restored ({type(e).__name__}: {e}); "
+            "it may be truncated or from another config"
+        ) from e
+
+
+def _load_run_config(run_dir: Path, cfg: DemonstratorConfig) -> None:
+    saved = json.loads((run_dir / "config.json").read_text())
+    if saved != to_dict(cfg):
+        try:
+            old = from_dict(DemonstratorConfig, saved)
+        except ConfigError as e:
+            raise ConfigError(f"{run_dir}/config.json is not a demonstrator config: {e}") from e
+        diff = [
+            k for k in ("env", "ppo") if to_dict(getattr(old, k)) != to_dict(getattr(cfg, k))
+        ]
+        raise ConfigError(
+            f"--resume with a config that differs from {run_dir}/config.json in {diff}; "
+            "resume with the same preset and overrides"
+        )
+
+
+def train(
+    cfg: DemonstratorConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_epochs: int | None = None,
+    progress: bool = True,
+):
+    """Train (or continue) a demonstrator run in ``run_dir``.
+
+    Args:
+        max_epochs: stop after this many epochs *in this call* (for tests and time-boxed sessions);
+            the run continues later with ``resume=True``.
+
+    Returns:
+        (make_policy, params, final TrainingState).
+    """
+    run_dir = resolve_run_dir(Path(run_dir).parent, Path(run_dir).name, resume=resume, overwrite=overwrite)
+    if resume and (run_dir / "config.json").exists():
+        _load_run_config(run_dir, cfg)
+    else:
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+
+    env = Go2Joystick(cfg.env)
+    init, reset_envs, epoch_fn, make_policy = make_trainer(env, cfg.ppo)
+    mngr = checkpoint_manager(run_dir)
+    ts = init(jax.random.PRNGKey(cfg.ppo.seed))
+    start_epoch = 0
+    if resume and mngr.latest_step() is not None:
+        start_epoch = mngr.latest_step()
+        ts = restore_state(mngr, ts, start_epoch)
+    _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
+
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    env_key = jax.random.fold_in(jax.random.PRNGKey(cfg.ppo.seed + 1), start_epoch)
+    env_state = reset_envs(env_key)
+    steps_per_epoch = cfg.ppo.env_steps_per_epoch
+    end_epoch = cfg.ppo.num_epochs
+    if max_epochs is not None:
+        end_epoch = min(end_epoch, start_epoch + max_epochs)
+    bar = tqdm(
+        total=cfg.ppo.num_epochs * steps_per_epoch,
+        initial=start_epoch * steps_per_epoch,
+        unit="step",
+        unit_scale=True,
+        disable=not progress,
+        desc="demonstrator",
+    )
+    wall0 = time.perf_counter()
+    prev_wall = _previous_wall_time(run_dir / "metrics.jsonl")
+    with (run_dir / "metrics.jsonl").open("a") as log:
+        for ep in range(start_epoch, end_epoch):
+            t0 = time.perf_counter()
+            ts, env_state, metrics = epoch_fn(ts, env_state)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            dt = time.perf_counter() - t0
+            env_steps = int(ts.training_steps) * cfg.ppo.env_steps_per_training_step
+            metrics.update(
+                {
+                    "epoch": ep + 1,
+                    "env_steps": env_steps,
+                    "time/epoch_s": dt,
+                    "time/steps_per_s": steps_per_epoch / dt,
+                    "time/wall_s": prev_wall + time.perf_counter() - wall0,
+                }
+            )
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            for k, v in metrics.items():
+                writer.add_scalar(k, v, env_steps)
+            bar.update(steps_per_epoch)
+            bar.set_postfix(
+                reward=f"{metrics.get('episode/sum_reward', float('nan')):.2f}",
+                len=f"{metrics.get('episode/length', float('nan')):.0f}",
+            )
+            if (ep + 1) % cfg.ppo.checkpoint_every_epochs == 0 or ep + 1 == end_epoch:
+                mngr.save(ep + 1, args=ocp.args.StandardSave(ts))
+                mngr.wait_until_finished()
+    bar.close()
+    writer.close()
+    return make_policy, params_tuple(ts), ts
+
+
+def _truncate_metrics(path: Path, epoch: int) -> None:
+    """Drop log lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = [
+        line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epoch
+    ]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _previous_wall_time(path: Path) -> float:
+    if not path.exists() or not path.read_text().strip():
+        return 0.0
+    return float(json.loads(path.read_text().splitlines()[-1])["time/wall_s"])
+
+
+def load_policy(run_dir: Path, cfg: DemonstratorConfig | None = None):
+    """(make_policy, params, cfg) of the newest checkpoint of a demonstrator run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a demonstrator run (no config.json)")
+    cfg = cfg or from_dict(DemonstratorConfig, json.loads((run_dir / "config.json").read_text()))
+    env = Go2Joystick(cfg.env)
+    init, _, _, make_policy = make_trainer(env, cfg.ppo)
+    ts = restore_state(checkpoint_manager(run_dir), init(jax.random.PRNGKey(0)))
+    return make_policy, params_tuple(ts), cfg
+
+
+def normalizer_count(ts: TrainingState) -> int:
+    """Observations folded into the running normaliser (brax stores a UInt64 pair or an array)."""
+    c = ts.normalizer_params.count
+    if hasattr(c, "hi"):
+        return int(np.asarray(c.hi)) * 2**32 + int(np.asarray(c.lo))
+    return int(np.asarray(c))

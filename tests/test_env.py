@@ -1,0 +1,169 @@
+"""The Go2 joystick env: observation layout, rollouts, rewards, termination, randomisation, pushes,
+latency, recompiles and bad input. All tests share the session's compiled reset/step."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dmpc_jax.envs import obs as obs_lib
+from dmpc_jax.envs.go2_joystick import PRIVILEGED_SIZE
+from dmpc_jax.envs.wrappers import wrap_for_training
+
+
+def test_observation_layout_and_shape(env, env_fns):
+    reset, _ = env_fns
+    s = reset(jax.random.PRNGKey(0))
+    assert obs_lib.OBS_SIZE == 49
+    chex.assert_shape(s.obs["state"], (49,))
+    chex.assert_shape(s.obs["privileged_state"], (PRIVILEGED_SIZE,))
+    o, sl = np.asarray(s.obs["state"]), obs_lib.OBS_SLICES
+    assert [sl[k].start for k in sl] == [0, 3, 6, 9, 12, 24, 36, 48]
+    np.testing.assert_array_equal(o[sl["lin_vel"]], 0.0)  # no estimate on the robot
+    np.testing.assert_array_equal(o[sl["friction"]], 0.0)
+    # at reset the robot is level: gravity points down in the body frame
+    np.testing.assert_allclose(o[sl["gravity"]], [0, 0, -1], atol=1e-5)
+    np.testing.assert_allclose(
+        o[sl["command"]], np.asarray(s.info["command"]) * np.array([2.0, 2.0, 0.25]), rtol=1e-6
+    )
+    q = np.asarray(s.pipeline_state.qpos[7:])
+    np.testing.assert_allclose(o[sl["joint_pos"]], q - np.asarray(env.q_default), atol=1e-6)
+    np.testing.assert_allclose(
+        o[sl["joint_vel"]], 0.05 * np.asarray(s.pipeline_state.qvel[6:]), atol=1e-6
+    )
+
+
+def test_projected_gravity_matches_rotation_matrix():
+    rng = np.random.default_rng(0)
+    quat = rng.normal(size=(5, 4))
+    quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
+    import mujoco
+
+    for qq in quat:
+        mat = np.zeros(9)
+        mujoco.mju_quat2Mat(mat, qq)
+        expected = mat.reshape(3, 3).T @ np.array([0, 0, -1.0])
+        np.testing.assert_allclose(obs_lib.projected_gravity(np, qq), expected, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def random_rollout(env):
+    """8 wrapped envs, 120 random-action steps (episodes of 100 steps: auto-reset included)."""
+    w = wrap_for_training(env, env.cfg.episode_steps)
+    batch, steps = 8, 120
+
+    @jax.jit
+    def run(key):
+        state = w.reset(jax.random.split(key, batch))
+
+        def body(s, k):
+            s = w.step(s, jax.random.uniform(k, (batch, 12), minval=-1.0, maxval=1.0))
+            return s, (s.obs, s.reward, s.metrics, s.done)
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))
+
+    return run(jax.random.PRNGKey(3))
+
+
+def test_no_nan_over_random_rollout(random_rollout):
+    final, (obs, reward, metrics, done) = random_rollout
+    for x in jax.tree.leaves((obs, reward, metrics, final.pipeline_state.qpos)):
+        assert np.all(np.isfinite(np.asarray(x)))
+    assert np.asarray(done).sum() > 0  # episodes of 100 steps ended and were reset
+
+
+def test_every_reward_term_is_finite_and_logged(env, random_rollout):
+    _, (_, _, metrics, _) = random_rollout
+    for term in env.cfg.reward.scales:
+        values = np.asarray(metrics[f"reward/{term}"])
+        assert np.all(np.isfinite(values)), term
+    assert {f"reward/{t}" for t in env.cfg.reward.scales} <= set(metrics)
+    # tracking rewards are positive, penalties non-positive
+    assert np.asarray(metrics["reward/tracking_lin_vel"]).min() > 0
+    assert np.asarray(metrics["reward/torques"]).max() <= 0
+
+
+def test_termination_when_flipped(env, env_fns):
+    reset, step = env_fns
+    s = reset(jax.random.PRNGKey(1))
+    qpos = s.pipeline_state.qpos.at[3:7].set(jnp.array([0.0, 1.0, 0.0, 0.0]))  # roll by pi
+    qpos = qpos.at[2].set(0.5)
+    flipped = s.replace(pipeline_state=s.pipeline_state.replace(qpos=qpos))
+    assert float(step(flipped, jnp.zeros(12)).done) == 1.0
+    assert float(step(s, jnp.zeros(12)).done) == 0.0
+
+
+def test_randomisation_varies_per_env(env):
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(2), 8))
+    dr = states.info["dr"]
+    for name in ("friction", "added_mass", "motor_strength", "damping_scale"):
+        assert np.std(np.asarray(dr[name])) > 0, name
+    r = env.cfg.randomization
+    assert np.all((np.asarray(dr["friction"]) >= r.friction[0]) & (np.asarray(dr["friction"]) <= r.friction[1]))
+    assert np.std(np.asarray(states.info["command"]), axis=0).min() > 0
+
+
+def test_randomised_model_changes_physics(env):
+    dr = {
+        "friction": jnp.array(0.5),
+        "added_mass": jnp.array(2.0),
+        "com_offset": jnp.array([0.01, -0.01]),
+        "motor_strength": jnp.array(0.9),
+        "damping_scale": jnp.array(1.1),
+    }
+    m = env._randomized_model(dr)
+    b = env._base_id
+    assert float(m.body_mass[b]) == pytest.approx(float(env.mjx_model.body_mass[b]) + 2.0, rel=1e-6)
+    np.testing.assert_allclose(np.asarray(m.actuator_gainprm[:, 0]), 0.9 * env.cfg.kp, rtol=1e-6)
+    assert float(m.geom_friction[env._foot_ids[0], 0]) == pytest.approx(0.5)
+
+
+def test_push_changes_base_velocity(env, env_fns):
+    reset, step = env_fns
+    s = reset(jax.random.PRNGKey(4))
+    info_push = dict(s.info, push_countdown=jnp.array(0, jnp.int32))
+    info_calm = dict(s.info, push_countdown=jnp.array(100, jnp.int32))
+    pushed = step(s.replace(info=info_push), jnp.zeros(12))
+    calm = step(s.replace(info=info_calm), jnp.zeros(12))
+    push = np.asarray(pushed.info["push"])
+    lo, hi = env.cfg.push.magnitude
+    assert lo - 1e-6 <= np.linalg.norm(push) <= hi + 1e-6
+    assert np.linalg.norm(np.asarray(calm.info["push"])) == 0.0
+    dv = np.asarray(pushed.pipeline_state.qvel[:2] - calm.pipeline_state.qvel[:2])
+    assert np.linalg.norm(dv) > 0.5 * lo
+    assert np.dot(dv, push) > 0  # in the direction of the push
+    assert int(pushed.info["push_countdown"]) > 0  # a new interval was drawn
+
+
+def test_latency_buffer_delays_observations(env, env_fns):
+    reset, step = env_fns
+    assert env.cfg.max_latency_steps == 2
+    s = reset(jax.random.PRNGKey(5))
+    s = s.replace(info=dict(s.info, latency=jnp.array(2, jnp.int32)))
+    newest, seen = [], []
+    for t in range(5):
+        s = step(s, 0.3 * jnp.ones(12) * (-1) ** t)
+        newest.append(np.asarray(s.info["obs_hist"][0]))  # the (noisy) measurement of step t
+        seen.append(np.asarray(s.obs["state"]))
+    for t in range(2, 5):
+        np.testing.assert_array_equal(seen[t], newest[t - 2])
+    assert not np.array_equal(seen[4], newest[4])
+
+
+def test_step_does_not_recompile(env_fns):
+    # the session's step is wrapped in chex.assert_max_traces(n=1) (see conftest): a retrace raises
+    reset, step = env_fns
+    s = reset(jax.random.PRNGKey(0))
+    s1 = step(s, jnp.zeros(12))
+    s2 = step(s1, 0.1 * jnp.ones(12))
+    assert not np.array_equal(np.asarray(s1.pipeline_state.qpos), np.asarray(s2.pipeline_state.qpos))
+
+
+def test_wrong_action_shape_is_a_clear_error(env, env_fns):
+    reset, _ = env_fns
+    s = reset(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"shape \(12,\).*\(13,\)"):
+        env.step(s, jnp.zeros(13))
+    with pytest.raises(ValueError, match="vmap the env"):
+        env.step(s, jnp.zeros((4, 12)))
