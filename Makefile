@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env lint gl clean
+.PHONY: venv test demo bench-env demonstrator lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: venv gl
 
 bench-env: venv
 	$(VENV)/bin/dmpc bench-env
+
+# PRESET=tiny|cpu|paper; ARGS="--resume" continues a run after a kill.
+demonstrator: venv
+	$(VENV)/bin/dmpc demonstrator --preset $(PRESET) $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

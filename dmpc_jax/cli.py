@@ -1,6 +1,7 @@
 """One ``dmpc`` command with a sub-command per stage (``dmpc --help`` lists them)."""
 
 import sys
+from typing import Literal
 
 import tyro
 
@@ -21,7 +22,43 @@ def bench_env(cfg: EnvBenchConfig = EnvBenchConfig()) -> None:
     run(cfg)
 
 
-SUBCOMMANDS = {"demo": demo, "bench-env": bench_env}
+def demonstrator(
+    preset: Literal["tiny", "cpu", "paper"] = "cpu",
+    run: str | None = None,
+    root: str = "checkpoints/demonstrator",
+    config: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_epochs: int | None = None,
+) -> None:
+    """Train the PPO demonstrator into ROOT/RUN (RUN defaults to the preset name).
+
+    Args:
+        preset: tiny (tests), cpu (2 cores, hours), paper (GPU, thousands of envs).
+        run: run directory name under root.
+        root: parent directory of runs.
+        config: a JSON file with a full DemonstratorConfig, used instead of the preset.
+        resume: continue the run from its newest checkpoint.
+        overwrite: delete an existing run of that name first.
+        max_epochs: stop after this many epochs in this call (continue later with --resume).
+    """
+    from pathlib import Path
+
+    from dmpc_jax.config import load_json
+    from dmpc_jax.rl.ppo import DemonstratorConfig, demonstrator_preset
+    from dmpc_jax.rl.train import train
+
+    cfg = load_json(DemonstratorConfig, config) if config else demonstrator_preset(preset)
+    train(
+        cfg,
+        Path(root) / (run or preset),
+        resume=resume,
+        overwrite=overwrite,
+        max_epochs=max_epochs,
+    )
+
+
+SUBCOMMANDS = {"demo": demo, "bench-env": bench_env, "demonstrator": demonstrator}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,118 @@
+"""The resumable PPO demonstrator loop: a killed run continues with its step count, optimizer
+state and normaliser intact, and its metrics log shows no reset."""
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from dmpc_jax.config import ConfigError
+from dmpc_jax.rl.ppo import PPOConfig, demonstrator_preset
+from dmpc_jax.rl.train import checkpoint_manager, normalizer_count, restore_state, train
+
+
+def _adam_count(ts) -> int:
+    counts = [
+        int(np.asarray(s.count))
+        for s in jax.tree.leaves(ts.optimizer_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+        if isinstance(s, optax.ScaleByAdamState)
+    ]
+    assert len(counts) == 1
+    return counts[0]
+
+
+def _kill_after_checkpoint(root: Path, epoch: int) -> None:
+    """Run `dmpc demonstrator --preset tiny` in a subprocess and SIGKILL it once checkpoint
+    `epoch` is on disk (the preset checkpoints every epoch and runs 12 epochs)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dmpc_jax.cli", "demonstrator", "--preset", "tiny", "--root", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    done_marker = root / "tiny" / "ckpt" / str(epoch)
+    try:
+        while not done_marker.exists():
+            try:
+                proc.wait(timeout=0.2)
+                pytest.fail("the training process ended before it could be killed")
+            except subprocess.TimeoutExpired:
+                pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_killed_run_resumes_without_reset(tmp_path):
+    cfg = demonstrator_preset("tiny")
+    _kill_after_checkpoint(tmp_path, epoch=2)
+    run = tmp_path / "tiny"
+    latest = checkpoint_manager(run).latest_step()
+    assert latest is not None and latest >= 2
+    lines_before = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines_before and lines_before[-1]["epoch"] >= latest
+
+    _, _, ts = train(cfg, run, resume=True, max_epochs=2, progress=False)
+    p = cfg.ppo
+    steps = latest + 2  # one training step per epoch in the tiny preset
+    assert int(ts.training_steps) == steps
+    # Adam's step counter and the normaliser's sample count continue from the checkpoint
+    assert _adam_count(ts) == steps * p.num_updates_per_batch * p.num_minibatches
+    assert normalizer_count(ts) == steps * p.env_steps_per_training_step
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in log] == list(range(1, latest + 3))
+    env_steps = [m["env_steps"] for m in log]
+    assert env_steps == sorted(env_steps) and len(set(env_steps)) == len(env_steps)
+    walls = [m["time/wall_s"] for m in log]
+    assert walls == sorted(walls)
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """A tiny run trained for one epoch (one compile shared by the tests below)."""
+    cfg = demonstrator_preset("tiny")
+    run = tmp_path_factory.mktemp("rl") / "r"
+    _, _, ts = train(cfg, run, max_epochs=1, progress=False)
+    return cfg, run, ts
+
+
+def test_checkpoint_round_trip_is_bit_exact_and_guards_config(one_epoch_run):
+    cfg, run, ts = one_epoch_run
+    restored = restore_state(checkpoint_manager(run), ts)
+    for a, b in zip(jax.tree.leaves(ts), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, run, max_epochs=1, progress=False)
+    other = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, learning_rate=1.0))
+    with pytest.raises(ConfigError, match="ppo"):
+        train(other, run, resume=True, max_epochs=1, progress=False)
+
+
+def test_truncated_checkpoint_is_a_clear_error(one_epoch_run, tmp_path):
+    _, run, ts = one_epoch_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    files = [f for f in (copy / "ckpt" / "1").rglob("*") if f.is_file() and f.stat().st_size > 0]
+    assert files
+    for f in files:  # truncate every file of the checkpoint to half its size
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(RuntimeError, match="could not be restored"):
+        restore_state(checkpoint_manager(copy), ts)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        restore_state(checkpoint_manager(tmp_path / "empty"), ts)
+
+
+def test_ppo_config_rejects_bad_batching():
+    with pytest.raises(ValueError, match="multiple of num_envs"):
+        PPOConfig(num_envs=3, batch_size=4, num_minibatches=1)
