@@ -6,6 +6,7 @@ from typing import Literal
 import tyro
 
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
+from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 
 
 def demo(out_dir: str = "experiments/demo", seconds: float = 8.0, seed: int = 0) -> None:
@@ -58,7 +59,19 @@ def demonstrator(
     )
 
 
-SUBCOMMANDS = {"demo": demo, "bench-env": bench_env, "demonstrator": demonstrator}
+def eval_policy(cfg: PolicyEvalConfig = PolicyEvalConfig()) -> None:
+    """Success rate, tracking error and energy of a PPO demonstrator at fixed speeds."""
+    from dmpc_jax.evaluate.policy_eval import evaluate_policy
+
+    evaluate_policy(cfg)
+
+
+SUBCOMMANDS = {
+    "demo": demo,
+    "bench-env": bench_env,
+    "demonstrator": demonstrator,
+    "eval-policy": eval_policy,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,7 +77,7 @@ def _convert(tp, value, path):
             return tuple(_convert(args[0], v, path) for v in value)
         if len(args) != len(value):
             raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(a, v, path) for a, v in zip(args, value))
+        return tuple(_convert(a, v, path) for a, v in zip(args, value, strict=True))
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{path}: expected one of {typing.get_args(tp)}, got {value!r}")

@@ -100,7 +100,10 @@ def test_randomisation_varies_per_env(env):
     for name in ("friction", "added_mass", "motor_strength", "damping_scale"):
         assert np.std(np.asarray(dr[name])) > 0, name
     r = env.cfg.randomization
-    assert np.all((np.asarray(dr["friction"]) >= r.friction[0]) & (np.asarray(dr["friction"]) <= r.friction[1]))
+    assert np.all(
+        (np.asarray(dr["friction"]) >= r.friction[0])
+        & (np.asarray(dr["friction"]) <= r.friction[1])
+    )
     assert np.std(np.asarray(states.info["command"]), axis=0).min() > 0
 
 
@@ -157,7 +160,9 @@ def test_step_does_not_recompile(env_fns):
     s = reset(jax.random.PRNGKey(0))
     s1 = step(s, jnp.zeros(12))
     s2 = step(s1, 0.1 * jnp.ones(12))
-    assert not np.array_equal(np.asarray(s1.pipeline_state.qpos), np.asarray(s2.pipeline_state.qpos))
+    assert not np.array_equal(
+        np.asarray(s1.pipeline_state.qpos), np.asarray(s2.pipeline_state.qpos)
+    )
 
 
 def test_wrong_action_shape_is_a_clear_error(env, env_fns):

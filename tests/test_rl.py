@@ -23,7 +23,9 @@ from dmpc_jax.rl.train import checkpoint_manager, normalizer_count, restore_stat
 def _adam_count(ts) -> int:
     counts = [
         int(np.asarray(s.count))
-        for s in jax.tree.leaves(ts.optimizer_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+        for s in jax.tree.leaves(
+            ts.optimizer_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)
+        )
         if isinstance(s, optax.ScaleByAdamState)
     ]
     assert len(counts) == 1
@@ -34,7 +36,16 @@ def _kill_after_checkpoint(root: Path, epoch: int) -> None:
     """Run `dmpc demonstrator --preset tiny` in a subprocess and SIGKILL it once checkpoint
     `epoch` is on disk (the preset checkpoints every epoch and runs 12 epochs)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dmpc_jax.cli", "demonstrator", "--preset", "tiny", "--root", str(root)],
+        [
+            sys.executable,
+            "-m",
+            "dmpc_jax.cli",
+            "demonstrator",
+            "--preset",
+            "tiny",
+            "--root",
+            str(root),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
@@ -90,7 +101,7 @@ def one_epoch_run(tmp_path_factory):
 def test_checkpoint_round_trip_is_bit_exact_and_guards_config(one_epoch_run):
     cfg, run, ts = one_epoch_run
     restored = restore_state(checkpoint_manager(run), ts)
-    for a, b in zip(jax.tree.leaves(ts), jax.tree.leaves(restored)):
+    for a, b in zip(jax.tree.leaves(ts), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, run, max_epochs=1, progress=False)

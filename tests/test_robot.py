@@ -20,7 +20,9 @@ def test_mass_and_dimensions(contacts):
 
 def test_feet_only_variant_collides_only_with_feet():
     m = go2.make_model(go2.ModelConfig(contacts="feet"))
-    colliding = {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i) for i in np.nonzero(m.geom_contype)[0]}
+    colliding = {
+        mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i) for i in np.nonzero(m.geom_contype)[0]
+    }
     assert colliding == {"floor", *go2.FEET}
     full = go2.make_model(go2.ModelConfig(contacts="full"))
     assert np.count_nonzero(full.geom_contype) > 10
@@ -31,7 +33,9 @@ def test_actuators_carry_gains_and_real_torque_limits():
     np.testing.assert_allclose(m.actuator_gainprm[:, 0], 33.0)
     np.testing.assert_allclose(m.actuator_biasprm[:, 1:3], [[-33.0, -0.7]] * 12)
     np.testing.assert_allclose(m.actuator_forcerange[:, 1], go2.torque_limits())
-    names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, m.actuator_trnid[i, 0]) for i in range(12)]
+    names = [
+        mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, m.actuator_trnid[i, 0]) for i in range(12)
+    ]
     assert tuple(names) == go2.JOINT_NAMES
 
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout

@@ -258,7 +258,7 @@ class EnvConfig:
             )
         if not (0 < self.max_roll <= math.pi and 0 < self.max_pitch <= math.pi):
             raise ValueError("EnvConfig.max_roll and max_pitch must be in (0, pi] rad")
-        self.model  # validates kp, kd, contacts, terrain
+        _ = self.model  # ModelConfig validates kp, kd, contacts, terrain
 
     @property
     def n_substeps(self) -> int:

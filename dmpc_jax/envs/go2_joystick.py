@@ -89,8 +89,10 @@ class Go2Joystick(Env):
         yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
         qpos = qpos.at[3:7].set(jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)]))
         qpos = qpos.at[7:].add(jax.random.uniform(k_q, (12,), minval=-0.1, maxval=0.1))
-        qvel = jnp.zeros(self.mj_model.nv).at[:6].set(
-            jax.random.uniform(k_v, (6,), minval=-0.3, maxval=0.3)
+        qvel = (
+            jnp.zeros(self.mj_model.nv)
+            .at[:6]
+            .set(jax.random.uniform(k_v, (6,), minval=-0.3, maxval=0.3))
         )
         data = mjx.make_data(self.mjx_model, impl="jax")
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=qpos[7:])
@@ -98,7 +100,9 @@ class Go2Joystick(Env):
         data = mjx.forward(self._randomized_model(dr), data)
 
         latency_lo, latency_hi = (
-            (int(round(x / cfg.ctrl_dt)) for x in cfg.noise.latency_s) if cfg.noise.enabled else (0, 0)
+            (int(round(x / cfg.ctrl_dt)) for x in cfg.noise.latency_s)
+            if cfg.noise.enabled
+            else (0, 0)
         )
         info = {
             "key": key,
@@ -337,7 +341,9 @@ class Go2Joystick(Env):
         base = jnp.any(base_pts[:, 2] < self._terrain_height(base_pts[:, :2]))
         knees = data.xpos[self._calf_ids]
         knee = jnp.any(knees[:, 2] - self._terrain_height(knees[:, :2]) < KNEE_CONTACT_MARGIN)
-        mid = knees + jnp.einsum("lij,j->li", data.xmat[self._calf_ids], jnp.array([0.0, 0.0, -0.1]))
+        mid = knees + jnp.einsum(
+            "lij,j->li", data.xmat[self._calf_ids], jnp.array([0.0, 0.0, -0.1])
+        )
         calf = jnp.any(mid[:, 2] - self._terrain_height(mid[:, :2]) < 0.013)
         return base, knee, calf
 
@@ -347,6 +353,8 @@ class Go2Joystick(Env):
             "tracking/lin_vel_err": jnp.linalg.norm(v[:2] - info["command"][:2]),
             "tracking/ang_vel_err": jnp.abs(data.qvel[5] - info["command"][2]),
             "state/base_height": data.qpos[2],
+            "state/forward_vel": v[0],
+            "state/mech_power": jnp.sum(jnp.abs(data.actuator_force * data.qvel[6:])),
         }
 
 

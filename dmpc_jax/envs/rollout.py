@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,10 @@ def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
 
 
 def make_rollout(env: Go2Joystick, policy: Policy, n_steps: int, batch: int):
-    """``rollout(key) -> (final_state, trace)``: ``batch`` envs for ``n_steps`` control steps.
+    """``rollout(key, command=None) -> (final_state, trace)``: ``batch`` envs, ``n_steps`` steps.
+
+    ``command`` [3], if given, replaces every env's command at reset (an array input: changing it
+    does not recompile; combine with a long ``CommandConfig.resample_s`` to hold it).
 
     No auto-reset: an env that terminates keeps stepping from where it fell, and
     ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
@@ -26,9 +29,12 @@ def make_rollout(env: Go2Joystick, policy: Policy, n_steps: int, batch: int):
     """
     v_reset, v_step = jax.vmap(env.reset), jax.vmap(env.step)
 
-    def rollout(key):
+    def rollout(key, command=None):
         key, k_reset = jax.random.split(key)
         state = v_reset(jax.random.split(k_reset, batch))
+        if command is not None:
+            cmd = jnp.broadcast_to(command, state.info["command"].shape)
+            state = state.replace(info={**state.info, "command": cmd})
 
         def body(carry, k):
             state, fallen = carry

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from brax.training import acting, gradients
 from brax.training.acme import running_statistics, specs
@@ -84,8 +80,16 @@ class PPOConfig:
                 f"PPOConfig: batch_size * num_minibatches ({self.batch_size * self.num_minibatches})"
                 f" must be a multiple of num_envs ({self.num_envs})"
             )
-        for name in ("num_timesteps", "num_envs", "unroll_length", "batch_size", "num_minibatches",
-                     "num_updates_per_batch", "training_steps_per_epoch", "checkpoint_every_epochs"):
+        for name in (
+            "num_timesteps",
+            "num_envs",
+            "unroll_length",
+            "batch_size",
+            "num_minibatches",
+            "num_updates_per_batch",
+            "training_steps_per_epoch",
+            "checkpoint_every_epochs",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -106,7 +110,9 @@ class PPOConfig:
 class DemonstratorConfig:
     """A demonstrator run: the env it trains on and the PPO settings."""
 
-    env: EnvConfig = EnvConfig(command=CommandConfig(vx=(-1.5, 1.5), vy=(-0.5, 0.5), wz=(-1.0, 1.0)))
+    env: EnvConfig = EnvConfig(
+        command=CommandConfig(vx=(-1.5, 1.5), vy=(-0.5, 0.5), wz=(-1.0, 1.0))
+    )
     ppo: PPOConfig = PPOConfig()
 
 
@@ -118,7 +124,9 @@ def demonstrator_preset(name: str) -> DemonstratorConfig:
             num_minibatches=2, num_updates_per_batch=1, training_steps_per_epoch=1,
             policy_hidden=(16,), value_hidden=(16,), checkpoint_every_epochs=1,
         )  # fmt: skip
-        return dataclasses.replace(base, env=dataclasses.replace(base.env, episode_length_s=1.0), ppo=ppo)
+        return dataclasses.replace(
+            base, env=dataclasses.replace(base.env, episode_length_s=1.0), ppo=ppo
+        )
     if name == "cpu":
         return base
     if name == "paper":
@@ -282,4 +290,3 @@ def make_trainer(env: Go2Joystick, cfg: PPOConfig):
 def params_tuple(ts: TrainingState):
     """brax's inference params layout: (normalizer, policy, value)."""
     return (ts.normalizer_params, ts.params.policy, ts.params.value)
-

@@ -52,9 +52,7 @@ def _load_run_config(run_dir: Path, cfg: DemonstratorConfig) -> None:
             old = from_dict(DemonstratorConfig, saved)
         except ConfigError as e:
             raise ConfigError(f"{run_dir}/config.json is not a demonstrator config: {e}") from e
-        diff = [
-            k for k in ("env", "ppo") if to_dict(getattr(old, k)) != to_dict(getattr(cfg, k))
-        ]
+        diff = [k for k in ("env", "ppo") if to_dict(getattr(old, k)) != to_dict(getattr(cfg, k))]
         raise ConfigError(
             f"--resume with a config that differs from {run_dir}/config.json in {diff}; "
             "resume with the same preset and overrides"
@@ -79,7 +77,9 @@ def train(
     Returns:
         (make_policy, params, final TrainingState).
     """
-    run_dir = resolve_run_dir(Path(run_dir).parent, Path(run_dir).name, resume=resume, overwrite=overwrite)
+    run_dir = resolve_run_dir(
+        Path(run_dir).parent, Path(run_dir).name, resume=resume, overwrite=overwrite
+    )
     if resume and (run_dir / "config.json").exists():
         _load_run_config(run_dir, cfg)
     else:
@@ -152,7 +152,9 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
     if not path.exists():
         return
     keep = [
-        line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epoch
+        line
+        for line in path.read_text().splitlines()
+        if line and json.loads(line)["epoch"] <= epoch
     ]
     path.write_text("".join(line + "\n" for line in keep))
 

@@ -136,17 +136,23 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.contacts not in ("feet", "full"):
-            raise ValueError(f"ModelConfig.contacts must be 'feet' or 'full', got {self.contacts!r}")
+            raise ValueError(
+                f"ModelConfig.contacts must be 'feet' or 'full', got {self.contacts!r}"
+            )
         if self.terrain not in ("flat", "rough", "slope"):
             raise ValueError(
                 f"ModelConfig.terrain must be 'flat', 'rough' or 'slope', got {self.terrain!r}"
             )
         if self.kp <= 0 or self.kd < 0:
-            raise ValueError(f"ModelConfig.kp must be > 0 and kd >= 0, got kp={self.kp}, kd={self.kd}")
+            raise ValueError(
+                f"ModelConfig.kp must be > 0 and kd >= 0, got kp={self.kp}, kd={self.kd}"
+            )
         if self.timestep <= 0:
             raise ValueError(f"ModelConfig.timestep must be > 0 s, got {self.timestep}")
         if self.foot_condim not in (1, 3, 4, 6):
-            raise ValueError(f"ModelConfig.foot_condim must be 1, 3, 4 or 6, got {self.foot_condim}")
+            raise ValueError(
+                f"ModelConfig.foot_condim must be 1, 3, 4 or 6, got {self.foot_condim}"
+            )
         if self.solver_iterations < 1 or self.ls_iterations < 1:
             raise ValueError("ModelConfig.solver_iterations and ls_iterations must be >= 1")
 

@@ -1,0 +1,193 @@
+"""``dmpc eval-policy``: the PPO demonstrator's success, tracking and energy at fixed speeds.
+
+Success: a full episode (20 s by default) with pushes, domain randomisation, noise and latency on,
+without a termination (roll/pitch limit, base or knee contact). Tracking error: mean |v_xy - v_cmd|
+over the steps before a fall. Energy per metre: mechanical work sum |tau . qdot| dt divided by the
+distance travelled along the body's forward axis, over the episodes that succeeded.
+Writes ``results.json``, a README table, a learning-curve plot and a video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmpc_jax.envs.config import CommandConfig
+from dmpc_jax.envs.go2_joystick import Go2Joystick
+from dmpc_jax.envs.rollout import make_rollout
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyEvalConfig:
+    """Attributes:
+    run_dir: the demonstrator run (config.json + ckpt/).
+    speeds: forward command speeds to evaluate, m/s.
+    episodes: episodes per speed.
+    episode_s: episode length, s.
+    seed: PRNG seed.
+    out_dir: where README.md, results.json, plots and the video go.
+    video_speed: speed of the episode rendered to video (m/s); negative: no video.
+    """
+
+    run_dir: str = "checkpoints/demonstrator/cpu"
+    speeds: tuple[float, ...] = (0.5, 1.0, 1.5)
+    episodes: int = 64
+    episode_s: float = 20.0
+    seed: int = 0
+    out_dir: str = "experiments/demonstrator"
+    video_speed: float = 1.0
+
+
+def evaluate_policy(cfg: PolicyEvalConfig) -> dict:
+    from dmpc_jax.rl.train import load_policy
+
+    make_policy, params, run_cfg = load_policy(Path(cfg.run_dir))
+    env_cfg = dataclasses.replace(
+        run_cfg.env,
+        episode_length_s=cfg.episode_s,
+        command=CommandConfig(
+            vx=(0.0, 0.0),
+            vy=(0.0, 0.0),
+            wz=(0.0, 0.0),
+            resample_s=cfg.episode_s + 1.0,
+            zero_prob=0.0,
+        ),
+    )
+    env = Go2Joystick(env_cfg)
+    inference = make_policy(params, deterministic=True)
+
+    def policy(obs, key):
+        return jax.vmap(lambda o: inference(o, key)[0])(obs)
+
+    n_steps = env_cfg.episode_steps
+    rollout = make_rollout(env, policy, n_steps, batch=cfg.episodes)
+    rows, traces = [], {}
+    for i, speed in enumerate(cfg.speeds):
+        t0 = time.perf_counter()
+        _, trace = rollout(jax.random.PRNGKey(cfg.seed + i), jnp.array([speed, 0.0, 0.0]))
+        trace = jax.device_get(trace)
+        rows.append(_episode_stats(trace, speed, env_cfg.ctrl_dt))
+        rows[-1]["wall_s"] = time.perf_counter() - t0
+        traces[speed] = trace
+        print(json.dumps(rows[-1]), flush=True)
+    result = {
+        "run_dir": cfg.run_dir,
+        "episodes_per_speed": cfg.episodes,
+        "episode_s": cfg.episode_s,
+        "pushes": {
+            "enabled": env_cfg.push.enabled,
+            "interval_s": list(env_cfg.push.interval_s),
+            "magnitude_m_per_s": list(env_cfg.push.magnitude),
+        },
+        "randomization": env_cfg.randomization.enabled,
+        "noise_and_latency": env_cfg.noise.enabled,
+        "rows": rows,
+    }
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_learning_curve(Path(cfg.run_dir) / "metrics.jsonl", out / "learning_curve.png")
+    if cfg.video_speed >= 0:
+        speed = min(cfg.speeds, key=lambda s: abs(s - cfg.video_speed))
+        _write_video(env, traces[speed]["qpos"][:, 0], out / f"walk_{speed:.1f}mps.mp4")
+    write_page(cfg, result, out)
+    return result
+
+
+def _episode_stats(trace: dict, speed: float, dt: float) -> dict:
+    fallen = np.asarray(trace["done_any"])  # [T, B], true from the step of the fall on
+    alive = ~fallen
+    success = ~fallen[-1]
+    err = np.asarray(trace["tracking/lin_vel_err"])
+    track = (err * alive).sum() / max(alive.sum(), 1)
+    work = (np.asarray(trace["state/mech_power"]) * dt).sum(0)  # [B]
+    dist = (np.asarray(trace["state/forward_vel"]) * dt).sum(0)
+    ok = success & (dist > 0.1)
+    return {
+        "speed": speed,
+        "success_rate": float(success.mean()),
+        "episodes": int(success.size),
+        "tracking_err_m_per_s": float(track),
+        "energy_J_per_m": float((work[ok] / dist[ok]).mean()) if ok.any() else float("nan"),
+        "mean_forward_vel": float(
+            (np.asarray(trace["state/forward_vel"]) * alive).sum() / max(alive.sum(), 1)
+        ),
+    }
+
+
+def plot_learning_curve(metrics_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not metrics_path.exists():
+        return
+    log = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
+    steps = np.array([m["env_steps"] for m in log]) / 1e6
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    series = {
+        "episode return": [m.get("episode/sum_reward", np.nan) for m in log],
+        "episode length (steps)": [m.get("episode/length", np.nan) for m in log],
+        "mean |v_xy - v_cmd| (m/s)": [
+            m.get("episode/tracking/lin_vel_err", np.nan) / max(m.get("episode/length", 0.0), 1.0)
+            for m in log
+        ],
+    }
+    for ax, (title, values) in zip(axes, series.items(), strict=True):
+        ax.plot(steps, values)
+        ax.set_xlabel("env steps (M)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _write_video(env: Go2Joystick, qpos: np.ndarray, path: Path) -> None:
+    from dmpc_jax.evaluate.video import render_qpos, save_video
+
+    frames = render_qpos(env.mj_model, np.asarray(qpos)[:500:2])  # first 10 s at 25 fps
+    save_video(frames, path, fps=25)
+
+
+def write_page(cfg: PolicyEvalConfig, result: dict, out: Path) -> None:
+    p = result["pushes"]
+    lines = [
+        "# PPO demonstrator",
+        "",
+        f"Evaluated with `dmpc eval-policy --cfg.run-dir {cfg.run_dir} --cfg.episodes {cfg.episodes} "
+        f"--cfg.episode-s {cfg.episode_s:g} --cfg.speeds {' '.join(f'{s:g}' for s in cfg.speeds)} "
+        f"--cfg.seed {cfg.seed}` "
+        f"({result['episodes_per_speed']} episodes of {result['episode_s']:.0f} s per speed, "
+        f"pushes of {p['magnitude_m_per_s'][0]}-{p['magnitude_m_per_s'][1]} m/s every "
+        f"{p['interval_s'][0]:.0f}-{p['interval_s'][1]:.0f} s, domain randomisation "
+        f"{'on' if result['randomization'] else 'off'}, observation noise and latency "
+        f"{'on' if result['noise_and_latency'] else 'off'}; deterministic policy).",
+        "",
+        "| command (m/s) | success | mean \\|v - v_cmd\\| (m/s) | mean forward vel (m/s) | energy (J/m) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['speed']:.1f} | {100 * r['success_rate']:.1f}% ({r['episodes']}) | "
+            f"{r['tracking_err_m_per_s']:.3f} | {r['mean_forward_vel']:.2f} | {r['energy_J_per_m']:.1f} |"
+        )
+    lines += [
+        "",
+        "Success: no termination in the whole episode. Energy: mechanical work sum |tau . qdot| dt "
+        "over the distance walked, successful episodes only.",
+        "",
+        "![learning curve](learning_curve.png)",
+        "",
+        f"Video: `walk_*mps.mp4` (first episode at the speed nearest {cfg.video_speed} m/s).",
+        "Numbers: `results.json` beside this page.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,139 @@
+"""The trajectory dataset: window alignment, episode boundaries, schema and truncation errors,
+and a tiny collection from a (random-init) demonstrator through the real env."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dmpc_jax.data.dataset import (
+    FIELDS,
+    SCHEMA_VERSION,
+    DatasetError,
+    WindowSampler,
+    create_arrays,
+    finalize,
+    load_dataset,
+    window_starts,
+)
+
+
+def test_window_starts_never_cross_an_episode_end():
+    done = np.zeros((2, 10), bool)
+    done[0, 3] = True  # env 0: episodes are rows 0-3 and 4-9
+    starts = window_starts(done, horizon=3)
+    env0 = sorted(t for e, t in starts if e == 0)
+    # windows [0,1,2], [1,2,3] (may end on the done row), then [4..6] .. [7..9]; none spans 3->4
+    assert env0 == [0, 1, 4, 5, 6, 7]
+    env1 = sorted(t for e, t in starts if e == 1)
+    assert env1 == list(range(8))
+    assert len(window_starts(done, horizon=11)) == 0
+
+
+def _synthetic(path, E=3, T=20, done_at=((0, 7),)):
+    shapes = {
+        "obs": (E, T, 49),
+        "action": (E, T, 12),
+        "reward": (E, T),
+        "reward_terms": (E, T, 2),
+        "command": (E, T, 3),
+        "privileged": (E, T, 56),
+        "done": (E, T),
+        "terminated": (E, T),
+    }
+    arrays = create_arrays(path, shapes)
+    # encode (env, t) in every field so alignment is checkable
+    et = np.arange(E)[:, None] * 1000 + np.arange(T)[None]
+    arrays["obs"][:] = et[..., None]
+    arrays["action"][:] = et[..., None] + 0.5
+    arrays["reward"][:] = et
+    arrays["command"][:] = et[..., None]
+    arrays["reward_terms"][:] = 0
+    arrays["privileged"][:] = 0
+    arrays["done"][:] = False
+    arrays["terminated"][:] = False
+    for e, t in done_at:
+        arrays["done"][e, t] = True
+    finalize(path, arrays, {"created_by": "test"})
+    return path
+
+
+def test_windows_are_aligned_and_within_episodes(tmp_path):
+    ds = load_dataset(_synthetic(tmp_path / "d"))
+    sampler = WindowSampler(ds, horizon=5)
+    batch = sampler.sample(np.random.default_rng(0), 256)
+    obs_t = batch["obs"][..., 0]  # [B, H] = env*1000 + t
+    np.testing.assert_array_equal(batch["action"][..., 0], obs_t + 0.5)  # a_t taken at o_t
+    np.testing.assert_array_equal(np.diff(obs_t, axis=1), 1.0)  # consecutive steps, one env
+    env, t0 = obs_t[:, 0] // 1000, obs_t[:, 0] % 1000
+    # env 0 ends an episode at row 7: no window may contain rows 7 and 8 together
+    crosses = (env == 0) & (t0 <= 7) & (t0 + 4 >= 8)
+    assert not crosses.any()
+    assert ((env == 0) & (t0 == 3)).any() or len(sampler) > 0
+    np.testing.assert_array_equal(batch["start"][:, 0], env)
+
+
+def test_schema_version_mismatch_is_a_clear_error(tmp_path):
+    path = _synthetic(tmp_path / "d")
+    meta = json.loads((path / "meta.json").read_text())
+    meta["schema_version"] = SCHEMA_VERSION + 1
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="schema_version 2"):
+        load_dataset(path)
+
+
+def test_truncated_file_is_a_clear_error_and_other_files_untouched(tmp_path):
+    path = _synthetic(tmp_path / "d")
+    before = {f: (path / f"{f}.npy").read_bytes() for f in FIELDS if f != "action"}
+    data = (path / "action.npy").read_bytes()
+    (path / "action.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"action\.npy is .* truncated"):
+        load_dataset(path)
+    for f, b in before.items():
+        assert (path / f"{f}.npy").read_bytes() == b
+    with pytest.raises(DatasetError, match="no meta.json"):
+        load_dataset(tmp_path / "nothing")
+
+
+def test_stats_saved(tmp_path):
+    ds = load_dataset(_synthetic(tmp_path / "d"))
+    stats = ds.meta["stats"]
+    assert len(stats["obs"]["mean"]) == 49 and len(stats["action"]["std"]) == 12
+    np.testing.assert_allclose(stats["obs"]["mean"][0], np.asarray(ds["obs"][..., 0]).mean(), rtol=1e-6)
+
+
+def test_tiny_collection_through_the_env(tmp_path):
+    import dataclasses
+
+    from dmpc_jax.data.collect import collect, dataset_preset
+    from dmpc_jax.envs.go2_joystick import Go2Joystick
+    from dmpc_jax.rl.ppo import demonstrator_preset, make_trainer
+
+    demo_cfg = demonstrator_preset("tiny")
+    init, _, _, make_policy = make_trainer(Go2Joystick(demo_cfg.env), demo_cfg.ppo)
+    ts = init(jax.random.PRNGKey(0))
+    params = (ts.normalizer_params, ts.params.policy, ts.params.value)
+    cfg = dataclasses.replace(dataset_preset("tiny"), out=str(tmp_path / "ds"), action_noise=0.1)
+    meta = collect(cfg, policy_bundle=(make_policy, params, demo_cfg), progress=False)
+    ds = load_dataset(tmp_path / "ds")
+    assert ds["obs"].shape == (4, 60, 49) and meta["transitions"] == 240
+    # 1 s episodes (50 steps) in the tiny preset: every env ends at least one episode
+    assert np.asarray(ds["done"]).sum(axis=1).min() >= 1
+    # vy = 0 in every stored command; commands scaled into obs row by row
+    np.testing.assert_array_equal(np.asarray(ds["command"])[..., 1], 0.0)
+    np.testing.assert_allclose(
+        np.asarray(ds["obs"])[..., 9], 2.0 * np.asarray(ds["command"])[..., 0], rtol=1e-5, atol=1e-6
+    )
+    # the previous action in the (latency-free) privileged state at t+1 is a_t inside an episode:
+    # the pairing is not off by one
+    done = np.asarray(ds["done"])
+    same = ~done[:, :-1]
+    np.testing.assert_allclose(
+        np.asarray(ds["privileged"])[:, 1:, 36:48][same],
+        np.asarray(ds["action"])[:, :-1][same],
+        atol=1e-6,
+    )
+    assert np.isfinite(np.asarray(ds["reward"])).all()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        collect(cfg, policy_bundle=(make_policy, params, demo_cfg), progress=False)

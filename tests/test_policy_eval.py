@@ -1,0 +1,36 @@
+"""Episode statistics of eval-policy on hand-made traces."""
+
+import numpy as np
+import pytest
+
+from dmpc_jax.evaluate.policy_eval import _episode_stats, plot_learning_curve
+
+
+def _trace(T=10, B=2):
+    done = np.zeros((T, B), bool)
+    done[6:, 1] = True  # env 1 falls at step 6
+    return {
+        "done_any": done,
+        "tracking/lin_vel_err": np.full((T, B), 0.1),
+        "state/mech_power": np.full((T, B), 50.0),  # W
+        "state/forward_vel": np.full((T, B), 1.0),  # m/s
+    }
+
+
+def test_episode_stats():
+    s = _episode_stats(_trace(), speed=1.0, dt=0.02)
+    assert s["success_rate"] == 0.5
+    assert s["tracking_err_m_per_s"] == pytest.approx(0.1)
+    # 50 W over 10 steps of 0.02 s = 10 J over 0.2 m -> 50 J/m, successful env only
+    assert s["energy_J_per_m"] == pytest.approx(50.0)
+
+
+def test_learning_curve_plot(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text(
+        '{"env_steps": 1, "episode/sum_reward": 1.0, "episode/length": 10, '
+        '"episode/tracking/lin_vel_err": 5.0}\n{"env_steps": 2, "episode/sum_reward": 2.0, '
+        '"episode/length": 20, "episode/tracking/lin_vel_err": 4.0}\n'
+    )
+    plot_learning_curve(log, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
