@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from dmpc_jax.config import ConfigError
+from dmpc_jax.config import ConfigError, save_json
 from dmpc_jax.rl.ppo import PPOConfig, demonstrator_preset
 from dmpc_jax.rl.train import checkpoint_manager, normalizer_count, restore_state, train
 
@@ -32,29 +32,33 @@ def _adam_count(ts) -> int:
     return counts[0]
 
 
-def _kill_after_checkpoint(root: Path, epoch: int) -> None:
-    """Run `dmpc demonstrator --preset tiny` in a subprocess and SIGKILL it once checkpoint
-    `epoch` is on disk (the preset checkpoints every epoch and runs 12 epochs)."""
+def _endless_tiny():
+    """The tiny preset with a step budget it will not reach: the process only ends when killed."""
+    cfg = demonstrator_preset("tiny")
+    return dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, num_timesteps=10**9))
+
+
+def _kill_after_checkpoint(root: Path, cfg, epoch: int) -> None:
+    """Run `dmpc demonstrator --config` in a subprocess and SIGKILL it once a checkpoint at or
+    past `epoch` is on disk (it checkpoints every epoch and keeps the newest two)."""
+    save_json(cfg, root / "cfg.json")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dmpc_jax.cli",
-            "demonstrator",
-            "--preset",
-            "tiny",
-            "--root",
-            str(root),
-        ],
+        [sys.executable, "-m", "dmpc_jax.cli", "demonstrator", "--config", str(root / "cfg.json"),
+         "--run", "tiny", "--root", str(root)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )
-    done_marker = root / "tiny" / "ckpt" / str(epoch)
+    )  # fmt: skip
+    ckpt = root / "tiny" / "ckpt"
+
+    def saved() -> int:
+        steps = [int(p.name) for p in ckpt.glob("*") if p.name.isdigit()] if ckpt.exists() else []
+        return max(steps, default=0)
+
     try:
-        while not done_marker.exists():
+        while saved() < epoch:
             try:
-                proc.wait(timeout=0.2)
+                proc.wait(timeout=0.05)
                 pytest.fail("the training process ended before it could be killed")
             except subprocess.TimeoutExpired:
                 pass
@@ -66,8 +70,8 @@ def _kill_after_checkpoint(root: Path, epoch: int) -> None:
 
 
 def test_killed_run_resumes_without_reset(tmp_path):
-    cfg = demonstrator_preset("tiny")
-    _kill_after_checkpoint(tmp_path, epoch=2)
+    cfg = _endless_tiny()
+    _kill_after_checkpoint(tmp_path, cfg, epoch=2)
     run = tmp_path / "tiny"
     latest = checkpoint_manager(run).latest_step()
     assert latest is not None and latest >= 2
