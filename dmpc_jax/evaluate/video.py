@@ -30,9 +30,14 @@ def render_qpos(
 
 def save_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
     """Write frames to an mp4 (H.264 through imageio-ffmpeg's bundled ffmpeg)."""
+    import warnings
+
     import imageio.v2 as imageio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
+    with warnings.catch_warnings():
+        # imageio-ffmpeg starts ffmpeg with fork+exec; JAX's fork warning does not apply to exec
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
     return path

@@ -69,8 +69,8 @@ class PPOConfig:
     clipping_epsilon: float = 0.2
     reward_scaling: float = 1.0
     max_grad_norm: float = 1.0
-    policy_hidden: tuple[int, ...] = (512, 256, 128)
-    value_hidden: tuple[int, ...] = (512, 256, 128)
+    policy_hidden: tuple[int, ...] = (256, 128, 128)
+    value_hidden: tuple[int, ...] = (256, 128, 128)
     checkpoint_every_epochs: int = 5
     seed: int = 0
 
@@ -133,6 +133,7 @@ def demonstrator_preset(name: str) -> DemonstratorConfig:
         ppo = PPOConfig(
             num_timesteps=200_000_000, num_envs=8192, batch_size=256, num_minibatches=32,
             training_steps_per_epoch=5, checkpoint_every_epochs=2,
+            policy_hidden=(512, 256, 128), value_hidden=(512, 256, 128),
         )  # fmt: skip
         return dataclasses.replace(base, ppo=ppo)
     raise ValueError(f"unknown demonstrator preset {name!r}; choose tiny, cpu or paper")
