@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env demonstrator lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -33,6 +33,12 @@ bench-env: venv
 # PRESET=tiny|cpu|paper; ARGS="--resume" continues a run after a kill.
 demonstrator: venv
 	$(VENV)/bin/dmpc demonstrator --preset $(PRESET) $(ARGS)
+
+eval-policy: venv gl
+	$(VENV)/bin/dmpc eval-policy --cfg.run-dir checkpoints/demonstrator/$(PRESET) $(ARGS)
+
+dataset: venv
+	$(VENV)/bin/dmpc dataset --preset $(PRESET) --cfg.demonstrator checkpoints/demonstrator/$(PRESET) $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

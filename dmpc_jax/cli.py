@@ -6,6 +6,7 @@ from typing import Literal
 import tyro
 
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
+from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 
 
@@ -66,11 +67,33 @@ def eval_policy(cfg: PolicyEvalConfig = PolicyEvalConfig()) -> None:
     evaluate_policy(cfg)
 
 
+def dataset(
+    cfg: DatasetConfig = DatasetConfig(),
+    preset: Literal["tiny", "cpu", "paper", "custom"] = "custom",
+    overwrite: bool = False,
+) -> None:
+    """Roll out the demonstrator and store the offline trajectory dataset (data/<run>/).
+
+    Args:
+        cfg: the collection settings (used as given when preset is custom).
+        preset: tiny / cpu / paper sizes instead of cfg (cfg.demonstrator still applies).
+        overwrite: replace an existing dataset directory.
+    """
+    import dataclasses
+
+    from dmpc_jax.data.collect import collect, dataset_preset
+
+    if preset != "custom":
+        cfg = dataclasses.replace(dataset_preset(preset), demonstrator=cfg.demonstrator)
+    collect(cfg, overwrite=overwrite)
+
+
 SUBCOMMANDS = {
     "demo": demo,
     "bench-env": bench_env,
     "demonstrator": demonstrator,
     "eval-policy": eval_policy,
+    "dataset": dataset,
 }
 
 

@@ -46,8 +46,8 @@ class DatasetConfig:
 
     demonstrator: str = "checkpoints/demonstrator/cpu"
     out: str = "data/cpu"
-    n_envs: int = 64
-    n_steps: int = 5000
+    n_envs: int = 128
+    n_steps: int = 8000
     chunk: int = 250
     vx: tuple[float, float] = (-1.0, 1.0)
     wz: tuple[float, float] = (-1.0, 1.0)
