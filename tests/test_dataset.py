@@ -100,7 +100,9 @@ def test_stats_saved(tmp_path):
     ds = load_dataset(_synthetic(tmp_path / "d"))
     stats = ds.meta["stats"]
     assert len(stats["obs"]["mean"]) == 49 and len(stats["action"]["std"]) == 12
-    np.testing.assert_allclose(stats["obs"]["mean"][0], np.asarray(ds["obs"][..., 0]).mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        stats["obs"]["mean"][0], np.asarray(ds["obs"][..., 0]).mean(), rtol=1e-6
+    )
 
 
 def test_tiny_collection_through_the_env(tmp_path):

@@ -69,16 +69,24 @@ def _kill_after_checkpoint(root: Path, cfg, epoch: int) -> None:
             proc.kill()
 
 
-def test_killed_run_resumes_without_reset(tmp_path):
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    """A tiny run killed with SIGKILL after its second checkpoint, then resumed for 2 epochs
+    in this process (one subprocess compile and one in-process compile for the whole module)."""
+    root = tmp_path_factory.mktemp("rl")
     cfg = _endless_tiny()
-    _kill_after_checkpoint(tmp_path, cfg, epoch=2)
-    run = tmp_path / "tiny"
+    _kill_after_checkpoint(root, cfg, epoch=2)
+    run = root / "tiny"
     latest = checkpoint_manager(run).latest_step()
-    assert latest is not None and latest >= 2
-    lines_before = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert lines_before and lines_before[-1]["epoch"] >= latest
-
+    before = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     _, _, ts = train(cfg, run, resume=True, max_epochs=2, progress=False)
+    return cfg, run, latest, before, ts
+
+
+def test_killed_run_resumes_without_reset(resumed_run):
+    cfg, run, latest, lines_before, ts = resumed_run
+    assert latest is not None and latest >= 2
+    assert lines_before and lines_before[-1]["epoch"] >= latest
     p = cfg.ppo
     steps = latest + 2  # one training step per epoch in the tiny preset
     assert int(ts.training_steps) == steps
@@ -93,18 +101,9 @@ def test_killed_run_resumes_without_reset(tmp_path):
     assert walls == sorted(walls)
 
 
-@pytest.fixture(scope="module")
-def one_epoch_run(tmp_path_factory):
-    """A tiny run trained for one epoch (one compile shared by the tests below)."""
-    cfg = demonstrator_preset("tiny")
-    run = tmp_path_factory.mktemp("rl") / "r"
-    _, _, ts = train(cfg, run, max_epochs=1, progress=False)
-    return cfg, run, ts
-
-
-def test_checkpoint_round_trip_is_bit_exact_and_guards_config(one_epoch_run):
-    cfg, run, ts = one_epoch_run
-    restored = restore_state(checkpoint_manager(run), ts)
+def test_checkpoint_round_trip_is_bit_exact_and_guards_config(resumed_run):
+    cfg, run, _, _, ts = resumed_run
+    restored = restore_state(checkpoint_manager(run), ts)  # the checkpoint written at the end
     for a, b in zip(jax.tree.leaves(ts), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(FileExistsError, match="--resume"):
@@ -114,16 +113,19 @@ def test_checkpoint_round_trip_is_bit_exact_and_guards_config(one_epoch_run):
         train(other, run, resume=True, max_epochs=1, progress=False)
 
 
-def test_truncated_checkpoint_is_a_clear_error(one_epoch_run, tmp_path):
-    _, run, ts = one_epoch_run
+def test_truncated_checkpoint_is_a_clear_error(resumed_run, tmp_path):
+    _, run, _, _, ts = resumed_run
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    files = [f for f in (copy / "ckpt" / "1").rglob("*") if f.is_file() and f.stat().st_size > 0]
+    step = checkpoint_manager(copy).latest_step()
+    files = [
+        f for f in (copy / "ckpt" / str(step)).rglob("*") if f.is_file() and f.stat().st_size > 0
+    ]
     assert files
     for f in files:  # truncate every file of the checkpoint to half its size
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.raises(RuntimeError, match="could not be restored"):
-        restore_state(checkpoint_manager(copy), ts)
+        restore_state(checkpoint_manager(copy), ts, step)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         restore_state(checkpoint_manager(tmp_path / "empty"), ts)
 

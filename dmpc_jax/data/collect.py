@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -57,7 +57,9 @@ class DatasetConfig:
 
     def __post_init__(self):
         if self.n_steps % self.chunk:
-            raise ValueError(f"DatasetConfig.n_steps ({self.n_steps}) must be a multiple of chunk ({self.chunk})")
+            raise ValueError(
+                f"DatasetConfig.n_steps ({self.n_steps}) must be a multiple of chunk ({self.chunk})"
+            )
         if self.n_envs < 1 or self.n_steps < 1:
             raise ValueError("DatasetConfig.n_envs and n_steps must be >= 1")
         if self.action_noise < 0:
@@ -74,7 +76,9 @@ def dataset_preset(name: str) -> DatasetConfig:
     raise ValueError(f"unknown dataset preset {name!r}; choose tiny, cpu or paper")
 
 
-def collect(cfg: DatasetConfig, *, policy_bundle=None, overwrite: bool = False, progress: bool = True) -> dict:
+def collect(
+    cfg: DatasetConfig, *, policy_bundle=None, overwrite: bool = False, progress: bool = True
+) -> dict:
     """Collect a dataset into ``cfg.out``; returns its meta.
 
     Args:
@@ -93,7 +97,9 @@ def collect(cfg: DatasetConfig, *, policy_bundle=None, overwrite: bool = False, 
     make_policy, params, demo_cfg = policy_bundle
     env_cfg = dataclasses.replace(
         demo_cfg.env,
-        command=CommandConfig(vx=cfg.vx, vy=(0.0, 0.0), wz=cfg.wz, resample_s=cfg.resample_s, zero_prob=0.0),
+        command=CommandConfig(
+            vx=cfg.vx, vy=(0.0, 0.0), wz=cfg.wz, resample_s=cfg.resample_s, zero_prob=0.0
+        ),
     )
     env = Go2Joystick(env_cfg)
     wrapped = wrap_for_training(env, env_cfg.episode_steps)
@@ -154,7 +160,9 @@ def collect(cfg: DatasetConfig, *, policy_bundle=None, overwrite: bool = False, 
     done = np.asarray(arrays["done"])
     meta = {
         "created_by": "dmpc dataset",
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()},
+        "config": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
+        },
         "env": json.loads(json.dumps(dataclasses.asdict(env_cfg))),
         "obs_layout": {k: [s.start, s.stop] for k, s in obs_lib.OBS_SLICES.items()},
         "joint_order": list(go2.JOINT_NAMES),

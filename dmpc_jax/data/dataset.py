@@ -111,7 +111,9 @@ def load_dataset(path: Path, *, mmap: bool = True) -> Dataset:
     path = Path(path)
     meta_path = path / "meta.json"
     if not meta_path.exists():
-        raise DatasetError(f"{path} has no meta.json: not a dataset, or its collection did not finish")
+        raise DatasetError(
+            f"{path} has no meta.json: not a dataset, or its collection did not finish"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
@@ -146,7 +148,9 @@ def load_dataset(path: Path, *, mmap: bool = True) -> Dataset:
     e, t = arrays["obs"].shape[:2]
     for name, arr in arrays.items():
         if arr.shape[:2] != (e, t):
-            raise DatasetError(f"{path}: {name} has leading shape {arr.shape[:2]}, obs has {(e, t)}")
+            raise DatasetError(
+                f"{path}: {name} has leading shape {arr.shape[:2]}, obs has {(e, t)}"
+            )
     return Dataset(path, meta, arrays)
 
 
