@@ -6,14 +6,13 @@ import json
 import jax
 import numpy as np
 import pytest
+from helpers import synthetic_dataset
 
 from dmpc_jax.data.dataset import (
     FIELDS,
     SCHEMA_VERSION,
     DatasetError,
     WindowSampler,
-    create_arrays,
-    finalize,
     load_dataset,
     window_starts,
 )
@@ -31,36 +30,8 @@ def test_window_starts_never_cross_an_episode_end():
     assert len(window_starts(done, horizon=11)) == 0
 
 
-def _synthetic(path, E=3, T=20, done_at=((0, 7),)):
-    shapes = {
-        "obs": (E, T, 49),
-        "action": (E, T, 12),
-        "reward": (E, T),
-        "reward_terms": (E, T, 2),
-        "command": (E, T, 3),
-        "privileged": (E, T, 56),
-        "done": (E, T),
-        "terminated": (E, T),
-    }
-    arrays = create_arrays(path, shapes)
-    # encode (env, t) in every field so alignment is checkable
-    et = np.arange(E)[:, None] * 1000 + np.arange(T)[None]
-    arrays["obs"][:] = et[..., None]
-    arrays["action"][:] = et[..., None] + 0.5
-    arrays["reward"][:] = et
-    arrays["command"][:] = et[..., None]
-    arrays["reward_terms"][:] = 0
-    arrays["privileged"][:] = 0
-    arrays["done"][:] = False
-    arrays["terminated"][:] = False
-    for e, t in done_at:
-        arrays["done"][e, t] = True
-    finalize(path, arrays, {"created_by": "test"})
-    return path
-
-
 def test_windows_are_aligned_and_within_episodes(tmp_path):
-    ds = load_dataset(_synthetic(tmp_path / "d"))
+    ds = load_dataset(synthetic_dataset(tmp_path / "d"))
     sampler = WindowSampler(ds, horizon=5)
     batch = sampler.sample(np.random.default_rng(0), 256)
     obs_t = batch["obs"][..., 0]  # [B, H] = env*1000 + t
@@ -75,7 +46,7 @@ def test_windows_are_aligned_and_within_episodes(tmp_path):
 
 
 def test_schema_version_mismatch_is_a_clear_error(tmp_path):
-    path = _synthetic(tmp_path / "d")
+    path = synthetic_dataset(tmp_path / "d")
     meta = json.loads((path / "meta.json").read_text())
     meta["schema_version"] = SCHEMA_VERSION + 1
     (path / "meta.json").write_text(json.dumps(meta))
@@ -84,7 +55,7 @@ def test_schema_version_mismatch_is_a_clear_error(tmp_path):
 
 
 def test_truncated_file_is_a_clear_error_and_other_files_untouched(tmp_path):
-    path = _synthetic(tmp_path / "d")
+    path = synthetic_dataset(tmp_path / "d")
     before = {f: (path / f"{f}.npy").read_bytes() for f in FIELDS if f != "action"}
     data = (path / "action.npy").read_bytes()
     (path / "action.npy").write_bytes(data[: len(data) // 2])
@@ -97,7 +68,7 @@ def test_truncated_file_is_a_clear_error_and_other_files_untouched(tmp_path):
 
 
 def test_stats_saved(tmp_path):
-    ds = load_dataset(_synthetic(tmp_path / "d"))
+    ds = load_dataset(synthetic_dataset(tmp_path / "d"))
     stats = ds.meta["stats"]
     assert len(stats["obs"]["mean"]) == 49 and len(stats["action"]["std"]) == 12
     np.testing.assert_allclose(

@@ -15,9 +15,10 @@ import numpy as np
 import optax
 import pytest
 
+from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import ConfigError, save_json
 from dmpc_jax.rl.ppo import PPOConfig, demonstrator_preset
-from dmpc_jax.rl.train import checkpoint_manager, normalizer_count, restore_state, train
+from dmpc_jax.rl.train import normalizer_count, train
 
 
 def _adam_count(ts) -> int:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dmpc_jax.data.dataset import create_arrays, finalize
 from dmpc_jax.envs import obs as obs_lib
-from dmpc_jax.envs.config import CommandConfig
+from dmpc_jax.envs.config import CommandConfig, RewardConfig
 from dmpc_jax.envs.go2_joystick import PRIVILEGED_SIZE, Go2Joystick
 from dmpc_jax.envs.wrappers import wrap_for_training
 from dmpc_jax.robot import go2
@@ -100,6 +100,8 @@ def collect(
         command=CommandConfig(
             vx=cfg.vx, vy=(0.0, 0.0), wz=cfg.wz, resample_s=cfg.resample_s, zero_prob=0.0
         ),
+        # r_t is the paper's reward (METHOD §7): the target of R_nn and of finetuning
+        reward=RewardConfig(preset="finetune", clip_negative=False),
     )
     env = Go2Joystick(env_cfg)
     wrapped = wrap_for_training(env, env_cfg.episode_steps)

@@ -144,6 +144,13 @@ def init_networks(cfg: DiffusionConfig, key: jax.Array):
     return Networks(g_u, g_v), {"denoiser": nnx.to_pure_dict(p_u), "value": nnx.to_pure_dict(p_v)}
 
 
+def network_defs(cfg: DiffusionConfig) -> Networks:
+    """The graph definitions alone (abstract init: no parameters are computed)."""
+    unet = nnx.eval_shape(lambda: TemporalUNet(TRANSITION_DIM, cfg.unet, nnx.Rngs(0)))
+    value = nnx.eval_shape(lambda: ValueNet(TRANSITION_DIM, cfg.horizon, cfg.unet, nnx.Rngs(0)))
+    return Networks(nnx.split(unet, nnx.Param)[0], nnx.split(value, nnx.Param)[0])
+
+
 def _merge(graphdef, params):
     state = nnx.State(params) if not isinstance(params, nnx.State) else params
     return nnx.merge(graphdef, state)

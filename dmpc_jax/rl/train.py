@@ -18,31 +18,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
+from dmpc_jax.checkpointing import (
+    checkpoint_manager,
+    previous_wall_time,
+    restore_state,
+    truncate_metrics,
+)
 from dmpc_jax.config import ConfigError, from_dict, resolve_run_dir, to_dict
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.rl.ppo import DemonstratorConfig, TrainingState, make_trainer, params_tuple
-
-
-def checkpoint_manager(run_dir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-        Path(run_dir).absolute() / "ckpt",
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-    )
-
-
-def restore_state(mngr: ocp.CheckpointManager, template: TrainingState, step: int | None = None):
-    """The training state saved at ``step`` (newest if None), shaped like ``template``."""
-    step = mngr.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    try:
-        return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as e:  # orbax raises several types for truncated/corrupt files
-        raise RuntimeError(
-            f"checkpoint {mngr.directory}/{step} could not be restored ({type(e).__name__}: {e}); "
-            "it may be truncated or from another config"
-        ) from e
 
 
 def _load_run_config(run_dir: Path, cfg: DemonstratorConfig) -> None:
@@ -93,7 +77,7 @@ def train(
     if resume and mngr.latest_step() is not None:
         start_epoch = mngr.latest_step()
         ts = restore_state(mngr, ts, start_epoch)
-    _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
+    truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
 
     from tensorboardX import SummaryWriter
 
@@ -113,7 +97,7 @@ def train(
         desc="demonstrator",
     )
     wall0 = time.perf_counter()
-    prev_wall = _previous_wall_time(run_dir / "metrics.jsonl")
+    prev_wall = previous_wall_time(run_dir / "metrics.jsonl")
     with (run_dir / "metrics.jsonl").open("a") as log:
         for ep in range(start_epoch, end_epoch):
             t0 = time.perf_counter()
@@ -145,24 +129,6 @@ def train(
     bar.close()
     writer.close()
     return make_policy, params_tuple(ts), ts
-
-
-def _truncate_metrics(path: Path, epoch: int) -> None:
-    """Drop log lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if line and json.loads(line)["epoch"] <= epoch
-    ]
-    path.write_text("".join(line + "\n" for line in keep))
-
-
-def _previous_wall_time(path: Path) -> float:
-    if not path.exists() or not path.read_text().strip():
-        return 0.0
-    return float(json.loads(path.read_text().splitlines()[-1])["time/wall_s"])
 
 
 def load_policy(run_dir: Path, cfg: DemonstratorConfig | None = None):

@@ -1,0 +1,302 @@
+"""``dmpc pretrain``: train the denoiser and R_nn on the offline dataset (METHOD §2).
+
+Data-parallel over all local devices with ``jax.sharding``: the batch is split over a 1-D
+``data`` mesh, parameters are replicated, and XLA inserts the gradient all-reduce (one device
+runs the same code). Each jitted call runs ``steps_per_call`` optimizer steps in a ``lax.scan``
+over batches sampled on the host. A run directory holds ``config.json``, ``scaler.json``,
+``metrics.jsonl``, TensorBoard events and orbax checkpoints of params, EMA params, optimizer
+state, step and key; ``--resume`` continues from the newest one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+from dmpc_jax.checkpointing import (
+    checkpoint_manager,
+    previous_wall_time,
+    restore_state,
+    truncate_metrics,
+)
+from dmpc_jax.config import ConfigError, from_dict, resolve_run_dir, to_dict
+from dmpc_jax.data.dataset import WindowSampler, load_dataset
+from dmpc_jax.diffusion import model as M
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Attributes:
+    dataset: dataset directory (``make dataset``).
+    model: the diffusion model.
+    batch_size: windows per optimizer step (global, split over devices).
+    learning_rate: Adam step size.
+    grad_clip: global-norm gradient clip.
+    num_steps: optimizer steps in total.
+    steps_per_call: optimizer steps per jitted call (one log point).
+    checkpoint_every: optimizer steps between checkpoints (a multiple of steps_per_call).
+    ema_decay: EMA decay of the denoiser/value parameters.
+    ema_start: step from which the EMA tracks (before it, EMA = params).
+    holdout_fraction: fraction of envs held out for evaluation.
+    seed: PRNG seed.
+    """
+
+    dataset: str = "data/cpu"
+    model: M.DiffusionConfig = M.diffusion_preset("cpu")
+    batch_size: int = 256
+    learning_rate: float = 2e-4
+    grad_clip: float = 1.0
+    num_steps: int = 40_000
+    steps_per_call: int = 50
+    checkpoint_every: int = 1000
+    ema_decay: float = 0.995
+    ema_start: int = 1000
+    holdout_fraction: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.checkpoint_every % self.steps_per_call:
+            raise ValueError(
+                f"PretrainConfig.checkpoint_every ({self.checkpoint_every}) must be a multiple of "
+                f"steps_per_call ({self.steps_per_call})"
+            )
+        if self.num_steps % self.steps_per_call:
+            raise ValueError("PretrainConfig.num_steps must be a multiple of steps_per_call")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError("PretrainConfig.holdout_fraction must be in [0, 1)")
+
+
+def pretrain_preset(name: str) -> PretrainConfig:
+    if name == "tiny":
+        return PretrainConfig(
+            dataset="data/tiny", model=M.diffusion_preset("tiny"), batch_size=8, num_steps=6,
+            steps_per_call=2, checkpoint_every=2, ema_start=2, holdout_fraction=0.25,
+        )  # fmt: skip
+    if name == "cpu":
+        return PretrainConfig()
+    if name == "paper":
+        return PretrainConfig(
+            dataset="data/paper", model=M.diffusion_preset("paper"), batch_size=8192,
+            learning_rate=1e-4, num_steps=200_000, steps_per_call=100, checkpoint_every=5000,
+        )  # fmt: skip
+    raise ValueError(f"unknown pretrain preset {name!r}; choose tiny, cpu or paper")
+
+
+def split_envs(n_envs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train envs, held-out envs): whole envs are held out, so no window leaks across."""
+    perm = np.random.default_rng(seed).permutation(n_envs)
+    n_hold = int(round(n_envs * fraction)) if fraction > 0 else 0
+    n_hold = min(max(n_hold, 1 if fraction > 0 else 0), n_envs - 1)
+    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+def batch_to_tau(scaler, batch):
+    """Host windows -> (tau [.., H, Dx] diffusion space, value target [..])."""
+    tau = M.to_diffusion(scaler, jnp.asarray(batch["action"]), jnp.asarray(batch["obs"]))
+    return tau, jnp.asarray(batch["reward"]).mean(-1)
+
+
+def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
+    sched, weights = M.schedule_for(cfg.model), M.loss_weights(cfg.model)
+
+    def loss_fn(params, tau, target, key):
+        k1, k2 = jax.random.split(key)
+        l_d, m_d = M.diffusion_loss(nets, params, sched, weights, tau, k1)
+        l_v, m_v = M.value_loss(nets, params, sched, tau, target, k2)
+        return l_d + l_v, {**m_d, **m_v}
+
+    def one(carry, batch):
+        params, ema, opt_state, step, key = carry
+        key, k = jax.random.split(key)
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, batch["tau"], batch["target"], k
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        decay = jnp.where(step >= cfg.ema_start, cfg.ema_decay, 0.0)
+        ema = M.ema_update(ema, params, decay)
+        metrics["train/grad_norm"] = optax.global_norm(grads)
+        return (params, ema, opt_state, step + 1, key), metrics
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    data = NamedSharding(mesh, PartitionSpec(None, "data"))  # [S, B, ...]: split the batch
+
+    @jax.jit
+    def train_call(state, batches):
+        batches = jax.lax.with_sharding_constraint(batches, data)
+        carry, metrics = jax.lax.scan(one, state, batches)
+        return carry, jax.tree.map(jnp.mean, metrics)
+
+    return train_call, replicated, data
+
+
+def make_eval(nets, cfg: PretrainConfig):
+    sched, weights = M.schedule_for(cfg.model), M.loss_weights(cfg.model)
+
+    @jax.jit
+    def evaluate(params, tau, target, key):
+        k1, k2 = jax.random.split(key)
+        l_d, m = M.diffusion_loss(nets, params, sched, weights, tau, k1)
+        _, m_v = M.value_loss(nets, params, sched, tau, target, k2)
+        return {f"eval/{k.split('/')[-1]}": v for k, v in {**m, **m_v}.items()}
+
+    return evaluate
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(cfg: PretrainConfig, n_devices: int):
+    """Networks, optimizer and jitted step/eval of a config, built once per process (a resumed
+    or repeated run in the same process reuses the compiled functions)."""
+    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
+    nets = M.network_defs(cfg.model)
+    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
+    train_call, replicated, data_sharding = make_train_step(nets, cfg, optimizer, mesh)
+    return nets, optimizer, train_call, replicated, data_sharding, make_eval(nets, cfg)
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_calls: int | None = None,
+    progress: bool = True,
+):
+    """Train (or continue) a pretraining run; returns (nets, state dict)."""
+    ds = load_dataset(Path(cfg.dataset))
+    run_dir = resolve_run_dir(
+        Path(run_dir).parent, Path(run_dir).name, resume=resume, overwrite=overwrite
+    )
+    if resume and (run_dir / "config.json").exists():
+        saved = json.loads((run_dir / "config.json").read_text())
+        if saved != to_dict(cfg):
+            bad = sorted(k for k in saved if saved.get(k) != to_dict(cfg).get(k))
+            raise ConfigError(
+                f"--resume with a config that differs from {run_dir}/config.json in {bad}"
+            )
+    else:
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    scaler = M.make_scaler(cfg.model, ds.meta["stats"])
+    (run_dir / "scaler.json").write_text(
+        json.dumps({k: v.tolist() for k, v in scaler.items()}) + "\n"
+    )
+    (run_dir / "dataset.json").write_text(
+        json.dumps({"path": str(ds.path), "transitions": ds.meta.get("transitions"),
+                    "schema_version": ds.meta["schema_version"]}) + "\n"
+    )  # fmt: skip
+
+    train_envs, hold_envs = split_envs(ds.n_envs, cfg.holdout_fraction, cfg.seed)
+    sampler = WindowSampler(ds, cfg.model.horizon, envs=train_envs)
+    holdout = WindowSampler(ds, cfg.model.horizon, envs=hold_envs) if len(hold_envs) else None
+
+    if cfg.batch_size % jax.device_count():
+        raise ValueError(
+            f"batch_size {cfg.batch_size} must divide over {jax.device_count()} devices"
+        )
+    nets, optimizer, train_call, replicated, data_sharding, evaluate = _compiled(
+        cfg, jax.device_count()
+    )
+    _, params = M.init_networks(cfg.model, jax.random.PRNGKey(cfg.seed))
+    state = {
+        "params": params,
+        "ema": params,
+        "opt_state": optimizer.init(params),
+        "step": jnp.zeros((), jnp.int32),
+        "key": jax.random.PRNGKey(cfg.seed + 1),
+    }
+    mngr = checkpoint_manager(run_dir)
+    if resume and mngr.latest_step() is not None:
+        state = restore_state(mngr, state)
+    start = int(state["step"])
+    truncate_metrics(run_dir / "metrics.jsonl", start, key="step")
+    state = jax.device_put(state, replicated)
+    carry = (state["params"], state["ema"], state["opt_state"], state["step"], state["key"])
+
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    rng = np.random.default_rng([cfg.seed, start])
+    n_calls = (cfg.num_steps - start) // cfg.steps_per_call
+    if max_calls is not None:
+        n_calls = min(n_calls, max_calls)
+    bar = tqdm(
+        total=cfg.num_steps, initial=start, unit="step", disable=not progress, desc="pretrain"
+    )
+    wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
+    with (run_dir / "metrics.jsonl").open("a") as log:
+        for _ in range(n_calls):
+            t0 = time.perf_counter()
+            host = sampler.sample(rng, cfg.steps_per_call * cfg.batch_size)
+            host = {
+                k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:])
+                for k, v in host.items()
+            }
+            tau, target = batch_to_tau(scaler, host)
+            batches = jax.device_put({"tau": tau, "target": target}, data_sharding)
+            carry, metrics = train_call(carry, batches)
+            step = int(carry[3])
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if holdout is not None:
+                hb = holdout.sample(np.random.default_rng(step), cfg.batch_size)
+                ht, htarget = batch_to_tau(scaler, hb)
+                metrics.update(
+                    {
+                        k: float(v)
+                        for k, v in evaluate(
+                            carry[1], ht, htarget, jax.random.PRNGKey(step)
+                        ).items()
+                    }
+                )
+            metrics.update({"step": step, "time/call_s": time.perf_counter() - t0,
+                            "time/wall_s": prev_wall + time.perf_counter() - wall0})  # fmt: skip
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            for k, v in metrics.items():
+                writer.add_scalar(k, v, step)
+            bar.update(cfg.steps_per_call)
+            bar.set_postfix(loss=f"{metrics['loss/denoiser']:.4f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+                mngr.save(step, args=ocp.args.StandardSave(_state_dict(carry)))
+                mngr.wait_until_finished()
+    bar.close()
+    writer.close()
+    return nets, _state_dict(carry)
+
+
+def _state_dict(carry) -> dict:
+    return dict(zip(("params", "ema", "opt_state", "step", "key"), carry, strict=True))
+
+
+def load_planner_checkpoint(run_dir: Path):
+    """(nets, ema params, DiffusionConfig, scaler) of a pretraining run's newest checkpoint."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a pretraining run (no config.json)")
+    cfg = from_dict(PretrainConfig, json.loads((run_dir / "config.json").read_text()))
+    nets, params = M.init_networks(cfg.model, jax.random.PRNGKey(0))
+    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
+    template = {
+        "params": params,
+        "ema": params,
+        "opt_state": optimizer.init(params),
+        "step": jnp.zeros((), jnp.int32),
+        "key": jax.random.PRNGKey(0),
+    }
+    state = restore_state(checkpoint_manager(run_dir), template)
+    scaler = {
+        k: np.asarray(v, np.float32)
+        for k, v in json.loads((run_dir / "scaler.json").read_text()).items()
+    }
+    return nets, state["ema"], cfg.model, scaler

@@ -1,0 +1,40 @@
+"""Helpers shared by tests (not fixtures)."""
+
+import numpy as np
+
+from dmpc_jax.data.dataset import create_arrays, finalize
+
+
+def synthetic_dataset(path, E=3, T=20, done_at=((0, 7),), encode=True, seed=0):
+    """A small dataset. encode=True writes env * 1000 + t into obs/action/reward/command (to check
+    alignment); encode=False writes unit-scale random values (to train on)."""
+    shapes = {
+        "obs": (E, T, 49),
+        "action": (E, T, 12),
+        "reward": (E, T),
+        "reward_terms": (E, T, 2),
+        "command": (E, T, 3),
+        "privileged": (E, T, 56),
+        "done": (E, T),
+        "terminated": (E, T),
+    }
+    arrays = create_arrays(path, shapes)
+    # encode (env, t) in every field so alignment is checkable
+    et = np.arange(E)[:, None] * 1000 + np.arange(T)[None]
+    if encode:
+        arrays["obs"][:] = et[..., None]
+        arrays["action"][:] = et[..., None] + 0.5
+        arrays["reward"][:] = et
+        arrays["command"][:] = et[..., None]
+    else:
+        rng = np.random.default_rng(seed)
+        for name in ("obs", "action", "reward", "command"):
+            arrays[name][:] = rng.normal(size=shapes[name]).astype(np.float32)
+    arrays["reward_terms"][:] = 0
+    arrays["privileged"][:] = 0
+    arrays["done"][:] = False
+    arrays["terminated"][:] = False
+    for e, t in done_at:
+        arrays["done"][e, t] = True
+    finalize(path, arrays, {"created_by": "test"})
+    return path
