@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -39,6 +39,9 @@ eval-policy: venv gl
 
 dataset: venv
 	$(VENV)/bin/dmpc dataset --preset $(PRESET) --cfg.demonstrator checkpoints/demonstrator/$(PRESET) $(ARGS)
+
+pretrain: venv
+	$(VENV)/bin/dmpc pretrain --preset $(PRESET) $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

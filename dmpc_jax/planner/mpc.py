@@ -1,0 +1,104 @@
+"""Receding-horizon execution of diffusion plans (METHOD §5), with the planner state explicit.
+
+Asynchronous mode (the robot; E = 11 executed actions per plan, replan margin D = 4). A plan made
+from observation o_t is ready D steps later, so it is entered at its row D, the row that belongs
+to the time it starts acting. Meanwhile the old chunk keeps running::
+
+    t        0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15 16 17 18 ...
+    plan A   0  1  2  3  4  5  6  7  8  9 10                          (rows executed)
+    plan B   (planned from o_7) ..................  4  5  6  7  8  9 10
+    plan C   (planned from o_14) ......................................  4 ...
+                                ^ observe o_7, plan B      ^ o_14, plan C
+                                            ^ t = 11: switch to B at row D = 4
+
+One plan every E - D = 7 steps (140 ms at 50 Hz), each with D steps (80 ms) to be computed.
+The very first plan is made synchronously at reset and entered at row 0.
+
+Synchronous mode (training rollouts, RWR): plan from o_t, execute rows 0 .. E-1, plan again.
+
+The index is one scalar shared by a batch of robots (they replan together), so planning sits
+behind a ``lax.cond`` on that scalar and is skipped on the steps that do not plan, even when the
+robots are vmapped inside the planner call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class MPCConfig:
+    """Attributes:
+    execute: E, actions executed per plan.
+    margin: D, actions left of the old chunk when the next plan starts (async mode only).
+    mode: ``async`` (robot timeline above) or ``sync`` (training).
+    """
+
+    execute: int = 11
+    margin: int = 4
+    mode: Literal["async", "sync"] = "async"
+
+    def __post_init__(self):
+        if self.mode not in ("async", "sync"):
+            raise ValueError(f"MPCConfig.mode must be async or sync, got {self.mode!r}")
+        if self.execute < 1:
+            raise ValueError(f"MPCConfig.execute must be >= 1, got {self.execute}")
+        if self.mode == "async" and not 0 < self.margin < self.execute:
+            raise ValueError(
+                f"MPCConfig.margin must be in (0, execute={self.execute}) in async mode, got {self.margin}"
+            )
+
+    def check_horizon(self, horizon: int) -> None:
+        if self.execute > horizon:
+            raise ValueError(f"MPCConfig.execute ({self.execute}) exceeds the plan horizon ({horizon})")
+
+    @property
+    def plans_every(self) -> int:
+        return self.execute - self.margin if self.mode == "async" else self.execute
+
+
+@flax.struct.dataclass
+class MPCState:
+    """chunk, pending: [B, H, Da] actions of the running and of the next plan; index: the row of
+    ``chunk`` executed next (a scalar shared by the batch); plans: plans made so far."""
+
+    chunk: jax.Array
+    pending: jax.Array
+    index: jax.Array
+    plans: jax.Array
+
+
+PlanBatch = Callable[[jax.Array, jax.Array], jax.Array]  # (obs [B, Do], key) -> actions [B, H, Da]
+
+
+def mpc_init(cfg: MPCConfig, plan_batch: PlanBatch, obs: jax.Array, key: jax.Array) -> MPCState:
+    """Plan synchronously from the first observation; execution starts at row 0."""
+    chunk = plan_batch(obs, key)
+    cfg.check_horizon(chunk.shape[1])
+    return MPCState(chunk, chunk, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32))
+
+
+def mpc_step(cfg: MPCConfig, plan_batch: PlanBatch, state: MPCState, obs, key):
+    """The action [B, Da] for this control step, and the next state. ``obs`` [B, Do] is the
+    observation at this step (used only when a plan starts here)."""
+    e, d = cfg.execute, cfg.margin
+    if cfg.mode == "sync":
+        need = state.index >= e
+        chunk = jax.lax.cond(need, lambda: plan_batch(obs, key), lambda: state.chunk)
+        index = jnp.where(need, 0, state.index)
+        action = chunk[:, index]
+        new = MPCState(chunk, chunk, index + 1, state.plans + need.astype(jnp.int32))
+        return action, new
+    plan_now = state.index == e - d
+    pending = jax.lax.cond(plan_now, lambda: plan_batch(obs, key), lambda: state.pending)
+    action = state.chunk[:, state.index]
+    index = state.index + 1
+    switch = index == e
+    chunk = jnp.where(switch, pending, state.chunk)
+    index = jnp.where(switch, d, index)
+    return action, MPCState(chunk, pending, index, state.plans + plan_now.astype(jnp.int32))

@@ -1,0 +1,64 @@
+"""Receding-horizon execution: chunk switching indices and the asynchronous timeline."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dmpc_jax.planner.mpc import MPCConfig, mpc_init, mpc_step
+
+H, B = 24, 2
+
+
+def _fake_planner():
+    """A planner whose action rows encode (plan made at time t, row): value = 1000 * t + row,
+    where t is read from the observation (obs[:, 0] = t)."""
+
+    def plan_batch(obs, key):
+        t = obs[:, 0]
+        rows = jnp.arange(H, dtype=jnp.float32)
+        a = 1000.0 * t[:, None] + rows[None]
+        return jnp.broadcast_to(a[:, :, None], (obs.shape[0], H, 12))
+
+    return plan_batch
+
+
+def _run(cfg, steps):
+    plan = _fake_planner()
+    obs = lambda t: jnp.full((B, 49), float(t))  # noqa: E731
+    step = jax.jit(chex.assert_max_traces(lambda s, o, k: mpc_step(cfg, plan, s, o, k), n=1))
+    state = mpc_init(cfg, plan, obs(0), jax.random.PRNGKey(0))
+    out = []
+    for t in range(steps):
+        a, state = step(state, obs(t), jax.random.PRNGKey(t))
+        v = int(a[0, 0])
+        out.append((v // 1000, v % 1000))  # (time the plan was made, row executed)
+        assert np.all(np.asarray(a) == v)  # every robot and joint executes the same row
+    return out, state
+
+
+def test_async_timeline_switches_at_the_margin():
+    out, state = _run(MPCConfig(execute=11, margin=4, mode="async"), 25)
+    expected = [(0, r) for r in range(11)]  # plan A from o_0: rows 0..10 at t = 0..10
+    expected += [(7, r) for r in range(4, 11)]  # plan B from o_7 enters at row 4, t = 11..17
+    expected += [(14, r) for r in range(4, 11)]  # plan C from o_14, t = 18..24
+    assert out == expected
+    assert int(state.plans) == 1 + 3  # initial plan + plans at t = 7, 14, 21
+
+
+def test_sync_mode_executes_whole_chunks():
+    out, _ = _run(MPCConfig(execute=5, mode="sync"), 12)
+    assert out == [(0, r) for r in range(5)] + [(5, r) for r in range(5)] + [(10, 0), (10, 1)]
+
+
+def test_one_plan_every_e_minus_d_steps():
+    assert MPCConfig(11, 4).plans_every == 7
+    assert MPCConfig(11, 4, "sync").plans_every == 11
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="margin"):
+        MPCConfig(execute=4, margin=4)
+    with pytest.raises(ValueError, match="horizon"):
+        MPCConfig(execute=30).check_horizon(24)
