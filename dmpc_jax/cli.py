@@ -114,12 +114,15 @@ def pretrain(
     from pathlib import Path
 
     from dmpc_jax.config import load_json
-    from dmpc_jax.diffusion.train import PretrainConfig, pretrain as run_pretrain, pretrain_preset
+    from dmpc_jax.diffusion.train import PretrainConfig, pretrain_preset
+    from dmpc_jax.diffusion.train import pretrain as run_pretrain
 
     cfg = load_json(PretrainConfig, config) if config else pretrain_preset(preset)
     if dataset is not None:
         cfg = dataclasses.replace(cfg, dataset=dataset)
-    run_pretrain(cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite, max_calls=max_calls)
+    run_pretrain(
+        cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite, max_calls=max_calls
+    )
 
 
 SUBCOMMANDS = {

@@ -6,7 +6,9 @@ from dmpc_jax.cli import SUBCOMMANDS, main
 
 
 def test_subcommands_listed():
-    assert {"demo", "bench-env", "demonstrator", "eval-policy", "dataset", "pretrain"} <= set(SUBCOMMANDS)
+    assert {"demo", "bench-env", "demonstrator", "eval-policy", "dataset", "pretrain"} <= set(
+        SUBCOMMANDS
+    )
 
 
 def test_unknown_flag_is_rejected(capsys):

@@ -24,7 +24,8 @@ robots are vmapped inside the planner call.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import flax.struct
 import jax
@@ -55,7 +56,9 @@ class MPCConfig:
 
     def check_horizon(self, horizon: int) -> None:
         if self.execute > horizon:
-            raise ValueError(f"MPCConfig.execute ({self.execute}) exceeds the plan horizon ({horizon})")
+            raise ValueError(
+                f"MPCConfig.execute ({self.execute}) exceeds the plan horizon ({horizon})"
+            )
 
     @property
     def plans_every(self) -> int:
