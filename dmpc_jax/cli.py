@@ -7,6 +7,7 @@ import tyro
 
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
 from dmpc_jax.data.collect import DatasetConfig
+from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 
 
@@ -125,6 +126,13 @@ def pretrain(
     )
 
 
+def eval_diffusion(cfg: DiffusionEvalConfig = DiffusionEvalConfig()) -> None:
+    """First-action and one-step state errors of unguided plans on held-out windows."""
+    from dmpc_jax.diffusion.evaluate import evaluate_planner
+
+    print(evaluate_planner(cfg))
+
+
 SUBCOMMANDS = {
     "demo": demo,
     "bench-env": bench_env,
@@ -132,6 +140,7 @@ SUBCOMMANDS = {
     "eval-policy": eval_policy,
     "dataset": dataset,
     "pretrain": pretrain,
+    "eval-diffusion": eval_diffusion,
 }
 
 
