@@ -133,6 +133,38 @@ def eval_diffusion(cfg: DiffusionEvalConfig = DiffusionEvalConfig()) -> None:
     print(evaluate_planner(cfg))
 
 
+def export(
+    run_dir: str = "checkpoints/diffusion/cpu",
+    out: str = "exported/cpu",
+    num_candidates: int = 16,
+    method: Literal["ddpm", "ddim"] = "ddpm",
+    ddim_steps: int = 5,
+) -> None:
+    """Serialize the plan step of a pretrained planner (jax.export, cpu + cuda) with meta.json.
+
+    Args:
+        run_dir: pretraining run directory.
+        out: artifact directory (planner.jax, meta.json).
+        num_candidates: N candidates per plan.
+        method: sampler.
+        ddim_steps: DDIM steps when method is ddim.
+    """
+    import json
+    from pathlib import Path
+
+    from dmpc_jax.deploy.export import export_planner
+    from dmpc_jax.diffusion.train import checkpoint_digest, load_planner_checkpoint, robot_constants
+    from dmpc_jax.planner.sampler import SamplerConfig
+
+    nets, params, dcfg, scaler = load_planner_checkpoint(Path(run_dir))
+    scfg = SamplerConfig(num_candidates=num_candidates, method=method, ddim_steps=ddim_steps)
+    source = f"{run_dir}:{checkpoint_digest(Path(run_dir))}"
+    meta = export_planner(
+        nets, params, dcfg, scaler, scfg, robot_constants(Path(run_dir)), Path(out), source=source
+    )
+    print(json.dumps({k: meta[k] for k in ("platforms", "artifact_bytes", "source_checkpoint")}))
+
+
 SUBCOMMANDS = {
     "demo": demo,
     "bench-env": bench_env,
@@ -141,6 +173,7 @@ SUBCOMMANDS = {
     "dataset": dataset,
     "pretrain": pretrain,
     "eval-diffusion": eval_diffusion,
+    "export": export,
 }
 
 

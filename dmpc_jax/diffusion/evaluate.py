@@ -16,14 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmpc_jax.config import from_dict, to_dict
+from dmpc_jax.config import from_dict
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.envs import obs as obs_lib
-from dmpc_jax.envs.config import EnvConfig
 from dmpc_jax.planner.constraints import no_constraints
 from dmpc_jax.planner.rewards import default_task
 from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn
-from dmpc_jax.robot import go2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +47,12 @@ class DiffusionEvalConfig:
 
 def evaluate_planner(cfg: DiffusionEvalConfig, *, write: bool = True) -> dict:
     from dmpc_jax.diffusion.model import schedule_for
-    from dmpc_jax.diffusion.train import PretrainConfig, load_planner_checkpoint, split_envs
+    from dmpc_jax.diffusion.train import (
+        PretrainConfig,
+        load_planner_checkpoint,
+        robot_constants,
+        split_envs,
+    )
 
     run = Path(cfg.run_dir)
     nets, params, dcfg, scaler = load_planner_checkpoint(run)
@@ -60,16 +63,7 @@ def evaluate_planner(cfg: DiffusionEvalConfig, *, write: bool = True) -> dict:
         raise ValueError(f"{run} was trained without held-out envs (holdout_fraction = 0)")
     sampler = WindowSampler(ds, dcfg.horizon, envs=hold)
     scfg = SamplerConfig(num_candidates=1, method=cfg.method, ddim_steps=cfg.ddim_steps)
-
-    # the robot constants the analytic rewards use: the collecting env's, else the defaults
-    env_cfg = ds.meta.get("env") or to_dict(EnvConfig())
-    q_default = (
-        go2.paper_default_pose() if env_cfg["default_pose"] == "paper" else go2.home_qpos()[7:]
-    )
-    plan = make_plan_fn(
-        nets, dcfg, scfg, schedule_for(dcfg), scaler,
-        q_default=q_default, kp=env_cfg["kp"], kd=env_cfg["kd"], action_scale=env_cfg["action_scale"],
-    )  # fmt: skip
+    plan = make_plan_fn(nets, dcfg, scfg, schedule_for(dcfg), scaler, **robot_constants(run))
     task, cons = default_task(nn_weight=0.0, guidance_scale=0.0), no_constraints(dcfg.horizon)
     batched = jax.jit(jax.vmap(lambda s, k: plan(params, s, task, cons, k)))
     rng = np.random.default_rng(cfg.seed)

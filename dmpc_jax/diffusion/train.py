@@ -300,3 +300,38 @@ def load_planner_checkpoint(run_dir: Path):
         for k, v in json.loads((run_dir / "scaler.json").read_text()).items()
     }
     return nets, state["ema"], cfg.model, scaler
+
+
+def robot_constants(run_dir: Path) -> dict:
+    """q_default, kp, kd, action_scale of the env that collected a run's dataset (defaults if the
+    dataset does not record it): what the planner's analytic rewards and the robot need."""
+    from dmpc_jax.envs.config import EnvConfig
+    from dmpc_jax.robot import go2
+
+    pcfg = from_dict(PretrainConfig, json.loads((Path(run_dir) / "config.json").read_text()))
+    meta_path = Path(pcfg.dataset) / "meta.json"
+    env = json.loads(meta_path.read_text()).get("env") if meta_path.exists() else None
+    env = env or to_dict(EnvConfig())
+    pose = go2.paper_default_pose() if env["default_pose"] == "paper" else go2.home_qpos()[7:]
+    return {
+        "q_default": np.asarray(pose, np.float32),
+        "kp": float(env["kp"]),
+        "kd": float(env["kd"]),
+        "action_scale": float(env["action_scale"]),
+    }
+
+
+def checkpoint_digest(run_dir: Path) -> str:
+    """``<step>@<sha256 prefix>`` of the newest checkpoint's files (names and bytes)."""
+    import hashlib
+
+    mngr = checkpoint_manager(run_dir)
+    step = mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    h = hashlib.sha256()
+    root = Path(run_dir).absolute() / "ckpt" / str(step)
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return f"{step}@{h.hexdigest()[:16]}"
