@@ -33,6 +33,7 @@ class PolicyEvalConfig:
     seed: PRNG seed.
     out_dir: where README.md, results.json, plots and the video go.
     video_speed: speed of the episode rendered to video (m/s); negative: no video.
+    model_card: write MODEL_CARD.md into the run directory (training facts + this table).
     """
 
     run_dir: str = "checkpoints/demonstrator/cpu"
@@ -42,6 +43,7 @@ class PolicyEvalConfig:
     seed: int = 0
     out_dir: str = "experiments/demonstrator"
     video_speed: float = 1.0
+    model_card: bool = True
 
 
 def evaluate_policy(cfg: PolicyEvalConfig) -> dict:
@@ -97,6 +99,8 @@ def evaluate_policy(cfg: PolicyEvalConfig) -> dict:
         speed = min(cfg.speeds, key=lambda s: abs(s - cfg.video_speed))
         _write_video(env, traces[speed]["qpos"][:, 0], out / f"walk_{speed:.1f}mps.mp4")
     write_page(cfg, result, out)
+    if cfg.model_card:
+        write_model_card(cfg, result)
     return result
 
 
@@ -171,14 +175,8 @@ def write_page(cfg: PolicyEvalConfig, result: dict, out: Path) -> None:
         f"{'on' if result['randomization'] else 'off'}, observation noise and latency "
         f"{'on' if result['noise_and_latency'] else 'off'}; deterministic policy).",
         "",
-        "| command (m/s) | success | mean \\|v - v_cmd\\| (m/s) | mean forward vel (m/s) | energy (J/m) |",
-        "|---:|---:|---:|---:|---:|",
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['speed']:.1f} | {100 * r['success_rate']:.1f}% ({r['episodes']}) | "
-            f"{r['tracking_err_m_per_s']:.3f} | {r['mean_forward_vel']:.2f} | {r['energy_J_per_m']:.1f} |"
-        )
+    lines += _table(result)
     lines += [
         "",
         "Success: no termination in the whole episode. Energy: mechanical work sum |tau . qdot| dt "
@@ -191,3 +189,61 @@ def write_page(cfg: PolicyEvalConfig, result: dict, out: Path) -> None:
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def _table(result: dict) -> list[str]:
+    lines = [
+        "| command (m/s) | success | mean \\|v - v_cmd\\| (m/s) | mean forward vel (m/s) | energy (J/m) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['speed']:.1f} | {100 * r['success_rate']:.1f}% ({r['episodes']}) | "
+            f"{r['tracking_err_m_per_s']:.3f} | {r['mean_forward_vel']:.2f} | {r['energy_J_per_m']:.1f} |"
+        )
+    return lines
+
+
+def write_model_card(cfg: PolicyEvalConfig, result: dict) -> None:
+    """MODEL_CARD.md in the run directory: how it was trained (from its own logs) and how it does."""
+    import os
+    import platform
+
+    run = Path(cfg.run_dir)
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    from dmpc_jax.checkpointing import checkpoint_manager
+
+    step = checkpoint_manager(run).latest_step()
+    at = next((m for m in log if m["epoch"] == step), log[-1])
+    run_cfg = json.loads((run / "config.json").read_text())
+    from dmpc_jax.config import from_dict
+    from dmpc_jax.rl.ppo import DemonstratorConfig
+
+    n_epochs = from_dict(DemonstratorConfig, run_cfg).ppo.num_epochs
+    p = result["pushes"]
+    lines = [
+        f"# Model card: PPO demonstrator `{run.name}`",
+        "",
+        f"- Produced by: `make demonstrator PRESET={run.name}` (`dmpc demonstrator --preset {run.name}`),"
+        " continued with `ARGS=--resume` where a session ended.",
+        f"- Checkpoint: epoch {step} of {n_epochs},"
+        f" {at['env_steps'] / 1e6:.1f} M env steps, {at['time/wall_s'] / 3600:.2f} h of training wall time"
+        f" (sum over sessions; {at['time/steps_per_s']:,.0f} env steps/s in its last epoch).",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+        f" (JAX {jax.__version__}, {jax.default_backend()} backend).",
+        f"- Networks: policy {run_cfg['ppo']['policy_hidden']} on the 49-dim observation, value"
+        f" {run_cfg['ppo']['value_hidden']} on the 56-dim privileged state; {run_cfg['ppo']['num_envs']} envs.",
+        f"- Training env: commands vx {run_cfg['env']['command']['vx']}, vy {run_cfg['env']['command']['vy']},"
+        f" wz {run_cfg['env']['command']['wz']}; domain randomisation, pushes, noise and latency on;"
+        " full config in `config.json`.",
+        "",
+        f"Evaluation (`dmpc eval-policy`, {result['episodes_per_speed']} episodes of {result['episode_s']:.0f} s"
+        f" per speed, pushes {p['magnitude_m_per_s'][0]}-{p['magnitude_m_per_s'][1]} m/s every"
+        f" {p['interval_s'][0]:.0f}-{p['interval_s'][1]:.0f} s, randomisation, noise and latency on):",
+        "",
+        *_table(result),
+        "",
+        "Learning curve and video: `experiments/demonstrator/`.",
+        "",
+    ]
+    (run / "MODEL_CARD.md").write_text("\n".join(lines))
