@@ -62,3 +62,25 @@ def test_bad_configs():
         MPCConfig(execute=4, margin=4)
     with pytest.raises(ValueError, match="horizon"):
         MPCConfig(execute=30).check_horizon(24)
+
+
+def test_closed_loop_rollout_in_mjx_follows_the_timeline(env):
+    """The MPC controller inside a jitted MJX rollout: the executed actions are the planned rows
+    of the timeline, and each plan sees the observation of its own step."""
+    from dmpc_jax.envs.rollout import make_rollout
+    from dmpc_jax.planner.closed_loop import planner_controller
+
+    seen = []
+
+    def plan_one(s_now, key):
+        # rows encode their index; record the observation shape each plan is given
+        seen.append(s_now.shape)
+        return jnp.broadcast_to((0.01 * jnp.arange(H, dtype=jnp.float32))[:, None], (H, 12))
+
+    cfg = MPCConfig(execute=11, margin=4)
+    rollout = make_rollout(env, planner_controller(cfg, plan_one), n_steps=20, batch=2)
+    _, trace = rollout(jax.random.PRNGKey(0), jnp.array([0.5, 0.0, 0.0]))
+    rows = np.round(np.asarray(trace["action"])[:, 0, 0] / 0.01).astype(int)
+    np.testing.assert_array_equal(rows, list(range(11)) + list(range(4, 11)) + [4, 5])
+    assert seen and all(s == (49,) for s in seen)
+    assert np.isfinite(np.asarray(trace["qpos"])).all()

@@ -1,8 +1,15 @@
-"""Jitted batched rollouts of the joystick env with a policy, for demos, evaluation and benchmarks."""
+"""Jitted batched rollouts of the joystick env with a controller, for demos, evaluation, MPC and
+benchmarks.
+
+A controller is ``(init(obs, key) -> cstate, act(cstate, obs, key) -> (actions, cstate))`` over a
+batch: a stateless policy has an empty state; the receding-horizon planner carries its chunk and
+index (``planner/mpc.py``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,42 +19,72 @@ from dmpc_jax.envs.go2_joystick import Go2Joystick
 Policy = Callable[[dict, jax.Array], jax.Array]  # (obs dict [B, ...], key) -> actions [B, 12]
 
 
+class Controller(NamedTuple):
+    init: Callable[[dict, jax.Array], Any]
+    act: Callable[[Any, dict, jax.Array], tuple[jax.Array, Any]]
+
+
+def stateless(policy: Policy) -> Controller:
+    return Controller(lambda obs, key: (), lambda c, obs, key: (policy(obs, key), c))
+
+
 def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
     """Hold the default pose: action 0 -> PD target q_default."""
     return jnp.zeros(obs["state"].shape[:-1] + (12,))
 
 
-def make_rollout(env: Go2Joystick, policy: Policy, n_steps: int, batch: int):
+def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
     """``rollout(key, command=None) -> (final_state, trace)``: ``batch`` envs, ``n_steps`` steps.
 
-    ``command`` [3], if given, replaces every env's command at reset (an array input: changing it
-    does not recompile; combine with a long ``CommandConfig.resample_s`` to hold it).
+    ``controller`` is a ``Controller`` or a stateless policy function. ``command`` [3], if given,
+    replaces every env's command at reset (an array input: changing it does not recompile; combine
+    with a long ``CommandConfig.resample_s`` to hold it).
 
     No auto-reset: an env that terminates keeps stepping from where it fell, and
     ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
-    ``qpos`` [T, B, nq], ``reward`` [T, B] and every metric [T, B].
+    ``qpos`` [T, B, nq], ``action`` [T, B, 12], ``reward`` [T, B] and every metric [T, B].
     """
+    if not isinstance(controller, Controller):
+        controller = stateless(controller)
     v_reset, v_step = jax.vmap(env.reset), jax.vmap(env.step)
 
     def rollout(key, command=None):
-        key, k_reset = jax.random.split(key)
+        key, k_reset, k_init = jax.random.split(key, 3)
         state = v_reset(jax.random.split(k_reset, batch))
         if command is not None:
             cmd = jnp.broadcast_to(command, state.info["command"].shape)
-            state = state.replace(info={**state.info, "command": cmd})
+            hist = _with_command(state.info["obs_hist"], cmd[:, None])  # latency buffer too
+            state = state.replace(
+                info={**state.info, "command": cmd, "obs_hist": hist},
+                obs={**state.obs, "state": _with_command(state.obs["state"], cmd)},
+            )
+        cstate = controller.init(state.obs, k_init)
 
         def body(carry, k):
-            state, fallen = carry
-            action = policy(state.obs, k)
+            state, cstate, fallen = carry
+            action, cstate = controller.act(cstate, state.obs, k)
             state = v_step(state, action)
             fallen = fallen | (state.done > 0)
-            out = {"qpos": state.pipeline_state.qpos, "reward": state.reward, "done_any": fallen}
+            out = {
+                "qpos": state.pipeline_state.qpos,
+                "action": action,
+                "reward": state.reward,
+                "done_any": fallen,
+            }
             out.update(state.metrics)
-            return (state, fallen), out
+            return (state, cstate, fallen), out
 
-        (state, _), trace = jax.lax.scan(
-            body, (state, jnp.zeros(batch, bool)), jax.random.split(key, n_steps)
+        (state, _, _), trace = jax.lax.scan(
+            body, (state, cstate, jnp.zeros(batch, bool)), jax.random.split(key, n_steps)
         )
         return state, trace
 
     return jax.jit(rollout)
+
+
+def _with_command(obs, cmd):
+    """The observation with its command slice replaced (what reset would have produced)."""
+    from dmpc_jax.envs import obs as obs_lib
+
+    sl = obs_lib.OBS_SLICES["command"]
+    return obs.at[..., sl].set(cmd * jnp.asarray(obs_lib.COMMAND_SCALE))
