@@ -224,11 +224,11 @@ def write_model_card(cfg: PolicyEvalConfig, result: dict) -> None:
     lines = [
         f"# Model card: PPO demonstrator `{run.name}`",
         "",
-        f"- Produced by: `make demonstrator PRESET={run.name}` (`dmpc demonstrator --preset {run.name}`),"
-        " continued with `ARGS=--resume` where a session ended.",
+        f"- Produced by: `make demonstrator PRESET={run.name}` (`dmpc demonstrator --preset {run.name}`);"
+        " `ARGS=--resume` continues the run from this checkpoint.",
         f"- Checkpoint: epoch {step} of {n_epochs},"
         f" {at['env_steps'] / 1e6:.1f} M env steps, {at['time/wall_s'] / 3600:.2f} h of training wall time"
-        f" (sum over sessions; {at['time/steps_per_s']:,.0f} env steps/s in its last epoch).",
+        f" (summed over resumed segments; {at['time/steps_per_s']:,.0f} env steps/s in its last epoch).",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
         f" (JAX {jax.__version__}, {jax.default_backend()} backend).",
         f"- Networks: policy {run_cfg['ppo']['policy_hidden']} on the 49-dim observation, value"
