@@ -148,5 +148,23 @@ def resolve_run_dir(root: Path, name: str, *, resume: bool, overwrite: bool) -> 
     return run
 
 
+def prepare_run(root: Path, name: str, cfg, *, resume: bool, overwrite: bool) -> Path:
+    """The run directory for ``cfg``: new runs get ``config.json``; a resumed run must have been
+    started with the same config (the error names the top-level fields that differ)."""
+    run = resolve_run_dir(root, name, resume=resume, overwrite=overwrite)
+    path, new = run / "config.json", to_dict(cfg)
+    if resume and path.exists():
+        saved = json.loads(path.read_text())
+        if saved != new:
+            diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+            raise ConfigError(
+                f"--resume with a config that differs from {path} in {diff}; "
+                "resume with the same preset and overrides"
+            )
+    else:
+        path.write_text(json.dumps(new, indent=2) + "\n")
+    return run
+
+
 def describe(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), indent=2)

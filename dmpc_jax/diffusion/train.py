@@ -30,7 +30,7 @@ from dmpc_jax.checkpointing import (
     restore_state,
     truncate_metrics,
 )
-from dmpc_jax.config import ConfigError, from_dict, resolve_run_dir, to_dict
+from dmpc_jax.config import from_dict, prepare_run, to_dict
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.diffusion import model as M
 
@@ -176,18 +176,9 @@ def pretrain(
 ):
     """Train (or continue) a pretraining run; returns (nets, state dict)."""
     ds = load_dataset(Path(cfg.dataset))
-    run_dir = resolve_run_dir(
-        Path(run_dir).parent, Path(run_dir).name, resume=resume, overwrite=overwrite
+    run_dir = prepare_run(
+        Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite
     )
-    if resume and (run_dir / "config.json").exists():
-        saved = json.loads((run_dir / "config.json").read_text())
-        if saved != to_dict(cfg):
-            bad = sorted(k for k in saved if saved.get(k) != to_dict(cfg).get(k))
-            raise ConfigError(
-                f"--resume with a config that differs from {run_dir}/config.json in {bad}"
-            )
-    else:
-        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     scaler = M.make_scaler(cfg.model, ds.meta["stats"])
     (run_dir / "scaler.json").write_text(
         json.dumps({k: v.tolist() for k, v in scaler.items()}) + "\n"

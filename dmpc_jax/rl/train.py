@@ -24,23 +24,9 @@ from dmpc_jax.checkpointing import (
     restore_state,
     truncate_metrics,
 )
-from dmpc_jax.config import ConfigError, from_dict, resolve_run_dir, to_dict
+from dmpc_jax.config import from_dict, prepare_run
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.rl.ppo import DemonstratorConfig, TrainingState, make_trainer, params_tuple
-
-
-def _load_run_config(run_dir: Path, cfg: DemonstratorConfig) -> None:
-    saved = json.loads((run_dir / "config.json").read_text())
-    if saved != to_dict(cfg):
-        try:
-            old = from_dict(DemonstratorConfig, saved)
-        except ConfigError as e:
-            raise ConfigError(f"{run_dir}/config.json is not a demonstrator config: {e}") from e
-        diff = [k for k in ("env", "ppo") if to_dict(getattr(old, k)) != to_dict(getattr(cfg, k))]
-        raise ConfigError(
-            f"--resume with a config that differs from {run_dir}/config.json in {diff}; "
-            "resume with the same preset and overrides"
-        )
 
 
 def train(
@@ -61,13 +47,9 @@ def train(
     Returns:
         (make_policy, params, final TrainingState).
     """
-    run_dir = resolve_run_dir(
-        Path(run_dir).parent, Path(run_dir).name, resume=resume, overwrite=overwrite
+    run_dir = prepare_run(
+        Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite
     )
-    if resume and (run_dir / "config.json").exists():
-        _load_run_config(run_dir, cfg)
-    else:
-        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 
     env = Go2Joystick(cfg.env)
     init, reset_envs, epoch_fn, make_policy = make_trainer(env, cfg.ppo)
