@@ -12,7 +12,7 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from dmpc_jax.envs.config import (
     CommandConfig,
@@ -164,7 +164,3 @@ def prepare_run(root: Path, name: str, cfg, *, resume: bool, overwrite: bool) ->
     else:
         path.write_text(json.dumps(new, indent=2) + "\n")
     return run
-
-
-def describe(cfg: Any) -> str:
-    return json.dumps(to_dict(cfg), indent=2)

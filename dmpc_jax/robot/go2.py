@@ -95,10 +95,6 @@ def paper_default_pose() -> np.ndarray:
     return np.array(pose)
 
 
-def total_mass() -> float:
-    return float(sum(b["mass"] for b in load_description()["bodies"]))
-
-
 # --------------------------------------------------------------------------------------------
 # MJCF
 
