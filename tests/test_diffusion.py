@@ -55,6 +55,34 @@ def test_unet_paper_size_and_shapes():
     assert M.apply_value(nets, params["value"], x, jnp.arange(3)).shape == (3,)
 
 
+@pytest.mark.parametrize(
+    "kernel,kw,ref_kw",
+    [
+        (5, {}, {"padding": [(2, 2)]}),
+        (1, {"use_bias": False}, {"use_bias": False}),
+        (3, {"stride": 2, "padding": (1, 1)}, {"strides": (2,), "padding": [(1, 1)]}),
+        (4, {"stride": 2, "transpose": True}, {"strides": (2,), "padding": "SAME"}),
+    ],
+)
+def test_matmul_conv_equals_flax_conv(kernel, kw, ref_kw):
+    """Our im2col Conv1d computes what nnx.Conv / nnx.ConvTranspose compute with the same
+    parameters (odd and even lengths, strided, transposed)."""
+    from flax import nnx
+
+    from dmpc_jax.diffusion.unet import Conv1d
+
+    ref_cls = nnx.ConvTranspose if kw.get("transpose") else nnx.Conv
+    ref = ref_cls(6, 4, (kernel,), rngs=nnx.Rngs(0), **ref_kw)
+    ours = Conv1d(6, 4, kernel, nnx.Rngs(1), **kw)
+    ours.kernel[...] = ref.kernel[...]
+    if ref.bias is not None:
+        ref.bias[...] = jnp.arange(4.0)
+        ours.bias[...] = ref.bias[...]
+    for h in (5, 6):
+        x = jax.random.normal(jax.random.PRNGKey(h), (2, h, 6))
+        np.testing.assert_allclose(ours(x), ref(x), atol=1e-5)
+
+
 def test_loss_weights():
     cfg = M.DiffusionConfig(
         horizon=8, num_steps=4, unet=M.UNetConfig(dim=8, dim_mults=(1, 2), value_dim=16)

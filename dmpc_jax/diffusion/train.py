@@ -57,7 +57,7 @@ class PretrainConfig:
     batch_size: int = 256
     learning_rate: float = 2e-4
     grad_clip: float = 1.0
-    num_steps: int = 40_000
+    num_steps: int = 20_000
     steps_per_call: int = 50
     checkpoint_every: int = 1000
     ema_decay: float = 0.995

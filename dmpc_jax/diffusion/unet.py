@@ -60,9 +60,59 @@ def sinusoidal_embedding(k: jax.Array, dim: int) -> jax.Array:
     return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
+def conv1d(x, kernel, bias=None, *, stride=1, padding=(0, 0), lhs_dilation=1):
+    """[..., H, Cin] * [k, Cin, Cout] -> [..., H', Cout]: a 1-D cross-correlation as one matmul
+    over im2col columns (the semantics of ``lax.conv_general_dilated``, kernel not flipped).
+
+    XLA:CPU's convolution is up to ~50x slower than this on the short, wide sequences of the deeper
+    U-Net levels (B 256, H 3, C 256: 85 ms vs 1.8 ms forward), and no faster elsewhere.
+    ``lhs_dilation`` > 1 inserts zeros between the inputs (a transposed convolution).
+    """
+    k = kernel.shape[0]
+    if lhs_dilation > 1:
+        h = x.shape[-2]
+        shape = x.shape[:-2] + ((h - 1) * lhs_dilation + 1, x.shape[-1])
+        x = jnp.zeros(shape, x.dtype).at[..., ::lhs_dilation, :].set(x)
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [tuple(padding), (0, 0)])
+    out_len = (x.shape[-2] - k) // stride + 1
+    cols = [
+        jax.lax.slice_in_dim(x, i, i + (out_len - 1) * stride + 1, stride, axis=x.ndim - 2)
+        for i in range(k)
+    ]
+    y = jnp.concatenate(cols, axis=-1) @ kernel.reshape(-1, kernel.shape[-1])
+    return y if bias is None else y + bias
+
+
+class Conv1d(nnx.Module):
+    """Temporal convolution with ``nnx.Conv``'s parameters (kernel [k, Cin, Cout], bias [Cout]),
+    computed by :func:`conv1d`. ``transpose=True`` is ``nnx.ConvTranspose`` with padding SAME
+    (the length grows by ``stride``)."""
+
+    def __init__(self, cin, cout, kernel, rngs, *, stride=1, padding=None, use_bias=True,
+                 transpose=False):  # fmt: skip
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(init(rngs.params(), (kernel, cin, cout)))
+        self.bias = nnx.Param(jnp.zeros((cout,))) if use_bias else None
+        self.stride, self.transpose = stride, transpose
+        if transpose:  # lax.conv_transpose's SAME padding
+            pad_len = kernel + stride - 2
+            pad_a = kernel - 1 if stride > kernel - 1 else -(-pad_len // 2)
+            self.padding = (pad_a, pad_len - pad_a)
+        else:
+            self.padding = (kernel // 2, kernel // 2) if padding is None else tuple(padding)
+
+    def __call__(self, x):
+        bias = None if self.bias is None else self.bias[...]
+        if self.transpose:
+            return conv1d(
+                x, self.kernel[...], bias, padding=self.padding, lhs_dilation=self.stride
+            )
+        return conv1d(x, self.kernel[...], bias, stride=self.stride, padding=self.padding)
+
+
 class Conv1dBlock(nnx.Module):
     def __init__(self, cin, cout, kernel, rngs):
-        self.conv = nnx.Conv(cin, cout, (kernel,), padding=[(kernel // 2, kernel // 2)], rngs=rngs)
+        self.conv = Conv1d(cin, cout, kernel, rngs)
         self.norm = nnx.GroupNorm(cout, num_groups=8, epsilon=1e-5, rngs=rngs)
 
     def __call__(self, x):
@@ -74,7 +124,7 @@ class ResidualTemporalBlock(nnx.Module):
         self.block1 = Conv1dBlock(cin, cout, kernel, rngs)
         self.block2 = Conv1dBlock(cout, cout, kernel, rngs)
         self.time = nnx.Linear(embed_dim, cout, rngs=rngs)
-        self.residual = nnx.Conv(cin, cout, (1,), rngs=rngs) if cin != cout else None
+        self.residual = Conv1d(cin, cout, 1, rngs) if cin != cout else None
 
     def __call__(self, x, t):
         out = self.block1(x) + self.time(mish(t))[:, None, :]
@@ -90,8 +140,8 @@ class LinearAttention(nnx.Module):
         self.heads, self.dim_head = heads, dim_head
         hidden = heads * dim_head
         self.norm = nnx.LayerNorm(dim, epsilon=1e-5, use_bias=False, rngs=rngs)
-        self.to_qkv = nnx.Conv(dim, hidden * 3, (1,), use_bias=False, rngs=rngs)
-        self.to_out = nnx.Conv(hidden, dim, (1,), rngs=rngs)
+        self.to_qkv = Conv1d(dim, hidden * 3, 1, rngs, use_bias=False)
+        self.to_out = Conv1d(hidden, dim, 1, rngs)
 
     def __call__(self, x):
         b, h, _ = x.shape
@@ -106,7 +156,7 @@ class LinearAttention(nnx.Module):
 
 class Downsample(nnx.Module):
     def __init__(self, dim, rngs):
-        self.conv = nnx.Conv(dim, dim, (3,), strides=(2,), padding=[(1, 1)], rngs=rngs)
+        self.conv = Conv1d(dim, dim, 3, rngs, stride=2, padding=(1, 1))
 
     def __call__(self, x):
         return self.conv(x)
@@ -115,7 +165,7 @@ class Downsample(nnx.Module):
 class Upsample(nnx.Module):
     def __init__(self, dim, rngs):
         # kernel 4, stride 2, padding 1 in PyTorch terms: exactly doubles the length
-        self.conv = nnx.ConvTranspose(dim, dim, (4,), strides=(2,), padding="SAME", rngs=rngs)
+        self.conv = Conv1d(dim, dim, 4, rngs, stride=2, transpose=True)
 
     def __call__(self, x):
         return self.conv(x)
@@ -165,7 +215,7 @@ class TemporalUNet(nnx.Module):
                 ])
             )  # fmt: skip
         self.final_block = Conv1dBlock(cfg.dim, cfg.dim, kern, rngs)
-        self.final_conv = nnx.Conv(cfg.dim, transition_dim, (1,), rngs=rngs)
+        self.final_conv = Conv1d(cfg.dim, transition_dim, 1, rngs)
 
     def __call__(self, x, k):
         t = self.time_mlp(k)
