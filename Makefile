@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain eval eval-suite lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -42,6 +42,15 @@ dataset: venv
 
 pretrain: venv
 	$(VENV)/bin/dmpc pretrain --preset $(PRESET) $(ARGS)
+
+# TASK=<name> of dmpc_jax/evaluate/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
+TASK ?= walk_1.0
+SUITE ?= walk_0.5 walk_1.0 walk_1.5 height_low height_high narrow_range qdot_cap energy smooth leg_lift push_2x push_3x
+eval: venv gl
+	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS)
+
+eval-suite: venv gl
+	for t in $(SUITE); do $(VENV)/bin/dmpc eval --cfg.task $$t --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS) || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

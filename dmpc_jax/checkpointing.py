@@ -9,9 +9,11 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def checkpoint_manager(run_dir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+def checkpoint_manager(
+    run_dir: Path, max_to_keep: int = 2, subdir: str = "ckpt"
+) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
-        Path(run_dir).absolute() / "ckpt",
+        Path(run_dir).absolute() / subdir,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
     )
 

@@ -8,6 +8,7 @@ import tyro
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
 from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
+from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 
 
@@ -133,6 +134,14 @@ def eval_diffusion(cfg: DiffusionEvalConfig = DiffusionEvalConfig()) -> None:
     print(evaluate_planner(cfg))
 
 
+def eval(cfg: EvalConfig = EvalConfig()) -> None:  # noqa: A001
+    """Diffusion-MPC in closed loop on a test-time task vs nominal/unguided planner and the
+    demonstrator; writes experiments/tasks/<task>/ (``--cfg.task NAME``, ``--cfg.set k=v``)."""
+    from dmpc_jax.evaluate.planner_eval import evaluate_task
+
+    evaluate_task(cfg)
+
+
 def export(
     run_dir: str = "checkpoints/diffusion/cpu",
     out: str = "exported/cpu",
@@ -173,6 +182,7 @@ SUBCOMMANDS = {
     "dataset": dataset,
     "pretrain": pretrain,
     "eval-diffusion": eval_diffusion,
+    "eval": eval,
     "export": export,
 }
 

@@ -72,7 +72,7 @@ def test_closed_loop_rollout_in_mjx_follows_the_timeline(env):
 
     seen = []
 
-    def plan_one(s_now, key):
+    def plan_one(args, s_now, key):
         # rows encode their index; record the observation shape each plan is given
         seen.append(s_now.shape)
         return jnp.broadcast_to((0.01 * jnp.arange(H, dtype=jnp.float32))[:, None], (H, 12))
@@ -84,3 +84,45 @@ def test_closed_loop_rollout_in_mjx_follows_the_timeline(env):
     np.testing.assert_array_equal(rows, list(range(11)) + list(range(4, 11)) + [4, 5])
     assert seen and all(s == (49,) for s in seen)
     assert np.isfinite(np.asarray(trace["qpos"])).all()
+
+
+def test_planner_rollout_task_switch_no_recompile_and_deterministic(env):
+    """The diffusion planner (tiny, random init) inside the jitted MJX rollout: a new task
+    (weights, guidance, bounds) is new arrays in the same executable; the same key gives the same
+    episode bit for bit; and a hard bound on the action holds in every executed action."""
+    from dmpc_jax.diffusion import model as M
+    from dmpc_jax.evaluate.planner_eval import make_planner_rollout
+    from dmpc_jax.planner.load import TrainedPlanner
+    from dmpc_jax.planner.sampler import SamplerConfig
+    from dmpc_jax.planner.task import BoxSpec, RewardWeights, TaskSpec, task_arrays
+    from dmpc_jax.robot import go2
+
+    dcfg = M.diffusion_preset("tiny")
+    nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+    robot = dict(q_default=go2.paper_default_pose(), kp=40.0, kd=1.0, action_scale=0.5)
+    planner = TrainedPlanner(nets, params, dcfg, M.paper_scaler(), robot, "tiny")
+    rollout = make_planner_rollout(
+        env, planner, SamplerConfig(num_candidates=2), MPCConfig(execute=6, margin=2), 10, 2
+    )
+    specs = [
+        TaskSpec(guidance_scale=0.0),
+        TaskSpec(guidance_scale=0.5, weights=RewardWeights(energy=1.0, posture=1.0)),
+        TaskSpec(boxes=(BoxSpec("action", lo=-0.05, hi=0.05),)),
+    ]
+    cmd = jnp.array([0.5, 0.0, 0.0])
+    actions = []
+    for spec in specs:
+        task, cons, _ = task_arrays(
+            spec, dcfg.horizon, q_default=robot["q_default"], action_scale=0.5
+        )
+        _, trace = rollout(jax.random.PRNGKey(3), cmd, (params, task, cons))
+        actions.append(np.asarray(trace["action"]))
+    assert rollout._cache_size() == 1  # three tasks, one compilation
+    assert not np.array_equal(actions[0], actions[1])  # guidance changed the plans
+    assert np.abs(actions[2]).max() <= 0.05 + 1e-6  # the bound held on every executed action
+    task, cons, _ = task_arrays(
+        specs[1], dcfg.horizon, q_default=robot["q_default"], action_scale=0.5
+    )
+    _, again = rollout(jax.random.PRNGKey(3), cmd, (params, task, cons))
+    np.testing.assert_array_equal(np.asarray(again["action"]), actions[1])
+    assert rollout._cache_size() == 1

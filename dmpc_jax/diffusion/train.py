@@ -5,7 +5,9 @@ Data-parallel over all local devices with ``jax.sharding``: the batch is split o
 runs the same code). Each jitted call runs ``steps_per_call`` optimizer steps in a ``lax.scan``
 over batches sampled on the host. A run directory holds ``config.json``, ``scaler.json``,
 ``metrics.jsonl``, TensorBoard events and orbax checkpoints of params, EMA params, optimizer
-state, step and key; ``--resume`` continues from the newest one.
+state, step and key in ``ckpt/`` (``--resume`` continues from the newest one), and beside them
+the EMA parameters alone in ``planner/``: all the planner needs, a quarter of the size; that is
+what gets shipped.
 """
 
 from __future__ import annotations
@@ -261,7 +263,11 @@ def pretrain(
             if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
                 mngr.save(step, args=ocp.args.StandardSave(_state_dict(carry)))
                 mngr.wait_until_finished()
+                save_planner_params(run_dir, step, carry[1])
     bar.close()
+    step = int(carry[3])
+    if step and checkpoint_manager(run_dir, 1, "planner").latest_step() != step:
+        save_planner_params(run_dir, step, carry[1])  # a run finished before planner/ existed
     writer.close()
     return nets, _state_dict(carry)
 
@@ -270,22 +276,36 @@ def _state_dict(carry) -> dict:
     return dict(zip(("params", "ema", "opt_state", "step", "key"), carry, strict=True))
 
 
+def save_planner_params(run_dir: Path, step: int, ema) -> None:
+    """The EMA parameters alone in ``run_dir/planner/<step>`` (newest kept)."""
+    mngr = checkpoint_manager(run_dir, 1, "planner")
+    mngr.save(step, args=ocp.args.StandardSave({"ema": ema}))
+    mngr.wait_until_finished()
+
+
 def load_planner_checkpoint(run_dir: Path):
-    """(nets, ema params, DiffusionConfig, scaler) of a pretraining run's newest checkpoint."""
+    """(nets, ema params, DiffusionConfig, scaler) of a pretraining run's newest checkpoint:
+    ``planner/`` (EMA only) when present, else the full training state in ``ckpt/``."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} is not a pretraining run (no config.json)")
     cfg = from_dict(PretrainConfig, json.loads((run_dir / "config.json").read_text()))
     nets, params = M.init_networks(cfg.model, jax.random.PRNGKey(0))
-    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
-    template = {
-        "params": params,
-        "ema": params,
-        "opt_state": optimizer.init(params),
-        "step": jnp.zeros((), jnp.int32),
-        "key": jax.random.PRNGKey(0),
-    }
-    state = restore_state(checkpoint_manager(run_dir), template)
+    planner = checkpoint_manager(run_dir, 1, "planner")
+    if planner.latest_step() is not None:
+        state = restore_state(planner, {"ema": params})
+    else:
+        optimizer = optax.chain(
+            optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate)
+        )
+        template = {
+            "params": params,
+            "ema": params,
+            "opt_state": optimizer.init(params),
+            "step": jnp.zeros((), jnp.int32),
+            "key": jax.random.PRNGKey(0),
+        }
+        state = restore_state(checkpoint_manager(run_dir), template)
     scaler = {
         k: np.asarray(v, np.float32)
         for k, v in json.loads((run_dir / "scaler.json").read_text()).items()
@@ -313,15 +333,17 @@ def robot_constants(run_dir: Path) -> dict:
 
 
 def checkpoint_digest(run_dir: Path) -> str:
-    """``<step>@<sha256 prefix>`` of the newest checkpoint's files (names and bytes)."""
+    """``<step>@<sha256 prefix>`` of the newest planner checkpoint's files (names and bytes)."""
     import hashlib
 
-    mngr = checkpoint_manager(run_dir)
-    step = mngr.latest_step()
+    subdir = "planner"
+    step = checkpoint_manager(run_dir, 1, subdir).latest_step()
+    if step is None:
+        subdir, step = "ckpt", checkpoint_manager(run_dir).latest_step()
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
     h = hashlib.sha256()
-    root = Path(run_dir).absolute() / "ckpt" / str(step)
+    root = Path(run_dir).absolute() / subdir / str(step)
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())

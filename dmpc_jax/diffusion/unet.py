@@ -104,9 +104,7 @@ class Conv1d(nnx.Module):
     def __call__(self, x):
         bias = None if self.bias is None else self.bias[...]
         if self.transpose:
-            return conv1d(
-                x, self.kernel[...], bias, padding=self.padding, lhs_dilation=self.stride
-            )
+            return conv1d(x, self.kernel[...], bias, padding=self.padding, lhs_dilation=self.stride)
         return conv1d(x, self.kernel[...], bias, stride=self.stride, padding=self.padding)
 
 

@@ -1,9 +1,10 @@
 """Jitted batched rollouts of the joystick env with a controller, for demos, evaluation, MPC and
 benchmarks.
 
-A controller is ``(init(obs, key) -> cstate, act(cstate, obs, key) -> (actions, cstate))`` over a
-batch: a stateless policy has an empty state; the receding-horizon planner carries its chunk and
-index (``planner/mpc.py``).
+A controller is ``(init(obs, key, args) -> cstate, act(cstate, obs, key, args) -> (actions,
+cstate))`` over a batch: a stateless policy has an empty state; the receding-horizon planner
+carries its chunk and index (``planner/mpc.py``). ``args`` is any pytree of arrays given to the
+rollout call (the planner's parameters, task weights and bounds): new values, no recompile.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ Policy = Callable[[dict, jax.Array], jax.Array]  # (obs dict [B, ...], key) -> a
 
 
 class Controller(NamedTuple):
-    init: Callable[[dict, jax.Array], Any]
-    act: Callable[[Any, dict, jax.Array], tuple[jax.Array, Any]]
+    init: Callable[[dict, jax.Array, Any], Any]
+    act: Callable[[Any, dict, jax.Array, Any], tuple[jax.Array, Any]]
 
 
 def stateless(policy: Policy) -> Controller:
-    return Controller(lambda obs, key: (), lambda c, obs, key: (policy(obs, key), c))
+    return Controller(lambda obs, key, args: (), lambda c, obs, key, args: (policy(obs, key), c))
 
 
 def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
@@ -34,7 +35,8 @@ def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
 
 
 def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
-    """``rollout(key, command=None) -> (final_state, trace)``: ``batch`` envs, ``n_steps`` steps.
+    """``rollout(key, command=None, args=()) -> (final_state, trace)``: ``batch`` envs, ``n_steps``
+    steps; ``args`` goes to the controller.
 
     ``controller`` is a ``Controller`` or a stateless policy function. ``command`` [3], if given,
     replaces every env's command at reset (an array input: changing it does not recompile; combine
@@ -42,13 +44,13 @@ def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int
 
     No auto-reset: an env that terminates keeps stepping from where it fell, and
     ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
-    ``qpos`` [T, B, nq], ``action`` [T, B, 12], ``reward`` [T, B] and every metric [T, B].
+    ``qpos`` [T, B, nq], ``qvel`` [T, B, nv], ``action`` [T, B, 12], ``reward`` [T, B] and every metric [T, B].
     """
     if not isinstance(controller, Controller):
         controller = stateless(controller)
     v_reset, v_step = jax.vmap(env.reset), jax.vmap(env.step)
 
-    def rollout(key, command=None):
+    def rollout(key, command=None, args=()):
         key, k_reset, k_init = jax.random.split(key, 3)
         state = v_reset(jax.random.split(k_reset, batch))
         if command is not None:
@@ -58,15 +60,16 @@ def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int
                 info={**state.info, "command": cmd, "obs_hist": hist},
                 obs={**state.obs, "state": _with_command(state.obs["state"], cmd)},
             )
-        cstate = controller.init(state.obs, k_init)
+        cstate = controller.init(state.obs, k_init, args)
 
         def body(carry, k):
             state, cstate, fallen = carry
-            action, cstate = controller.act(cstate, state.obs, k)
+            action, cstate = controller.act(cstate, state.obs, k, args)
             state = v_step(state, action)
             fallen = fallen | (state.done > 0)
             out = {
                 "qpos": state.pipeline_state.qpos,
+                "qvel": state.pipeline_state.qvel,
                 "action": action,
                 "reward": state.reward,
                 "done_any": fallen,

@@ -74,7 +74,7 @@ def evaluate_policy(cfg: PolicyEvalConfig) -> dict:
         t0 = time.perf_counter()
         _, trace = rollout(jax.random.PRNGKey(cfg.seed + i), jnp.array([speed, 0.0, 0.0]))
         trace = jax.device_get(trace)
-        rows.append(_episode_stats(trace, speed, env_cfg.ctrl_dt))
+        rows.append(episode_stats(trace, speed, env_cfg.ctrl_dt))
         rows[-1]["wall_s"] = time.perf_counter() - t0
         traces[speed] = trace
         print(json.dumps(rows[-1]), flush=True)
@@ -104,7 +104,7 @@ def evaluate_policy(cfg: PolicyEvalConfig) -> dict:
     return result
 
 
-def _episode_stats(trace: dict, speed: float, dt: float) -> dict:
+def episode_stats(trace: dict, speed: float, dt: float) -> dict:
     fallen = np.asarray(trace["done_any"])  # [T, B], true from the step of the fall on
     alive = ~fallen
     success = ~fallen[-1]

@@ -1,13 +1,14 @@
 """The receding-horizon planner as a batched env controller (``envs.rollout.Controller``).
 
-``planner_controller`` turns a single-robot ``plan(s_now, key) -> actions [H, 12]`` into a
-controller for B envs at once: the plan is vmapped over robots inside ``mpc_step``'s
+``planner_controller`` turns a single-robot ``plan_one(args, s_now, key) -> actions [H, 12]``
+into a controller for B envs at once: the plan is vmapped over robots inside ``mpc_step``'s
 ``lax.cond``, so the planner only runs on the steps that plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -16,18 +17,22 @@ from dmpc_jax.planner.mpc import MPCConfig, mpc_init, mpc_step
 
 
 def planner_controller(
-    cfg: MPCConfig, plan_one: Callable[[jax.Array, jax.Array], jax.Array]
+    cfg: MPCConfig, plan_one: Callable[[Any, jax.Array, jax.Array], jax.Array]
 ) -> Controller:
-    """plan_one(s_now [49], key) -> actions [H, 12] (env units)."""
+    """plan_one(args, s_now [49], key) -> actions [H, 12] (env units); ``args`` is the rollout's
+    runtime input (parameters, task arrays), shared by the batch."""
 
-    def plan_batch(obs_state, key):
-        keys = jax.random.split(key, obs_state.shape[0])
-        return jax.vmap(plan_one)(obs_state, keys)
+    def batch_planner(args):
+        def plan_batch(obs_state, key):
+            keys = jax.random.split(key, obs_state.shape[0])
+            return jax.vmap(lambda s, k: plan_one(args, s, k))(obs_state, keys)
 
-    def init(obs, key):
-        return mpc_init(cfg, plan_batch, obs["state"], key)
+        return plan_batch
 
-    def act(state, obs, key):
-        return mpc_step(cfg, plan_batch, state, obs["state"], key)
+    def init(obs, key, args):
+        return mpc_init(cfg, batch_planner(args), obs["state"], key)
+
+    def act(state, obs, key, args):
+        return mpc_step(cfg, batch_planner(args), state, obs["state"], key)
 
     return Controller(init, act)

@@ -1,0 +1,405 @@
+"""``dmpc eval``: Diffusion-MPC in closed loop on a test-time task, against baselines in the same run.
+
+Controllers, all in one harness (same env, same keys, so the same randomisation and pushes):
+- ``task``: the planner with the task's rewards, guidance and hard bounds;
+- ``nominal``: the planner walking at the task's command (learned-reward guidance only);
+- ``unguided``: the planner with guidance scale 0 and no bounds (the plain diffusion policy);
+- ``demonstrator``: the PPO policy the data came from.
+
+The three planner variants run through one compiled rollout (the task is an array input), so they
+cost one compilation. Per controller: success rate (20 s without a termination, pushes on),
+velocity-tracking error, mechanical energy per metre, base height, joint velocity and acceleration
+RMS, rear-leg lift error, hard-bound violations of the executed actions, and (planner) the latency
+of one plan for one robot. Writes ``results.json``, README.md (table + acceptance verdict), a plot
+and a video into ``experiments/tasks/<task>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmpc_jax.envs.config import CommandConfig
+from dmpc_jax.envs.go2_joystick import Go2Joystick
+from dmpc_jax.envs.rollout import make_rollout
+from dmpc_jax.evaluate.policy_eval import episode_stats
+from dmpc_jax.evaluate.tasks import NN_GUIDANCE, SuiteTask, get_task
+from dmpc_jax.planner.closed_loop import planner_controller
+from dmpc_jax.planner.mpc import MPCConfig
+from dmpc_jax.planner.sampler import SamplerConfig
+from dmpc_jax.planner.task import (
+    RewardWeights,
+    TaskSpec,
+    apply_overrides,
+    load_task,
+    task_arrays,
+)
+
+CONTROLLERS = ("task", "nominal", "unguided", "demonstrator")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Attributes:
+    task: a suite task name (``evaluate/tasks.py``).
+    task_file: a TaskSpec JSON file used instead of the named task's spec.
+    set: overrides of the task spec, ``field.path=json`` (e.g. ``weights.energy=0.05``).
+    planner_run: pretraining/finetuning run of the planner.
+    demonstrator_run: PPO run for the baseline.
+    controllers: which of task, nominal, unguided, demonstrator to run.
+    episodes: episodes (envs) per controller.
+    episode_s: episode length, s.
+    num_candidates: N plans per call (best kept).
+    method: ddpm or ddim; ddim_steps: its step count.
+    execute, margin: E and D of the receding horizon (async timeline).
+    seed: PRNG seed (every controller gets the same keys).
+    out_dir: output directory (default experiments/tasks/<task>).
+    video: render the first episode of the task controller.
+    latency_calls: timed single-robot plan calls for the latency column.
+    """
+
+    task: str = "walk_1.0"
+    task_file: str | None = None
+    set: tuple[str, ...] = ()
+    planner_run: str = "checkpoints/diffusion/cpu"
+    demonstrator_run: str = "checkpoints/demonstrator/cpu"
+    controllers: tuple[str, ...] = CONTROLLERS
+    episodes: int = 64
+    episode_s: float = 20.0
+    num_candidates: int = 1
+    method: str = "ddpm"
+    ddim_steps: int = 5
+    execute: int = 11
+    margin: int = 4
+    seed: int = 0
+    out_dir: str | None = None
+    video: bool = True
+    latency_calls: int = 20
+
+    def __post_init__(self):
+        bad = set(self.controllers) - set(CONTROLLERS)
+        if bad:
+            raise ValueError(f"unknown controller(s) {sorted(bad)}; choose from {CONTROLLERS}")
+        if self.episodes < 1 or self.episode_s <= 0:
+            raise ValueError("EvalConfig.episodes must be >= 1 and episode_s > 0")
+
+
+def controller_specs(spec: TaskSpec) -> dict[str, TaskSpec]:
+    """The TaskSpec each planner controller runs, derived from the task's."""
+    return {
+        "task": spec,
+        "nominal": TaskSpec(name="nominal", command=spec.command, guidance_scale=NN_GUIDANCE),
+        "unguided": TaskSpec(
+            name="unguided", command=spec.command, guidance_scale=0.0, weights=RewardWeights()
+        ),
+    }
+
+
+def make_env(demonstrator_run: str, episode_s: float, push_scale: float = 1.0) -> Go2Joystick:
+    """The demonstrator's env with a held command (set per rollout) and scaled pushes."""
+    from dmpc_jax.config import from_dict
+    from dmpc_jax.rl.ppo import DemonstratorConfig
+
+    run_cfg = from_dict(
+        DemonstratorConfig, json.loads((Path(demonstrator_run) / "config.json").read_text())
+    )
+    env_cfg = run_cfg.env
+    push = dataclasses.replace(
+        env_cfg.push, magnitude=tuple(push_scale * m for m in env_cfg.push.magnitude)
+    )
+    env_cfg = dataclasses.replace(
+        env_cfg,
+        episode_length_s=episode_s,
+        push=push,
+        command=CommandConfig(
+            vx=(0.0, 0.0), vy=(0.0, 0.0), wz=(0.0, 0.0), resample_s=episode_s + 1.0, zero_prob=0.0
+        ),
+    )
+    return Go2Joystick(env_cfg)
+
+
+def make_planner_rollout(env, planner, scfg: SamplerConfig, mcfg: MPCConfig, n_steps, batch):
+    """``rollout(key, command, (params, task, constraints))``: one compile for every task."""
+    plan = planner.plan_fn(scfg)
+
+    def plan_one(args, s_now, key):
+        params, task, cons = args
+        return plan(params, s_now, task, cons, key).action
+
+    return make_rollout(env, planner_controller(mcfg, plan_one), n_steps, batch)
+
+
+def task_metrics(trace: dict, spec: TaskSpec, cons, robot: dict, dt: float, execute: int) -> dict:
+    """Episode metrics beyond ``episode_stats``: base height, joint vel/acc RMS, rear-leg lift
+    error and hard-bound violations of the executed actions (over the steps before a fall)."""
+    alive = ~np.asarray(trace["done_any"])  # [T, B]
+    n = max(alive.sum(), 1)
+    qpos, qvel = np.asarray(trace["qpos"]), np.asarray(trace["qvel"])
+    q, qd = qpos[..., 7:], qvel[..., 6:]
+    acc = np.diff(qd, axis=0) / dt
+    both = alive[1:] & alive[:-1]
+    q_default = np.asarray(robot["q_default"])
+    rear_ref = q_default[6:] + np.tile(np.asarray(spec.leg_lift_offset), 2)
+    # executed actions vs the loosest bound of the rows that can be executed (0 .. E-1)
+    lo = np.asarray(cons.lower)[:execute, :12].min(0)
+    hi = np.asarray(cons.upper)[:execute, :12].max(0)
+    a = np.asarray(trace["action"])
+    over = (a < lo - 1e-5) | (a > hi + 1e-5)  # [T, B, 12]
+    out = {
+        "base_height_m": float((qpos[..., 2] * alive).sum() / n),
+        "joint_vel_rms": float(np.sqrt((np.square(qd).mean(-1) * alive).sum() / n)),
+        "joint_acc_rms": float(
+            np.sqrt((np.square(acc).mean(-1) * both).sum() / max(both.sum(), 1))
+        ),
+        "rear_lift_err_rad": float((np.abs(q[..., 6:] - rear_ref).mean(-1) * alive).sum() / n),
+        "constraint_violations": int((over & alive[..., None]).sum()),
+    }
+    qdot_caps = [b.hi for b in spec.boxes if b.field == "qdot" and b.hi is not None]
+    if qdot_caps:  # bound on planned states: report how often the real joints exceed it
+        cap = min(qdot_caps)
+        out["measured_qdot_over_cap_frac"] = float(
+            ((np.abs(qd) > cap) & alive[..., None]).sum() / (12 * n)
+        )
+    return out
+
+
+def plan_latency_ms(planner, scfg, task, cons, s_now, calls: int) -> dict:
+    """Median and p90 wall time of one plan for one robot (compile excluded)."""
+    plan = jax.jit(planner.plan_fn(scfg))
+    key = jax.random.PRNGKey(0)
+    jax.block_until_ready(plan(planner.params, s_now, task, cons, key))
+    times = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        jax.block_until_ready(plan(planner.params, s_now, task, cons, jax.random.PRNGKey(i)))
+        times.append(1e3 * (time.perf_counter() - t0))
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90))}
+
+
+def evaluate_task(cfg: EvalConfig, *, write: bool = True) -> dict:
+    suite = get_task(cfg.task)
+    spec = apply_overrides(load_task(cfg.task_file) if cfg.task_file else suite.spec, cfg.set)
+    out_dir = Path(cfg.out_dir or f"experiments/tasks/{spec.name}")
+    env = make_env(cfg.demonstrator_run, cfg.episode_s, spec.push_scale)
+    n_steps, dt = env.cfg.episode_steps, env.cfg.ctrl_dt
+    command = jnp.asarray(spec.command, jnp.float32)
+    key = jax.random.PRNGKey(cfg.seed)
+    results, traces = {}, {}
+    planner_ctrls = [c for c in cfg.controllers if c != "demonstrator"]
+    if planner_ctrls:
+        from dmpc_jax.planner.load import load_planner
+
+        planner = load_planner(cfg.planner_run)
+        scfg = SamplerConfig(
+            num_candidates=cfg.num_candidates, method=cfg.method, ddim_steps=cfg.ddim_steps
+        )
+        mcfg = MPCConfig(execute=cfg.execute, margin=cfg.margin)
+        rollout = make_planner_rollout(env, planner, scfg, mcfg, n_steps, cfg.episodes)
+        specs = controller_specs(spec)
+        h, robot = planner.dcfg.horizon, planner.robot
+        for name in planner_ctrls:
+            task, cons, _ = task_arrays(
+                specs[name], h, q_default=robot["q_default"], action_scale=robot["action_scale"]
+            )
+            t0 = time.perf_counter()
+            final, trace = rollout(key, command, (planner.params, task, cons))
+            trace = jax.device_get(trace)
+            row = episode_stats(trace, spec.command[0], dt)
+            row.update(task_metrics(trace, specs[name], cons, robot, dt, cfg.execute))
+            row["wall_s"] = time.perf_counter() - t0
+            if name == "task" and cfg.latency_calls:
+                row["plan_latency_ms"] = plan_latency_ms(
+                    planner, scfg, task, cons, final.obs["state"][0], cfg.latency_calls
+                )
+            results[name], traces[name] = row, trace
+            print(json.dumps({"controller": name, **row}), flush=True)
+    if "demonstrator" in cfg.controllers:
+        from dmpc_jax.rl.train import load_policy
+
+        make_policy, params, _ = load_policy(Path(cfg.demonstrator_run))
+        inference = make_policy(params, deterministic=True)
+        rollout = make_rollout(
+            env, lambda obs, k: jax.vmap(lambda o: inference(o, k)[0])(obs), n_steps, cfg.episodes
+        )
+        t0 = time.perf_counter()
+        _, trace = rollout(key, command)
+        trace = jax.device_get(trace)
+        from dmpc_jax.planner.constraints import no_constraints
+
+        row = episode_stats(trace, spec.command[0], dt)
+        robot = {"q_default": _env_q_default(env)}
+        row.update(task_metrics(trace, spec, no_constraints(1), robot, dt, 1))
+        row["wall_s"] = time.perf_counter() - t0
+        results["demonstrator"], traces["demonstrator"] = row, trace
+        print(json.dumps({"controller": "demonstrator", **row}), flush=True)
+    result = {
+        "task": spec.name,
+        "spec": json.loads(json.dumps(dataclasses.asdict(spec))),
+        "measure": suite.measure,
+        "direction": suite.direction,
+        "margin": suite.margin,
+        "config": dataclasses.asdict(cfg),
+        "env": {
+            "pushes_m_per_s": list(env.cfg.push.magnitude),
+            "push_interval_s": list(env.cfg.push.interval_s),
+            "randomization": env.cfg.randomization.enabled,
+            "noise_and_latency": env.cfg.noise.enabled,
+        },
+        "controllers": results,
+        "verdict": verdict(suite, results),
+    }
+    if write:
+        write_results(cfg, result, traces, env, out_dir)
+    return result
+
+
+def _env_q_default(env) -> np.ndarray:
+    from dmpc_jax.robot import go2
+
+    pose = go2.paper_default_pose() if env.cfg.default_pose == "paper" else go2.home_qpos()[7:]
+    return np.asarray(pose, np.float32)
+
+
+def verdict(suite: SuiteTask, results: dict) -> dict:
+    """Whether the task moved its quantity as intended against the nominal planner, with success
+    >= 90%."""
+    if "task" not in results:
+        return {"checked": False}
+    task = results["task"]
+    ok_success = task["success_rate"] >= 0.9
+    if suite.direction == 0:
+        if suite.measure == "constraint_violations":
+            moved = task["constraint_violations"] == 0
+        else:
+            moved = True
+        return {"checked": True, "moved": bool(moved), "success_ok": bool(ok_success)}
+    if "nominal" not in results:
+        return {"checked": False}
+    a, b = task[suite.measure], results["nominal"][suite.measure]
+    delta = a - b
+    if suite.measure == "energy_J_per_m":
+        change = delta / b
+        moved = suite.direction * change >= suite.margin
+        return {"checked": True, "moved": bool(moved), "relative_change": float(change),
+                "success_ok": bool(ok_success)}  # fmt: skip
+    moved = suite.direction * delta >= suite.margin and suite.direction * delta > 0
+    return {"checked": True, "moved": bool(moved), "change": float(delta),
+            "success_ok": bool(ok_success)}  # fmt: skip
+
+
+COLUMNS = (
+    ("success_rate", "success", lambda v: f"{100 * v:.1f}%"),
+    ("tracking_err_m_per_s", "\\|v - v_cmd\\| (m/s)", lambda v: f"{v:.3f}"),
+    ("mean_forward_vel", "forward vel (m/s)", lambda v: f"{v:.2f}"),
+    ("energy_J_per_m", "energy (J/m)", lambda v: f"{v:.1f}"),
+    ("base_height_m", "base height (m)", lambda v: f"{v:.3f}"),
+    ("joint_vel_rms", "qdot RMS (rad/s)", lambda v: f"{v:.2f}"),
+    ("joint_acc_rms", "qddot RMS (rad/s²)", lambda v: f"{v:.0f}"),
+    ("rear_lift_err_rad", "rear-leg lift err (rad)", lambda v: f"{v:.3f}"),
+    ("constraint_violations", "bound violations", lambda v: f"{v}"),
+)
+
+
+def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot(traces, env.cfg.ctrl_dt, out / "timeseries.png")
+    if cfg.video and "task" in traces:
+        from dmpc_jax.evaluate.video import render_qpos, save_video
+
+        frames = render_qpos(env.mj_model, np.asarray(traces["task"]["qpos"])[:500:2, 0])
+        save_video(frames, out / "task.mp4", fps=25)
+    ctrl = result["controllers"]
+    lines = [
+        f"# Task `{result['task']}`",
+        "",
+        f"Command: `dmpc eval --cfg.task {cfg.task} --cfg.episodes {cfg.episodes} "
+        f"--cfg.episode-s {cfg.episode_s:g} --cfg.num-candidates {cfg.num_candidates} "
+        f"--cfg.method {cfg.method} --cfg.seed {cfg.seed}`"
+        + (f" `--cfg.task-file {cfg.task_file}`" if cfg.task_file else "")
+        + (f" `--cfg.set {' '.join(cfg.set)}`" if cfg.set else "")
+        + f" (planner `{cfg.planner_run}`, demonstrator `{cfg.demonstrator_run}`).",
+        "",
+        f"{cfg.episodes} episodes of {cfg.episode_s:g} s per controller, command "
+        f"{tuple(result['spec']['command'])}, pushes {result['env']['pushes_m_per_s']} m/s every "
+        f"{result['env']['push_interval_s']} s, domain randomisation and observation noise/latency "
+        "on; every controller sees the same keys. Planner: receding horizon E = "
+        f"{cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}, {cfg.method}.",
+        "",
+        "| controller | " + " | ".join(c[1] for c in COLUMNS) + " | plan latency (ms, 1 robot) |",
+        "|---|" + "---:|" * (len(COLUMNS) + 1),
+    ]
+    for name, row in ctrl.items():
+        lat = row.get("plan_latency_ms")
+        cells = [f(row[k]) if k in row else "-" for k, _, f in COLUMNS]
+        lat_s = f"{lat['median']:.1f} (p90 {lat['p90']:.1f})" if lat else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {lat_s} |")
+    v = result["verdict"]
+    lines += ["", f"Measured quantity: `{result['measure']}`; "]
+    if v.get("checked"):
+        lines[-1] += (
+            f"moved as intended: **{'yes' if v['moved'] else 'no'}**"
+            + (f" (change vs nominal {v['change']:+.4f})" if "change" in v else "")
+            + (
+                f" (relative change {100 * v['relative_change']:+.1f}%)"
+                if "relative_change" in v
+                else ""
+            )
+            + f"; success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
+        )
+    if "task" in ctrl and "measured_qdot_over_cap_frac" in ctrl["task"]:
+        lines += [
+            "",
+            "The qdot bound holds on the *planned* states (projection); the robot's measured "
+            f"joint speed exceeded it in {100 * ctrl['task']['measured_qdot_over_cap_frac']:.1f}% "
+            "of joint-steps.",
+        ]
+    lines += [
+        "",
+        "Success: no termination in the episode. Energy: sum |tau . qdot| dt over the distance "
+        "walked, successful episodes. Bound violations: executed (joint, step) pairs outside the "
+        "task's bounds on actions, before a fall.",
+        "",
+        "![time series](timeseries.png)",
+        "",
+        "Video: `task.mp4` (first episode of the task controller, 10 s). Numbers: `results.json`.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def _plot(traces: dict, dt: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
+    for name, tr in traces.items():
+        alive = ~np.asarray(tr["done_any"])
+        t = np.arange(alive.shape[0]) * dt
+        for ax, series in zip(
+            axes,
+            (np.asarray(tr["state/forward_vel"]), np.asarray(tr["qpos"])[..., 2],
+             np.asarray(tr["state/mech_power"])),
+            strict=True,
+        ):  # fmt: skip
+            mean = (series * alive).sum(1) / np.maximum(alive.sum(1), 1)
+            ax.plot(t, mean, label=name, lw=1)
+        axes[0].plot(t, alive.mean(1), ls=":", lw=0.8, color="gray") if name == "task" else None
+    for ax, title in zip(
+        axes, ("forward velocity (m/s)", "base height (m)", "mechanical power (W)"), strict=True
+    ):
+        ax.set_title(title + ", mean over standing envs")
+        ax.set_xlabel("t (s)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
