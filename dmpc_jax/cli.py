@@ -12,11 +12,18 @@ from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 
 
-def demo(out_dir: str = "experiments/demo", seconds: float = 8.0, seed: int = 0) -> None:
-    """The main job: simulate the Go2 in MJX and write a video (see README)."""
+def demo(
+    out_dir: str = "experiments/demo",
+    task: str = "height_low",
+    seconds: float = 16.0,
+    robots: int = 8,
+    seed: int = 0,
+) -> None:
+    """The main job: the shipped planner walks the Go2 at 1.0 m/s in MJX, switches to TASK
+    halfway, prints the metrics and writes a video (see README)."""
     from dmpc_jax.evaluate.demo import run_demo
 
-    run_demo(out_dir=out_dir, seconds=seconds, seed=seed)
+    run_demo(out_dir=out_dir, task=task, seconds=seconds, robots=robots, seed=seed)
 
 
 def bench_env(cfg: EnvBenchConfig = EnvBenchConfig()) -> None:

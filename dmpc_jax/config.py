@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dmpc_jax.envs.config import (
-    CommandConfig,
     EnvConfig,
-    NoiseConfig,
-    PushConfig,
-    RandomizationConfig,
-    RewardConfig,
 )
 
 T = TypeVar("T")
@@ -117,17 +112,6 @@ def env_preset(name: str) -> EnvConfig:
     if name == "tiny":
         return EnvConfig(episode_length_s=2.0)
     return EnvConfig()
-
-
-def demo_env() -> EnvConfig:
-    """The env of ``make demo``: standing command, pushes on, no noise (a clean video)."""
-    return EnvConfig(
-        command=CommandConfig(vx=(0.0, 0.0), vy=(0.0, 0.0), wz=(0.0, 0.0)),
-        randomization=RandomizationConfig(enabled=False),
-        push=PushConfig(enabled=True, interval_s=(2.0, 3.0), magnitude=(0.3, 0.3)),
-        noise=NoiseConfig(enabled=False),
-        reward=RewardConfig(),
-    )
 
 
 def resolve_run_dir(root: Path, name: str, *, resume: bool, overwrite: bool) -> Path:

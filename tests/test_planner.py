@@ -156,16 +156,17 @@ def test_denoiser_call_count(model, method, steps, expected):
     cfg, nets, params, sched, scaler = model
     calls = []
 
-    def counting(p, x, k):
-        calls.append(k)
+    def counting(p, x, k):  # runs when the denoiser runs (the steps are a lax.scan)
+        jax.debug.callback(lambda k: calls.append(int(k)), k[0])
         return M.apply_denoiser(nets, p["denoiser"], x, k)
 
-    scfg = SamplerConfig(num_candidates=2, method=method, ddim_steps=max(steps, 1))
+    scfg = SamplerConfig(num_candidates=1, method=method, ddim_steps=max(steps, 1))
     fn = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, denoiser_fn=counting)
-    jax.make_jaxpr(fn)(
-        params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0)
-    )
+    out = fn(params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
+    jax.block_until_ready(out)
+    jax.effects_barrier()
     assert len(calls) == expected  # tiny preset: K = 4; DDIM 2 of 4 really skips
+    assert calls == ([3, 1] if method == "ddim" else [3, 2, 1, 0])
 
 
 def test_cache_runs_only_the_remaining_steps(model):
@@ -173,18 +174,20 @@ def test_cache_runs_only_the_remaining_steps(model):
     calls = []
 
     def counting(p, x, k):
-        calls.append(k)
+        jax.debug.callback(lambda k: calls.append(int(k)), k[0])
         return M.apply_denoiser(nets, p["denoiser"], x, k)
 
-    scfg = SamplerConfig(num_candidates=2, cache_after=3)
+    scfg = SamplerConfig(num_candidates=1, cache_after=3)
     fn = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, denoiser_fn=counting)
     args = (params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
-    out = jax.eval_shape(fn, *args)
-    assert out.cache.shape == (2, cfg.horizon, M.TRANSITION_DIM)
-    assert len(calls) == 4  # K = 4
+    out = jax.block_until_ready(fn(*args))
+    jax.effects_barrier()
+    assert out.cache.shape == (1, cfg.horizon, M.TRANSITION_DIM)
+    assert calls == [3, 2, 1, 0]  # K = 4
     calls.clear()
-    jax.eval_shape(lambda c: fn(*args, cache=c), out.cache)
-    assert len(calls) == 1  # cache after 3 of 4 steps -> one step left
+    jax.block_until_ready(fn(*args, cache=out.cache))
+    jax.effects_barrier()
+    assert calls == [0]  # cache after 3 of 4 steps -> one step left
 
 
 def test_changing_task_bounds_or_command_does_not_recompile(model, plans):

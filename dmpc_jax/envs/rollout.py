@@ -34,9 +34,11 @@ def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
     return jnp.zeros(obs["state"].shape[:-1] + (12,))
 
 
-def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
-    """``rollout(key, command=None, args=()) -> (final_state, trace)``: ``batch`` envs, ``n_steps``
-    steps; ``args`` goes to the controller.
+def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
+    """``(start, run)``, both jitted: ``start(key, command=None, args=()) -> carry`` resets
+    ``batch`` envs and the controller; ``run(carry, key, args=()) -> (carry, trace)`` steps them
+    ``n_steps`` times. Consecutive ``run`` calls continue one episode, so the controller's
+    ``args`` (a task) can change between segments without a recompile or a reset.
 
     ``controller`` is a ``Controller`` or a stateless policy function. ``command`` [3], if given,
     replaces every env's command at reset (an array input: changing it does not recompile; combine
@@ -44,14 +46,15 @@ def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int
 
     No auto-reset: an env that terminates keeps stepping from where it fell, and
     ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
-    ``qpos`` [T, B, nq], ``qvel`` [T, B, nv], ``action`` [T, B, 12], ``reward`` [T, B] and every metric [T, B].
+    ``qpos`` [T, B, nq], ``qvel`` [T, B, nv], ``action`` [T, B, 12], ``reward`` [T, B] and every
+    metric [T, B]. ``carry = (env state, controller state, fallen [B])``.
     """
     if not isinstance(controller, Controller):
         controller = stateless(controller)
     v_reset, v_step = jax.vmap(env.reset), jax.vmap(env.step)
 
-    def rollout(key, command=None, args=()):
-        key, k_reset, k_init = jax.random.split(key, 3)
+    def start(key, command=None, args=()):
+        k_reset, k_init = jax.random.split(key)
         state = v_reset(jax.random.split(k_reset, batch))
         if command is not None:
             cmd = jnp.broadcast_to(command, state.info["command"].shape)
@@ -60,8 +63,9 @@ def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int
                 info={**state.info, "command": cmd, "obs_hist": hist},
                 obs={**state.obs, "state": _with_command(state.obs["state"], cmd)},
             )
-        cstate = controller.init(state.obs, k_init, args)
+        return state, controller.init(state.obs, k_init, args), jnp.zeros(batch, bool)
 
+    def run(carry, key, args=()):
         def body(carry, k):
             state, cstate, fallen = carry
             action, cstate = controller.act(cstate, state.obs, k, args)
@@ -77,9 +81,19 @@ def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int
             out.update(state.metrics)
             return (state, cstate, fallen), out
 
-        (state, _, _), trace = jax.lax.scan(
-            body, (state, cstate, jnp.zeros(batch, bool)), jax.random.split(key, n_steps)
-        )
+        return jax.lax.scan(body, carry, jax.random.split(key, n_steps))
+
+    return jax.jit(start), jax.jit(run)
+
+
+def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
+    """``rollout(key, command=None, args=()) -> (final_state, trace)``: one jitted episode of
+    ``n_steps`` for ``batch`` envs (see ``make_segments`` for the trace and the arguments)."""
+    start, run = make_segments(env, controller, n_steps, batch)
+
+    def rollout(key, command=None, args=()):
+        k_start, k_run = jax.random.split(key)
+        (state, _, _), trace = run(start(k_start, command, args), k_run, args)
         return state, trace
 
     return jax.jit(rollout)

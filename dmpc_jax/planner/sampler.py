@@ -3,7 +3,7 @@
 ``make_plan_fn(...)`` returns ``plan(params, s_now, task, constraints, key, cache=None)``:
 
     x_K ~ N(0, I); x_K[0, state] = s_now                                 (N candidates, vmapped)
-    for k in steps (K-1 .. 0, or a strided DDIM subset, or the last few from a cache):
+    for k in steps (K-1 .. 0, or a strided DDIM subset, or the last few from a cache; lax.scan):
         g = grad_x [a_nn R_nn(x, k) + sum_i a_i R_i(x)]       weights and targets: runtime arrays
         x = x + lambda * g   (lambda * posterior variance_k optionally)
         x[0, state] = s_now;  x = Proj_C(x)
@@ -143,21 +143,37 @@ def make_plan_fn(
         x0 = denoise(params, x[None], jnp.full((1,), k))[0]
         return x, x0
 
-    def candidate(params, s_now_z, task, c_z, key, x_start, start: int):
-        x = inpaint(x_start, s_now_z)
-        cached = jnp.zeros_like(x)
-        for i in range(start, len(steps)):
-            k = int(steps[i])
-            key, k_noise = jax.random.split(key)
+    def run_steps(params, s_now_z, task, c_z, key, x, idx: np.ndarray):
+        """Reverse steps ``steps[idx]`` from x, as one ``lax.scan`` (one compiled step body)."""
+        if len(idx) == 0:
+            return x
+        ks = jnp.asarray(steps[idx], jnp.int32)
+        nxt = np.append(steps, -1)[idx + 1]  # DDIM target index; -1: the clean sample
+        k_next = jnp.asarray(nxt, jnp.int32)
+
+        def body(x, inputs):
+            k, k_nxt, k_noise = inputs
             x, x0 = one_step(params, x, s_now_z, task, c_z, k)
             if scfg.method == "ddpm":
                 x = posterior_step(sched, x0, x, k, jax.random.normal(k_noise, x.shape))
             else:
-                k_next = int(steps[i + 1]) if i + 1 < len(steps) else -1
-                x = ddim_step(sched, x0, x, k, k_next)
-            x = inpaint(x, s_now_z)
-            if n_cache and i + 1 == n_cache:
-                cached = x
+                x = ddim_step(sched, x0, x, k, k_nxt)
+            return inpaint(x, s_now_z), None
+
+        x, _ = jax.lax.scan(body, x, (ks, k_next, jax.random.split(key, len(idx))))
+        return x
+
+    def candidate(params, s_now_z, task, c_z, key, x_start, start: int):
+        x = inpaint(x_start, s_now_z)
+        k_a, k_b = jax.random.split(key)
+        idx = np.arange(start, len(steps))
+        if n_cache and start < n_cache:  # stop after cache_after steps to keep the partial sample
+            x = run_steps(params, s_now_z, task, c_z, k_a, x, idx[idx < n_cache])
+            cached = x
+            x = run_steps(params, s_now_z, task, c_z, k_b, x, idx[idx >= n_cache])
+        else:
+            cached = jnp.zeros_like(x)
+            x = run_steps(params, s_now_z, task, c_z, k_b, x, idx)
         return project(x, c_z), cached
 
     def plan(params, s_now, task: TaskParams, constraints: Constraints, key, cache=None):
