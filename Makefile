@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain eval eval-suite lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain eval eval-suite bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: venv
 
 demo: venv gl
 	$(VENV)/bin/dmpc demo
+
+# Sampler latency grid vs the PyTorch baseline (installs the bench extra: torch).
+bench: venv
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(VENV)/bin/dmpc bench $(ARGS)
 
 bench-env: venv
 	$(VENV)/bin/dmpc bench-env

@@ -6,6 +6,7 @@ from typing import Literal
 import tyro
 
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
+from dmpc_jax.bench.sampler import BenchConfig
 from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
 from dmpc_jax.evaluate.planner_eval import EvalConfig
@@ -149,6 +150,18 @@ def eval(cfg: EvalConfig = EvalConfig()) -> None:  # noqa: A001
     evaluate_task(cfg)
 
 
+def bench(cfg: BenchConfig = BenchConfig(), gpu: bool = False) -> None:
+    """Sampler latency/throughput grid vs the PyTorch baseline; writes experiments/bench/.
+
+    Args:
+        cfg: the grid (CPU default).
+        gpu: use the GPU grid (N up to 1024, more robots) instead of cfg.
+    """
+    from dmpc_jax.bench.sampler import gpu_preset, run
+
+    run(gpu_preset() if gpu else cfg)
+
+
 def export(
     run_dir: str = "checkpoints/diffusion/cpu",
     out: str = "exported/cpu",
@@ -191,6 +204,7 @@ SUBCOMMANDS = {
     "eval-diffusion": eval_diffusion,
     "eval": eval,
     "export": export,
+    "bench": bench,
 }
 
 

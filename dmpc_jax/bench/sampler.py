@@ -1,0 +1,412 @@
+"""``make bench``: throughput and latency of the guided sampler, against a PyTorch baseline run in
+the same process on the same device.
+
+Grid: N candidates, sampler variant (``ddpm10``: K = 10 DDPM steps; ``ddim5``: 5 strided DDIM
+steps; ``cache2``: the last 2 steps from a cached partial sample), horizon H and robots per call.
+For each: compile time (kept apart), p50 / p99 latency of one call over repeated runs after
+warm-up, plans/s and trajectories/s, and FLOP/s achieved against the device's matmul peak measured
+in the same run. FLOPs are counted analytically: every matrix product in the compiled function's
+jaxpr (our convolutions are matmuls), scan bodies times their length. The baseline
+(``bench/torch_ref.py``) is the same networks with the same weights, sampled eagerly step by step
+from Python with autograd guidance, as the authors' code does; it runs one robot per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmpc_jax.diffusion import model as M
+from dmpc_jax.planner.constraints import no_constraints
+from dmpc_jax.planner.rewards import default_task
+from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn, step_indices
+from dmpc_jax.robot import go2
+
+VARIANTS = {
+    "ddpm10": SamplerConfig(method="ddpm"),
+    "ddim5": SamplerConfig(method="ddim", ddim_steps=5),
+    "cache2": SamplerConfig(method="ddpm", cache_after=8),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """Attributes:
+    model: diffusion preset of the U-Net (``paper``: 16.8 M parameters; random weights).
+    candidates: N values of the main grid.
+    variants: sampler variants (ddpm10, ddim5, cache2).
+    horizons: H values (the first is the main grid; the others at ``extra_h_candidates``).
+    extra_h_candidates: N values run at the other horizons.
+    robots: robots per call (vmapped) run at N = ``robots_candidates`` (JAX only).
+    robots_candidates: N of the robots rows.
+    torch: also run the PyTorch baseline (skipped with a message if torch is absent).
+    torch_threads: intra-op threads of the baseline (0: torch's default).
+    repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
+    max_seconds: time budget of the timed calls of one configuration.
+    out_dir: where README.md, results.json and the plot go.
+    """
+
+    model: str = "paper"
+    candidates: tuple[int, ...] = (1, 4, 16, 64)
+    variants: tuple[str, ...] = ("ddpm10", "ddim5", "cache2")
+    horizons: tuple[int, ...] = (24, 32)
+    extra_h_candidates: tuple[int, ...] = (16,)
+    robots: tuple[int, ...] = (8,)
+    robots_candidates: int = 16
+    torch: bool = True
+    torch_threads: int = 0
+    repeats: int = 20
+    max_seconds: float = 20.0
+    out_dir: str = "experiments/bench"
+
+    def __post_init__(self):
+        bad = set(self.variants) - set(VARIANTS)
+        if bad:
+            raise ValueError(f"unknown variant(s) {sorted(bad)}; known: {sorted(VARIANTS)}")
+
+
+def gpu_preset() -> BenchConfig:
+    return BenchConfig(candidates=(1, 4, 16, 64, 256, 1024), robots=(8, 64, 512))
+
+
+# ------------------------------------------------------------------ FLOP counting
+
+
+def count_matmul_flops(jaxpr) -> float:
+    """2 * M * N * K summed over every dot_general in a (closed) jaxpr, sub-jaxprs included."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (lc, _), (lb, _) = eqn.params["dimension_numbers"]
+            a = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval.shape
+            contract = np.prod([a[i] for i in lc]) if lc else 1
+            total += 2.0 * float(np.prod(out)) * float(contract)
+            continue
+        mult = float(eqn.params.get("length", 1)) if eqn.primitive.name == "scan" else 1.0
+        subs = []
+        for v in eqn.params.values():
+            if hasattr(v, "jaxpr") and hasattr(v.jaxpr, "eqns"):
+                subs.append(v.jaxpr)
+            elif hasattr(v, "eqns"):
+                subs.append(v)
+            elif isinstance(v, tuple):
+                subs += [
+                    b.jaxpr if hasattr(b, "jaxpr") else b
+                    for b in v
+                    if hasattr(b, "eqns") or hasattr(b, "jaxpr")
+                ]
+        if eqn.primitive.name == "cond":
+            total += max((count_matmul_flops(s) for s in subs), default=0.0)
+        else:
+            total += mult * sum(count_matmul_flops(s) for s in subs)
+    return total
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Achieved fp32 FLOP/s of a large jitted matmul on the default device (the roofline)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+# ------------------------------------------------------------------ timing
+
+
+def _time_calls(fn, repeats: int, max_seconds: float) -> np.ndarray:
+    fn()
+    fn()  # warm-up
+    times, t_end = [], time.perf_counter() + max_seconds
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() > t_end and len(times) >= 3:
+            break
+    return np.asarray(times)
+
+
+def _s_now() -> jnp.ndarray:
+    s = np.zeros(49, np.float32)
+    s[6:9] = [0.0, 0.0, -1.0]
+    s[9] = 2.0  # command 1.0 m/s
+    return jnp.asarray(s)
+
+
+def bench_jax(nets, params, dcfg, variant: str, n: int, robots: int, cfg: BenchConfig) -> dict:
+    scfg = dataclasses.replace(VARIANTS[variant], num_candidates=n)
+    robot = dict(q_default=go2.paper_default_pose(), kp=40.0, kd=1.0, action_scale=0.5)
+    plan = make_plan_fn(nets, dcfg, scfg, M.schedule_for(dcfg), M.paper_scaler(), **robot)
+    task, cons = default_task(nn_weight=1.0, guidance_scale=0.1), no_constraints(dcfg.horizon)
+    s_now = jnp.broadcast_to(_s_now(), (robots, 49))
+    cache = None
+    if scfg.cache_after:
+        full = jax.jit(jax.vmap(lambda s, k: plan(params, s, task, cons, k)))
+        cache = full(s_now, jax.random.split(jax.random.PRNGKey(0), robots)).cache
+
+    def call(s, keys, cache):
+        return (
+            jax.vmap(lambda s, k, c: plan(params, s, task, cons, k, cache=c).action)(s, keys, cache)
+            if cache is not None
+            else jax.vmap(lambda s, k: plan(params, s, task, cons, k).action)(s, keys)
+        )
+
+    keys = jax.random.split(jax.random.PRNGKey(1), robots)
+    t0 = time.perf_counter()
+    compiled = jax.jit(call).lower(s_now, keys, cache).compile()
+    compile_s = time.perf_counter() - t0
+    flops = count_matmul_flops(jax.make_jaxpr(call)(s_now, keys, cache).jaxpr)
+    times = _time_calls(
+        lambda: jax.block_until_ready(compiled(s_now, keys, cache)), cfg.repeats, cfg.max_seconds
+    )
+    p50 = float(np.median(times))
+    return {
+        "impl": "jax", "variant": variant, "N": n, "H": dcfg.horizon, "robots": robots,
+        "steps": int(len(step_indices(dcfg, scfg)) - scfg.cache_after),
+        "compile_s": compile_s, "p50_ms": 1e3 * p50, "p99_ms": 1e3 * float(np.percentile(times, 99)),
+        "calls": len(times), "plans_per_s": robots / p50, "trajectories_per_s": robots * n / p50,
+        "gflop_per_call": flops / 1e9, "gflop_per_s": flops / p50 / 1e9,
+    }  # fmt: skip
+
+
+def bench_torch(unet, value, dcfg, variant: str, n: int, cfg: BenchConfig) -> dict:
+    import torch
+
+    from dmpc_jax.bench.torch_ref import TorchSampler
+
+    scfg = VARIANTS[variant]
+    steps = step_indices(dcfg, scfg)
+    sched = M.schedule_for(dcfg)
+    x_cache = None
+    if scfg.cache_after:
+        steps = steps[scfg.cache_after :]
+        x_cache = torch.randn(n, M.TRANSITION_DIM, dcfg.horizon)
+    sampler = TorchSampler(unet, value, sched, steps, scfg.method, M.ACTION_DIM)
+    s_now = torch.from_numpy(np.asarray(_s_now()))
+
+    def call():
+        x = None if x_cache is None else x_cache.clone()
+        sampler.plan(s_now, n, dcfg.horizon, 0.1, x)
+
+    times = _time_calls(call, cfg.repeats, cfg.max_seconds)
+    p50 = float(np.median(times))
+    return {
+        "impl": "torch", "variant": variant, "N": n, "H": dcfg.horizon, "robots": 1,
+        "steps": int(len(steps)), "compile_s": 0.0, "p50_ms": 1e3 * p50,
+        "p99_ms": 1e3 * float(np.percentile(times, 99)), "calls": len(times),
+        "plans_per_s": 1 / p50, "trajectories_per_s": n / p50,
+    }  # fmt: skip
+
+
+def run(cfg: BenchConfig) -> dict:
+    try:
+        import torch
+
+        from dmpc_jax.bench.torch_ref import from_jax
+
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        have_torch = cfg.torch
+    except ImportError as e:
+        print(f"PyTorch baseline skipped: {e}")
+        have_torch = False
+    backend = jax.default_backend()
+    device = str(jax.devices()[0].device_kind)
+    peak = matmul_peak_flops()
+    print(f"device {device} ({backend}); fp32 matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
+    rows = []
+    for h in cfg.horizons:
+        base = M.diffusion_preset(cfg.model)
+        dcfg = dataclasses.replace(base, horizon=h)
+        nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+        torch_nets = from_jax(dcfg, params, M.TRANSITION_DIM) if have_torch else None
+        ns = cfg.candidates if h == cfg.horizons[0] else cfg.extra_h_candidates
+        for variant in cfg.variants:
+            for n in ns:
+                row = bench_jax(nets, params, dcfg, variant, n, 1, cfg)
+                row["gflop_per_s_over_peak"] = row["gflop_per_s"] * 1e9 / peak
+                if torch_nets is not None:
+                    t = bench_torch(*torch_nets, dcfg, variant, n, cfg)
+                    row["torch_p50_ms"], row["torch_p99_ms"] = t["p50_ms"], t["p99_ms"]
+                    row["speedup_vs_torch"] = t["p50_ms"] / row["p50_ms"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        if h == cfg.horizons[0]:
+            for b in cfg.robots:
+                row = bench_jax(nets, params, dcfg, "ddpm10", cfg.robots_candidates, b, cfg)
+                row["gflop_per_s_over_peak"] = row["gflop_per_s"] * 1e9 / peak
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    result = {
+        "device": device,
+        "backend": backend,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "jax": jax.__version__,
+        "torch": __import__("torch").__version__ if have_torch else None,
+        "torch_threads": __import__("torch").get_num_threads() if have_torch else None,
+        "model": cfg.model,
+        "unet_params": int(sum(x.size for x in jax.tree.leaves(params["denoiser"]))),
+        "value_params": int(sum(x.size for x in jax.tree.leaves(params["value"]))),
+        "matmul_peak_gflop_per_s": peak / 1e9,
+        "config": dataclasses.asdict(cfg),
+        "rows": rows,
+    }
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"results_{backend}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_page(out)
+    return result
+
+
+# ------------------------------------------------------------------ report
+
+
+def _plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for res in results:
+        h0 = res["config"]["horizons"][0]
+        for variant in res["config"]["variants"]:
+            rows = [
+                r
+                for r in res["rows"]
+                if r["variant"] == variant and r["H"] == h0 and r["robots"] == 1
+            ]
+            ns = [r["N"] for r in rows]
+            ax.plot(
+                ns, [r["p50_ms"] for r in rows], "o-", label=f"JAX {variant} ({res['backend']})"
+            )
+            if rows and "torch_p50_ms" in rows[0]:
+                ax.plot(
+                    ns,
+                    [r["torch_p50_ms"] for r in rows],
+                    "x--",
+                    label=f"PyTorch {variant} ({res['backend']})",
+                )
+    ax.axhline(80, color="r", lw=0.8, ls=":", label="80 ms budget")
+    ax.axhline(20, color="gray", lw=0.8, ls=":", label="20 ms (50 Hz)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("N candidates")
+    ax.set_ylabel("p50 latency of one plan (ms)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_page(out: Path) -> None:
+    """README.md from every results_<backend>.json in ``out`` plus the env/PPO numbers."""
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("results_*.json"))]
+    _plot(results, out / "latency_vs_n.png")
+    lines = [
+        "# Sampler throughput and latency",
+        "",
+        "Command: `make bench` (`dmpc bench`; on a GPU machine `dmpc bench --gpu`). Paper-size U-Net "
+        "(random weights: speed does not depend on them), guided by R_nn at every step, one robot "
+        "per call unless stated. Latency: median (p50) and p99 over repeated calls after two "
+        "warm-up calls; compile time apart. GFLOP/s counts every matmul of the compiled function "
+        "(analytically, from its jaxpr) over the p50 time; the peak is a 2048^3 fp32 matmul timed "
+        "in the same run. PyTorch: the same networks with the same weights "
+        "(`tests/test_bench.py` checks the outputs agree), sampled eagerly step by step from Python "
+        "with autograd guidance, as the authors' code runs; same process, same machine. JAX also "
+        "evaluates the analytic reward terms (weights 0) that the baseline does not have.",
+        "",
+    ]
+    for res in results:
+        lines += [
+            f"## {res['device']} ({res['backend']}; {res['machine']}; JAX {res['jax']}"
+            + (
+                f", PyTorch {res['torch']} with {res['torch_threads']} threads"
+                if res["torch"]
+                else ", no PyTorch"
+            )
+            + ")",
+            "",
+            f"U-Net {res['unet_params'] / 1e6:.2f} M parameters, R_nn {res['value_params'] / 1e6:.2f} M; "
+            f"matmul peak {res['matmul_peak_gflop_per_s']:.0f} GFLOP/s.",
+            "",
+            "| variant | N | H | robots | steps | compile (s) | p50 (ms) | p99 (ms) | plans/s | traj/s | GFLOP/s (% peak) | PyTorch p50 (ms) | JAX speed-up |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in res["rows"]:
+            tp = f"{r['torch_p50_ms']:.1f}" if "torch_p50_ms" in r else "-"
+            sp = f"**{r['speedup_vs_torch']:.2f}x**" if "speedup_vs_torch" in r else "-"
+            lines.append(
+                f"| {r['variant']} | {r['N']} | {r['H']} | {r['robots']} | {r['steps']} | "
+                f"{r['compile_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['plans_per_s']:.1f} | {r['trajectories_per_s']:.0f} | "
+                f"{r['gflop_per_s']:.1f} ({100 * r['gflop_per_s_over_peak']:.0f}%) | {tp} | {sp} |"
+            )
+        rt = [r for r in res["rows"] if r["N"] == 16 and r["H"] == 24 and r["robots"] == 1]
+        if rt:
+            lines += [
+                "",
+                "Real-time configuration (N = 16, H = 24, paper U-Net) vs the 80 ms planning budget (METHOD §5):",
+                "",
+            ]
+            for r in rt:
+                verdict = "within" if r["p50_ms"] <= 80 else "over"
+                lines.append(
+                    f"- {r['variant']}: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms: {verdict} the budget."
+                )
+        lines.append("")
+    lines += _other_tables()
+    lines += [
+        "![latency vs N](latency_vs_n.png)",
+        "",
+        "Numbers: `results_<backend>.json` beside this page.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def _other_tables() -> list[str]:
+    """Env and PPO throughput from the other stages' own measurements (not re-run here)."""
+    lines = []
+    env = Path("experiments/env_throughput/results.json")
+    if env.exists():
+        e = json.loads(env.read_text())
+        lines += [
+            "## Env steps/s (from `make bench-env`, experiments/env_throughput/)",
+            "",
+            "| batch | MJX steps/s | native MuJoCo steps/s | MJX / native |",
+            "|---:|---:|---:|---:|",
+        ]
+        for r in e["rows"]:
+            lines.append(
+                f"| {r['batch']} | {r['mjx_steps_per_s']:,.0f} | {r['native_steps_per_s']:,.0f} | {r['mjx_over_native']:.2f} |"
+            )
+        lines.append("")
+    ppo = Path("checkpoints/demonstrator/cpu/metrics.jsonl")
+    if ppo.exists():
+        log = [json.loads(x) for x in ppo.read_text().splitlines() if x.strip()]
+        sps = np.array([m["time/steps_per_s"] for m in log[1:]])
+        lines += [
+            "## PPO training env steps/s (from the shipped cpu demonstrator's metrics.jsonl)",
+            "",
+            f"Median {np.median(sps):,.0f} env steps/s over {len(sps)} epochs (min {sps.min():,.0f}, "
+            f"max {sps.max():,.0f}), {log[-1]['env_steps'] / 1e6:.1f} M steps in "
+            f"{log[-1]['time/wall_s'] / 3600:.2f} h on 2 CPU cores (first epoch, with compile, left out).",
+            "",
+        ]
+    return lines
