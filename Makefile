@@ -55,7 +55,7 @@ eval: venv gl
 	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS)
 
 eval-suite: venv gl
-	for t in $(SUITE); do $(VENV)/bin/dmpc eval --cfg.task $$t --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS) || exit 1; done
+	$(VENV)/bin/dmpc eval-suite --tasks $(SUITE) --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

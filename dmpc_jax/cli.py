@@ -162,6 +162,19 @@ def bench(cfg: BenchConfig = BenchConfig(), gpu: bool = False) -> None:
     run(gpu_preset() if gpu else cfg)
 
 
+def eval_suite(
+    cfg: EvalConfig = EvalConfig(),
+    tasks: tuple[str, ...] = (
+        "walk_0.5", "walk_1.0", "walk_1.5", "height_low", "height_high", "narrow_range",
+        "qdot_cap", "energy", "smooth", "leg_lift", "push_2x", "push_3x",
+    ),
+) -> None:  # fmt: skip
+    """Every named task with shared compilations and baseline runs; writes experiments/tasks/."""
+    from dmpc_jax.evaluate.planner_eval import evaluate_suite
+
+    evaluate_suite(cfg, tasks)
+
+
 def export(
     run_dir: str = "checkpoints/diffusion/cpu",
     out: str = "exported/cpu",
@@ -203,6 +216,7 @@ SUBCOMMANDS = {
     "pretrain": pretrain,
     "eval-diffusion": eval_diffusion,
     "eval": eval,
+    "eval-suite": eval_suite,
     "export": export,
     "bench": bench,
 }
