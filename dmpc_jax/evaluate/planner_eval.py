@@ -234,7 +234,10 @@ class Harness:
     def run(self, name: str, spec: TaskSpec, push_scale: float) -> tuple[dict, dict]:
         """(trace, info) of one controller on one spec, cached by what determines the run."""
         kind = "demonstrator" if name == "demonstrator" else "planner"
-        ident = (kind, json.dumps(to_dict(spec)) if kind == "planner" else spec.command, push_scale)
+        what = (
+            json.dumps(to_dict(dataclasses.replace(spec, name=""))) if kind == "planner" else None
+        )
+        ident = (kind, what, spec.command, push_scale)
         if ident in self._runs:
             return self._runs[ident]
         command = jnp.asarray(spec.command, jnp.float32)
@@ -344,9 +347,9 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
             for k in ("task", "nominal", "unguided", "demonstrator")
         )
         val = {k: f"{c[k][m]:.3f}" if k in c and m in c[k] else "-" for k in ("task", "nominal")}
-        ok = "-" if not v.get("checked") else (
-            ("moved" if v["moved"] else "**not moved**")
-            + (", success ok" if v["success_ok"] else ", **success < 90%**")
+        ok = "-" if not v.get("checked") else ", ".join(
+            ([] if v["moved"] is None else ["moved" if v["moved"] else "**not moved**"])
+            + ["success ok" if v["success_ok"] else "**success < 90%**"]
         )  # fmt: skip
         lines.append(
             f"| [{r['task']}]({r['task']}/README.md) | {r['description']} | {succ} | `{m}` | "
@@ -371,12 +374,11 @@ def verdict(suite: SuiteTask, results: dict) -> dict:
         return {"checked": False}
     task = results["task"]
     ok_success = task["success_rate"] >= 0.9
-    if suite.direction == 0:
-        if suite.measure == "constraint_violations":
-            moved = task["constraint_violations"] == 0
-        else:
-            moved = True
-        return {"checked": True, "moved": bool(moved), "success_ok": bool(ok_success)}
+    if suite.direction == 0:  # a hard bound (zero violations) or a walking task (success only)
+        moved = (
+            task["constraint_violations"] == 0 if suite.measure == "constraint_violations" else None
+        )
+        return {"checked": True, "moved": moved, "success_ok": bool(ok_success)}
     if "nominal" not in results:
         return {"checked": False}
     a, b = task[suite.measure], results["nominal"][suite.measure]
@@ -440,7 +442,7 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {lat_s} |")
     v = result["verdict"]
     lines += ["", f"Measured quantity: `{result['measure']}`; "]
-    if v.get("checked"):
+    if v.get("checked") and v["moved"] is not None:
         lines[-1] += (
             f"moved as intended: **{'yes' if v['moved'] else 'no'}**"
             + (f" (change vs nominal {v['change']:+.4f})" if "change" in v else "")
@@ -451,6 +453,8 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
             )
             + f"; success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
         )
+    elif v.get("checked"):
+        lines[-1] += f"success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
     if "task" in ctrl and "measured_qdot_over_cap_frac" in ctrl["task"]:
         lines += [
             "",
