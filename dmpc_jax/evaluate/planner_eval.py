@@ -152,7 +152,11 @@ def task_metrics(trace: dict, spec: TaskSpec, cons, robot: dict, dt: float, exec
     hi = np.asarray(cons.upper)[:execute, :12].max(0)
     a = np.asarray(trace["action"])
     over = (a < lo - 1e-5) | (a > hi + 1e-5)  # [T, B, 12]
+    work = (np.asarray(trace["state/mech_power"]) * dt * alive).sum()
+    dist = (np.asarray(trace["state/forward_vel"]) * dt * alive).sum()
     out = {
+        # over every episode's steps before a fall (a task that lowers success still has a value)
+        "energy_J_per_m": float(work / dist) if dist > 1.0 else float("nan"),
         "base_height_m": float((qpos[..., 2] * alive).sum() / n),
         "joint_vel_rms": float(np.sqrt((np.square(qd).mean(-1) * alive).sum() / n)),
         "joint_acc_rms": float(
@@ -465,7 +469,7 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
     lines += [
         "",
         "Success: no termination in the episode. Energy: sum |tau . qdot| dt over the distance "
-        "walked, successful episodes. Bound violations: executed (joint, step) pairs outside the "
+        "walked, all episodes up to a fall. Bound violations: executed (joint, step) pairs outside the "
         "task's bounds on actions, before a fall.",
         "",
         "![time series](timeseries.png)",

@@ -143,13 +143,20 @@ def compute_analytic_rewards(action, obs, task: TaskParams, *, q_default, kp, kd
     joint_acc = -jnp.mean(jnp.square(qd[1:] - qd[:-1]))
     joint_vel = -jnp.mean(jnp.square(qd))
     posture = -jnp.mean(jnp.square(q - q_default))
-    height = base_height(q, obs[:, S["gravity"]])
-    base_h = -jnp.mean(jnp.square(height - task.base_height_target))
+    # posture terms score both the planned joint angles and the commanded PD targets: the targets
+    # are what the robot executes, and guidance on q alone barely reaches the actions
+    gravity = obs[:, S["gravity"]]
+    base_h = -0.5 * (
+        jnp.mean(jnp.square(base_height(q, gravity) - task.base_height_target))
+        + jnp.mean(jnp.square(base_height(target, gravity) - task.base_height_target))
+    )
     lo, hi = go2.joint_limits()
     rear_ref = jnp.clip(
         q_default[6:] + jnp.tile(task.leg_lift_offset, 2), jnp.asarray(lo[6:]), jnp.asarray(hi[6:])
     )
-    leg_lift = -jnp.mean(jnp.abs(q[:, 6:] - rear_ref))
+    leg_lift = -0.5 * (
+        jnp.mean(jnp.abs(q[:, 6:] - rear_ref)) + jnp.mean(jnp.abs(target[:, 6:] - rear_ref))
+    )
     soft_range = -jnp.mean(jax.nn.relu(q - task.soft_hi) + jax.nn.relu(task.soft_lo - q))
     vel_cap = jnp.mean(jax.nn.sigmoid(10.0 * (task.vel_cap - jnp.abs(qd))))
     return jnp.stack([energy, joint_acc, joint_vel, posture, base_h, leg_lift, soft_range, vel_cap])
