@@ -15,7 +15,7 @@ from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 
 def demo(
     out_dir: str = "experiments/demo",
-    task: str = "height_low",
+    task: str = "energy",
     seconds: float = 16.0,
     robots: int = 8,
     seed: int = 0,

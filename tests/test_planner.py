@@ -151,22 +151,28 @@ def test_returned_plan_satisfies_hard_bounds(model, plans):
     )
 
 
-@pytest.mark.parametrize("method, steps, expected", [("ddim", 2, 2), ("ddpm", 0, 4)])
+@pytest.mark.parametrize(
+    "method, steps, expected", [("ddim", 5, [9, 7, 5, 3, 1]), ("ddpm", 10, list(range(9, -1, -1)))]
+)
 def test_denoiser_call_count(model, method, steps, expected):
-    cfg, nets, params, sched, scaler = model
+    """K = 10: DDIM with 5 steps runs the denoiser 5 times (really skips), DDPM 10 times."""
+    import dataclasses
+
+    cfg = dataclasses.replace(model[0], num_steps=10)
+    nets, params, scaler = model[1], model[2], model[4]
     calls = []
 
     def counting(p, x, k):  # runs when the denoiser runs (the steps are a lax.scan)
         jax.debug.callback(lambda k: calls.append(int(k)), k[0])
         return M.apply_denoiser(nets, p["denoiser"], x, k)
 
-    scfg = SamplerConfig(num_candidates=1, method=method, ddim_steps=max(steps, 1))
-    fn = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, denoiser_fn=counting)
+    scfg = SamplerConfig(num_candidates=1, method=method, ddim_steps=5)
+    fn = make_plan_fn(nets, cfg, scfg, M.schedule_for(cfg), scaler, **ROBOT, denoiser_fn=counting)
     out = fn(params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
     jax.block_until_ready(out)
     jax.effects_barrier()
-    assert len(calls) == expected  # tiny preset: K = 4; DDIM 2 of 4 really skips
-    assert calls == ([3, 1] if method == "ddim" else [3, 2, 1, 0])
+    assert len(calls) == steps
+    assert calls == expected
 
 
 def test_cache_runs_only_the_remaining_steps(model):

@@ -108,3 +108,38 @@ def test_model_quality_evaluation_runs_on_held_out_windows(tiny_run, tmp_path):
     for k in ("first_action_rmse", "one_step_joint_pos_rmse_rad", "one_step_joint_vel_rmse_rad_s"):
         assert np.isfinite(result[k]) and result[k] > 0
     assert "first-action RMSE" in (tmp_path / "exp" / "README.md").read_text()
+
+
+def test_planner_checkpoint_errors_name_the_problem(tiny_run, tmp_path):
+    """The shippable planner/ checkpoint: missing, truncated, or from another config."""
+    import shutil
+
+    from dmpc_jax.diffusion.train import load_planner_checkpoint
+
+    _, run, state = tiny_run
+    nets, ema, _, _ = load_planner_checkpoint(run)  # planner/ (EMA only) is what loads
+    for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(state["ema"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    missing = tmp_path / "missing"
+    shutil.copytree(run, missing)
+    shutil.rmtree(missing / "planner")
+    shutil.rmtree(missing / "ckpt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_planner_checkpoint(missing)
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(run, truncated)
+    files = [p for p in (truncated / "planner").rglob("*") if p.is_file() and p.stat().st_size > 64]
+    biggest = max(files, key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    with pytest.raises(RuntimeError, match="could not be restored"):
+        load_planner_checkpoint(truncated)
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["model"]["unet"]["dim"] = 16
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RuntimeError, match="another config"):
+        load_planner_checkpoint(other)

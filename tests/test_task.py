@@ -129,10 +129,12 @@ def test_task_metrics_and_verdict_on_hand_made_traces():
     spec = TASKS["narrow_range"].spec
     cons = _build(spec, 24)
     m = task_metrics(
-        {"qpos": qpos, "qvel": qvel, "action": action, "done_any": done},
+        {"qpos": qpos, "qvel": qvel, "action": action, "done_any": done,
+         "state/mech_power": np.full((T, B), 100.0), "state/forward_vel": np.full((T, B), 10.0)},
         spec, cons, {"q_default": Q0}, 0.02, 11,
     )  # fmt: skip
     assert m["constraint_violations"] == 1
+    assert m["energy_J_per_m"] == pytest.approx(10.0)  # 100 W at 10 m/s
     assert m["base_height_m"] == pytest.approx(0.3)
     assert m["joint_acc_rms"] == pytest.approx(np.sqrt(1 / 12), rel=1e-5)
     v = verdict(TASKS["narrow_range"], {"task": {"success_rate": 1.0, **m}})

@@ -45,7 +45,7 @@ def run_demo(
     out_dir: str = "experiments/demo",
     planner_run: str = "checkpoints/diffusion/cpu",
     demonstrator_run: str = "checkpoints/demonstrator/cpu",
-    task: str = "height_low",
+    task: str = "energy",
     seconds: float = 16.0,
     robots: int = 8,
     num_candidates: int = 1,
