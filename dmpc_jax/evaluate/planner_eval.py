@@ -351,12 +351,17 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
             for k in ("task", "nominal", "unguided", "demonstrator")
         )
         val = {k: f"{c[k][m]:.3f}" if k in c and m in c[k] else "-" for k in ("task", "nominal")}
+        desc = r["description"].replace("|", "\\|")
+        if m == "constraint_violations" and v.get("checked"):
+            moved = ["bounds held" if v["moved"] else "**bounds violated**"]
+        else:
+            moved = [] if v.get("moved") is None else ["moved" if v["moved"] else "**not moved**"]
         ok = "-" if not v.get("checked") else ", ".join(
-            ([] if v["moved"] is None else ["moved" if v["moved"] else "**not moved**"])
+            moved
             + ["success ok" if v["success_ok"] else "**success < 90%**"]
         )  # fmt: skip
         lines.append(
-            f"| [{r['task']}]({r['task']}/README.md) | {r['description']} | {succ} | `{m}` | "
+            f"| [{r['task']}]({r['task']}/README.md) | {desc} | {succ} | `{m}` | "
             f"{val['task']} | {val['nominal']} | {ok} |"
         )
     lines += ["", "Each task's page has the full table (energy, height, joint RMS, latency), a "

@@ -13,9 +13,9 @@ import dataclasses
 from dmpc_jax.planner.task import BoxSpec, RewardWeights, TaskSpec
 
 # Guidance scale of the nominal planner (learned reward only) and of the reward-shaping tasks.
-# Probed on the cpu planner (16 envs x 10 s, experiments/tasks/README.md): the nominal planner's
-# success does not depend on it in [0, 3]; task terms need ~10 to change anything measurable, and
-# >= 30 stops the robot walking.
+# Chosen from an ad-hoc sweep on an intermediate cpu checkpoint (16 envs x 10 s, not recorded):
+# the nominal planner's success did not depend on it in [0, 3]; task terms needed ~10 to change
+# anything measurable, and >= 30 stopped the robot walking. Re-tune after finetuning.
 NN_GUIDANCE = 0.1
 TASK_GUIDANCE = 10.0
 
