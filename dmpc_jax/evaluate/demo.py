@@ -27,14 +27,14 @@ def _segment_metrics(trace: dict, dt: float, command: float) -> dict:
     alive = ~np.asarray(trace["done_any"])
     n = max(alive.sum(), 1)
     vel = np.asarray(trace["state/forward_vel"])
-    work = (np.asarray(trace["state/mech_power"]) * dt).sum(0)
-    dist = (vel * dt).sum(0)
+    work = (np.asarray(trace["state/mech_power"]) * dt * alive).sum()
+    dist = (vel * dt * alive).sum()  # robots count until they fall
     return {
         "robots_standing": f"{int(alive[-1].sum())}/{alive.shape[1]}",
         "forward_vel_m_per_s": round(float((vel * alive).sum() / n), 3),
         "command_m_per_s": command,
         "base_height_m": round(float((np.asarray(trace["qpos"])[..., 2] * alive).sum() / n), 3),
-        "energy_J_per_m": round(float(work.sum() / max(dist.sum(), 1e-6)), 1),
+        "energy_J_per_m": round(float(work / dist), 1) if dist > 1.0 else None,
         "joint_vel_rms_rad_per_s": round(
             float(np.sqrt((np.square(np.asarray(trace["qvel"])[..., 6:]).mean(-1) * alive).sum() / n)), 2
         ),
@@ -94,7 +94,11 @@ def run_demo(
         "first_half_compile_and_run_s": round(t_first, 1),
         "second_half_run_s": round(t_second, 1),
     }
-    qpos = np.concatenate([first["qpos"][:, 0], second_tr["qpos"][:, 0]])
+    # the video follows the robot that stayed up longest (said so in the summary)
+    alive = ~np.concatenate([first["done_any"], second_tr["done_any"]])
+    shown = int(np.argmax(alive.sum(0)))
+    summary["video_robot"] = f"{shown} (standing {alive[:, shown].sum() * dt:.1f} of {seconds:g} s)"
+    qpos = np.concatenate([first["qpos"][:, shown], second_tr["qpos"][:, shown]])
     t0 = time.perf_counter()
     frames = render_qpos(env.mj_model, qpos[::2])  # 25 fps of a 50 Hz trajectory
     video = save_video(frames, Path(out_dir) / "demo.mp4", fps=25)
