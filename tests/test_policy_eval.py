@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dmpc_jax.evaluate.policy_eval import _episode_stats, plot_learning_curve
+from dmpc_jax.evaluate.policy_eval import episode_stats, plot_learning_curve
 
 
 def _trace(T=10, B=2):
@@ -17,8 +17,8 @@ def _trace(T=10, B=2):
     }
 
 
-def test_episode_stats():
-    s = _episode_stats(_trace(), speed=1.0, dt=0.02)
+def testepisode_stats():
+    s = episode_stats(_trace(), speed=1.0, dt=0.02)
     assert s["success_rate"] == 0.5
     assert s["tracking_err_m_per_s"] == pytest.approx(0.1)
     # 50 W over 10 steps of 0.02 s = 10 J over 0.2 m -> 50 J/m, successful env only
