@@ -143,3 +143,18 @@ def test_planner_checkpoint_errors_name_the_problem(tiny_run, tmp_path):
     (other / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(RuntimeError, match="another config"):
         load_planner_checkpoint(other)
+
+
+def test_resume_of_a_shipped_run_without_training_state_refuses(tiny_run, tmp_path):
+    """A shipped run has planner/ but no ckpt/: resuming must not silently restart from step 0
+    (which would also truncate its metrics)."""
+    import shutil
+
+    cfg, run, _ = tiny_run
+    shipped = tmp_path / "shipped"
+    shutil.copytree(run, shipped)
+    shutil.rmtree(shipped / "ckpt")
+    before = (shipped / "metrics.jsonl").read_text()
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        pretrain(cfg, shipped, resume=True, progress=False)
+    assert (shipped / "metrics.jsonl").read_text() == before

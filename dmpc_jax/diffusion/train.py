@@ -210,6 +210,11 @@ def pretrain(
         "key": jax.random.PRNGKey(cfg.seed + 1),
     }
     mngr = checkpoint_manager(run_dir)
+    if resume and mngr.latest_step() is None and (run_dir / "planner").exists():
+        raise FileNotFoundError(
+            f"cannot resume {run_dir}: it has planner parameters but no training state in ckpt/ "
+            "(a shipped run carries only planner/); pass --overwrite to train it again"
+        )
     if resume and mngr.latest_step() is not None:
         state = restore_state(mngr, state)
     start = int(state["step"])
