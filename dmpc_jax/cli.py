@@ -195,14 +195,13 @@ def export(
     from pathlib import Path
 
     from dmpc_jax.deploy.export import export_planner
-    from dmpc_jax.diffusion.train import checkpoint_digest, load_planner_checkpoint, robot_constants
+    from dmpc_jax.planner.load import load_planner
     from dmpc_jax.planner.sampler import SamplerConfig
 
-    nets, params, dcfg, scaler = load_planner_checkpoint(Path(run_dir))
+    p = load_planner(run_dir)
     scfg = SamplerConfig(num_candidates=num_candidates, method=method, ddim_steps=ddim_steps)
-    source = f"{run_dir}:{checkpoint_digest(Path(run_dir))}"
     meta = export_planner(
-        nets, params, dcfg, scaler, scfg, robot_constants(Path(run_dir)), Path(out), source=source
+        p.nets, p.params, p.dcfg, p.scaler, scfg, p.robot, Path(out), source=p.source
     )
     print(json.dumps({k: meta[k] for k in ("platforms", "artifact_bytes", "source_checkpoint")}))
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from dmpc_jax.config import ConfigError
+from dmpc_jax.config import ConfigError, load_json, save_json
 from dmpc_jax.planner import constraints as C
 from dmpc_jax.planner.rewards import REWARD_NAMES
 from dmpc_jax.planner.task import (
@@ -16,8 +16,6 @@ from dmpc_jax.planner.task import (
     TaskSpec,
     apply_overrides,
     build_constraints,
-    load_task,
-    save_task,
     task_params,
 )
 from dmpc_jax.robot import go2
@@ -86,8 +84,8 @@ def test_bad_specs_name_the_problem():
 
 def test_task_file_and_overrides(tmp_path):
     spec = TaskSpec(name="mine", boxes=(BoxSpec("qdot", lo=-2.0, hi=2.0),))
-    save_task(spec, tmp_path / "t.json")
-    assert load_task(tmp_path / "t.json") == spec
+    save_json(spec, tmp_path / "t.json")
+    assert load_json(TaskSpec, tmp_path / "t.json") == spec
     s = apply_overrides(
         spec, ["weights.energy=0.05", "guidance_scale=0.3", 'boxes=[{"field": "q", "hi": 1.0}]']
     )
@@ -101,7 +99,7 @@ def test_task_file_and_overrides(tmp_path):
     bad["boxes"][0]["feild"] = "q"
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ConfigError, match="feild"):
-        load_task(tmp_path / "bad.json")
+        load_json(TaskSpec, tmp_path / "bad.json")
 
 
 def test_suite_tasks_build():

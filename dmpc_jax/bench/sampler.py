@@ -158,11 +158,9 @@ def bench_jax(nets, params, dcfg, variant: str, n: int, robots: int, cfg: BenchC
         full = jax.jit(jax.vmap(lambda s, k: plan(params, s, task, cons, k)))
         cache = full(s_now, jax.random.split(jax.random.PRNGKey(0), robots)).cache
 
-    def call(s, keys, cache):
-        return (
-            jax.vmap(lambda s, k, c: plan(params, s, task, cons, k, cache=c).action)(s, keys, cache)
-            if cache is not None
-            else jax.vmap(lambda s, k: plan(params, s, task, cons, k).action)(s, keys)
+    def call(s, keys, cache):  # cache None: a full plan (vmap maps over no leaves)
+        return jax.vmap(lambda s, k, c: plan(params, s, task, cons, k, cache=c).action)(
+            s, keys, cache
         )
 
     keys = jax.random.split(jax.random.PRNGKey(1), robots)

@@ -21,7 +21,7 @@ from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.envs import obs as obs_lib
 from dmpc_jax.planner.constraints import no_constraints
 from dmpc_jax.planner.rewards import default_task
-from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn
+from dmpc_jax.planner.sampler import SamplerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,16 +46,12 @@ class DiffusionEvalConfig:
 
 
 def evaluate_planner(cfg: DiffusionEvalConfig, *, write: bool = True) -> dict:
-    from dmpc_jax.diffusion.model import schedule_for
-    from dmpc_jax.diffusion.train import (
-        PretrainConfig,
-        load_planner_checkpoint,
-        robot_constants,
-        split_envs,
-    )
+    from dmpc_jax.diffusion.train import PretrainConfig, split_envs
+    from dmpc_jax.planner.load import load_planner
 
     run = Path(cfg.run_dir)
-    nets, params, dcfg, scaler = load_planner_checkpoint(run)
+    planner = load_planner(run)
+    params, dcfg = planner.params, planner.dcfg
     pcfg = from_dict(PretrainConfig, json.loads((run / "config.json").read_text()))
     ds = load_dataset(Path(pcfg.dataset))
     _, hold = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
@@ -63,7 +59,7 @@ def evaluate_planner(cfg: DiffusionEvalConfig, *, write: bool = True) -> dict:
         raise ValueError(f"{run} was trained without held-out envs (holdout_fraction = 0)")
     sampler = WindowSampler(ds, dcfg.horizon, envs=hold)
     scfg = SamplerConfig(num_candidates=1, method=cfg.method, ddim_steps=cfg.ddim_steps)
-    plan = make_plan_fn(nets, dcfg, scfg, schedule_for(dcfg), scaler, **robot_constants(run))
+    plan = planner.plan_fn(scfg)
     task, cons = default_task(nn_weight=0.0, guidance_scale=0.0), no_constraints(dcfg.horizon)
     batched = jax.jit(jax.vmap(lambda s, k: plan(params, s, task, cons, k)))
     rng = np.random.default_rng(cfg.seed)
@@ -121,7 +117,7 @@ def evaluate_planner(cfg: DiffusionEvalConfig, *, write: bool = True) -> dict:
             )  # fmt: skip
         )
         plot_learning_curve(run / "metrics.jsonl", out / "learning_curve.png")
-        write_model_card(run, pcfg, result)
+        write_model_card(run, pcfg, result, planner.source.rsplit(":", 1)[1])
     return result
 
 
@@ -153,16 +149,14 @@ def plot_learning_curve(metrics: Path, path: Path) -> None:
     plt.close(fig)
 
 
-def write_model_card(run: Path, pcfg, result: dict) -> None:
+def write_model_card(run: Path, pcfg, result: dict, digest: str) -> None:
     """MODEL_CARD.md in the run directory: how it was trained (its own logs) and how it does."""
     import os
     import platform
 
-    from dmpc_jax.diffusion.train import checkpoint_digest
     from dmpc_jax.diffusion.unet import TemporalUNet, ValueNet, count_params
 
     log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    digest = checkpoint_digest(run)
     step = int(digest.split("@")[0])
     at = next((m for m in log if m["step"] == step), log[-1])
     from flax import nnx

@@ -156,13 +156,29 @@ def make_eval(nets, cfg: PretrainConfig):
     return evaluate
 
 
+def make_optimizer(cfg: PretrainConfig):
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
+
+
+def initial_state(cfg: PretrainConfig, params, optimizer) -> dict:
+    """The training state (params, EMA, Adam state, step, key) a run starts from; also the
+    template that checkpoints are restored into."""
+    return {
+        "params": params,
+        "ema": params,
+        "opt_state": optimizer.init(params),
+        "step": jnp.zeros((), jnp.int32),
+        "key": jax.random.PRNGKey(cfg.seed + 1),
+    }
+
+
 @functools.lru_cache(maxsize=4)
 def _compiled(cfg: PretrainConfig, n_devices: int):
     """Networks, optimizer and jitted step/eval of a config, built once per process (a resumed
     or repeated run in the same process reuses the compiled functions)."""
     mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
     nets = M.network_defs(cfg.model)
-    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
+    optimizer = make_optimizer(cfg)
     train_call, replicated, data_sharding = make_train_step(nets, cfg, optimizer, mesh)
     return nets, optimizer, train_call, replicated, data_sharding, make_eval(nets, cfg)
 
@@ -202,13 +218,7 @@ def pretrain(
         cfg, jax.device_count()
     )
     _, params = M.init_networks(cfg.model, jax.random.PRNGKey(cfg.seed))
-    state = {
-        "params": params,
-        "ema": params,
-        "opt_state": optimizer.init(params),
-        "step": jnp.zeros((), jnp.int32),
-        "key": jax.random.PRNGKey(cfg.seed + 1),
-    }
+    state = initial_state(cfg, params, optimizer)
     mngr = checkpoint_manager(run_dir)
     if resume and mngr.latest_step() is None and (run_dir / "planner").exists():
         raise FileNotFoundError(
@@ -217,6 +227,7 @@ def pretrain(
         )
     if resume and mngr.latest_step() is not None:
         state = restore_state(mngr, state)
+    planner_mngr = checkpoint_manager(run_dir, 1, "planner")
     start = int(state["step"])
     truncate_metrics(run_dir / "metrics.jsonl", start, key="step")
     state = jax.device_put(state, replicated)
@@ -268,11 +279,11 @@ def pretrain(
             if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
                 mngr.save(step, args=ocp.args.StandardSave(_state_dict(carry)))
                 mngr.wait_until_finished()
-                save_planner_params(run_dir, step, carry[1])
+                save_planner_params(planner_mngr, step, carry[1])
     bar.close()
     step = int(carry[3])
-    if step and checkpoint_manager(run_dir, 1, "planner").latest_step() != step:
-        save_planner_params(run_dir, step, carry[1])  # a run finished before planner/ existed
+    if step and planner_mngr.latest_step() != step:
+        save_planner_params(planner_mngr, step, carry[1])  # a run finished before planner/ existed
     writer.close()
     return nets, _state_dict(carry)
 
@@ -281,9 +292,8 @@ def _state_dict(carry) -> dict:
     return dict(zip(("params", "ema", "opt_state", "step", "key"), carry, strict=True))
 
 
-def save_planner_params(run_dir: Path, step: int, ema) -> None:
-    """The EMA parameters alone in ``run_dir/planner/<step>`` (newest kept)."""
-    mngr = checkpoint_manager(run_dir, 1, "planner")
+def save_planner_params(mngr: ocp.CheckpointManager, step: int, ema) -> None:
+    """The EMA parameters alone (``checkpoint_manager(run_dir, 1, "planner")``: newest kept)."""
     mngr.save(step, args=ocp.args.StandardSave({"ema": ema}))
     mngr.wait_until_finished()
 
@@ -300,16 +310,7 @@ def load_planner_checkpoint(run_dir: Path):
     if planner.latest_step() is not None:
         state = restore_state(planner, {"ema": params})
     else:
-        optimizer = optax.chain(
-            optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate)
-        )
-        template = {
-            "params": params,
-            "ema": params,
-            "opt_state": optimizer.init(params),
-            "step": jnp.zeros((), jnp.int32),
-            "key": jax.random.PRNGKey(0),
-        }
+        template = initial_state(cfg, params, make_optimizer(cfg))
         state = restore_state(checkpoint_manager(run_dir), template)
     scaler = {
         k: np.asarray(v, np.float32)

@@ -14,31 +14,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmpc_jax.envs.rollout import make_segments
-from dmpc_jax.evaluate.planner_eval import controller_specs, make_env
+from dmpc_jax.evaluate.planner_eval import controller_specs, make_env, motion_metrics
 from dmpc_jax.evaluate.tasks import get_task
 from dmpc_jax.evaluate.video import render_qpos, save_video
-from dmpc_jax.planner.closed_loop import planner_controller
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
-from dmpc_jax.planner.task import task_arrays
 
 
 def _segment_metrics(trace: dict, dt: float, command: float) -> dict:
     alive = ~np.asarray(trace["done_any"])
-    n = max(alive.sum(), 1)
-    vel = np.asarray(trace["state/forward_vel"])
-    work = (np.asarray(trace["state/mech_power"]) * dt * alive).sum()
-    dist = (vel * dt * alive).sum()  # robots count until they fall
+    vel = (np.asarray(trace["state/forward_vel"]) * alive).sum() / max(alive.sum(), 1)
+    m = motion_metrics(trace, dt)  # robots count until they fall
     return {
         "robots_standing": f"{int(alive[-1].sum())}/{alive.shape[1]}",
-        "forward_vel_m_per_s": round(float((vel * alive).sum() / n), 3),
+        "forward_vel_m_per_s": round(float(vel), 3),
         "command_m_per_s": command,
-        "base_height_m": round(float((np.asarray(trace["qpos"])[..., 2] * alive).sum() / n), 3),
-        "energy_J_per_m": round(float(work / dist), 1) if dist > 1.0 else None,
-        "joint_vel_rms_rad_per_s": round(
-            float(np.sqrt((np.square(np.asarray(trace["qvel"])[..., 6:]).mean(-1) * alive).sum() / n)), 2
-        ),
-    }  # fmt: skip
+        "base_height_m": round(m["base_height_m"], 3),
+        "energy_J_per_m": round(m["energy_J_per_m"], 1)
+        if np.isfinite(m["energy_J_per_m"])
+        else None,
+        "joint_vel_rms_rad_per_s": round(m["joint_vel_rms"], 2),
+    }
 
 
 def run_demo(
@@ -58,19 +54,9 @@ def run_demo(
     second = get_task(task).spec
     env = make_env(demonstrator_run, seconds)
     half = int(round(seconds / 2 / env.cfg.ctrl_dt))
-    plan = planner.plan_fn(SamplerConfig(num_candidates=num_candidates))
-
-    def plan_one(args, s_now, key):
-        params, task_p, cons = args
-        return plan(params, s_now, task_p, cons, key).action
-
-    start, run = make_segments(env, planner_controller(MPCConfig(), plan_one), half, robots)
-    rb = planner.robot
-    args = []
-    for spec in (controller_specs(second)["nominal"], second):
-        t, c, _ = task_arrays(spec, planner.dcfg.horizon, q_default=rb["q_default"],
-                              action_scale=rb["action_scale"])  # fmt: skip
-        args.append((planner.params, t, c))
+    controller = planner.controller(SamplerConfig(num_candidates=num_candidates), MPCConfig())
+    start, run = make_segments(env, controller, half, robots)
+    args = [planner.task_args(s) for s in (controller_specs(second)["nominal"], second)]
     command = jnp.asarray([1.0, 0.0, 0.0])
     k0, k1, k2 = jax.random.split(jax.random.PRNGKey(seed), 3)
     t0 = time.perf_counter()

@@ -25,21 +25,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmpc_jax.config import to_dict
+from dmpc_jax.config import load_json, to_dict
 from dmpc_jax.envs.config import CommandConfig
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.rollout import make_rollout
 from dmpc_jax.evaluate.policy_eval import episode_stats
 from dmpc_jax.evaluate.tasks import NN_GUIDANCE, SuiteTask, get_task
-from dmpc_jax.planner.closed_loop import planner_controller
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
 from dmpc_jax.planner.task import (
     RewardWeights,
     TaskSpec,
     apply_overrides,
-    load_task,
-    task_arrays,
 )
 
 CONTROLLERS = ("task", "nominal", "unguided", "demonstrator")
@@ -126,25 +123,36 @@ def make_env(demonstrator_run: str, episode_s: float, push_scale: float = 1.0) -
 
 
 def make_planner_rollout(env, planner, scfg: SamplerConfig, mcfg: MPCConfig, n_steps, batch):
-    """``rollout(key, command, (params, task, constraints))``: one compile for every task."""
-    plan = planner.plan_fn(scfg)
+    """``rollout(key, command, planner.task_args(spec))``: one compile for every task."""
+    return make_rollout(env, planner.controller(scfg, mcfg), n_steps, batch)
 
-    def plan_one(args, s_now, key):
-        params, task, cons = args
-        return plan(params, s_now, task, cons, key).action
 
-    return make_rollout(env, planner_controller(mcfg, plan_one), n_steps, batch)
+def motion_metrics(trace: dict, dt: float) -> dict:
+    """Energy per metre, base height and joint velocity / acceleration RMS over every episode's
+    steps before a fall (so a controller that lowers success still has a value)."""
+    alive = ~np.asarray(trace["done_any"])  # [T, B]
+    n = max(alive.sum(), 1)
+    qd = np.asarray(trace["qvel"])[..., 6:]
+    acc = np.diff(qd, axis=0) / dt
+    both = alive[1:] & alive[:-1]
+    work = (np.asarray(trace["state/mech_power"]) * dt * alive).sum()
+    dist = (np.asarray(trace["state/forward_vel"]) * dt * alive).sum()
+    return {
+        "energy_J_per_m": float(work / dist) if dist > 1.0 else float("nan"),
+        "base_height_m": float((np.asarray(trace["qpos"])[..., 2] * alive).sum() / n),
+        "joint_vel_rms": float(np.sqrt((np.square(qd).mean(-1) * alive).sum() / n)),
+        "joint_acc_rms": float(
+            np.sqrt((np.square(acc).mean(-1) * both).sum() / max(both.sum(), 1))
+        ),
+    }
 
 
 def task_metrics(trace: dict, spec: TaskSpec, cons, robot: dict, dt: float, execute: int) -> dict:
-    """Episode metrics beyond ``episode_stats``: base height, joint vel/acc RMS, rear-leg lift
-    error and hard-bound violations of the executed actions (over the steps before a fall)."""
+    """Episode metrics beyond ``episode_stats``: ``motion_metrics``, rear-leg lift error and
+    hard-bound violations of the executed actions (over the steps before a fall)."""
     alive = ~np.asarray(trace["done_any"])  # [T, B]
     n = max(alive.sum(), 1)
-    qpos, qvel = np.asarray(trace["qpos"]), np.asarray(trace["qvel"])
-    q, qd = qpos[..., 7:], qvel[..., 6:]
-    acc = np.diff(qd, axis=0) / dt
-    both = alive[1:] & alive[:-1]
+    q, qd = np.asarray(trace["qpos"])[..., 7:], np.asarray(trace["qvel"])[..., 6:]
     q_default = np.asarray(robot["q_default"])
     rear_ref = q_default[6:] + np.tile(np.asarray(spec.leg_lift_offset), 2)
     # executed actions vs the loosest bound of the rows that can be executed (0 .. E-1)
@@ -152,16 +160,8 @@ def task_metrics(trace: dict, spec: TaskSpec, cons, robot: dict, dt: float, exec
     hi = np.asarray(cons.upper)[:execute, :12].max(0)
     a = np.asarray(trace["action"])
     over = (a < lo - 1e-5) | (a > hi + 1e-5)  # [T, B, 12]
-    work = (np.asarray(trace["state/mech_power"]) * dt * alive).sum()
-    dist = (np.asarray(trace["state/forward_vel"]) * dt * alive).sum()
     out = {
-        # over every episode's steps before a fall (a task that lowers success still has a value)
-        "energy_J_per_m": float(work / dist) if dist > 1.0 else float("nan"),
-        "base_height_m": float((qpos[..., 2] * alive).sum() / n),
-        "joint_vel_rms": float(np.sqrt((np.square(qd).mean(-1) * alive).sum() / n)),
-        "joint_acc_rms": float(
-            np.sqrt((np.square(acc).mean(-1) * both).sum() / max(both.sum(), 1))
-        ),
+        **motion_metrics(trace, dt),
         "rear_lift_err_rad": float((np.abs(q[..., 6:] - rear_ref).mean(-1) * alive).sum() / n),
         "constraint_violations": int((over & alive[..., None]).sum()),
     }
@@ -248,15 +248,9 @@ class Harness:
         t0 = time.perf_counter()
         info = {}
         if kind == "planner":
-            p = self.planner
-            task, cons, _ = task_arrays(
-                spec, p.dcfg.horizon, q_default=p.robot["q_default"],
-                action_scale=p.robot["action_scale"],
-            )  # fmt: skip
-            final, trace = self._rollout(kind, push_scale)(
-                self.key, command, (p.params, task, cons)
-            )
-            info = {"task": task, "cons": cons, "s_last": final.obs["state"][0]}
+            args = self.planner.task_args(spec)
+            final, trace = self._rollout(kind, push_scale)(self.key, command, args)
+            info = {"task": args[1], "cons": args[2], "s_last": final.obs["state"][0]}
         else:
             _, trace = self._rollout(kind, push_scale)(self.key, command)
         trace = jax.device_get(trace)
@@ -267,7 +261,9 @@ class Harness:
 
 def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | None = None) -> dict:
     suite = get_task(cfg.task)
-    spec = apply_overrides(load_task(cfg.task_file) if cfg.task_file else suite.spec, cfg.set)
+    spec = apply_overrides(
+        load_json(TaskSpec, cfg.task_file) if cfg.task_file else suite.spec, cfg.set
+    )
     out_dir = Path(cfg.out_dir or f"experiments/tasks/{spec.name}")
     hs = harness or Harness(cfg)
     env = hs.env(spec.push_scale)
@@ -281,7 +277,7 @@ def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | Non
         if name == "demonstrator":
             from dmpc_jax.planner.constraints import no_constraints
 
-            robot = {"q_default": _env_q_default(env)}
+            robot = {"q_default": np.asarray(env.q_default)}
             row.update(task_metrics(trace, spec, no_constraints(1), robot, dt, 1))
         else:
             robot = hs.planner.robot
@@ -367,13 +363,6 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
     lines += ["", "Each task's page has the full table (energy, height, joint RMS, latency), a "
               "time-series plot and a video.", ""]  # fmt: skip
     (out / "README.md").write_text("\n".join(lines))
-
-
-def _env_q_default(env) -> np.ndarray:
-    from dmpc_jax.robot import go2
-
-    pose = go2.paper_default_pose() if env.cfg.default_pose == "paper" else go2.home_qpos()[7:]
-    return np.asarray(pose, np.float32)
 
 
 def verdict(suite: SuiteTask, results: dict) -> dict:

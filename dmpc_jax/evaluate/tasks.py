@@ -1,4 +1,4 @@
-"""The named test-time tasks of the evaluation suite (``dmpc eval --task NAME``).
+"""The named test-time tasks of the evaluation suite (``dmpc eval --cfg.task NAME``).
 
 Each is a ``TaskSpec`` (``planner/task.py``): the same trained planner, other reward weights,
 targets and bounds. ``TASKS[name].measure`` names the quantity the task should move and
@@ -29,132 +29,55 @@ class SuiteTask:
     description: str
 
 
-def _walk(speed: float, name: str) -> TaskSpec:
-    return TaskSpec(name=name, command=(speed, 0.0, 0.0), guidance_scale=NN_GUIDANCE)
+def _task(name: str, measure: str, direction: int, margin: float, description: str, **spec):
+    """A suite task whose spec is the nominal one (walk at 1.0 m/s) with ``spec`` changed."""
+    base = TaskSpec(command=(1.0, 0.0, 0.0), guidance_scale=NN_GUIDANCE)
+    return SuiteTask(dataclasses.replace(base, name=name, **spec), measure, direction, margin,
+                     description)  # fmt: skip
 
 
-_NOMINAL = _walk(1.0, "walk_1.0")
+def _shaped(name: str, measure: str, description: str, **spec):
+    """A reward-shaping task: its terms at TASK_GUIDANCE, to lower (-1) its measure."""
+    return _task(name, measure, -1, 0.0, description, guidance_scale=TASK_GUIDANCE, **spec)
+
+
 _HIP_BAND = 0.1  # narrowed hip range: q_default +- this, rad
+# the height tasks run at the nominal guidance (0.1), as measured in experiments/tasks/
+_HEIGHT = dict(weights=RewardWeights(base_height=100.0))
 
 TASKS: dict[str, SuiteTask] = {
-    "walk_0.5": SuiteTask(_walk(0.5, "walk_0.5"), "success_rate", 0, 0.0, "walk at 0.5 m/s"),
-    "walk_1.0": SuiteTask(_NOMINAL, "success_rate", 0, 0.0, "walk at 1.0 m/s (the nominal task)"),
-    "walk_1.5": SuiteTask(_walk(1.5, "walk_1.5"), "success_rate", 0, 0.0, "walk at 1.5 m/s"),
-    "height_low": SuiteTask(
-        dataclasses.replace(
-            _NOMINAL,
-            name="height_low",
-            weights=RewardWeights(base_height=100.0),
-            base_height_target=0.22,
-        ),
-        "base_height_m",
-        -1,
-        0.03,
-        "lower the base (target 0.22 m)",
-    ),  # fmt: skip
-    "height_high": SuiteTask(
-        dataclasses.replace(
-            _NOMINAL,
-            name="height_high",
-            weights=RewardWeights(base_height=100.0),
-            base_height_target=0.34,
-        ),
-        "base_height_m",
-        +1,
-        0.03,
-        "raise the base (target 0.34 m)",
-    ),  # fmt: skip
-    "narrow_range": SuiteTask(
-        dataclasses.replace(
-            _NOMINAL,
-            name="narrow_range",
-            boxes=(
-                BoxSpec(
-                    "q_target",
-                    lo=0.1 - _HIP_BAND,
-                    hi=0.1 + _HIP_BAND,
-                    legs=("FL", "RL"),
-                    joints=("hip",),
-                ),
-                BoxSpec(
-                    "q_target",
-                    lo=-0.1 - _HIP_BAND,
-                    hi=-0.1 + _HIP_BAND,
-                    legs=("FR", "RR"),
-                    joints=("hip",),
-                ),
-            ),
-        ),
-        "constraint_violations",
-        0,
-        0.0,
-        "hip targets within q_default +- 0.1 rad (hard)",
-    ),  # fmt: skip
-    "qdot_cap": SuiteTask(
-        dataclasses.replace(_NOMINAL, name="qdot_cap", boxes=(BoxSpec("qdot", lo=-1.0, hi=1.0),)),
-        "constraint_violations",
-        0,
-        0.0,
-        "planned |qdot| <= 1 rad/s on every joint (hard)",
-    ),  # fmt: skip
-    "energy": SuiteTask(
-        dataclasses.replace(
-            _NOMINAL,
-            name="energy",
-            guidance_scale=TASK_GUIDANCE,
-            weights=RewardWeights(energy=0.05),
-        ),
-        "energy_J_per_m",
-        -1,
-        0.20,
-        "save energy (torque x velocity proxy)",
-    ),  # fmt: skip
-    "smooth": SuiteTask(
-        dataclasses.replace(
-            _NOMINAL,
-            name="smooth",
-            guidance_scale=TASK_GUIDANCE,
-            weights=RewardWeights(joint_acc=0.05, joint_vel=0.05),
-        ),
-        "joint_acc_rms",
-        -1,
-        0.0,
-        "joint acceleration and velocity regularisation",
-    ),  # fmt: skip
-    "leg_lift": SuiteTask(
-        dataclasses.replace(
-            _NOMINAL,
-            name="leg_lift",
-            guidance_scale=TASK_GUIDANCE,
-            weights=RewardWeights(leg_lift=5.0),
-        ),
-        "rear_lift_err_rad",
-        -1,
-        0.0,
-        "walk with the rear legs lifted (thigh +0.5, calf +1.0)",
-    ),  # fmt: skip
-    "push_1x": SuiteTask(
-        dataclasses.replace(_NOMINAL, name="push_1x"),
-        "success_rate",
-        0,
-        0.0,
-        "pushes as in training (0.1-0.5 m/s)",
-    ),  # fmt: skip
-    "push_2x": SuiteTask(
-        dataclasses.replace(_NOMINAL, name="push_2x", push_scale=2.0),
-        "success_rate",
-        0,
-        0.0,
-        "pushes twice as strong",
-    ),  # fmt: skip
-    "push_3x": SuiteTask(
-        dataclasses.replace(_NOMINAL, name="push_3x", push_scale=3.0),
-        "success_rate",
-        0,
-        0.0,
-        "pushes three times as strong",
-    ),  # fmt: skip
-}
+    t.spec.name: t
+    for t in (
+        _task("walk_0.5", "success_rate", 0, 0.0, "walk at 0.5 m/s", command=(0.5, 0.0, 0.0)),
+        _task("walk_1.0", "success_rate", 0, 0.0, "walk at 1.0 m/s (the nominal task)"),
+        _task("walk_1.5", "success_rate", 0, 0.0, "walk at 1.5 m/s", command=(1.5, 0.0, 0.0)),
+        _task("height_low", "base_height_m", -1, 0.03, "lower the base (target 0.22 m)",
+              base_height_target=0.22, **_HEIGHT),
+        _task("height_high", "base_height_m", +1, 0.03, "raise the base (target 0.34 m)",
+              base_height_target=0.34, **_HEIGHT),
+        _task("narrow_range", "constraint_violations", 0, 0.0,
+              "hip targets within q_default +- 0.1 rad (hard)",
+              boxes=(
+                  BoxSpec("q_target", lo=0.1 - _HIP_BAND, hi=0.1 + _HIP_BAND, legs=("FL", "RL"),
+                          joints=("hip",)),
+                  BoxSpec("q_target", lo=-0.1 - _HIP_BAND, hi=-0.1 + _HIP_BAND, legs=("FR", "RR"),
+                          joints=("hip",)),
+              )),
+        _task("qdot_cap", "constraint_violations", 0, 0.0,
+              "planned |qdot| <= 1 rad/s on every joint (hard)",
+              boxes=(BoxSpec("qdot", lo=-1.0, hi=1.0),)),
+        _task("energy", "energy_J_per_m", -1, 0.20, "save energy (torque x velocity proxy)",
+              guidance_scale=TASK_GUIDANCE, weights=RewardWeights(energy=0.05)),
+        _shaped("smooth", "joint_acc_rms", "joint acceleration and velocity regularisation",
+                weights=RewardWeights(joint_acc=0.05, joint_vel=0.05)),
+        _shaped("leg_lift", "rear_lift_err_rad",
+                "walk with the rear legs lifted (thigh +0.5, calf +1.0)",
+                weights=RewardWeights(leg_lift=5.0)),
+        _task("push_1x", "success_rate", 0, 0.0, "pushes as in training (0.1-0.5 m/s)"),
+        _task("push_2x", "success_rate", 0, 0.0, "pushes twice as strong", push_scale=2.0),
+        _task("push_3x", "success_rate", 0, 0.0, "pushes three times as strong", push_scale=3.0),
+    )
+}  # fmt: skip
 
 
 def get_task(name: str) -> SuiteTask:

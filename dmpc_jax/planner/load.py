@@ -32,6 +32,30 @@ class TrainedPlanner:
             **self.robot, guided=guided,
         )  # fmt: skip
 
+    def task_args(self, spec) -> tuple:
+        """``(params, TaskParams, env-unit Constraints)`` of a ``TaskSpec``: the runtime input of
+        ``controller``'s rollouts."""
+        from dmpc_jax.planner.task import task_arrays
+
+        task, cons, _ = task_arrays(
+            spec, self.dcfg.horizon, q_default=self.robot["q_default"],
+            action_scale=self.robot["action_scale"],
+        )  # fmt: skip
+        return self.params, task, cons
+
+    def controller(self, scfg: SamplerConfig, mcfg):
+        """The receding-horizon planner as a batched env controller whose rollout args are
+        ``task_args(spec)``: one compilation serves every task."""
+        from dmpc_jax.planner.closed_loop import planner_controller
+
+        plan = self.plan_fn(scfg)
+
+        def plan_one(args, s_now, key):
+            params, task, cons = args
+            return plan(params, s_now, task, cons, key).action
+
+        return planner_controller(mcfg, plan_one)
+
 
 def load_planner(run_dir: str | Path) -> TrainedPlanner:
     from dmpc_jax.diffusion.train import checkpoint_digest, load_planner_checkpoint, robot_constants

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
+import typing
 from typing import Literal
 
 import jax.numpy as jnp
@@ -51,6 +51,12 @@ class RewardWeights:
 
     def as_array(self) -> np.ndarray:
         return np.array([getattr(self, n) for n in REWARD_NAMES], np.float32)
+
+
+def _check_selection(kind: str, field: str, legs, joints) -> None:
+    if field not in typing.get_args(Field):
+        raise ConfigError(f"{kind}.field must be one of {typing.get_args(Field)}, got {field!r}")
+    _joint_mask(legs, joints)
 
 
 def _joint_mask(legs: tuple[str, ...], joints: tuple[str, ...]) -> np.ndarray:
@@ -89,10 +95,7 @@ class BoxSpec:
     rows: tuple[int, ...] = ()
 
     def __post_init__(self):
-        if self.field not in ("q_target", "q", "qdot", "action"):
-            raise ConfigError(
-                f"BoxSpec.field must be q_target, q, qdot or action, got {self.field!r}"
-            )
+        _check_selection("BoxSpec", self.field, self.legs, self.joints)
         for side in ("lo", "hi"):
             v = getattr(self, side)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
@@ -103,7 +106,6 @@ class BoxSpec:
             raise ConfigError(
                 f"BoxSpec.rows must be (start, stop) with 0 <= start < stop, got {self.rows}"
             )
-        _joint_mask(self.legs, self.joints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +118,9 @@ class RateSpec:
     joints: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if self.field not in ("q_target", "q", "qdot", "action"):
-            raise ConfigError(
-                f"RateSpec.field must be q_target, q, qdot or action, got {self.field!r}"
-            )
+        _check_selection("RateSpec", self.field, self.legs, self.joints)
         if not self.max_step > 0:
             raise ConfigError(f"RateSpec.max_step must be > 0, got {self.max_step}")
-        _joint_mask(self.legs, self.joints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,22 +218,6 @@ def task_arrays(spec: TaskSpec, horizon: int, *, q_default, action_scale: float)
     """(TaskParams, env-unit Constraints, command [3]): everything the planner takes at run time."""
     cons = build_constraints(spec, horizon, q_default=q_default, action_scale=action_scale)
     return task_params(spec), cons, jnp.asarray(spec.command, jnp.float32)
-
-
-def load_task(path: str | Path) -> TaskSpec:
-    """A TaskSpec from a JSON file (fields as ``TaskSpec``; unknown fields are errors)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"task file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"task file {path} is not valid JSON: {e}") from e
-    return from_dict(TaskSpec, data)
-
-
-def save_task(spec: TaskSpec, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(spec), indent=2) + "\n")
 
 
 def apply_overrides(spec: TaskSpec, overrides: tuple[str, ...] | list[str]) -> TaskSpec:
