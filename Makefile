@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain eval eval-suite bench lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -47,6 +47,10 @@ dataset: venv
 
 pretrain: venv
 	$(VENV)/bin/dmpc pretrain --preset $(PRESET) $(ARGS)
+
+# RWR finetuning of the planner on its own rollouts (PRESET=tiny|cpu|paper; ARGS="--resume").
+finetune: venv
+	$(VENV)/bin/dmpc finetune --preset $(PRESET) $(ARGS)
 
 # TASK=<name> of dmpc_jax/evaluate/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
 TASK ?= walk_1.0

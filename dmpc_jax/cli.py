@@ -135,6 +135,47 @@ def pretrain(
     )
 
 
+def finetune(
+    preset: Literal["tiny", "cpu", "paper"] = "cpu",
+    pretrained: str | None = None,
+    run: str | None = None,
+    root: str = "checkpoints/rwr",
+    config: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_iterations: int | None = None,
+    page: str | None = "experiments/finetune",
+) -> None:
+    """Finetune a pretrained planner by reward-weighted regression on its own rollouts into
+    ROOT/RUN (METHOD §6), then write the results page.
+
+    Args:
+        preset: tiny (tests), cpu (2 cores), paper (GPU: 4096 envs, 150 iterations).
+        pretrained: the pretraining run to start from (default: the preset's).
+        run: run directory name under root (default: the preset name).
+        root: parent directory of runs.
+        config: a JSON file with a full FinetuneConfig, used instead of the preset.
+        resume: continue the run from its newest checkpoint (replay buffer included).
+        overwrite: delete an existing run of that name first.
+        max_iterations: stop after this many iterations in this invocation (continue with --resume).
+        page: directory of the results page (README.md + learning curve); empty to skip it.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from dmpc_jax.config import load_json
+    from dmpc_jax.finetune.train import FinetuneConfig, finetune_preset, write_page
+    from dmpc_jax.finetune.train import finetune as run_finetune
+
+    cfg = load_json(FinetuneConfig, config) if config else finetune_preset(preset)
+    if pretrained is not None:
+        cfg = dataclasses.replace(cfg, pretrained=pretrained)
+    run_dir = Path(root) / (run or preset)
+    run_finetune(cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations)
+    if page:
+        write_page(run_dir, Path(page))
+
+
 def eval_diffusion(cfg: DiffusionEvalConfig = DiffusionEvalConfig()) -> None:
     """First-action and one-step state errors of unguided plans on held-out windows."""
     from dmpc_jax.diffusion.evaluate import evaluate_planner
@@ -213,6 +254,7 @@ SUBCOMMANDS = {
     "eval-policy": eval_policy,
     "dataset": dataset,
     "pretrain": pretrain,
+    "finetune": finetune,
     "eval-diffusion": eval_diffusion,
     "eval": eval,
     "eval-suite": eval_suite,

@@ -47,6 +47,16 @@ class ProprioState:
             dq_sdk=np.array([msg.motor_state[i].dq for i in range(12)], np.float64),
         )
 
+    @classmethod
+    def from_lowstate_record(cls, st) -> ProprioState:
+        """From a ``deploy.transport.LowState`` record (numpy, SDK order)."""
+        return cls(
+            quat_wxyz=np.asarray(st.quat_wxyz, np.float64),
+            gyro=np.asarray(st.gyro, np.float64),
+            q_sdk=np.asarray(st.q, np.float64),
+            dq_sdk=np.asarray(st.dq, np.float64),
+        )
+
 
 def build_robot_observation(
     state: ProprioState, command: np.ndarray, last_action: np.ndarray, q_default: np.ndarray

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmpc_jax.config import from_dict
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.envs import obs as obs_lib
 from dmpc_jax.planner.constraints import no_constraints
@@ -46,13 +45,13 @@ class DiffusionEvalConfig:
 
 
 def evaluate_planner(cfg: DiffusionEvalConfig, *, write: bool = True) -> dict:
-    from dmpc_jax.diffusion.train import PretrainConfig, split_envs
+    from dmpc_jax.diffusion.train import run_pretrain_config, split_envs
     from dmpc_jax.planner.load import load_planner
 
     run = Path(cfg.run_dir)
     planner = load_planner(run)
     params, dcfg = planner.params, planner.dcfg
-    pcfg = from_dict(PretrainConfig, json.loads((run / "config.json").read_text()))
+    pcfg = run_pretrain_config(run)
     ds = load_dataset(Path(pcfg.dataset))
     _, hold = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
     if len(hold) == 0:

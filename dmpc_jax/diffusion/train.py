@@ -302,9 +302,7 @@ def load_planner_checkpoint(run_dir: Path):
     """(nets, ema params, DiffusionConfig, scaler) of a pretraining run's newest checkpoint:
     ``planner/`` (EMA only) when present, else the full training state in ``ckpt/``."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a pretraining run (no config.json)")
-    cfg = from_dict(PretrainConfig, json.loads((run_dir / "config.json").read_text()))
+    cfg = run_pretrain_config(run_dir)
     nets, params = M.init_networks(cfg.model, jax.random.PRNGKey(0))
     planner = checkpoint_manager(run_dir, 1, "planner")
     if planner.latest_step() is not None:
@@ -319,13 +317,32 @@ def load_planner_checkpoint(run_dir: Path):
     return nets, state["ema"], cfg.model, scaler
 
 
+def run_pretrain_config(run_dir: Path) -> PretrainConfig:
+    """The PretrainConfig of a planner run: ``config.json`` of a pretraining run, or the
+    ``pretrain_config.json`` a finetuning run copies from the run it started from."""
+    run_dir = Path(run_dir)
+    path = run_dir / "pretrain_config.json"
+    if not path.exists():
+        path = run_dir / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a pretraining or finetuning run (no config.json)"
+        )
+    return from_dict(PretrainConfig, json.loads(path.read_text()))
+
+
 def robot_constants(run_dir: Path) -> dict:
     """q_default, kp, kd, action_scale of the env that collected a run's dataset (defaults if the
-    dataset does not record it): what the planner's analytic rewards and the robot need."""
+    dataset does not record it; a finetuning run's ``robot.json``): what the planner's analytic
+    rewards and the robot need."""
     from dmpc_jax.envs.config import EnvConfig
     from dmpc_jax.robot import go2
 
-    pcfg = from_dict(PretrainConfig, json.loads((Path(run_dir) / "config.json").read_text()))
+    if (Path(run_dir) / "robot.json").exists():
+        robot = json.loads((Path(run_dir) / "robot.json").read_text())
+        return {k: np.asarray(v, np.float32) if k == "q_default" else float(v)
+                for k, v in robot.items()}  # fmt: skip
+    pcfg = run_pretrain_config(run_dir)
     meta_path = Path(pcfg.dataset) / "meta.json"
     env = json.loads(meta_path.read_text()).get("env") if meta_path.exists() else None
     env = env or to_dict(EnvConfig())

@@ -191,14 +191,16 @@ class Harness:
     """Compiles each rollout once per env (push scale) and runs each distinct controller once:
     a suite of tasks shares the nominal, unguided and demonstrator runs at the same command."""
 
-    def __init__(self, cfg: EvalConfig):
+    def __init__(self, cfg: EvalConfig, planner=None):
+        """``planner``: an already loaded ``TrainedPlanner`` (else ``cfg.planner_run`` is loaded
+        when first needed)."""
         self.cfg = cfg
         self.key = jax.random.PRNGKey(cfg.seed)
         self.scfg = SamplerConfig(
             num_candidates=cfg.num_candidates, method=cfg.method, ddim_steps=cfg.ddim_steps
         )
         self._envs, self._rollouts, self._runs = {}, {}, {}
-        self._planner = self._policy = None
+        self._planner, self._policy = planner, None
 
     def env(self, push_scale: float):
         if push_scale not in self._envs:
@@ -235,27 +237,32 @@ class Harness:
             self._rollouts[(kind, push_scale)] = fn
         return self._rollouts[(kind, push_scale)]
 
-    def run(self, name: str, spec: TaskSpec, push_scale: float) -> tuple[dict, dict]:
-        """(trace, info) of one controller on one spec, cached by what determines the run."""
+    def run(self, name: str, spec: TaskSpec, push_scale: float, params=None) -> tuple[dict, dict]:
+        """(trace, info) of one controller on one spec, cached by what determines the run.
+        ``params`` (planner only) replaces the loaded planner's parameters, uncached: the same
+        compiled rollout evaluates a planner being finetuned."""
         kind = "demonstrator" if name == "demonstrator" else "planner"
         what = (
             json.dumps(to_dict(dataclasses.replace(spec, name=""))) if kind == "planner" else None
         )
         ident = (kind, what, spec.command, push_scale)
-        if ident in self._runs:
+        if params is None and ident in self._runs:
             return self._runs[ident]
         command = jnp.asarray(spec.command, jnp.float32)
         t0 = time.perf_counter()
         info = {}
         if kind == "planner":
             args = self.planner.task_args(spec)
+            if params is not None:
+                args = (params,) + tuple(args[1:])
             final, trace = self._rollout(kind, push_scale)(self.key, command, args)
             info = {"task": args[1], "cons": args[2], "s_last": final.obs["state"][0]}
         else:
             _, trace = self._rollout(kind, push_scale)(self.key, command)
         trace = jax.device_get(trace)
         info["wall_s"] = time.perf_counter() - t0
-        self._runs[ident] = (trace, info)
+        if params is None:
+            self._runs[ident] = (trace, info)
         return trace, info
 
 

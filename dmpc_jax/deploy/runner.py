@@ -1,0 +1,318 @@
+"""The robot-side control loop: 500 Hz LowCmd, 50 Hz policy steps, the planner in its own thread.
+
+Timeline (METHOD §5, asynchronous): the loop executes plan rows at 50 Hz; when D = 4 rows of the
+E = 11 remain, it hands the current observation to the planner thread and keeps executing; at row E
+it switches to the new plan at its row D. The loop never waits: a plan that is not there at the
+switch is a stalled planner, and the robot goes to damping.
+
+Modes: ``wait`` (no state yet: nothing is sent) -> ``stand`` (interpolate from the measured pose to
+the default pose over ``stand_s``) -> ``ready`` (hold the pose until the first plan arrives) ->
+``walk``. Any fault latches ``damping`` (kp = 0, kd > 0, tau = 0) from the tick it is detected
+on: NaN/Inf or bad orientation in the state, a state older than ``stale_state_s``, a missing,
+failed or out-of-limits plan, or any exception inside the tick (caught: none escapes the loop).
+Every fault is logged (``logging`` and ``Runner.events``). Dry run by default: commands are
+computed and counted but only sent with ``live=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from dmpc_jax.deploy.observation import ProprioState, build_robot_observation
+from dmpc_jax.deploy.safety import Limits, SafetyConfig, state_fault
+from dmpc_jax.deploy.transport import LowCmd
+from dmpc_jax.robot import go2
+
+log = logging.getLogger("dmpc.deploy")
+SDK_TO_MODEL = go2.sdk_to_model()
+MODEL_TO_SDK = go2.model_to_sdk()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerConfig:
+    """Attributes:
+    command: (vx, vy, wz) velocity command.
+    tick_hz: LowCmd rate.
+    policy_every: ticks per policy step (500 / 10 = 50 Hz).
+    execute, margin: E and D of the asynchronous receding horizon.
+    stand_s: duration of the stand-up interpolation.
+    first_plan_timeout_s: longest wait for the first plan after standing up.
+    kp, kd, action_scale, q_default: the PD gains, action scale and default pose of the trained
+        planner (``ExportedPlanner.meta``).
+    safety: limits and watchdogs.
+    live: send commands (False: dry run).
+    """
+
+    command: tuple[float, float, float] = (0.5, 0.0, 0.0)
+    tick_hz: float = 500.0
+    policy_every: int = 10
+    execute: int = 11
+    margin: int = 4
+    stand_s: float = 2.0
+    first_plan_timeout_s: float = 2.0
+    kp: float = 40.0
+    kd: float = 1.0
+    action_scale: float = 0.5
+    q_default: tuple[float, ...] = tuple(go2.paper_default_pose())
+    safety: SafetyConfig = SafetyConfig()
+    live: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.margin < self.execute:
+            raise ValueError(f"RunnerConfig.margin must be in (0, execute), got {self.margin}")
+        if len(self.q_default) != 12:
+            raise ValueError("RunnerConfig.q_default must have 12 joints")
+
+    @classmethod
+    def from_meta(cls, meta: dict, **kw) -> RunnerConfig:
+        """Gains, action scale and default pose from an exported planner's meta.json."""
+        return cls(kp=float(meta["kp"]), kd=float(meta["kd"]),
+                   action_scale=float(meta["action_scale"]),
+                   q_default=tuple(float(v) for v in meta["q_default"]), **kw)  # fmt: skip
+
+
+PlanFn = Callable[[np.ndarray, int], np.ndarray]  # (obs [49], seq) -> actions [H, 12]
+
+
+class PlannerWorker:
+    """Runs ``plan_fn`` in a daemon thread on the newest request; ``result(seq)`` never blocks."""
+
+    def __init__(self, plan_fn: PlanFn):
+        self._plan_fn = plan_fn
+        self._cv = threading.Condition()
+        self._request: tuple[int, np.ndarray] | None = None
+        self._results: dict[int, object] = {}
+        self._busy = False
+        self._stop = False
+        self.latencies_s: list[float] = []
+        self._thread = threading.Thread(target=self._loop, name="dmpc-planner", daemon=True)
+        self._thread.start()
+
+    def submit(self, seq: int, obs: np.ndarray) -> None:
+        with self._cv:
+            self._request = (seq, obs)
+            self._cv.notify_all()
+
+    def result(self, seq: int):
+        """The plan [H, 12] of request ``seq``, an Exception it raised, or None (not ready)."""
+        with self._cv:
+            return self._results.pop(seq, None)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """For tests and shutdown: block until no request is pending or running."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while (self._busy or self._request is not None) and time.monotonic() < end:
+                self._cv.wait(0.01)
+            return not (self._busy or self._request is not None)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._request is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                seq, obs = self._request
+                self._request, self._busy = None, True
+            t0 = time.perf_counter()
+            try:
+                out = np.asarray(self._plan_fn(obs, seq), np.float64)
+            except Exception as e:  # noqa: BLE001 (handed to the loop, which goes to damping)
+                out = e
+            with self._cv:
+                self.latencies_s.append(time.perf_counter() - t0)
+                self._results = {seq: out}  # only the newest result is ever wanted
+                self._busy = False
+                self._cv.notify_all()
+
+
+class Runner:
+    """One ``tick(now)`` per LowCmd period; ``run(seconds)`` calls it at ``tick_hz``."""
+
+    def __init__(self, cfg: RunnerConfig, transport, plan_fn: PlanFn):
+        self.cfg = cfg
+        self.transport = transport
+        self.worker = PlannerWorker(plan_fn)
+        self.limits = Limits(cfg.safety)
+        self.q_default = np.asarray(cfg.q_default, np.float64)
+        self.mode = "wait"
+        self.events: list[dict] = []
+        self.ticks = 0
+        self.sent = 0
+        self.send_times: deque[float] = deque(maxlen=200_000)
+        self.policy_steps = 0
+        self._t_mode = 0.0
+        self._q_start = self.q_default.copy()
+        self._q_target = self.q_default.copy()
+        self._last_action = np.zeros(12)
+        self._chunk: np.ndarray | None = None
+        self._index = 0
+        self._seq = 0
+        self._walk_tick0 = 0
+        self._damping = LowCmd.damping(cfg.safety.damping_kd)
+
+    # ---------------------------------------------------------------- the loop body
+
+    def tick(self, now: float) -> LowCmd | None:
+        """Compute (and, live, send) this tick's command; never raises."""
+        self.ticks += 1
+        try:
+            cmd = self._tick(now)
+        except Exception as e:  # noqa: BLE001 (the loop must not die: damping instead)
+            cmd = self._fault(now, f"exception in tick: {type(e).__name__}: {e}")
+        if cmd is not None:
+            self.sent += 1
+            self.send_times.append(now)
+            if self.cfg.live:
+                try:
+                    self.transport.send(cmd)
+                except Exception as e:  # noqa: BLE001
+                    self._fault(now, f"send failed: {type(e).__name__}: {e}")
+        return cmd
+
+    def _tick(self, now: float) -> LowCmd | None:
+        got = self.transport.latest_state()
+        if got is None:
+            return None if self.mode == "wait" else self._fault(now, "no robot state")
+        st, t_recv = got
+        if now - t_recv > self.cfg.safety.stale_state_s:
+            return self._fault(now, f"stale state ({1e3 * (now - t_recv):.0f} ms old)")
+        q, dq = np.asarray(st.q)[SDK_TO_MODEL], np.asarray(st.dq)[SDK_TO_MODEL]
+        bad = state_fault(self.cfg.safety, st.quat_wxyz, st.gyro, q, dq)
+        if bad:
+            return self._fault(now, bad)
+        if self.mode == "damping":
+            return self._damping
+        if self.mode == "wait":
+            self._q_start, self._t_mode = q.copy(), now
+            self._set_mode("stand", now)
+        if self.mode == "stand":
+            a = min((now - self._t_mode) / self.cfg.stand_s, 1.0)
+            self._q_target = (1 - a) * self._q_start + a * self.q_default
+            if a >= 1.0:
+                self.worker.submit(0, self._observation(st))
+                self._set_mode("ready", now)
+        elif self.mode == "ready":
+            res = self.worker.result(0)
+            if res is None:
+                if now - self._t_mode > self.cfg.first_plan_timeout_s:
+                    return self._fault(now, "planner did not deliver the first plan")
+            else:
+                fault = self._accept(res)
+                if fault:
+                    return self._fault(now, fault)
+                self._index, self._walk_tick0 = 0, self.ticks
+                self._set_mode("walk", now)
+        if self.mode == "walk" and (self.ticks - self._walk_tick0) % self.cfg.policy_every == 0:
+            fault = self._policy_step(st)
+            if fault:
+                return self._fault(now, fault)
+        return self._command(q, dq)
+
+    def _policy_step(self, st) -> str | None:
+        e, d = self.cfg.execute, self.cfg.margin
+        if self._index == e - d:
+            self._seq += 1
+            self.worker.submit(self._seq, self._observation(st))
+        if self._index == e:
+            res = self.worker.result(self._seq)
+            if res is None:
+                return f"planner stalled: plan {self._seq} not ready at the switch"
+            fault = self._accept(res)
+            if fault:
+                return fault
+            self._index = d
+        action = self._chunk[self._index]
+        self._index += 1
+        self._last_action = action
+        self._q_target = self.q_default + self.cfg.action_scale * action
+        self.policy_steps += 1
+        return None
+
+    def _accept(self, res) -> str | None:
+        if isinstance(res, Exception):
+            return f"planner raised {type(res).__name__}: {res}"
+        if res.ndim != 2 or res.shape[1] != 12 or res.shape[0] < self.cfg.execute:
+            return f"plan has shape {res.shape}, expected [>= {self.cfg.execute}, 12]"
+        fault = self.limits.plan_fault(self.q_default + self.cfg.action_scale * res)
+        if fault:
+            return fault
+        self._chunk = res
+        return None
+
+    def _observation(self, st) -> np.ndarray:
+        return build_robot_observation(
+            ProprioState.from_lowstate_record(st), np.asarray(self.cfg.command),
+            self._last_action, self.q_default,
+        )  # fmt: skip
+
+    def _command(self, q, dq) -> LowCmd:
+        kp, kd = self.cfg.kp, self.cfg.kd
+        target = self.limits.clamp_target(self._q_target, q, dq, kp, kd)
+        z = np.zeros(12)
+        return LowCmd(target[MODEL_TO_SDK], z, np.full(12, kp), np.full(12, kd), z.copy())
+
+    def _set_mode(self, mode: str, now: float) -> None:
+        self.events.append({"t": now, "event": f"mode {self.mode} -> {mode}"})
+        log.info("mode %s -> %s", self.mode, mode)
+        self.mode, self._t_mode = mode, now
+
+    def _fault(self, now: float, what: str) -> LowCmd:
+        if self.mode != "damping":
+            self.events.append({"t": now, "event": f"FAULT in {self.mode}: {what}", "fault": what})
+            log.warning("fault in mode %s: %s -> damping", self.mode, what)
+            self.mode = "damping"
+        return self._damping
+
+    # ---------------------------------------------------------------- real time
+
+    def run(self, seconds: float, stop: threading.Event | None = None) -> dict:
+        """Tick at ``tick_hz`` for ``seconds`` (absolute deadlines; a late tick runs at once and
+        counts as an overrun). Returns timing statistics."""
+        dt = 1.0 / self.cfg.tick_hz
+        t0 = time.monotonic()
+        k, overruns = 0, 0
+        while time.monotonic() - t0 < seconds and not (stop is not None and stop.is_set()):
+            deadline = t0 + k * dt
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -dt:
+                overruns += 1
+            self.tick(time.monotonic())
+            k += 1
+        return {"ticks": k, "overruns": overruns}
+
+    def stats(self) -> dict:
+        """LowCmd period and plan latency percentiles (ms), faults and mode."""
+        out = {"mode": self.mode, "ticks": self.ticks, "sent": self.sent,
+               "policy_steps": self.policy_steps,
+               "faults": [e["fault"] for e in self.events if "fault" in e]}  # fmt: skip
+        times = np.asarray(self.send_times)
+        if len(times) > 2:
+            period = np.diff(times) * 1e3
+            out["lowcmd_period_ms"] = {"p50": float(np.percentile(period, 50)),
+                                       "p99": float(np.percentile(period, 99)),
+                                       "max": float(period.max())}  # fmt: skip
+        lat = np.asarray(self.worker.latencies_s[1:]) * 1e3  # the first includes warm-up
+        if len(lat):
+            out["plan_latency_ms"] = {"p50": float(np.percentile(lat, 50)),
+                                      "p99": float(np.percentile(lat, 99)),
+                                      "max": float(lat.max()), "plans": int(len(lat))}  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        self.worker.close()

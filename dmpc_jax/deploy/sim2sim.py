@@ -1,0 +1,326 @@
+"""``make sim2sim``: the deploy runner walks a Go2 simulated in native MuJoCo, over real DDS.
+
+Two processes, as on the robot: ``serve`` simulates the Go2 (full collision geometry, 1 ms physics,
+no MJX) and behaves like its low-level firmware: it publishes rt/lowstate at 500 Hz and applies the
+newest rt/lowcmd as motor PD torques (tau = kp (q* - q) + kd (dq* - dq) + tau_ff, clipped to the
+torque limits, recomputed every physics step; commands with a bad CRC are dropped). The robot starts
+lying down. ``run_sim2sim`` starts it, drives it with ``deploy.runner.Runner`` over
+``DdsTransport`` and the exported planner, and writes experiments/sim2sim/ (results.json, README.md).
+DDS domain and interface are configurable; loopback by default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dmpc_jax.robot import go2
+
+LIE_DOWN_POSE = np.tile([0.0, 1.36, -2.65], 4)  # model order (FL, FR, RL, RR)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sim2SimConfig:
+    """Attributes:
+    exported: exported planner directory (``make export``); created from ``planner_run`` if absent.
+    planner_run: the planner run exported when ``exported`` does not exist.
+    command: velocity command while walking.
+    walk_s: seconds of walking after the planner takes over.
+    stand_s: stand-up interpolation.
+    domain, interface: DDS domain id and network interface (``lo``: loopback).
+    physics_dt: MuJoCo step of the simulated robot, s.
+    out_dir: where results.json and README.md go.
+    seed: planner key seed.
+    """
+
+    exported: str = "exported/cpu"
+    planner_run: str = "checkpoints/diffusion/cpu"
+    command: tuple[float, float, float] = (0.5, 0.0, 0.0)
+    walk_s: float = 10.0
+    stand_s: float = 2.0
+    domain: int = 0
+    interface: str = "lo"
+    physics_dt: float = 0.001
+    out_dir: str = "experiments/sim2sim"
+    seed: int = 0
+
+
+class SimRobot:
+    """Native MuJoCo Go2 with motor-side PD on the LowCmd fields (model order inside)."""
+
+    def __init__(self, physics_dt: float = 0.001):
+        import mujoco
+
+        cfg = go2.ModelConfig(contacts="full", timestep=physics_dt, solver_iterations=20,
+                              ls_iterations=10, foot_condim=3)  # fmt: skip
+        self.mj = mujoco
+        self.model = go2.make_model(cfg)
+        self.model.actuator_gainprm[:, 0] = 0.0  # torques come from qfrc_applied
+        self.model.actuator_biasprm[:, :3] = 0.0
+        self.data = mujoco.MjData(self.model)
+        self.data.qpos[:] = go2.home_qpos()
+        self.data.qpos[7:] = LIE_DOWN_POSE
+        self.data.qpos[2] = go2.standing_height(LIE_DOWN_POSE) + 0.01
+        mujoco.mj_forward(self.model, self.data)
+        self.tau_max = go2.torque_limits()
+        self.sdk_to_model, self.model_to_sdk = go2.sdk_to_model(), go2.model_to_sdk()
+        self.tick = 0
+
+    def step(self, cmd, n_substeps: int) -> None:
+        """Advance ``n_substeps`` physics steps under LowCmd ``cmd`` (SDK order; None: limp)."""
+        d = self.data
+        for _ in range(n_substeps):
+            if cmd is None:
+                tau = np.zeros(12)
+            else:
+                q, dq = d.qpos[7:][self.model_to_sdk], d.qvel[6:][self.model_to_sdk]
+                tau_sdk = cmd.kp * (cmd.q - q) + cmd.kd * (cmd.dq - dq) + cmd.tau
+                tau = tau_sdk[self.sdk_to_model]
+            d.qfrc_applied[6:] = np.clip(tau, -self.tau_max, self.tau_max)
+            self.mj.mj_step(self.model, d)
+        self.tick += 1
+
+    def lowstate(self):
+        from dmpc_jax.deploy.transport import LowState
+
+        d = self.data
+        return LowState(
+            quat_wxyz=d.qpos[3:7].copy(),
+            gyro=d.qvel[3:6].copy(),  # free-joint angular velocity is in the body frame
+            q=d.qpos[7:][self.model_to_sdk].copy(),
+            dq=d.qvel[6:][self.model_to_sdk].copy(),
+            tau_est=d.qfrc_applied[6:][self.model_to_sdk].copy(),
+            tick=self.tick,
+        )
+
+    def base(self) -> dict:
+        w, x, y, z = self.data.qpos[3:7]
+        return {
+            "x": float(self.data.qpos[0]), "y": float(self.data.qpos[1]),
+            "z": float(self.data.qpos[2]),
+            "roll": float(np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))),
+            "pitch": float(np.arcsin(np.clip(2 * (w * y - z * x), -1, 1))),
+        }  # fmt: skip
+
+
+def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
+          physics_dt: float = 0.001, rate_hz: float = 500.0) -> None:  # fmt: skip
+    """The simulated robot's process: 500 Hz lowstate out, lowcmd in, until SIGTERM or
+    ``seconds``; writes the base trajectory (50 Hz) and message counts to ``out`` (JSON)."""
+    import threading
+
+    from dmpc_jax.deploy.transport import (
+        LOWCMD_TOPIC,
+        LOWSTATE_TOPIC,
+        init_dds,
+        lowcmd_from_sdk,
+        lowstate_to_sdk,
+    )
+
+    sdk = init_dds(domain, interface)
+    robot = SimRobot(physics_dt)
+    lock = threading.Lock()
+    latest = {"cmd": None, "received": 0, "bad_crc": 0}
+    crc = sdk["CRC"]()
+
+    def on_cmd(msg):
+        if crc.Crc(msg) != msg.crc:
+            latest["bad_crc"] += 1
+            return
+        cmd = lowcmd_from_sdk(msg)
+        with lock:
+            latest["cmd"], latest["received"] = cmd, latest["received"] + 1
+
+    pub = sdk["Publisher"](LOWSTATE_TOPIC, sdk["LowState_"])
+    pub.Init()
+    sub = sdk["Subscriber"](LOWCMD_TOPIC, sdk["LowCmd_"])
+    sub.Init(on_cmd, 10)
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    dt = 1.0 / rate_hz
+    n_sub = max(int(round(dt / physics_dt)), 1)
+    traj, late = [], 0
+    t0 = time.monotonic()
+    k = 0
+    while not stop["flag"] and time.monotonic() - t0 < seconds:
+        with lock:
+            cmd = latest["cmd"]
+        robot.step(cmd, n_sub)
+        pub.Write(lowstate_to_sdk(sdk, robot.lowstate()))
+        if k % 10 == 0:
+            traj.append({"t": k * dt, **robot.base()})
+        k += 1
+        delay = t0 + k * dt - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -dt:
+            late += 1
+    Path(out).write_text(json.dumps({
+        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0,
+        "lowcmd_received": latest["received"], "lowcmd_bad_crc": latest["bad_crc"],
+        "trajectory": traj,
+    }) + "\n")  # fmt: skip
+
+
+def exported_plan_fn(planner, seed: int, guidance: float | None = None):
+    """(obs, seq) -> actions [H, 12] of an ``ExportedPlanner`` with its default task (learned
+    reward), no constraints and the key (seed, seq)."""
+    task = planner.default_task()
+    if guidance is not None:
+        task["guidance_scale"] = np.asarray(guidance, np.float32)
+    cons = planner.no_constraints()
+
+    def plan(obs, seq):
+        return np.asarray(planner(obs, task, cons, np.array([seed, seq], np.uint32))["action"])
+
+    return plan
+
+
+def run_sim2sim(cfg: Sim2SimConfig) -> dict:
+    from dmpc_jax.deploy.exported import ExportedPlanner
+    from dmpc_jax.deploy.runner import Runner, RunnerConfig
+    from dmpc_jax.deploy.transport import DdsTransport
+    from dmpc_jax.evaluate.tasks import NN_GUIDANCE
+
+    exp = Path(cfg.exported)
+    if not (exp / "meta.json").exists():
+        print(f"exporting {cfg.planner_run} -> {exp}", flush=True)
+        subprocess.run([sys.executable, "-m", "dmpc_jax.cli", "export", "--run-dir",
+                        cfg.planner_run, "--out", str(exp)], check=True)  # fmt: skip
+    planner = ExportedPlanner(exp)
+    plan = exported_plan_fn(planner, cfg.seed, NN_GUIDANCE)
+    obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
+    t = time.perf_counter()
+    plan(obs0, 0)  # compile before the loop starts
+    warmup_s = time.perf_counter() - t
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sim_log = out / "sim_log.json"
+    total = cfg.stand_s + 1.0 + cfg.walk_s
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "dmpc_jax.deploy.sim2sim", str(total + 30), str(sim_log),
+         str(cfg.domain), cfg.interface, str(cfg.physics_dt)],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    transport = DdsTransport(cfg.domain, cfg.interface)
+    try:
+        t_wait = time.monotonic()
+        while transport.latest_state() is None:
+            if sim.poll() is not None or time.monotonic() - t_wait > 30:
+                raise RuntimeError("the simulated robot published no rt/lowstate within 30 s")
+            time.sleep(0.05)
+        rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
+                                      stand_s=cfg.stand_s, live=True)  # fmt: skip
+        runner = Runner(rcfg, transport, plan)
+        timing = runner.run(cfg.stand_s + 0.2)  # stand up, first plan
+        t_walk = None
+        deadline = time.monotonic() + cfg.walk_s + 1.0
+        while time.monotonic() < deadline and runner.mode in ("stand", "ready", "walk"):
+            if runner.mode == "walk" and t_walk is None:
+                t_walk = time.monotonic()
+            if t_walk is not None and time.monotonic() - t_walk >= cfg.walk_s:
+                break
+            t2 = runner.run(0.1)
+            timing = {k: timing[k] + t2[k] for k in timing}
+        stats = runner.stats()
+        runner.close()
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(timeout=30)
+        transport.close()
+    sim_res = json.loads(sim_log.read_text())
+    traj = sim_res.pop("trajectory")
+    result = summarize(cfg, stats, timing, sim_res, traj, runner.events, warmup_s, planner)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "trajectory.json").write_text(json.dumps(traj) + "\n")
+    sim_log.unlink()
+    write_page(cfg, result, out)
+    return result
+
+
+def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> dict:
+    walk_t = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
+    z = np.array([p["z"] for p in traj])
+    roll = np.array([p["roll"] for p in traj])
+    pitch = np.array([p["pitch"] for p in traj])
+    x = np.array([p["x"] for p in traj])
+    stand_end = int(cfg.stand_s * 50)
+    fell = bool(
+        stats["mode"] == "damping"
+        or (len(z) > stand_end and (z[stand_end:] < 0.15).any())
+        or (np.abs(roll) > 1.0).any() or (np.abs(pitch) > 1.0).any()
+    )  # fmt: skip
+    walked_s = stats["policy_steps"] * 0.02
+    return {
+        "command": list(cfg.command),
+        "walked_s": walked_s,
+        "fell": fell,
+        "success": bool(not fell and walked_s >= cfg.walk_s - 0.1),
+        "distance_x_m": float(x[-1] - x[stand_end]) if len(x) > stand_end else 0.0,
+        "mean_speed_m_per_s": float((x[-1] - x[stand_end]) / max(walked_s, 1e-6))
+        if len(x) > stand_end else 0.0,
+        "min_base_height_after_standing_m": float(z[stand_end:].min()) if len(z) > stand_end else None,
+        "runner": stats,
+        "loop_overruns": timing["overruns"],
+        "sim": sim_res,
+        "events": events,
+        "walk_started_at": walk_t,
+        "planner_warmup_s": warmup_s,
+        "artifact_bytes": planner.size_bytes,
+        "artifact_load_s": planner.load_s,
+        "source_checkpoint": planner.meta.get("source_checkpoint"),
+    }  # fmt: skip
+
+
+def write_page(cfg: Sim2SimConfig, r: dict, out: Path) -> None:
+    st = r["runner"]
+    lat, per = st.get("plan_latency_ms", {}), st.get("lowcmd_period_ms", {})
+    faults = "; ".join(st["faults"]) or "none"
+    lines = [
+        "# sim2sim: the deploy runner drives a native-MuJoCo Go2 over DDS",
+        "",
+        "Command: `make sim2sim` (`dmpc sim2sim`). Two processes on one machine, DDS on "
+        f"`{cfg.interface}` (domain {cfg.domain}): the simulated Go2 (native MuJoCo, full "
+        f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd fields, "
+        "CRC checked) publishes rt/lowstate at 500 Hz; the runner (`dmpc_jax/deploy/runner.py`) "
+        "reads it, stands up from lying down, and walks with the exported planner "
+        f"(`{r['source_checkpoint']}`) in its own thread, E = 11 / D = 4, publishing rt/lowcmd "
+        "at 500 Hz.",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| command | {tuple(r['command'])} |",
+        f"| walked (policy steps x 20 ms) | {r['walked_s']:.2f} s |",
+        f"| fell / faults | {'**yes**' if r['fell'] else 'no'} / {faults} |",
+        f"| distance, mean speed | {r['distance_x_m']:.2f} m, {r['mean_speed_m_per_s']:.2f} m/s |",
+        f"| plan latency p50 / p99 / max | {lat.get('p50', float('nan')):.1f} / "
+        f"{lat.get('p99', float('nan')):.1f} / {lat.get('max', float('nan')):.1f} ms "
+        f"({lat.get('plans', 0)} plans; budget 80 ms) |",
+        f"| LowCmd period p50 / p99 / max | {per.get('p50', float('nan')):.2f} / "
+        f"{per.get('p99', float('nan')):.2f} / {per.get('max', float('nan')):.2f} ms (target 2 ms) |",
+        f"| LowCmd received by the robot (bad CRC) | {r['sim']['lowcmd_received']} "
+        f"({r['sim']['lowcmd_bad_crc']}) |",
+        f"| robot ticks late by > 2 ms | {r['sim']['late_ticks']} of {r['sim']['ticks']} |",
+        f"| artifact size, load time, first call | {r['artifact_bytes'] / 1e6:.1f} MB, "
+        f"{r['artifact_load_s']:.2f} s, {r['planner_warmup_s']:.1f} s |",
+        "",
+        f"Verdict: {'**walked ' + format(cfg.walk_s, 'g') + ' s without falling**' if r['success'] else '**did not walk the full ' + format(cfg.walk_s, 'g') + ' s without falling**'}.",
+        "",
+        "Machine: the 2-core CPU development machine (the planner and the simulator share it). "
+        "Numbers: `results.json`; base trajectory: `trajectory.json`.",
+        "",
+    ]  # fmt: skip
+    (out / "README.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":  # the simulated robot's process (started by run_sim2sim)
+    a = sys.argv[1:]
+    serve(float(a[0]), a[1], int(a[2]), a[3], float(a[4]))

@@ -1,0 +1,1 @@
+"""Interactive finetuning of the planner (METHOD §6)."""

@@ -1,0 +1,207 @@
+"""The robot loop on an in-process fake transport: stand-up, the E/D plan timeline, and fault
+injection (NaN state, state stops for 100 ms, planner stalls, plan violates limits, exceptions):
+damping from the tick the fault is seen, no exception escapes, the event is logged."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from dmpc_jax.deploy.runner import MODEL_TO_SDK, Runner, RunnerConfig
+from dmpc_jax.deploy.safety import SafetyConfig
+from dmpc_jax.deploy.transport import FakeTransport, LowCmd, LowState, lowcmd_to_sdk
+from dmpc_jax.robot import go2
+
+DT = 0.002
+Q0 = np.asarray(go2.paper_default_pose())
+
+
+def upright(q_model=Q0):
+    return LowState(np.array([1.0, 0, 0, 0]), np.zeros(3), q_model[MODEL_TO_SDK].copy(),
+                    np.zeros(12))  # fmt: skip
+
+
+class Planner:
+    """A fake plan_fn: a small sinusoid around the default pose; records its calls; can stall or
+    return a bad plan on demand."""
+
+    def __init__(self):
+        self.calls = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.bad = False
+
+    def __call__(self, obs, seq):
+        assert obs.shape == (49,) and np.isfinite(obs).all()
+        self.calls.append(seq)
+        self.gate.wait()
+        if self.bad:
+            return np.full((24, 12), 9.0)  # q target = q0 + 4.5 rad: beyond every limit
+        return 0.1 * np.sin(np.arange(24)[:, None] + np.arange(12)[None] + seq)
+
+
+def make(stand_s=0.1, **safety):
+    tr, pl = FakeTransport(), Planner()
+    cfg = RunnerConfig(stand_s=stand_s, live=True, safety=SafetyConfig(**safety))
+    return Runner(cfg, tr, pl), tr, pl
+
+
+def drive(runner, tr, t0, n, state=None, sync_planner=True):
+    """n ticks from t0 with a fresh state each tick; waits for the planner thread after each tick
+    (deterministic timeline) unless ``sync_planner`` is False."""
+    t = t0
+    for _ in range(n):
+        tr.push_state(state or upright(), t)
+        runner.tick(t)
+        if sync_planner:
+            runner.worker.wait_idle(5.0)
+        t += DT
+    return t
+
+
+def to_walk(runner, tr):
+    t = drive(runner, tr, 0.0, 60)  # stand 0.1 s = 50 ticks, then the first plan
+    assert runner.mode == "walk", runner.events
+    return t
+
+
+def test_nothing_is_sent_before_the_first_state_and_stand_up_interpolates():
+    runner, tr, _ = make(stand_s=0.1)
+    assert runner.tick(0.0) is None and tr.sent == []
+    crouch = np.tile([0.0, 1.3, -2.6], 4)
+    drive(runner, tr, 0.0, 25, upright(crouch))
+    mid = tr.sent[-1].q  # halfway through the stand-up, SDK order
+    expected = (0.5 * crouch + 0.5 * Q0)[MODEL_TO_SDK]
+    np.testing.assert_allclose(mid, expected, atol=0.05)
+    assert runner.mode == "stand"
+
+
+def test_plan_timeline_asks_at_e_minus_d_and_switches_at_row_d():
+    runner, tr, pl = make()
+    t = to_walk(runner, tr)
+    assert pl.calls == [0]
+    # 10 ticks per policy step; first plan rows 0..6, plan 1 asked at row 7, switch at row 11
+    t = drive(runner, tr, t, 10 * 7 + 1)
+    assert pl.calls == [0, 1]
+    drive(runner, tr, t, 10 * 7)
+    assert pl.calls == [0, 1, 2]
+    assert runner.mode == "walk" and not runner.stats()["faults"]
+    cmd = tr.sent[-1]
+    assert np.all(cmd.kp == runner.cfg.kp) and np.all(cmd.kd == runner.cfg.kd)
+
+
+def test_nan_state_goes_to_damping_within_one_tick():
+    runner, tr, _ = make()
+    t = to_walk(runner, tr)
+    bad = upright()
+    bad.q[3] = np.nan
+    tr.push_state(bad, t)
+    cmd = runner.tick(t)
+    assert cmd.is_damping() and tr.sent[-1].is_damping() and runner.mode == "damping"
+    assert "NaN" in runner.stats()["faults"][0]
+    # latched: good states afterwards keep damping
+    drive(runner, tr, t + DT, 5)
+    assert all(c.is_damping() for c in tr.sent[-5:])
+
+
+def test_state_stream_stopping_for_100ms_goes_to_damping_within_one_tick():
+    runner, tr, _ = make(stale_state_s=0.05)
+    t = to_walk(runner, tr)
+    last = t - DT  # the newest state is from the previous tick; now the stream stops
+    modes = []
+    while t - last <= 0.1:
+        cmd = runner.tick(t)
+        modes.append(cmd.is_damping())
+        t += DT
+    first = modes.index(True)
+    assert (first + 1) * DT >= 0.05 - 1e-9  # not before the limit...
+    assert first * DT <= 0.05 + DT  # ...and within one tick after it
+    assert "stale state" in runner.stats()["faults"][0]
+
+
+def test_planner_stall_goes_to_damping_at_the_switch_tick():
+    runner, tr, pl = make()
+    t = to_walk(runner, tr)
+    pl.gate.clear()  # the planner hangs from the next request on
+    t = drive(runner, tr, t, 10 * 7 + 1, sync_planner=False)  # request made at row 7
+    assert runner.mode == "walk"
+    t = drive(runner, tr, t, 10 * 4, sync_planner=False)  # row 11: the switch, no plan
+    assert runner.mode == "damping" and tr.sent[-1].is_damping()
+    assert "planner stalled" in runner.stats()["faults"][0]
+    pl.gate.set()
+    runner.close()
+
+
+def test_plan_violating_limits_goes_to_damping_and_is_never_executed():
+    runner, tr, pl = make()
+    t = to_walk(runner, tr)
+    pl.bad = True
+    drive(runner, tr, t, 10 * 11 + 1)
+    assert runner.mode == "damping"
+    assert "joint limits" in runner.stats()["faults"][0]
+    lo, hi = go2.joint_limits()
+    for c in tr.sent:
+        if not c.is_damping():
+            q = c.q[go2.sdk_to_model()]
+            assert (q >= lo).all() and (q <= hi).all()
+
+
+def test_exceptions_inside_the_tick_and_the_transport_never_escape():
+    runner, tr, _ = make()
+    t = to_walk(runner, tr)
+
+    def boom():
+        raise OSError("DDS reader died")
+
+    tr.latest_state = boom
+    cmd = runner.tick(t)  # no exception
+    assert cmd.is_damping() and "OSError" in runner.stats()["faults"][0]
+    runner2, tr2, _ = make()
+    t = to_walk(runner2, tr2)
+
+    def send_fails(c):
+        raise RuntimeError("publisher closed")
+
+    tr2.send = send_fails
+    runner2.tick(t)
+    assert runner2.mode == "damping" and "send failed" in runner2.stats()["faults"][0]
+
+
+def test_orientation_beyond_limits_and_torque_clamp():
+    runner, tr, _ = make(torque_scale=0.5)
+    t = to_walk(runner, tr)
+    # torque clamp: a far measured pose limits the PD target to tau_max / kp away
+    far = Q0 + 0.8
+    tr.push_state(upright(far), t)
+    cmd = runner.tick(t)
+    tau = runner.cfg.kp * (cmd.q - far[MODEL_TO_SDK])
+    assert (np.abs(tau) <= 0.5 * go2.torque_limits()[MODEL_TO_SDK] + 1e-6).all()
+    tipped = upright()
+    tipped.quat_wxyz = np.array([np.cos(0.6), np.sin(0.6), 0, 0])  # roll 1.2 rad
+    tr.push_state(tipped, t + DT)
+    assert runner.tick(t + DT).is_damping()
+    assert "orientation" in runner.stats()["faults"][0]
+
+
+def test_dry_run_sends_nothing():
+    tr, pl = FakeTransport(), Planner()
+    runner = Runner(RunnerConfig(stand_s=0.1), tr, pl)  # live defaults to False
+    drive(runner, tr, 0.0, 80)
+    assert runner.mode == "walk" and runner.sent == 80 and tr.sent == []
+
+
+def test_lowcmd_message_and_crc_when_the_sdk_is_installed():
+    try:
+        from dmpc_jax.deploy.transport import _sdk
+
+        sdk = _sdk()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"unitree_sdk2py not usable: {e}")
+    from dmpc_jax.deploy.transport import lowcmd_from_sdk
+
+    cmd = LowCmd(np.arange(12) * 0.1, np.zeros(12), np.full(12, 40.0), np.ones(12), np.zeros(12))
+    msg = lowcmd_to_sdk(sdk, cmd)
+    assert msg.crc == sdk["CRC"]().Crc(msg) and list(msg.head) == [0xFE, 0xEF]
+    back = lowcmd_from_sdk(msg)
+    np.testing.assert_allclose(back.q, cmd.q, rtol=1e-6)
+    assert msg.motor_cmd[12].mode == 0

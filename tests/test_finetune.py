@@ -1,0 +1,170 @@
+"""Reward-weighted regression (METHOD §6): weights, per-group filtering, the replay buffer's pieces,
+pruning and persistence, the weighted loss, and resume of the finetuning state."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dmpc_jax.diffusion import model as M
+from dmpc_jax.finetune.rwr import (
+    ReplayBuffer,
+    effective_sample_size,
+    group_weights,
+    rwr_weights,
+    select_top,
+    split_pieces,
+)
+
+SCORES = np.array([0.10, 0.25, 0.20, 0.05, 0.30, 0.28])
+
+
+def test_weights_nonnegative_mean_one_and_shift_invariant():
+    w = rwr_weights(SCORES, 0.02)
+    assert (w >= 0).all()
+    np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(rwr_weights(SCORES + 7.3, 0.02), w, rtol=1e-5)
+    assert np.argmax(w) == np.argmax(SCORES)
+    assert (np.diff(w[np.argsort(SCORES)]) >= 0).all()  # monotone in the score
+
+
+def test_weights_uniform_at_high_and_one_hot_at_low_temperature():
+    np.testing.assert_allclose(rwr_weights(SCORES, 1e6), np.ones(6), rtol=1e-5)
+    hot = rwr_weights(SCORES, 1e-5)
+    expected = np.zeros(6)
+    expected[np.argmax(SCORES)] = 6.0  # one-hot, still mean 1
+    np.testing.assert_allclose(hot, expected, atol=1e-6)
+    assert effective_sample_size(hot) == pytest.approx(1.0)
+    assert effective_sample_size(rwr_weights(SCORES, 1e6)) == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="temperature"):
+        rwr_weights(SCORES, 0.0)
+
+
+def test_select_top_keeps_the_quantile_of_each_group():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=300)
+    groups = np.r_[np.zeros(200, np.int8), np.ones(100, np.int8)]
+    keep = select_top(scores, groups, 0.05, max_total=1000)
+    g0, g1 = keep[groups[keep] == 0], keep[groups[keep] == 1]
+    assert len(g0) == 10 and len(g1) == 5  # 5% of each group, not of the whole
+    assert set(g0) == set(np.argsort(-scores[:200])[:10])
+    assert set(g1) == set(200 + np.argsort(-scores[200:])[:5])
+    # the cap splits over the groups
+    capped = select_top(scores, groups, 0.5, max_total=20)
+    assert (groups[capped] == 0).sum() == 10 and (groups[capped] == 1).sum() == 10
+    with pytest.raises(ValueError, match="quantile"):
+        select_top(scores, groups, 0.0, 10)
+
+
+def test_group_weights_normalise_per_group():
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    w = group_weights(SCORES, groups, 0.05)
+    np.testing.assert_allclose(w[:3].mean(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(w[3:].mean(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(w[:3], rwr_weights(SCORES[:3], 0.05), rtol=1e-6)
+
+
+def test_split_pieces_cuts_at_episode_ends_and_skips_unplanned_steps():
+    valid = np.ones((10, 2), bool)
+    done = np.zeros((10, 2), bool)
+    done[3, 0] = True  # env 0: episode ends with step 3 -> [0, 4) and [4, 10)
+    valid[4:6, 1] = False  # env 1: fresh after a reset at steps 4, 5 -> [0, 4) and [6, 10)
+    assert split_pieces(valid, done, 1) == [(0, 0, 4), (0, 4, 10), (1, 0, 4), (1, 6, 10)]
+    assert split_pieces(valid, done, 5) == [(0, 4, 10)]
+
+
+def _records(t, b, rng, reward=None):
+    return {
+        "obs": rng.normal(size=(t, b, 49)).astype(np.float32),
+        "action": rng.normal(size=(t, b, 12)).astype(np.float32),
+        "reward": rng.normal(size=(t, b)).astype(np.float32) if reward is None else reward,
+        "wz": rng.uniform(-1, 1, size=(t, b)).astype(np.float32),
+        "valid": np.ones((t, b), bool),
+        "done": np.zeros((t, b), bool),
+    }
+
+
+def test_buffer_pieces_keep_their_data_and_pruning_keeps_the_best():
+    rng = np.random.default_rng(1)
+    buf = ReplayBuffer(capacity=5, max_len=8)
+    rec = _records(8, 3, rng)
+    assert buf.add_rollout(rec, min_len=4, iteration=1) == 3
+    np.testing.assert_array_equal(buf.obs[1], rec["obs"][:, 1])
+    np.testing.assert_allclose(buf.score, rec["reward"].mean(0), rtol=1e-6)
+    assert list(buf.group) == [int(w >= 0) for w in rec["wz"][0]]
+    all_scores = list(buf.score)
+    for it in range(2, 5):
+        rec = _records(8, 3, rng)
+        buf.add_rollout(rec, min_len=4, iteration=it)
+        all_scores += list(rec["reward"].mean(0))
+    assert len(buf) == 5
+    np.testing.assert_allclose(np.sort(buf.score), np.sort(all_scores)[-5:], rtol=1e-6)
+    # windows come from the requested pieces, with their weights
+    win = buf.windows(rng, np.array([2]), np.array([3.0]), batch=6, horizon=4)
+    assert win["obs"].shape == (6, 4, 49) and (win["weight"] == 3.0).all()
+    starts = [np.flatnonzero(buf.obs[2, :, 0] == w[0, 0])[0] for w in win["obs"]]
+    for s, w in zip(starts, win["obs"], strict=True):
+        np.testing.assert_array_equal(w, buf.obs[2, s : s + 4])
+
+
+def test_buffer_save_load_roundtrip_and_corrupt_file(tmp_path):
+    rng = np.random.default_rng(2)
+    buf = ReplayBuffer(capacity=10, max_len=6)
+    buf.add_rollout(_records(6, 4, rng), min_len=3, iteration=7)
+    buf.save(tmp_path / "buffer.npz")
+    back = ReplayBuffer.load(tmp_path / "buffer.npz")
+    for name in ("obs", "action", "reward", "length", "score", "group", "added"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(buf, name))
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(RuntimeError, match="unreadable"):
+        ReplayBuffer.load(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError):
+        ReplayBuffer.load(tmp_path / "missing.npz")
+
+
+@pytest.fixture(scope="module")
+def tiny_nets():
+    dcfg = M.diffusion_preset("tiny")
+    nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+    return dcfg, nets, params
+
+
+def test_weighted_loss_equals_plain_loss_under_uniform_weights(tiny_nets):
+    dcfg, nets, params = tiny_nets
+    sched, lw = M.schedule_for(dcfg), M.loss_weights(dcfg)
+    tau = jax.random.normal(jax.random.PRNGKey(1), (5, dcfg.horizon, M.TRANSITION_DIM))
+    key = jax.random.PRNGKey(2)
+    plain, _ = M.diffusion_loss(nets, params, sched, lw, tau, key)
+    uniform, _ = M.diffusion_loss(nets, params, sched, lw, tau, key, jnp.ones(5))
+    np.testing.assert_allclose(float(uniform), float(plain), rtol=1e-6)
+    # and a one-hot weight picks one sample's loss (x batch size)
+    w = jnp.zeros(5).at[3].set(5.0)
+    one, _ = M.diffusion_loss(nets, params, sched, lw, tau, key, w)
+    assert float(one) != pytest.approx(float(plain))
+
+
+def test_resume_restores_state_and_buffer(tiny_nets, tmp_path):
+    import optax
+
+    from dmpc_jax.finetune.train import restore_checkpoint, save_checkpoint
+
+    _, _, params = tiny_nets
+    opt = optax.adam(1e-3)
+    state = {"params": params, "opt_denoiser": opt.init(params["denoiser"]),
+             "opt_value": opt.init(params["value"]), "iteration": jnp.asarray(5, jnp.int32)}  # fmt: skip
+    buf = ReplayBuffer(capacity=10, max_len=6)
+    buf.add_rollout(_records(6, 4, np.random.default_rng(3)), min_len=3, iteration=5)
+    save_checkpoint(tmp_path, state, buf)
+    fresh = jax.tree.map(jnp.zeros_like, state)
+    restored, rbuf = restore_checkpoint(tmp_path, fresh, ReplayBuffer(10, 6))
+    assert int(restored["iteration"]) == 5
+    chex_equal = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), restored, state)
+    assert all(jax.tree.leaves(chex_equal))
+    np.testing.assert_array_equal(rbuf.obs, buf.obs)
+    np.testing.assert_array_equal(rbuf.score, buf.score)
+    with pytest.raises(ValueError, match="capacity"):
+        restore_checkpoint(tmp_path, fresh, ReplayBuffer(99, 6))
+    # the planner checkpoint loads like a pretraining run's
+    from dmpc_jax.checkpointing import checkpoint_manager
+
+    assert checkpoint_manager(tmp_path, 1, "planner").latest_step() == 5
