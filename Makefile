@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite bench lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite export sim2sim deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -60,6 +60,20 @@ eval: venv gl
 
 eval-suite: venv gl
 	$(VENV)/bin/dmpc eval-suite --tasks $(SUITE) --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS)
+
+# jax.export of the plan step (cpu + cuda) with meta.json: PLANNER=<run>, ARGS="--num-candidates 1".
+PLANNER ?= checkpoints/diffusion/$(PRESET)
+export: venv
+	$(VENV)/bin/dmpc export --run-dir $(PLANNER) $(ARGS)
+
+# The deploy runner walks a native-MuJoCo Go2 over DDS on loopback (installs the robot extra).
+sim2sim: venv
+	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
+	$(VENV)/bin/dmpc sim2sim $(ARGS)
+
+# A real Go2 (robot extra with cyclonedds 0.10.2, see README): dry run unless LIVE=1.
+deploy: venv
+	$(VENV)/bin/dmpc deploy $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

@@ -1,5 +1,6 @@
 """One ``dmpc`` command with a sub-command per stage (``dmpc --help`` lists them)."""
 
+import json
 import sys
 from typing import Literal
 
@@ -8,6 +9,8 @@ import tyro
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
 from dmpc_jax.bench.sampler import BenchConfig
 from dmpc_jax.data.collect import DatasetConfig
+from dmpc_jax.deploy.robot import DeployConfig
+from dmpc_jax.deploy.sim2sim import Sim2SimConfig
 from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
@@ -247,6 +250,23 @@ def export(
     print(json.dumps({k: meta[k] for k in ("platforms", "artifact_bytes", "source_checkpoint")}))
 
 
+def sim2sim(cfg: Sim2SimConfig = Sim2SimConfig()) -> None:
+    """The deploy runner walks a Go2 simulated in native MuJoCo (its own process) over DDS on
+    loopback; writes experiments/sim2sim/ (needs the robot extra)."""
+    from dmpc_jax.deploy.sim2sim import run_sim2sim
+
+    r = run_sim2sim(cfg)
+    print(json.dumps({k: r[k] for k in ("success", "walked_s", "fell", "distance_x_m")}))
+
+
+def deploy(cfg: DeployConfig = DeployConfig()) -> None:
+    """Drive a real Go2 with the exported planner over unitree_sdk2py; a dry run unless LIVE=1
+    is set (see dmpc_jax/deploy/robot.py before a live run)."""
+    from dmpc_jax.deploy.robot import run_robot
+
+    run_robot(cfg)
+
+
 SUBCOMMANDS = {
     "demo": demo,
     "bench-env": bench_env,
@@ -259,6 +279,8 @@ SUBCOMMANDS = {
     "eval": eval,
     "eval-suite": eval_suite,
     "export": export,
+    "sim2sim": sim2sim,
+    "deploy": deploy,
     "bench": bench,
 }
 
