@@ -147,6 +147,7 @@ def finetune(
     resume: bool = False,
     overwrite: bool = False,
     max_iterations: int | None = None,
+    iterations: int | None = None,
     page: str | None = "experiments/finetune",
 ) -> None:
     """Finetune a pretrained planner by reward-weighted regression on its own rollouts into
@@ -161,6 +162,7 @@ def finetune(
         resume: continue the run from its newest checkpoint (replay buffer included).
         overwrite: delete an existing run of that name first.
         max_iterations: stop after this many iterations in this invocation (continue with --resume).
+        iterations: total iterations (overrides the preset; with --resume, extends a finished run).
         page: directory of the results page (README.md + learning curve); empty to skip it.
     """
     import dataclasses
@@ -173,6 +175,8 @@ def finetune(
     cfg = load_json(FinetuneConfig, config) if config else finetune_preset(preset)
     if pretrained is not None:
         cfg = dataclasses.replace(cfg, pretrained=pretrained)
+    if iterations is not None:
+        cfg = dataclasses.replace(cfg, iterations=iterations)
     run_dir = Path(root) / (run or preset)
     run_finetune(cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations)
     if page:

@@ -168,3 +168,40 @@ def test_resume_restores_state_and_buffer(tiny_nets, tmp_path):
     from dmpc_jax.checkpointing import checkpoint_manager
 
     assert checkpoint_manager(tmp_path, 1, "planner").latest_step() == 5
+
+
+def test_run_dir_resume_may_extend_iterations_only(tmp_path):
+    import dataclasses
+    import json
+
+    from dmpc_jax.config import ConfigError, to_dict
+    from dmpc_jax.diffusion.train import pretrain_preset, run_pretrain_config
+    from dmpc_jax.finetune.train import finetune_preset, prepare_finetune_run
+
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    (pre / "config.json").write_text(json.dumps(to_dict(pretrain_preset("tiny"))))
+    (pre / "scaler.json").write_text(
+        json.dumps({k: v.tolist() for k, v in M.paper_scaler().items()})
+    )
+    cfg = dataclasses.replace(finetune_preset("tiny"), pretrained=str(pre))
+    run = prepare_finetune_run(cfg, tmp_path / "ft", resume=False, overwrite=False)
+    # the run reads like a pretraining run for load_planner
+    assert run_pretrain_config(run) == pretrain_preset("tiny")
+    assert set(json.loads((run / "robot.json").read_text())) == {
+        "q_default",
+        "kp",
+        "kd",
+        "action_scale",
+    }
+    longer = dataclasses.replace(cfg, iterations=cfg.iterations + 5)
+    prepare_finetune_run(longer, run, resume=True, overwrite=False)
+    assert json.loads((run / "config.json").read_text())["iterations"] == cfg.iterations + 5
+    with pytest.raises(ValueError, match="shorten"):
+        prepare_finetune_run(cfg, run, resume=True, overwrite=False)
+    with pytest.raises(ConfigError):
+        prepare_finetune_run(dataclasses.replace(longer, temperature=0.5), run, resume=True,
+                             overwrite=False)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="pretrained run"):
+        prepare_finetune_run(dataclasses.replace(cfg, pretrained=str(tmp_path / "nope")),
+                             tmp_path / "ft2", resume=False, overwrite=False)  # fmt: skip
