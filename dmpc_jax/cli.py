@@ -22,12 +22,18 @@ def demo(
     seconds: float = 16.0,
     robots: int = 8,
     seed: int = 0,
+    planner_run: str | None = None,
 ) -> None:
     """The main job: the shipped planner walks the Go2 at 1.0 m/s in MJX, switches to TASK
-    halfway, prints the metrics and writes a video (see README)."""
-    from dmpc_jax.evaluate.demo import run_demo
+    halfway, prints the metrics and writes a video (see README).
 
-    run_demo(out_dir=out_dir, task=task, seconds=seconds, robots=robots, seed=seed)
+    Args:
+        planner_run: planner run directory (default: the shipped default planner).
+    """
+    from dmpc_jax.evaluate.demo import DEFAULT_PLANNER, run_demo
+
+    run_demo(out_dir=out_dir, planner_run=planner_run or DEFAULT_PLANNER, task=task,
+             seconds=seconds, robots=robots, seed=seed)  # fmt: skip
 
 
 def bench_env(cfg: EnvBenchConfig = EnvBenchConfig()) -> None:

@@ -51,3 +51,10 @@ def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
     z = [p["z"] for p in res["trajectory"]]
     assert z[-1] > 0.25 > z[0], (z[0], z[-1])  # stood up
     print(json.dumps({k: stats[k] for k in ("lowcmd_period_ms", "sent")}))
+
+
+def test_sim2sim_and_deploy_default_to_the_demo_planner():
+    from dmpc_jax.deploy.sim2sim import Sim2SimConfig
+    from dmpc_jax.evaluate.demo import DEFAULT_PLANNER
+
+    assert Sim2SimConfig().planner_run == DEFAULT_PLANNER

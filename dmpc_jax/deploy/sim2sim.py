@@ -30,8 +30,8 @@ LIE_DOWN_POSE = np.tile([0.0, 1.36, -2.65], 4)  # model order (FL, FR, RL, RR)
 @dataclasses.dataclass(frozen=True)
 class Sim2SimConfig:
     """Attributes:
-    exported: exported planner directory (``make export``); created from ``planner_run`` with
-        ``num_candidates`` if absent.
+    exported: exported planner directory; (re)created from ``planner_run`` with
+        ``num_candidates`` when absent or exported from another run or N.
     planner_run: the planner run exported when ``exported`` does not exist.
     num_candidates: N of that export.
     command: velocity command while walking.
@@ -44,7 +44,7 @@ class Sim2SimConfig:
     """
 
     exported: str = "exported/sim2sim"
-    planner_run: str = "checkpoints/diffusion/cpu"
+    planner_run: str = "checkpoints/diffusion/cpu"  # = evaluate.demo.DEFAULT_PLANNER
     num_candidates: int = 1
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
     walk_s: float = 10.0
@@ -194,7 +194,9 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
     from dmpc_jax.evaluate.tasks import NN_GUIDANCE
 
     exp = Path(cfg.exported)
-    if not (exp / "meta.json").exists():
+    meta = json.loads((exp / "meta.json").read_text()) if (exp / "meta.json").exists() else {}
+    if (meta.get("source_checkpoint", "").split(":")[0] != cfg.planner_run
+            or meta.get("num_candidates") != cfg.num_candidates):  # fmt: skip
         print(f"exporting {cfg.planner_run} -> {exp}", flush=True)
         subprocess.run([sys.executable, "-m", "dmpc_jax.cli", "export", "--run-dir",
                         cfg.planner_run, "--out", str(exp), "--num-candidates",

@@ -20,6 +20,9 @@ from dmpc_jax.evaluate.video import render_qpos, save_video
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
 
+# the planner `make demo` runs: the best shipped `cpu` planner (experiments/finetune)
+DEFAULT_PLANNER = "checkpoints/diffusion/cpu"
+
 
 def _segment_metrics(trace: dict, dt: float, command: float) -> dict:
     alive = ~np.asarray(trace["done_any"])
@@ -39,7 +42,7 @@ def _segment_metrics(trace: dict, dt: float, command: float) -> dict:
 
 def run_demo(
     out_dir: str = "experiments/demo",
-    planner_run: str = "checkpoints/diffusion/cpu",
+    planner_run: str = DEFAULT_PLANNER,
     demonstrator_run: str = "checkpoints/demonstrator/cpu",
     task: str = "energy",
     seconds: float = 16.0,
