@@ -593,10 +593,13 @@ def write_page(run_dir: Path, out: Path) -> None:
     plot_learning_curve(run_dir / "metrics.jsonl", out / "learning_curve.png")
     evals = [m for m in log if "eval/success_rate" in m]
     last = log[-1] if log else {}
+    cmds = run_dir / "commands.txt"
+    cmds = [c for c in cmds.read_text().splitlines() if c.strip()] if cmds.exists() else []
+    cmd = " then ".join(f"`{c}`" for c in cmds) or "`dmpc finetune`"
     lines = [
         "# Interactive finetuning (reward-weighted regression)",
         "",
-        f"Command: `make finetune` (`dmpc finetune --preset <preset>`; run `{run_dir}`, "
+        f"Command: `make finetune` ({cmd}; run `{run_dir}`, "
         f"{last.get('iteration', 0)} of {cfg.iterations} iterations, "
         f"{last.get('env_steps', 0):,} env steps, {last.get('time/wall_s', 0) / 3600:.2f} h).",
         "",
