@@ -184,10 +184,10 @@ def finetune(
     if iterations is not None:
         cfg = dataclasses.replace(cfg, iterations=iterations)
     run_dir = Path(root) / (run or preset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / "commands.txt").open("a") as f:  # every invocation, for the results page
-        f.write("dmpc finetune " + " ".join(sys.argv[2:]) + "\n")
-    run_finetune(cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations)
+    run_finetune(
+        cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations,
+        command="dmpc finetune " + " ".join(sys.argv[2:]),
+    )  # fmt: skip
     if page:
         write_page(run_dir, Path(page))
 

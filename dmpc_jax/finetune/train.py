@@ -338,12 +338,17 @@ def finetune(
     overwrite: bool = False,
     max_iterations: int | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict:
-    """Run (or continue) finetuning; returns the final state dict (params, ..., iteration)."""
+    """Run (or continue) finetuning; returns the final state dict (params, ..., iteration).
+    ``command`` (the CLI invocation) is appended to the run's ``commands.txt``."""
     from dmpc_jax.planner.load import load_planner
     from dmpc_jax.planner.sampler import SamplerConfig
 
     run_dir = prepare_finetune_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite)
+    if command:
+        with (run_dir / "commands.txt").open("a") as f:
+            f.write(command + "\n")
     planner = load_planner(cfg.pretrained)
     dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
     if cfg.execute >= h:
