@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
+# the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
+PLANNER ?= checkpoints/rwr/$(PRESET)
+
 .PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite export sim2sim deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
@@ -56,20 +59,19 @@ finetune: venv
 TASK ?= walk_1.0
 SUITE ?= walk_0.5 walk_1.0 walk_1.5 height_low height_high narrow_range qdot_cap energy smooth leg_lift push_2x push_3x
 eval: venv gl
-	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS)
+	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run $(PLANNER) $(ARGS)
 
 eval-suite: venv gl
-	$(VENV)/bin/dmpc eval-suite --tasks $(SUITE) --cfg.planner-run checkpoints/diffusion/$(PRESET) $(ARGS)
+	$(VENV)/bin/dmpc eval-suite --tasks $(SUITE) --cfg.planner-run $(PLANNER) $(ARGS)
 
 # jax.export of the plan step (cpu + cuda) with meta.json: PLANNER=<run>, ARGS="--num-candidates 1".
-PLANNER ?= checkpoints/diffusion/$(PRESET)
 export: venv
 	$(VENV)/bin/dmpc export --run-dir $(PLANNER) $(ARGS)
 
 # The deploy runner walks a native-MuJoCo Go2 over DDS on loopback (installs the robot extra).
 sim2sim: venv
 	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
-	$(VENV)/bin/dmpc sim2sim $(ARGS)
+	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ARGS)
 
 # A real Go2 (robot extra with cyclonedds 0.10.2, see README): dry run unless LIVE=1.
 deploy: venv

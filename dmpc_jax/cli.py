@@ -233,7 +233,7 @@ def eval_suite(
 
 
 def export(
-    run_dir: str = "checkpoints/diffusion/cpu",
+    run_dir: str = "checkpoints/rwr/cpu",
     out: str = "exported/cpu",
     num_candidates: int = 16,
     method: Literal["ddpm", "ddim"] = "ddpm",
@@ -242,7 +242,7 @@ def export(
     """Serialize the plan step of a pretrained planner (jax.export, cpu + cuda) with meta.json.
 
     Args:
-        run_dir: pretraining run directory.
+        run_dir: planner run directory (pretraining or finetuning).
         out: artifact directory (planner.jax, meta.json).
         num_candidates: N candidates per plan.
         method: sampler.
@@ -269,7 +269,8 @@ def sim2sim(cfg: Sim2SimConfig = Sim2SimConfig()) -> None:
     from dmpc_jax.deploy.sim2sim import run_sim2sim
 
     r = run_sim2sim(cfg)
-    print(json.dumps({k: r[k] for k in ("success", "walked_s", "fell", "distance_x_m")}))
+    keys = ("success", "walked_s", "fell", "path_length_m", "mean_forward_speed_m_per_s")
+    print(json.dumps({k: r.get(k) for k in keys}))
 
 
 def deploy(cfg: DeployConfig = DeployConfig()) -> None:

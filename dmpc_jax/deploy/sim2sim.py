@@ -44,7 +44,7 @@ class Sim2SimConfig:
     """
 
     exported: str = "exported/sim2sim"
-    planner_run: str = "checkpoints/diffusion/cpu"  # = evaluate.demo.DEFAULT_PLANNER
+    planner_run: str = "checkpoints/rwr/cpu"  # = evaluate.demo.DEFAULT_PLANNER
     num_candidates: int = 1
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
     walk_s: float = 10.0
@@ -109,6 +109,7 @@ class SimRobot:
         return {
             "x": float(self.data.qpos[0]), "y": float(self.data.qpos[1]),
             "z": float(self.data.qpos[2]),
+            "yaw": float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))),
             "roll": float(np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))),
             "pitch": float(np.arcsin(np.clip(2 * (w * y - z * x), -1, 1))),
         }  # fmt: skip
@@ -150,12 +151,14 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     dt = 1.0 / rate_hz
     n_sub = max(int(round(dt / physics_dt)), 1)
-    traj, late = [], 0
+    traj, late, first_cmd_t = [], 0, None
     t0 = time.monotonic()
     k = 0
     while not stop["flag"] and time.monotonic() - t0 < seconds:
         with lock:
             cmd = latest["cmd"]
+        if cmd is not None and first_cmd_t is None:
+            first_cmd_t = k * dt
         robot.step(cmd, n_sub)
         pub.Write(lowstate_to_sdk(sdk, robot.lowstate()))
         if k % 10 == 0:
@@ -169,6 +172,7 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
     Path(out).write_text(json.dumps({
         "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0,
         "lowcmd_received": latest["received"], "lowcmd_bad_crc": latest["bad_crc"],
+        "first_lowcmd_t": first_cmd_t,
         "trajectory": traj,
     }) + "\n")  # fmt: skip
 
@@ -253,37 +257,47 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
 
 
 def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> dict:
-    walk_t = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
+    """Walking metrics over the sim's 50 Hz base trajectory from the tick the runner started
+    walking (the sim's first LowCmd + the runner's stand -> walk delay)."""
+    t_stand = next((e["t"] for e in events if e["event"].endswith("-> stand")), None)
+    t_walk = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
     z = np.array([p["z"] for p in traj])
-    roll = np.array([p["roll"] for p in traj])
-    pitch = np.array([p["pitch"] for p in traj])
-    x = np.array([p["x"] for p in traj])
-    stand_end = int(cfg.stand_s * 50)
-    fell = bool(
-        (len(z) > stand_end and (z[stand_end:] < 0.15).any())
-        or (np.abs(roll) > 1.0).any() or (np.abs(pitch) > 1.0).any()
-    )  # fmt: skip
+    tilt = np.array([max(abs(p["roll"]), abs(p["pitch"])) for p in traj])
     walked_s = stats["policy_steps"] * 0.02
-    return {
-        "command": list(cfg.command),
-        "walked_s": walked_s,
+    out = {"command": list(cfg.command), "walked_s": walked_s}
+    if t_walk is None or sim_res.get("first_lowcmd_t") is None:
+        i0 = len(traj)
+    else:
+        i0 = int(round((sim_res["first_lowcmd_t"] + t_walk - t_stand) * 50))
+    seg = traj[i0 : i0 + int(round(walked_s * 50)) + 1]
+    fell = bool((z[i0:] < 0.15).any() or (tilt > 1.0).any())
+    if len(seg) > 1:
+        xy = np.array([[p["x"], p["y"]] for p in seg])
+        yaw = np.unwrap([p["yaw"] for p in seg])
+        step = np.diff(xy, axis=0)
+        heading = np.stack([np.cos(yaw[:-1]), np.sin(yaw[:-1])], -1)
+        out.update({
+            "path_length_m": float(np.linalg.norm(step, axis=-1).sum()),
+            "mean_forward_speed_m_per_s": float((step * heading).sum(-1).mean() * 50),
+            "mean_lateral_speed_m_per_s": float(
+                (step * heading[:, ::-1] * [-1, 1]).sum(-1).mean() * 50),
+            "mean_yaw_rate_rad_per_s": float((yaw[-1] - yaw[0]) / (len(seg) / 50)),
+            "base_height_walking_m": float(np.mean([p["z"] for p in seg])),
+        })  # fmt: skip
+    out.update({
         "fell": fell,
         "faulted": stats["mode"] == "damping",
         "success": bool(not fell and stats["mode"] == "walk" and walked_s >= cfg.walk_s - 0.1),
-        "distance_x_m": float(x[-1] - x[stand_end]) if len(x) > stand_end else 0.0,
-        "mean_speed_m_per_s": float((x[-1] - x[stand_end]) / max(walked_s, 1e-6))
-        if len(x) > stand_end else 0.0,
-        "min_base_height_after_standing_m": float(z[stand_end:].min()) if len(z) > stand_end else None,
         "runner": stats,
         "loop_overruns": timing["overruns"],
         "sim": sim_res,
         "events": events,
-        "walk_started_at": walk_t,
         "planner_warmup_s": warmup_s,
         "artifact_bytes": planner.size_bytes,
         "artifact_load_s": planner.load_s,
         "source_checkpoint": planner.meta.get("source_checkpoint"),
-    }  # fmt: skip
+    })  # fmt: skip
+    return out
 
 
 def write_page(cfg: Sim2SimConfig, r: dict, out: Path) -> None:
@@ -307,7 +321,11 @@ def write_page(cfg: Sim2SimConfig, r: dict, out: Path) -> None:
         f"| walked (policy steps x 20 ms) | {r['walked_s']:.2f} s |",
         f"| fell | {'**yes**' if r['fell'] else 'no'} |",
         f"| faults (-> damping) | {faults} |",
-        f"| distance, mean speed | {r['distance_x_m']:.2f} m, {r['mean_speed_m_per_s']:.2f} m/s |",
+        f"| path walked, mean forward / lateral speed (body frame) | "
+        f"{r.get('path_length_m', 0):.2f} m, {r.get('mean_forward_speed_m_per_s', 0):.2f} / "
+        f"{r.get('mean_lateral_speed_m_per_s', 0):.2f} m/s |",
+        f"| mean yaw rate (command 0) | {r.get('mean_yaw_rate_rad_per_s', 0):.2f} rad/s |",
+        f"| mean base height walking | {r.get('base_height_walking_m', 0):.3f} m |",
         f"| plan latency p50 / p99 / max | {lat.get('p50', float('nan')):.1f} / "
         f"{lat.get('p99', float('nan')):.1f} / {lat.get('max', float('nan')):.1f} ms "
         f"({lat.get('plans', 0)} plans; budget 80 ms) |",

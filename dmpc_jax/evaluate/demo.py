@@ -21,7 +21,7 @@ from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
 
 # the planner `make demo` runs: the best shipped `cpu` planner (experiments/finetune)
-DEFAULT_PLANNER = "checkpoints/diffusion/cpu"
+DEFAULT_PLANNER = "checkpoints/rwr/cpu"
 
 
 def _segment_metrics(trace: dict, dt: float, command: float) -> dict:

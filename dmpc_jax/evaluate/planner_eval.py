@@ -65,7 +65,7 @@ class EvalConfig:
     task: str = "walk_1.0"
     task_file: str | None = None
     set: tuple[str, ...] = ()
-    planner_run: str = "checkpoints/diffusion/cpu"
+    planner_run: str = "checkpoints/rwr/cpu"
     demonstrator_run: str = "checkpoints/demonstrator/cpu"
     controllers: tuple[str, ...] = CONTROLLERS
     episodes: int = 64
@@ -336,7 +336,8 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
     lines = [
         "# Test-time tasks: one trained planner, new rewards and bounds, no retraining",
         "",
-        f"Command: `make eval-suite` (`dmpc eval-suite --cfg.episodes {cfg.episodes} "
+        f"Command: `make eval-suite PLANNER={cfg.planner_run}` (`dmpc eval-suite --cfg.planner-run {cfg.planner_run} "
+        f"--cfg.episodes {cfg.episodes} "
         f"--cfg.episode-s {cfg.episode_s:g} --cfg.num-candidates {cfg.num_candidates} "
         f"--tasks {' '.join(tasks)}`). {cfg.episodes} episodes of {cfg.episode_s:g} s per "
         "controller, pushes, domain randomisation, sensor noise and latency on; the same keys for "

@@ -635,6 +635,7 @@ def write_page(run_dir: Path, out: Path) -> None:
     lines += ["", "![learning curve](learning_curve.png)", "",
               "Per-iteration numbers (rollout reward, falls, buffer, kept fraction, effective "
               f"sample size, losses): `{run_dir}/metrics.jsonl`.", ""]  # fmt: skip
+    lines += _evals_section(out)
     lines += _attempts_section(out, cfg)
     (out / "README.md").write_text("\n".join(lines))
     write_model_card(run_dir, cfg, log, out)
@@ -669,6 +670,36 @@ def write_model_card(run_dir: Path, cfg: FinetuneConfig, log: list[dict], page: 
         "",
     ]  # fmt: skip
     (run_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
+def _evals_section(out: Path) -> list[str]:
+    """Independent harness evaluations kept under ``out/eval_*/`` (``dmpc eval --cfg.out-dir``)."""
+    rows = []
+    for d in sorted(out.glob("eval_*")):
+        if not (d / "results.json").exists():
+            continue
+        r = json.loads((d / "results.json").read_text())
+        c, t = r["config"], r["controllers"]["task"]
+        rows.append(
+            f"| [`{d.name}`]({d.name}/README.md) | `{c['planner_run']}` | {c['episodes']} | "
+            f"{c['seed']} | {100 * t['success_rate']:.1f}% | {t['tracking_err_m_per_s']:.3f} | "
+            f"{t['mean_forward_vel']:.2f} | {t['energy_J_per_m']:.0f} |"
+        )
+    if not rows:
+        return []
+    return [
+        "## Independent evaluation (fresh keys)",
+        "",
+        "`dmpc eval --cfg.task walk_1.0 --cfg.controllers task --cfg.episodes 128 --cfg.seed 1 "
+        "--cfg.planner-run <run> --cfg.out-dir experiments/finetune/<dir>`: the same harness with "
+        "keys never used during finetuning.",
+        "",
+        "| page | planner | episodes | seed | success | \\|v - v_cmd\\| (m/s) | forward vel (m/s) | "
+        "energy (J/m) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _attempts_section(out: Path, cfg: FinetuneConfig) -> list[str]:
