@@ -681,7 +681,8 @@ def _evals_section(out: Path) -> list[str]:
         r = json.loads((d / "results.json").read_text())
         c, t = r["config"], r["controllers"]["task"]
         rows.append(
-            f"| [`{d.name}`]({d.name}/README.md) | `{c['planner_run']}` | {c['episodes']} | "
+            f"| [`{d.name}`]({d.name}/README.md) | `{c['planner_run']}` | "
+            f"{c['num_candidates']} | {c['episodes']} | "
             f"{c['seed']} | {100 * t['success_rate']:.1f}% | {t['tracking_err_m_per_s']:.3f} | "
             f"{t['mean_forward_vel']:.2f} | {t['energy_J_per_m']:.0f} |"
         )
@@ -691,12 +692,12 @@ def _evals_section(out: Path) -> list[str]:
         "## Independent evaluation (fresh keys)",
         "",
         "`dmpc eval --cfg.task walk_1.0 --cfg.controllers task --cfg.episodes 128 --cfg.seed 1 "
-        "--cfg.planner-run <run> --cfg.out-dir experiments/finetune/<dir>`: the same harness with "
-        "keys never used during finetuning.",
+        "--cfg.planner-run <run> --cfg.num-candidates <N> --cfg.out-dir "
+        "experiments/finetune/<dir>`: the same harness with keys never used during finetuning.",
         "",
-        "| page | planner | episodes | seed | success | \\|v - v_cmd\\| (m/s) | forward vel (m/s) | "
+        "| page | planner | N | episodes | seed | success | \\|v - v_cmd\\| (m/s) | forward vel (m/s) | "
         "energy (J/m) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
     ]
