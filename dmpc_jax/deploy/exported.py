@@ -77,3 +77,17 @@ class ExportedPlanner:
             "upper": np.full((h, dx), np.inf, np.float32),
             "rate": np.full((dx,), np.inf, np.float32),
         }
+
+    def plan_fn(self, seed: int, guidance: float | None = None):
+        """``plan(obs, seq) -> actions [H, 12]`` for the robot loop (``deploy.runner``): the
+        default task (learned reward; ``guidance`` replaces its scale), no constraints, key
+        (seed, seq)."""
+        task = self.default_task()
+        if guidance is not None:
+            task["guidance_scale"] = np.asarray(guidance, np.float32)
+        cons = self.no_constraints()
+
+        def plan(obs, seq):
+            return np.asarray(self(obs, task, cons, np.array([seed, seq], np.uint32))["action"])
+
+        return plan

@@ -43,12 +43,11 @@ class DeployConfig:
 def run_robot(cfg: DeployConfig) -> dict:
     from dmpc_jax.deploy.exported import ExportedPlanner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
-    from dmpc_jax.deploy.sim2sim import exported_plan_fn
     from dmpc_jax.deploy.transport import DdsTransport, LowCmd
 
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
-    plan = exported_plan_fn(planner, cfg.seed, cfg.guidance)
+    plan = planner.plan_fn(cfg.seed, cfg.guidance)
     plan(np.zeros(planner.meta["obs_dim"], np.float32), 0)  # compile before the loop
     transport = DdsTransport(cfg.domain, cfg.interface)
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command), live=live)

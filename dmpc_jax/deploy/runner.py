@@ -197,8 +197,8 @@ class Runner:
         if self.mode == "damping":
             return self._damping
         if self.mode == "wait":
-            self._q_start, self._t_mode = q.copy(), now
-            self._set_mode("stand", now)
+            self._q_start = q.copy()
+            self._set_mode("stand", now)  # sets _t_mode
         if self.mode == "stand":
             a = min((now - self._t_mode) / self.cfg.stand_s, 1.0)
             self._q_target = (1 - a) * self._q_start + a * self.q_default

@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from dmpc_jax.envs.obs import roll_pitch
 from dmpc_jax.robot import go2
 
 
@@ -83,9 +84,7 @@ def state_fault(cfg: SafetyConfig, quat_wxyz, gyro, q, dq) -> str | None:
     norm = float(np.linalg.norm(quat_wxyz))
     if norm < 0.5:
         return f"state quaternion is not a rotation (norm {norm:.3f})"
-    w, x, y, z = np.asarray(quat_wxyz) / norm
-    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+    roll, pitch = roll_pitch(np, np.asarray(quat_wxyz) / norm)
     if abs(roll) > cfg.max_roll or abs(pitch) > cfg.max_pitch:
         return f"orientation beyond limits (roll {roll:.2f}, pitch {pitch:.2f} rad)"
     if np.max(np.abs(dq)) > cfg.max_joint_speed:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmpc_jax.envs.obs import roll_pitch
 from dmpc_jax.robot import go2
 
 LIE_DOWN_POSE = np.tile([0.0, 1.36, -2.65], 4)  # model order (FL, FR, RL, RR)
@@ -108,12 +109,13 @@ class SimRobot:
 
     def base(self) -> dict:
         w, x, y, z = self.data.qpos[3:7]
+        roll, pitch = roll_pitch(np, self.data.qpos[3:7])
         return {
             "x": float(self.data.qpos[0]), "y": float(self.data.qpos[1]),
             "z": float(self.data.qpos[2]),
             "yaw": float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))),
-            "roll": float(np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))),
-            "pitch": float(np.arcsin(np.clip(2 * (w * y - z * x), -1, 1))),
+            "roll": float(roll),
+            "pitch": float(pitch),
         }  # fmt: skip
 
 
@@ -179,20 +181,6 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
     }) + "\n")  # fmt: skip
 
 
-def exported_plan_fn(planner, seed: int, guidance: float | None = None):
-    """(obs, seq) -> actions [H, 12] of an ``ExportedPlanner`` with its default task (learned
-    reward), no constraints and the key (seed, seq)."""
-    task = planner.default_task()
-    if guidance is not None:
-        task["guidance_scale"] = np.asarray(guidance, np.float32)
-    cons = planner.no_constraints()
-
-    def plan(obs, seq):
-        return np.asarray(planner(obs, task, cons, np.array([seed, seq], np.uint32))["action"])
-
-    return plan
-
-
 def run_sim2sim(cfg: Sim2SimConfig) -> dict:
     """``repeats`` runs (planner keys seed, seed + 1, ...), each with a fresh simulated robot
     process; writes results.json (every run), trajectory_<seed>.json and README.md."""
@@ -241,7 +229,7 @@ def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.evaluate.tasks import NN_GUIDANCE
 
-    plan = exported_plan_fn(planner, seed, NN_GUIDANCE)
+    plan = planner.plan_fn(seed, NN_GUIDANCE)
     t = time.perf_counter()
     plan(np.zeros(planner.meta["obs_dim"], np.float32), 0)  # compiled before the loop starts
     warmup_s = time.perf_counter() - t

@@ -175,7 +175,7 @@ class Go2Joystick(Env):
         base_contact, knee_contact, calf_contact = self._body_contacts(data)
 
         gravity = obs_lib.projected_gravity(jnp, data.qpos[3:7])
-        roll, pitch = _roll_pitch(data.qpos[3:7])
+        roll, pitch = obs_lib.roll_pitch(jnp, data.qpos[3:7])
         terminated = (jnp.abs(roll) > cfg.max_roll) | (jnp.abs(pitch) > cfg.max_pitch)
         terminated |= gravity[2] > 0.0  # upside down
         if cfg.terminate_on_contact:
@@ -356,13 +356,6 @@ class Go2Joystick(Env):
             "state/forward_vel": v[0],
             "state/mech_power": jnp.sum(jnp.abs(data.actuator_force * data.qvel[6:])),
         }
-
-
-def _roll_pitch(quat_wxyz):
-    w, x, y, z = quat_wxyz
-    roll = jnp.arctan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
-    pitch = jnp.arcsin(jnp.clip(2.0 * (w * y - z * x), -1.0, 1.0))
-    return roll, pitch
 
 
 def _make_terrain_height(cfg: EnvConfig, mj_model):

@@ -41,6 +41,14 @@ COMMAND_SCALE = (2.0, 2.0, 0.25)
 JOINT_VEL_SCALE = 0.05
 
 
+def roll_pitch(xp, quat_wxyz):
+    """(roll, pitch) in rad of a (w, x, y, z) quaternion [4] (ZYX Euler angles)."""
+    w, x, y, z = (quat_wxyz[..., i] for i in range(4))
+    roll = xp.arctan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
+    pitch = xp.arcsin(xp.clip(2.0 * (w * y - z * x), -1.0, 1.0))
+    return roll, pitch
+
+
 def projected_gravity(xp, quat_wxyz):
     """Unit gravity direction in the body frame, R(q)^T [0, 0, -1]. quat_wxyz [..., 4] -> [..., 3]."""
     w, x, y, z = (quat_wxyz[..., i] for i in range(4))

@@ -48,6 +48,12 @@ from dmpc_jax.checkpointing import (
 )
 from dmpc_jax.config import from_dict, prepare_run, to_dict
 from dmpc_jax.diffusion import model as M
+from dmpc_jax.diffusion.train import (
+    checkpoint_digest,
+    make_optimizer,
+    robot_constants,
+    save_planner_params,
+)
 from dmpc_jax.finetune.rwr import (
     ReplayBuffer,
     effective_sample_size,
@@ -306,8 +312,6 @@ def train_network(update, params, opt_state, buf, rng, key, cfg, pieces, weights
 
 def prepare_finetune_run(cfg: FinetuneConfig, run_dir: Path, *, resume: bool, overwrite: bool):
     """The run directory, with the pretrained run's model config, scaling and robot constants."""
-    from dmpc_jax.diffusion.train import robot_constants
-
     src = Path(cfg.pretrained)
     if not (src / "config.json").exists():
         raise FileNotFoundError(
@@ -357,7 +361,7 @@ def finetune(
         raise ValueError(
             f"FinetuneConfig.steps_per_iter ({cfg.steps_per_iter}) must be >= the horizon ({h})"
         )
-    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
+    optimizer = make_optimizer(cfg)  # clip + Adam from cfg.grad_clip / cfg.learning_rate
     params = planner.params
     state = {
         "params": params,
@@ -461,9 +465,7 @@ def save_checkpoint(run_dir: Path, state: dict, buf: ReplayBuffer) -> None:
     mngr = checkpoint_manager(run_dir)
     mngr.save(it, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
-    planner = checkpoint_manager(run_dir, 1, "planner")
-    planner.save(it, args=ocp.args.StandardSave({"ema": state["params"]}), force=True)
-    planner.wait_until_finished()
+    save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, state["params"])
 
 
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
@@ -586,7 +588,7 @@ def load_config(run_dir: Path) -> FinetuneConfig:
     return from_dict(FinetuneConfig, json.loads((Path(run_dir) / "config.json").read_text()))
 
 
-__all__ = ["FinetuneConfig", "finetune", "finetune_preset", "to_dict"]
+__all__ = ["FinetuneConfig", "finetune", "finetune_preset"]
 
 
 def write_page(run_dir: Path, out: Path) -> None:
@@ -642,8 +644,6 @@ def write_page(run_dir: Path, out: Path) -> None:
 
 
 def write_model_card(run_dir: Path, cfg: FinetuneConfig, log: list[dict], page: Path) -> None:
-    from dmpc_jax.diffusion.train import checkpoint_digest
-
     evals = [m for m in log if "eval/success_rate" in m]
     last = log[-1] if log else {}
     try:
