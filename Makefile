@@ -9,7 +9,7 @@ export MUJOCO_GL ?= egl
 # the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
 PLANNER ?= checkpoints/rwr/$(PRESET)
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite export sim2sim deploy bench lint gl clean
+.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -63,6 +63,11 @@ eval: venv gl
 
 eval-suite: venv gl
 	$(VENV)/bin/dmpc eval-suite --tasks $(SUITE) --cfg.planner-run $(PLANNER) $(ARGS)
+
+# Success across receding-horizon settings E/D[/warm[/N]]: VARIANTS="11/4 20/4", TASK=...
+VARIANTS ?= 4/1 11/4 16/4 20/4 24/4
+eval-sweep: venv
+	$(VENV)/bin/dmpc eval-sweep --cfg.task $(TASK) --cfg.planner-run $(PLANNER) --variants $(VARIANTS) $(ARGS)
 
 # jax.export of the plan step (cpu + cuda) with meta.json: PLANNER=<run>, ARGS="--num-candidates 1".
 export: venv

@@ -232,6 +232,29 @@ def eval_suite(
     evaluate_suite(cfg, tasks)
 
 
+def eval_sweep(
+    cfg: EvalConfig = EvalConfig(task="walk_1.0", episodes=64, seed=1),
+    variants: tuple[str, ...] = ("4/1", "11/4", "16/4", "20/4", "24/4"),
+    demonstrator: bool = True,
+    out: str = "experiments/mpc_sweep",
+) -> None:
+    """Closed-loop success of one planner across receding-horizon settings (chunk length E,
+    margin D, warm start, candidates) on one task, same keys for every variant; writes ``out``.
+
+    Args:
+        cfg: the evaluation settings (task, planner, episodes, seed); execute/margin/warm_start/
+            num_candidates are taken from each variant.
+        variants: ``E/D[/warm_start[/N]]`` each, e.g. ``20/4`` or ``11/4/5`` or ``20/4/0/4``.
+        demonstrator: add the PPO demonstrator on the same keys.
+        out: output directory.
+    """
+    from pathlib import Path
+
+    from dmpc_jax.evaluate.sweep import run_sweep
+
+    run_sweep(cfg, variants, demonstrator=demonstrator, out=Path(out))
+
+
 def export(
     run_dir: str = "checkpoints/rwr/cpu",
     out: str = "exported/cpu",
@@ -291,6 +314,7 @@ SUBCOMMANDS = {
     "eval-diffusion": eval_diffusion,
     "eval": eval,
     "eval-suite": eval_suite,
+    "eval-sweep": eval_sweep,
     "export": export,
     "sim2sim": sim2sim,
     "deploy": deploy,

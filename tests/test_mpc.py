@@ -52,6 +52,30 @@ def test_sync_mode_executes_whole_chunks():
     assert out == [(0, r) for r in range(5)] + [(5, r) for r in range(5)] + [(10, 0), (10, 1)]
 
 
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_stateful_planner_memory_is_carried_between_plans(mode):
+    """A stateful planner gets None on the first plan and its own last memory afterwards; the
+    memory records the time of the plan that made it, so each plan sees its predecessor's."""
+    cfg = MPCConfig(execute=11, margin=4, mode=mode)
+    seen = []
+
+    def plan_batch(obs, key, memory):
+        t = obs[:, 0]
+        prev = jnp.full_like(t, -1.0) if memory is None else memory
+        jax.debug.callback(lambda p, t: seen.append((int(p[0]), int(t[0]))), prev, t)
+        return _fake_planner()(obs, key), t
+
+    obs = lambda t: jnp.full((B, 49), float(t))  # noqa: E731
+    step = jax.jit(lambda s, o, k: mpc_step(cfg, plan_batch, s, o, k, stateful=True))
+    state = mpc_init(cfg, plan_batch, obs(0), jax.random.PRNGKey(0), stateful=True)
+    for t in range(25):
+        _, state = step(state, obs(t), jax.random.PRNGKey(t))
+    jax.effects_barrier()
+    times = [0, 7, 14, 21] if mode == "async" else [0, 11, 22]
+    assert seen == list(zip([-1] + times[:-1], times, strict=True))
+    np.testing.assert_array_equal(np.asarray(state.memory), times[-1])
+
+
 def test_one_plan_every_e_minus_d_steps():
     assert MPCConfig(11, 4).plans_every == 7
     assert MPCConfig(11, 4, "sync").plans_every == 11

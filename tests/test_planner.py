@@ -196,6 +196,56 @@ def test_cache_runs_only_the_remaining_steps(model):
     assert calls == [0]  # cache after 3 of 4 steps -> one step left
 
 
+def test_warm_start_denoises_from_the_shifted_previous_plan(model):
+    """warm_start = 2 of K = 4: a plan given ``warm`` runs the last two steps only, starting from
+    the warm trajectory noised to step 1; without ``warm`` it runs all four."""
+    from dmpc_jax.planner.sampler import shift_plan
+
+    cfg, nets, params, sched, scaler = model
+    calls = []
+
+    def counting(p, x, k):
+        jax.debug.callback(lambda k: calls.append(int(k)), k[0])
+        return M.apply_denoiser(nets, p["denoiser"], x, k)
+
+    scfg = SamplerConfig(num_candidates=1, warm_start=2)
+    fn = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, denoiser_fn=counting)
+    args = (params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
+    cold = jax.block_until_ready(fn(*args))
+    jax.effects_barrier()
+    assert calls == [3, 2, 1, 0]  # cold
+    calls.clear()
+    warm = shift_plan(cold.tau, 7)
+    jax.block_until_ready(fn(*args, warm=warm))
+    jax.effects_barrier()
+    assert calls == [1, 0]
+
+    # the start really is the warm trajectory: with an identity denoiser (x0_hat = x_k) the plan
+    # is the warm trajectory scaled and noised (correlated with it), a cold plan is not
+    ident = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, guided=False,
+                         denoiser_fn=lambda p, x, k: x)  # fmt: skip
+    tau = jax.random.normal(jax.random.PRNGKey(1), (cfg.horizon, M.TRANSITION_DIM))
+    corr = lambda a: np.corrcoef(np.asarray(a.tau)[1:].ravel(), np.asarray(tau)[1:].ravel())[0, 1]  # noqa: E731
+    assert corr(ident(*args, warm=tau)) > 0.5
+    assert abs(corr(ident(*args))) < 0.2
+
+
+def test_shift_plan_rows():
+    from dmpc_jax.planner.sampler import shift_plan
+
+    tau = jnp.arange(6.0)[:, None] * jnp.ones((1, 3))
+    np.testing.assert_array_equal(np.asarray(shift_plan(tau, 2))[:, 0], [2, 3, 4, 5, 5, 5])
+    np.testing.assert_array_equal(np.asarray(shift_plan(tau, 0)), np.asarray(tau))
+
+
+def test_warm_start_and_cache_are_exclusive(model):
+    cfg, nets, params, sched, scaler = model
+    with pytest.raises(ValueError, match="alternatives"):
+        make_plan_fn(nets, cfg, SamplerConfig(cache_after=1, warm_start=1), sched, scaler, **ROBOT)
+    with pytest.raises(ValueError, match="warm_start"):
+        make_plan_fn(nets, cfg, SamplerConfig(warm_start=4), sched, scaler, **ROBOT)
+
+
 def test_changing_task_bounds_or_command_does_not_recompile(model, plans):
     cfg, params = model[0], model[2]
     plan = plans[0]  # wrapped in chex.assert_max_traces(n=1): a retrace raises

@@ -144,3 +144,14 @@ def test_task_metrics_and_verdict_on_hand_made_traces():
     short = verdict(low, {"task": {"success_rate": 0.95, "base_height_m": 0.27},
                           "nominal": {"success_rate": 1.0, "base_height_m": 0.29}})  # fmt: skip
     assert not short["moved"]
+
+
+def test_sweep_variant_parsing():
+    from dmpc_jax.evaluate.sweep import Variant
+
+    assert Variant.parse("20/4") == Variant(20, 4, 0, 1)
+    assert Variant.parse("11/4/5/4") == Variant(11, 4, 5, 4)
+    assert Variant.parse("11/4/5/4").label == "E=11 D=4 warm=5 N=4"
+    for bad in ("20", "a/4", "1/2/3/4/5"):
+        with pytest.raises(ValueError, match="E/D"):
+            Variant.parse(bad)

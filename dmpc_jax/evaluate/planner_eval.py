@@ -55,6 +55,7 @@ class EvalConfig:
     episode_s: episode length, s.
     num_candidates: N plans per call (best kept).
     method: ddpm or ddim; ddim_steps: its step count.
+    warm_start: reverse steps skipped by starting each plan from the previous one (0: cold).
     execute, margin: E and D of the receding horizon (async timeline).
     seed: PRNG seed (every controller gets the same keys).
     out_dir: output directory (default experiments/tasks/<task>).
@@ -73,6 +74,7 @@ class EvalConfig:
     num_candidates: int = 1
     method: str = "ddpm"
     ddim_steps: int = 5
+    warm_start: int = 0
     execute: int = 11
     margin: int = 4
     seed: int = 0
@@ -197,8 +199,9 @@ class Harness:
         self.cfg = cfg
         self.key = jax.random.PRNGKey(cfg.seed)
         self.scfg = SamplerConfig(
-            num_candidates=cfg.num_candidates, method=cfg.method, ddim_steps=cfg.ddim_steps
-        )
+            num_candidates=cfg.num_candidates, method=cfg.method, ddim_steps=cfg.ddim_steps,
+            warm_start=cfg.warm_start,
+        )  # fmt: skip
         self._envs, self._rollouts, self._runs = {}, {}, {}
         self._planner, self._policy = planner, None
 

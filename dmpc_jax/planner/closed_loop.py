@@ -17,22 +17,28 @@ from dmpc_jax.planner.mpc import MPCConfig, mpc_init, mpc_step
 
 
 def planner_controller(
-    cfg: MPCConfig, plan_one: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    cfg: MPCConfig, plan_one: Callable[..., Any], *, stateful: bool = False
 ) -> Controller:
     """plan_one(args, s_now [49], key) -> actions [H, 12] (env units); ``args`` is the rollout's
-    runtime input (parameters, task arrays), shared by the batch."""
+    runtime input (parameters, task arrays), shared by the batch. ``stateful``:
+    plan_one(args, s_now, key, memory) -> (actions, memory), memory None on the first plan (see
+    ``planner.mpc``), carried per robot."""
 
     def batch_planner(args):
-        def plan_batch(obs_state, key):
+        def plan_batch(obs_state, key, memory=None):
             keys = jax.random.split(key, obs_state.shape[0])
-            return jax.vmap(lambda s, k: plan_one(args, s, k))(obs_state, keys)
+            if not stateful:
+                return jax.vmap(lambda s, k: plan_one(args, s, k))(obs_state, keys)
+            if memory is None:
+                return jax.vmap(lambda s, k: plan_one(args, s, k, None))(obs_state, keys)
+            return jax.vmap(lambda s, k, m: plan_one(args, s, k, m))(obs_state, keys, memory)
 
         return plan_batch
 
     def init(obs, key, args):
-        return mpc_init(cfg, batch_planner(args), obs["state"], key)
+        return mpc_init(cfg, batch_planner(args), obs["state"], key, stateful=stateful)
 
     def act(state, obs, key, args):
-        return mpc_step(cfg, batch_planner(args), state, obs["state"], key)
+        return mpc_step(cfg, batch_planner(args), state, obs["state"], key, stateful=stateful)
 
     return Controller(init, act)

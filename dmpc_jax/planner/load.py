@@ -47,14 +47,25 @@ class TrainedPlanner:
         """The receding-horizon planner as a batched env controller whose rollout args are
         ``task_args(spec)``: one compilation serves every task."""
         from dmpc_jax.planner.closed_loop import planner_controller
+        from dmpc_jax.planner.sampler import shift_plan
 
         plan = self.plan_fn(scfg)
+        if not scfg.warm_start:
 
-        def plan_one(args, s_now, key):
+            def plan_one(args, s_now, key):
+                params, task, cons = args
+                return plan(params, s_now, task, cons, key).action
+
+            return planner_controller(mcfg, plan_one)
+
+        def plan_warm(args, s_now, key, last_tau):
+            """Each plan starts from the previous one, shifted by the steps between the two."""
             params, task, cons = args
-            return plan(params, s_now, task, cons, key).action
+            warm = None if last_tau is None else shift_plan(last_tau, mcfg.plans_every)
+            out = plan(params, s_now, task, cons, key, warm=warm)
+            return out.action, out.tau
 
-        return planner_controller(mcfg, plan_one)
+        return planner_controller(mcfg, plan_warm, stateful=True)
 
 
 def load_planner(run_dir: str | Path) -> TrainedPlanner:

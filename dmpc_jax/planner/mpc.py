@@ -16,6 +16,12 @@ The very first plan is made synchronously at reset and entered at row 0.
 
 Synchronous mode (training rollouts, RWR): plan from o_t, execute rows 0 .. E-1, plan again.
 
+Warm start (optional): a planner may carry a memory from one plan to the next (``stateful=True``:
+``plan_batch(obs, key, memory) -> (chunk, memory)``, called with ``memory=None`` for the first plan).
+The diffusion planner keeps its last trajectory there and starts the next plan from it, shifted by
+``plans_every`` rows (the time between the two plans) and partly re-noised, so consecutive chunks
+stay on the same gait instead of each drawing a fresh one (``SamplerConfig.warm_start``).
+
 The index is one scalar shared by a batch of robots (they replan together), so planning sits
 behind a ``lax.cond`` on that scalar and is skipped on the steps that do not plan, even when the
 robots are vmapped inside the planner call.
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import flax.struct
 import jax
@@ -74,34 +80,51 @@ class MPCState:
     pending: jax.Array
     index: jax.Array
     plans: jax.Array
+    memory: Any = ()
 
 
 PlanBatch = Callable[[jax.Array, jax.Array], jax.Array]  # (obs [B, Do], key) -> actions [B, H, Da]
 
 
-def mpc_init(cfg: MPCConfig, plan_batch: PlanBatch, obs: jax.Array, key: jax.Array) -> MPCState:
-    """Plan synchronously from the first observation; execution starts at row 0."""
-    chunk = plan_batch(obs, key)
+def _planner(plan_batch, stateful: bool):
+    """(obs, key, memory) -> (chunk, memory) for either kind of planner."""
+    if stateful:
+        return plan_batch
+    return lambda obs, key, memory: (plan_batch(obs, key), ())
+
+
+def mpc_init(
+    cfg: MPCConfig, plan_batch, obs: jax.Array, key: jax.Array, *, stateful: bool = False
+) -> MPCState:
+    """Plan synchronously from the first observation; execution starts at row 0. ``stateful``:
+    ``plan_batch(obs, key, memory) -> (chunk, memory)``, here called with ``memory=None``."""
+    chunk, memory = _planner(plan_batch, stateful)(obs, key, None)
     cfg.check_horizon(chunk.shape[1])
-    return MPCState(chunk, chunk, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32))
+    return MPCState(chunk, chunk, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), memory)
 
 
-def mpc_step(cfg: MPCConfig, plan_batch: PlanBatch, state: MPCState, obs, key):
+def mpc_step(cfg: MPCConfig, plan_batch, state: MPCState, obs, key, *, stateful: bool = False):
     """The action [B, Da] for this control step, and the next state. ``obs`` [B, Do] is the
     observation at this step (used only when a plan starts here)."""
     e, d = cfg.execute, cfg.margin
+    plan = _planner(plan_batch, stateful)
     if cfg.mode == "sync":
         need = state.index >= e
-        chunk = jax.lax.cond(need, lambda: plan_batch(obs, key), lambda: state.chunk)
+        chunk, memory = jax.lax.cond(
+            need, lambda: plan(obs, key, state.memory), lambda: (state.chunk, state.memory)
+        )
         index = jnp.where(need, 0, state.index)
         action = chunk[:, index]
-        new = MPCState(chunk, chunk, index + 1, state.plans + need.astype(jnp.int32))
+        new = MPCState(chunk, chunk, index + 1, state.plans + need.astype(jnp.int32), memory)
         return action, new
     plan_now = state.index == e - d
-    pending = jax.lax.cond(plan_now, lambda: plan_batch(obs, key), lambda: state.pending)
+    pending, memory = jax.lax.cond(
+        plan_now, lambda: plan(obs, key, state.memory), lambda: (state.pending, state.memory)
+    )
     action = state.chunk[:, state.index]
     index = state.index + 1
     switch = index == e
     chunk = jnp.where(switch, pending, state.chunk)
     index = jnp.where(switch, d, index)
-    return action, MPCState(chunk, pending, index, state.plans + plan_now.astype(jnp.int32))
+    plans = state.plans + plan_now.astype(jnp.int32)
+    return action, MPCState(chunk, pending, index, plans, memory)

@@ -39,7 +39,13 @@ from dmpc_jax.diffusion.model import (
     from_diffusion,
     inpaint,
 )
-from dmpc_jax.diffusion.schedule import Schedule, ddim_step, ddim_timesteps, posterior_step
+from dmpc_jax.diffusion.schedule import (
+    Schedule,
+    ddim_step,
+    ddim_timesteps,
+    posterior_step,
+    q_sample,
+)
 from dmpc_jax.planner.constraints import Constraints, project, to_diffusion_space
 from dmpc_jax.planner.rewards import TaskParams, compute_analytic_rewards
 
@@ -51,6 +57,9 @@ class SamplerConfig:
     method: ``ddpm`` (every step) or ``ddim`` (deterministic, strided).
     ddim_steps: steps of the DDIM path (really skips: 5 of 10 calls the denoiser 5 times).
     cache_after: steps after which the partial sample is returned for caching (0: no cache).
+    warm_start: reverse steps skipped when the plan starts from the previous plan (``warm=``):
+        the previous trajectory, shifted to now, is noised to the level of step
+        ``steps[warm_start]`` and denoised from there (SDEdit-style). 0: always start from noise.
     variance_scaled_guidance: multiply the guidance step by the posterior variance of step k.
     """
 
@@ -58,6 +67,7 @@ class SamplerConfig:
     method: Literal["ddpm", "ddim"] = "ddpm"
     ddim_steps: int = 5
     cache_after: int = 0
+    warm_start: int = 0
     variance_scaled_guidance: bool = False
 
     def __post_init__(self):
@@ -113,11 +123,12 @@ def make_plan_fn(
         and constraints in env units.
     """
     steps = step_indices(dcfg, scfg)
-    n_cache = scfg.cache_after
-    if not 0 <= n_cache < len(steps):
-        raise ValueError(
-            f"SamplerConfig.cache_after must be in [0, {len(steps) - 1}], got {n_cache}"
-        )
+    n_cache, n_warm = scfg.cache_after, scfg.warm_start
+    for name, n in (("cache_after", n_cache), ("warm_start", n_warm)):
+        if not 0 <= n < len(steps):
+            raise ValueError(f"SamplerConfig.{name} must be in [0, {len(steps) - 1}], got {n}")
+    if n_cache and n_warm:
+        raise ValueError("SamplerConfig.cache_after and warm_start are alternatives; set one")
     denoise = denoiser_fn or (lambda p, x, k: apply_denoiser(nets, p["denoiser"], x, k))
     q_default = jnp.asarray(q_default, jnp.float32)
     scaler = {k: jnp.asarray(v) for k, v in scaler.items()}
@@ -176,11 +187,20 @@ def make_plan_fn(
             x = run_steps(params, s_now_z, task, c_z, k_b, x, idx)
         return project(x, c_z), cached
 
-    def plan(params, s_now, task: TaskParams, constraints: Constraints, key, cache=None):
+    def plan(params, s_now, task: TaskParams, constraints: Constraints, key, cache=None, warm=None):
+        """``warm`` [H, Dx]: a trajectory (diffusion space) whose row 0 is now, e.g. the previous
+        plan shifted (``shift_plan``); used when ``scfg.warm_start`` > 0."""
         s_now_z = (s_now - scaler["shift"][ACTION_DIM:]) * scaler["scale"][ACTION_DIM:]
         c_z = to_diffusion_space(constraints, scaler)
         keys = jax.random.split(key, scfg.num_candidates + 1)
-        if cache is None:
+        if warm is not None and n_warm:
+            if cache is not None:
+                raise ValueError("plan: pass cache or warm, not both")
+            noise = jax.random.normal(keys[0], (scfg.num_candidates,) + shape)
+            k = jnp.full((scfg.num_candidates,), steps[n_warm], jnp.int32)
+            x_start = q_sample(sched, jnp.broadcast_to(warm, noise.shape), k, noise)
+            start = n_warm
+        elif cache is None:
             x_start = jax.random.normal(keys[0], (scfg.num_candidates,) + shape)
             start = 0
         else:
@@ -194,3 +214,11 @@ def make_plan_fn(
         return PlanOutput(xs[best], action, obs, rewards, best, cached)
 
     return plan
+
+
+def shift_plan(tau: jax.Array, shift: int) -> jax.Array:
+    """The plan ``tau`` [..., H, Dx] as seen ``shift`` steps later: row h <- row h + shift, the
+    rows past the horizon repeat the last one."""
+    h = tau.shape[-2]
+    rows = np.minimum(np.arange(h) + shift, h - 1)
+    return tau[..., rows, :]
