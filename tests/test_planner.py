@@ -61,6 +61,17 @@ def test_same_key_same_plan_bitwise(model, plans):
     assert not np.array_equal(np.asarray(a.tau), np.asarray(c.tau))
 
 
+def test_zero_guidance_on_x0_reproduces_the_unguided_sampler(model, plans):
+    cfg, nets, params, sched, scaler = model
+    scfg = SamplerConfig(num_candidates=4, analytic_on_x0=True)
+    on_x0 = jax.jit(make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT))
+    plain, _, cons = _plan(model, plans, guided=False)
+    task = default_task(guidance_scale=0.0, joint_vel=1.0, energy=1.0)
+    a = on_x0(params, _s_now(), task, cons, jax.random.PRNGKey(0))
+    b = plain(params, _s_now(), task, cons, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(a.tau), np.asarray(b.tau))
+
+
 def test_zero_guidance_reproduces_the_unguided_sampler(model, plans):
     guided, params, cons = _plan(model, plans)
     plain, _, _ = _plan(model, plans, guided=False)
@@ -71,13 +82,15 @@ def test_zero_guidance_reproduces_the_unguided_sampler(model, plans):
         np.testing.assert_array_equal(np.asarray(a.tau), np.asarray(b.tau))
 
 
-def test_guidance_raises_the_analytic_reward(model):
+@pytest.mark.parametrize("on_x0", [False, True])
+def test_guidance_raises_the_analytic_reward(model, on_x0):
+    """On x_k (METHOD) or on the clean estimate x0_hat (``analytic_on_x0``)."""
     # An identity denoiser (x0_hat = x_k) stands in for a trained one: a random-init network
     # ignores its input, so no guidance could show through it. What is tested is the guidance
     # step itself: its sign, scale and inpainting.
     cfg, nets, params, sched, scaler = model
     fn = make_plan_fn(
-        nets, cfg, SamplerConfig(num_candidates=1), sched, scaler, **ROBOT,
+        nets, cfg, SamplerConfig(num_candidates=1, analytic_on_x0=on_x0), sched, scaler, **ROBOT,
         denoiser_fn=lambda p, x, k: x,
     )  # fmt: skip
     plan, cons = jax.jit(fn), C.no_constraints(cfg.horizon)

@@ -57,7 +57,8 @@ def run_demo(
     second = get_task(task).spec
     env = make_env(demonstrator_run, seconds)
     half = int(round(seconds / 2 / env.cfg.ctrl_dt))
-    controller = planner.controller(SamplerConfig(num_candidates=num_candidates), MPCConfig())
+    scfg = SamplerConfig(num_candidates=num_candidates, analytic_on_x0=True)  # as dmpc eval
+    controller = planner.controller(scfg, MPCConfig())
     start, run = make_segments(env, controller, half, robots)
     args = [planner.task_args(s) for s in (controller_specs(second)["nominal"], second)]
     command = jnp.asarray([1.0, 0.0, 0.0])

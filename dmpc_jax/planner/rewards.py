@@ -145,7 +145,10 @@ def compute_analytic_rewards(action, obs, task: TaskParams, *, q_default, kp, kd
     posture = -jnp.mean(jnp.square(q - q_default))
     # posture terms score both the planned joint angles and the commanded PD targets: the targets
     # are what the robot executes, and guidance on q alone barely reaches the actions
-    gravity = obs[:, S["gravity"]]
+    # the planner changes its height with the legs: no gradient through the planned gravity
+    # direction (tilting the plan's gravity slice would "lower" the base on paper only, and it
+    # dominated the gradient; the denoiser then restores a level base)
+    gravity = jax.lax.stop_gradient(obs[:, S["gravity"]])
     base_h = -0.5 * (
         jnp.mean(jnp.square(base_height(q, gravity) - task.base_height_target))
         + jnp.mean(jnp.square(base_height(target, gravity) - task.base_height_target))
