@@ -347,7 +347,10 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
         f"--cfg.episode-s {cfg.episode_s:g} --cfg.num-candidates {cfg.num_candidates} "
         f"--tasks {' '.join(tasks)}`). {cfg.episodes} episodes of {cfg.episode_s:g} s per "
         "controller, pushes, domain randomisation, sensor noise and latency on; the same keys for "
-        "every controller. Nominal: the planner at the task's command with learned-reward "
+        "every controller. Analytic task rewards guide "
+        + ("the clean estimate x0_hat" if cfg.analytic_on_x0 else "the noisy sample x_k")
+        + f" (E = {cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}). "
+        "Nominal: the planner at the task's command with learned-reward "
         "guidance only. Verdict: the measured quantity moved as intended against the nominal "
         "planner by the issue's margin (hard bounds: zero violations), with success >= 90%.",
         "",
@@ -442,7 +445,8 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
         f"{tuple(result['spec']['command'])}, pushes {result['env']['pushes_m_per_s']} m/s every "
         f"{result['env']['push_interval_s']} s, domain randomisation and observation noise/latency "
         "on; every controller sees the same keys. Planner: receding horizon E = "
-        f"{cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}, {cfg.method}.",
+        f"{cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}, {cfg.method}; analytic "
+        "rewards guide " + ("x0_hat." if cfg.analytic_on_x0 else "x_k."),
         "",
         "| controller | " + " | ".join(c[1] for c in COLUMNS) + " | plan latency (ms, 1 robot) |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
