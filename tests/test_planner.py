@@ -268,6 +268,20 @@ def test_changing_task_bounds_or_command_does_not_recompile(model, plans):
          C.box(cons, "action", -0.2, 0.2), jax.random.PRNGKey(1))  # fmt: skip
 
 
+def test_upright_reward_scores_the_planned_tilt():
+    from dmpc_jax.envs import obs as obs_lib
+
+    task = default_task()
+    obs = np.zeros((24, 49), np.float32)
+    obs[:, obs_lib.OBS_SLICES["gravity"]] = [0.0, 0.0, -1.0]
+    action = np.zeros((24, 12), np.float32)
+    i = REWARD_NAMES.index("upright") - 1
+    level = float(compute_analytic_rewards(action, obs, task, **ROBOT)[i])
+    obs[:, obs_lib.OBS_SLICES["gravity"]] = [np.sin(0.3), 0.0, -np.cos(0.3)]  # pitched 0.3 rad
+    tilted = float(compute_analytic_rewards(action, obs, task, **ROBOT)[i])
+    assert level == 0.0 and tilted == pytest.approx(-(np.sin(0.3) ** 2), rel=1e-5)
+
+
 def test_forward_kinematics_base_height_matches_mujoco():
     pose = go2.home_qpos()[7:]
     obs = np.zeros((1, 49), np.float32)

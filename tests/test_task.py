@@ -155,3 +155,24 @@ def test_sweep_variant_parsing():
     for bad in ("20", "a/4", "1/2/3/4/5"):
         with pytest.raises(ValueError, match="E/D"):
             Variant.parse(bad)
+
+
+def test_eval_page_command_reproduces_the_config():
+    """The command on an eval page parses (with the CLI's parser) back to the same config."""
+    import shlex
+
+    import tyro
+
+    from dmpc_jax.evaluate.planner_eval import EvalConfig, eval_command
+
+    cfg = EvalConfig(task="smooth", analytic_on_x0=False, controllers=("task",), execute=20,
+                     out_dir="experiments/tasks/x_k/smooth", set=("weights.energy=0.1",))  # fmt: skip
+    cmd = eval_command(cfg)
+    assert "--cfg.no-analytic-on-x0" in cmd and "--cfg.margin" not in cmd
+    args = shlex.split(cmd)
+    assert args[:2] == ["dmpc", "eval"]
+
+    def parse(cfg: EvalConfig = EvalConfig()) -> EvalConfig:
+        return cfg
+
+    assert tyro.cli(parse, args=args[2:]) == cfg

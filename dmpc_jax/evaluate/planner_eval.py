@@ -421,6 +421,28 @@ COLUMNS = (
 )
 
 
+def eval_command(cfg: EvalConfig) -> str:
+    """The ``dmpc eval`` command line that reproduces ``cfg``: the task, episodes, length,
+    candidates, sampler and seed always, every other field where it differs from the default."""
+    import shlex
+
+    always = ("task", "episodes", "episode_s", "num_candidates", "method", "seed")
+    default = EvalConfig()
+    parts = ["dmpc eval"]
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name not in always and v == getattr(default, f.name):
+            continue
+        flag = "--cfg." + f.name.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(flag if v else flag.replace("--cfg.", "--cfg.no-", 1))
+        elif isinstance(v, tuple):
+            parts.append(" ".join([flag, *(shlex.quote(str(x)) for x in v)]))
+        else:
+            parts.append(f"{flag} {v:g}" if isinstance(v, float) else f"{flag} {v}")
+    return " ".join(parts)
+
+
 def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -434,12 +456,8 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
     lines = [
         f"# Task `{result['task']}`",
         "",
-        f"Command: `dmpc eval --cfg.task {cfg.task} --cfg.episodes {cfg.episodes} "
-        f"--cfg.episode-s {cfg.episode_s:g} --cfg.num-candidates {cfg.num_candidates} "
-        f"--cfg.method {cfg.method} --cfg.seed {cfg.seed}`"
-        + (f" `--cfg.task-file {cfg.task_file}`" if cfg.task_file else "")
-        + (f" `--cfg.set {' '.join(cfg.set)}`" if cfg.set else "")
-        + f" (planner `{cfg.planner_run}`, demonstrator `{cfg.demonstrator_run}`).",
+        f"Command: `{eval_command(cfg)}` (planner `{cfg.planner_run}`, demonstrator "
+        f"`{cfg.demonstrator_run}`).",
         "",
         f"{cfg.episodes} episodes of {cfg.episode_s:g} s per controller, command "
         f"{tuple(result['spec']['command'])}, pushes {result['env']['pushes_m_per_s']} m/s every "

@@ -44,6 +44,7 @@ def _shaped(name: str, measure: str, description: str, **spec):
 
 
 _HIP_BAND = 0.1  # narrowed hip range: q_default +- this, rad
+_UPRIGHT = 1000.0  # weight of the upright term in the balance tasks
 _HEIGHT = dict(weights=RewardWeights(base_height=100.0), guidance_scale=TASK_GUIDANCE)
 
 TASKS: dict[str, SuiteTask] = {
@@ -77,6 +78,11 @@ TASKS: dict[str, SuiteTask] = {
         _task("push_1x", "success_rate", 0, 0.0, "pushes as in training (0.1-0.5 m/s)"),
         _task("push_2x", "success_rate", 0, 0.0, "pushes twice as strong", push_scale=2.0),
         _task("push_3x", "success_rate", 0, 0.0, "pushes three times as strong", push_scale=3.0),
+        # balance: the same pushes with a reward for a level body (planned projected gravity)
+        *(_task(f"balance_{m}x", "success_rate", +1, 0.0,
+                f"keep the body level under pushes x{m} (upright reward)", push_scale=float(m),
+                guidance_scale=TASK_GUIDANCE, weights=RewardWeights(upright=_UPRIGHT))
+          for m in (1, 2, 3)),
     )
 }  # fmt: skip
 

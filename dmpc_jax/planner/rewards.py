@@ -26,6 +26,7 @@ REWARD_NAMES = (
     "leg_lift",
     "soft_joint_range",
     "vel_cap",
+    "upright",
 )
 
 
@@ -162,7 +163,11 @@ def compute_analytic_rewards(action, obs, task: TaskParams, *, q_default, kp, kd
     )
     soft_range = -jnp.mean(jax.nn.relu(q - task.soft_hi) + jax.nn.relu(task.soft_lo - q))
     vel_cap = jnp.mean(jax.nn.sigmoid(10.0 * (task.vel_cap - jnp.abs(qd))))
-    return jnp.stack([energy, joint_acc, joint_vel, posture, base_h, leg_lift, soft_range, vel_cap])
+    # keep the planned body level: the horizontal part of the planned projected gravity
+    upright = -jnp.mean(jnp.sum(jnp.square(obs[:, S["gravity"]][:, :2]), -1))
+    return jnp.stack(
+        [energy, joint_acc, joint_vel, posture, base_h, leg_lift, soft_range, vel_cap, upright]
+    )
 
 
 def planned_base_height(obs, q_default):

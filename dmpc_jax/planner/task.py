@@ -48,6 +48,7 @@ class RewardWeights:
     leg_lift: float = 0.0
     soft_joint_range: float = 0.0
     vel_cap: float = 0.0
+    upright: float = 0.0
 
     def as_array(self) -> np.ndarray:
         return np.array([getattr(self, n) for n in REWARD_NAMES], np.float32)
