@@ -57,7 +57,7 @@ finetune: venv
 
 # TASK=<name> of dmpc_jax/evaluate/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
 TASK ?= walk_1.0
-SUITE ?= walk_0.5 walk_1.0 walk_1.5 height_low height_high narrow_range qdot_cap energy smooth leg_lift push_2x push_3x
+SUITE ?= walk_0.5 walk_1.0 walk_1.5 height_low height_high narrow_range qdot_cap energy smooth leg_lift push_2x push_3x balance_1x balance_2x balance_3x
 eval: venv gl
 	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run $(PLANNER) $(ARGS)
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -18,11 +19,48 @@ def checkpoint_manager(
     )
 
 
+def _key(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def check_shapes(item_dir: Path, template) -> None:
+    """Compare the array shapes recorded in a saved item with ``template`` before reading any
+    data (a checkpoint of another model config fails here with the first differing array, and
+    no array reads are left pending). Skipped when the metadata cannot be read or shares no
+    array path with the template: the restore itself then reports the problem."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # "metadata file does not exist" is expected for items
+    try:
+        meta = ocp.StandardCheckpointer().metadata(Path(item_dir).absolute())
+    except Exception:  # noqa: BLE001 (a corrupt item: the restore raises the clear error)
+        return
+    finally:
+        absl.setLevel(level)
+    saved = {
+        _key(p): tuple(leaf.shape)
+        for p, leaf in jax.tree_util.tree_leaves_with_path(getattr(meta, "item_metadata", meta))
+        if hasattr(leaf, "shape")
+    }
+    for p, leaf in jax.tree_util.tree_leaves_with_path(template):
+        k = _key(p)
+        if k in saved and saved[k] != tuple(np.shape(leaf)):
+            raise RuntimeError(
+                f"checkpoint {item_dir} is from another config: {k} has shape {saved[k]} there, "
+                f"{tuple(np.shape(leaf))} expected"
+            )
+
+
 def restore_state(mngr: ocp.CheckpointManager, template, step: int | None = None):
     """The training state saved at ``step`` (newest if None), shaped like ``template``."""
     step = mngr.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    item = Path(mngr.directory) / str(step) / "default"
+    if item.is_dir():
+        check_shapes(item, template)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     try:
         return mngr.restore(step, args=ocp.args.StandardRestore(abstract))

@@ -223,7 +223,8 @@ def eval_suite(
     cfg: EvalConfig = EvalConfig(),
     tasks: tuple[str, ...] = (
         "walk_0.5", "walk_1.0", "walk_1.5", "height_low", "height_high", "narrow_range",
-        "qdot_cap", "energy", "smooth", "leg_lift", "push_2x", "push_3x",
+        "qdot_cap", "energy", "smooth", "leg_lift", "push_2x", "push_3x", "balance_1x",
+        "balance_2x", "balance_3x",
     ),
 ) -> None:  # fmt: skip
     """Every named task with shared compilations and baseline runs; writes experiments/tasks/."""
