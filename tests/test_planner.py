@@ -188,7 +188,8 @@ def test_denoiser_call_count(model, method, steps, expected):
     assert calls == expected
 
 
-def test_cache_runs_only_the_remaining_steps(model):
+def _counting_plan(model, scfg):
+    """(plan fn whose denoiser records each step index into ``calls``, calls, default args)."""
     cfg, nets, params, sched, scaler = model
     calls = []
 
@@ -196,9 +197,14 @@ def test_cache_runs_only_the_remaining_steps(model):
         jax.debug.callback(lambda k: calls.append(int(k)), k[0])
         return M.apply_denoiser(nets, p["denoiser"], x, k)
 
-    scfg = SamplerConfig(num_candidates=1, cache_after=3)
     fn = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, denoiser_fn=counting)
     args = (params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
+    return fn, calls, args
+
+
+def test_cache_runs_only_the_remaining_steps(model):
+    cfg = model[0]
+    fn, calls, args = _counting_plan(model, SamplerConfig(num_candidates=1, cache_after=3))
     out = jax.block_until_ready(fn(*args))
     jax.effects_barrier()
     assert out.cache.shape == (1, cfg.horizon, M.TRANSITION_DIM)
@@ -214,16 +220,9 @@ def test_warm_start_denoises_from_the_shifted_previous_plan(model):
     the warm trajectory noised to step 1; without ``warm`` it runs all four."""
     from dmpc_jax.planner.sampler import shift_plan
 
-    cfg, nets, params, sched, scaler = model
-    calls = []
-
-    def counting(p, x, k):
-        jax.debug.callback(lambda k: calls.append(int(k)), k[0])
-        return M.apply_denoiser(nets, p["denoiser"], x, k)
-
+    cfg, nets, _, sched, scaler = model
     scfg = SamplerConfig(num_candidates=1, warm_start=2)
-    fn = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, denoiser_fn=counting)
-    args = (params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
+    fn, calls, args = _counting_plan(model, scfg)
     cold = jax.block_until_ready(fn(*args))
     jax.effects_barrier()
     assert calls == [3, 2, 1, 0]  # cold
