@@ -57,12 +57,13 @@ finetune: venv
 
 # TASK=<name> of dmpc_jax/evaluate/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
 TASK ?= walk_1.0
-SUITE ?= walk_0.5 walk_1.0 walk_1.5 height_low height_high narrow_range qdot_cap energy smooth leg_lift push_2x push_3x balance_1x balance_2x balance_3x
+# SUITE="walk_1.0 energy ..." runs a subset; empty: dmpc_jax/evaluate/tasks.py SUITE
+SUITE ?=
 eval: venv gl
 	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run $(PLANNER) $(ARGS)
 
 eval-suite: venv gl
-	$(VENV)/bin/dmpc eval-suite --tasks $(SUITE) --cfg.planner-run $(PLANNER) $(ARGS)
+	$(VENV)/bin/dmpc eval-suite $(if $(SUITE),--tasks $(SUITE)) --cfg.planner-run $(PLANNER) $(ARGS)
 
 # Success across receding-horizon settings E/D[/warm[/N]]: VARIANTS="11/4 20/4", TASK=...
 VARIANTS ?= 4/1 11/4 16/4 20/4 24/4

@@ -14,6 +14,7 @@ from dmpc_jax.deploy.sim2sim import Sim2SimConfig
 from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
+from dmpc_jax.evaluate.tasks import SUITE
 
 
 def demo(
@@ -219,14 +220,7 @@ def bench(cfg: BenchConfig = BenchConfig(), gpu: bool = False) -> None:
     run(gpu_preset() if gpu else cfg)
 
 
-def eval_suite(
-    cfg: EvalConfig = EvalConfig(),
-    tasks: tuple[str, ...] = (
-        "walk_0.5", "walk_1.0", "walk_1.5", "height_low", "height_high", "narrow_range",
-        "qdot_cap", "energy", "smooth", "leg_lift", "push_2x", "push_3x", "balance_1x",
-        "balance_2x", "balance_3x",
-    ),
-) -> None:  # fmt: skip
+def eval_suite(cfg: EvalConfig = EvalConfig(), tasks: tuple[str, ...] = SUITE) -> None:
     """Every named task with shared compilations and baseline runs; writes experiments/tasks/."""
     from dmpc_jax.evaluate.planner_eval import evaluate_suite
 

@@ -176,3 +176,9 @@ def test_eval_page_command_reproduces_the_config():
         return cfg
 
     assert tyro.cli(parse, args=args[2:]) == cfg
+
+
+def test_default_suite_names_known_tasks():
+    from dmpc_jax.evaluate.tasks import SUITE, TASKS
+
+    assert SUITE and set(SUITE) <= set(TASKS) and len(set(SUITE)) == len(SUITE)

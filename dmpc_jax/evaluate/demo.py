@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmpc_jax.envs.rollout import make_segments
-from dmpc_jax.evaluate.planner_eval import controller_specs, make_env, motion_metrics
+from dmpc_jax.evaluate.planner_eval import EvalConfig, controller_specs, make_env, motion_metrics
 from dmpc_jax.evaluate.tasks import get_task
 from dmpc_jax.evaluate.video import render_qpos, save_video
 from dmpc_jax.planner.mpc import MPCConfig
@@ -57,7 +57,8 @@ def run_demo(
     second = get_task(task).spec
     env = make_env(demonstrator_run, seconds)
     half = int(round(seconds / 2 / env.cfg.ctrl_dt))
-    scfg = SamplerConfig(num_candidates=num_candidates, analytic_on_x0=True)  # as dmpc eval
+    scfg = SamplerConfig(num_candidates=num_candidates,
+                         analytic_on_x0=EvalConfig.analytic_on_x0)  # fmt: skip
     controller = planner.controller(scfg, MPCConfig())
     start, run = make_segments(env, controller, half, robots)
     args = [planner.task_args(s) for s in (controller_specs(second)["nominal"], second)]

@@ -140,20 +140,15 @@ def write_page(result: dict, out: Path, command: str) -> None:
         "| variant | plans every | success | median fall (s) | \\|v - v_cmd\\| (m/s) | forward vel (m/s) | energy (J/m) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in result["variants"]:
+    rows = [(r["label"], r["plans_every"], r) for r in result["variants"]]
+    if "demonstrator" in result:
+        rows.append(("demonstrator (PPO)", 1, result["demonstrator"]))
+    for label, every, r in rows:
         ft = r["fall_times_s"]
         lines.append(
-            f"| {r['label']} | {r['plans_every']} | {100 * r['success_rate']:.1f}% | "
+            f"| {label} | {every} | {100 * r['success_rate']:.1f}% | "
             f"{np.median(ft) if ft else float('nan'):.1f} | {r['tracking_err_m_per_s']:.3f} | "
             f"{r['mean_forward_vel']:.2f} | {r['energy_J_per_m']:.0f} |"
-        )
-    if "demonstrator" in result:
-        d = result["demonstrator"]
-        ft = d["fall_times_s"]
-        lines.append(
-            f"| demonstrator (PPO) | 1 | {100 * d['success_rate']:.1f}% | "
-            f"{np.median(ft) if ft else float('nan'):.1f} | {d['tracking_err_m_per_s']:.3f} | "
-            f"{d['mean_forward_vel']:.2f} | {d['energy_J_per_m']:.0f} |"
         )
     lines += ["", "![survival](survival.png)", ""]
     (out / "README.md").write_text("\n".join(lines))

@@ -87,6 +87,13 @@ TASKS: dict[str, SuiteTask] = {
 }  # fmt: skip
 
 
+# what `make eval-suite` / `dmpc eval-suite` run by default
+SUITE: tuple[str, ...] = (
+    "walk_0.5", "walk_1.0", "walk_1.5", "height_low", "height_high", "narrow_range", "qdot_cap",
+    "energy", "smooth", "leg_lift", "push_2x", "push_3x", "balance_1x", "balance_2x", "balance_3x",
+)  # fmt: skip
+
+
 def get_task(name: str) -> SuiteTask:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")

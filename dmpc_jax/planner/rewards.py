@@ -149,7 +149,8 @@ def compute_analytic_rewards(action, obs, task: TaskParams, *, q_default, kp, kd
     # the planner changes its height with the legs: no gradient through the planned gravity
     # direction (tilting the plan's gravity slice would "lower" the base on paper only, and it
     # dominated the gradient; the denoiser then restores a level base)
-    gravity = jax.lax.stop_gradient(obs[:, S["gravity"]])
+    planned_gravity = obs[:, S["gravity"]]
+    gravity = jax.lax.stop_gradient(planned_gravity)
     base_h = -0.5 * (
         jnp.mean(jnp.square(base_height(q, gravity) - task.base_height_target))
         + jnp.mean(jnp.square(base_height(target, gravity) - task.base_height_target))
@@ -164,7 +165,7 @@ def compute_analytic_rewards(action, obs, task: TaskParams, *, q_default, kp, kd
     soft_range = -jnp.mean(jax.nn.relu(q - task.soft_hi) + jax.nn.relu(task.soft_lo - q))
     vel_cap = jnp.mean(jax.nn.sigmoid(10.0 * (task.vel_cap - jnp.abs(qd))))
     # keep the planned body level: the horizontal part of the planned projected gravity
-    upright = -jnp.mean(jnp.sum(jnp.square(obs[:, S["gravity"]][:, :2]), -1))
+    upright = -jnp.mean(jnp.sum(jnp.square(planned_gravity[:, :2]), -1))
     return jnp.stack(
         [energy, joint_acc, joint_vel, posture, base_h, leg_lift, soft_range, vel_cap, upright]
     )
