@@ -1,14 +1,18 @@
 """The PyTorch baseline of ``make bench`` computes the same function as our JAX networks (same
-weights): otherwise the speed ratio would compare different work. Skipped without torch."""
+weights): otherwise the speed ratio would compare different work. Skipped without torch (a
+failure in CI: DMPC_REQUIRE_EXTRAS)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
+from helpers import skip_without_extra
 
 from dmpc_jax.diffusion import model as M
 
-torch = pytest.importorskip("torch", reason="the bench extra (pip install -e '.[bench]') is absent")
+try:
+    import torch
+except ImportError:
+    skip_without_extra("the bench extra (pip install -e '.[bench]') is absent: no torch")
 
 
 def test_torch_networks_match_jax():

@@ -5,7 +5,7 @@ damping from the tick the fault is seen, no exception escapes, the event is logg
 import threading
 
 import numpy as np
-import pytest
+from helpers import skip_without_extra
 
 from dmpc_jax.deploy.runner import MODEL_TO_SDK, Runner, RunnerConfig
 from dmpc_jax.deploy.safety import SafetyConfig
@@ -196,7 +196,7 @@ def test_lowcmd_message_and_crc_when_the_sdk_is_installed():
 
         sdk = _sdk()
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"unitree_sdk2py not usable: {e}")
+        skip_without_extra(f"unitree_sdk2py not usable: {e}")
     from dmpc_jax.deploy.transport import lowcmd_from_sdk
 
     cmd = LowCmd(np.arange(12) * 0.1, np.zeros(12), np.full(12, 40.0), np.ones(12), np.zeros(12))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dmpc_jax.envs import obs as obs_lib
-from dmpc_jax.envs.go2_joystick import PRIVILEGED_SIZE
+from dmpc_jax.envs.go2_joystick import FALL_CAUSES, PRIVILEGED_SIZE
 from dmpc_jax.envs.wrappers import wrap_for_training
 
 
@@ -92,6 +92,60 @@ def test_termination_when_flipped(env, env_fns):
     flipped = s.replace(pipeline_state=s.pipeline_state.replace(qpos=qpos))
     assert float(step(flipped, jnp.zeros(12)).done) == 1.0
     assert float(step(s, jnp.zeros(12)).done) == 0.0
+
+
+def _posed(state, *, z=0.6, quat=(1.0, 0.0, 0.0, 0.0), qvel=None):
+    d = state.pipeline_state
+    qpos = d.qpos.at[2].set(z).at[3:7].set(jnp.asarray(quat))
+    return state.replace(pipeline_state=d.replace(qpos=qpos, qvel=d.qvel if qvel is None else qvel))
+
+
+def _about(axis, angle):
+    q = np.zeros(4)
+    q[0], q[1 + axis] = np.cos(angle / 2), np.sin(angle / 2)
+    return q
+
+
+def _causes(out) -> set[str]:
+    return {c for c in FALL_CAUSES if float(out.metrics[f"fall/{c}"]) > 0.5}
+
+
+def test_each_fall_cause_triggers_in_a_constructed_state(env, env_fns):
+    reset, step = env_fns
+    s = reset(jax.random.PRNGKey(1))
+    zero = jnp.zeros(12)
+    up = step(_posed(s, z=0.6), zero)  # level, in the air: nothing holds
+    assert _causes(up) == set() and float(up.done) == 0.0
+    rolled = step(_posed(s, quat=_about(0, 1.2)), zero)
+    assert _causes(rolled) == {"roll"} and float(rolled.done) == 1.0
+    np.testing.assert_allclose(float(rolled.metrics["state/roll"]), 1.2, atol=0.02)
+    # a nose-over: the atan2 pitch passes pi/2 (the arcsin form never did); ZYX roll reads pi
+    over = step(_posed(s, quat=_about(1, 1.8)), zero)
+    assert {"pitch", "upside_down"} <= _causes(over) and float(over.done) == 1.0
+    assert float(over.metrics["state/pitch"]) > np.pi / 2
+    assert "upside_down" in _causes(step(_posed(s, quat=_about(0, np.pi)), zero))
+    belly = step(_posed(s, z=0.04), zero)  # level, base box through the floor
+    assert "base_contact" in _causes(belly) and float(belly.done) == 1.0
+    kneel = step(_posed(s, z=0.15), zero)  # base and nose clear of the floor, front knees on it
+    assert _causes(kneel) == {"knee_contact"} and float(kneel.done) == 1.0
+    nan = step(_posed(s, qvel=s.pipeline_state.qvel.at[0].set(jnp.nan)), zero)
+    assert "nonfinite" in _causes(nan) and float(nan.done) == 1.0
+
+
+def test_paper_rule_env_records_contacts_without_ending_on_them():
+    import dataclasses
+
+    from dmpc_jax.config import env_preset
+    from dmpc_jax.envs.go2_joystick import Go2Joystick
+
+    feet = Go2Joystick(env_preset("tiny"))
+    paper = Go2Joystick(
+        dataclasses.replace(env_preset("tiny"), contacts="full", terminate_on_contact=False)
+    )
+    assert set(feet.terminating_causes) == set(FALL_CAUSES)
+    assert set(paper.terminating_causes) == {"roll", "pitch", "upside_down", "nonfinite"}
+    assert paper.mj_model.ngeom == feet.mj_model.ngeom  # the same geoms, all of them colliding
+    assert (paper.mj_model.geom_contype > 0).sum() > (feet.mj_model.geom_contype > 0).sum()
 
 
 def test_randomisation_varies_per_env(env):

@@ -13,7 +13,7 @@ def _trace(T=10, B=2):
         "done_any": done,
         "tracking/lin_vel_err": np.full((T, B), 0.1),
         "state/mech_power": np.full((T, B), 50.0),  # W
-        "state/forward_vel": np.full((T, B), 1.0),  # m/s
+        "state/forward_vel": np.full((T, B), 5.0),  # m/s
     }
 
 
@@ -21,8 +21,10 @@ def testepisode_stats():
     s = episode_stats(_trace(), speed=1.0, dt=0.02)
     assert s["success_rate"] == 0.5
     assert s["tracking_err_m_per_s"] == pytest.approx(0.1)
-    # 50 W over 10 steps of 0.02 s = 10 J over 0.2 m -> 50 J/m, successful env only
-    assert s["energy_J_per_m"] == pytest.approx(50.0)
+    np.testing.assert_allclose(s["success_ci95"], (0.0945, 0.9055), atol=1e-4)  # Wilson, 1/2
+    # pooled over the 10 + 6 steps before a fall: 50 W x 0.32 s = 16 J over 5 m/s x 0.32 s
+    # = 1.6 m -> 10 J/m (the fallen env's steps count until its fall)
+    assert s["energy_J_per_m"] == pytest.approx(10.0)
 
 
 def test_learning_curve_plot(tmp_path):

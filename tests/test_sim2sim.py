@@ -1,6 +1,6 @@
 """Real DDS on loopback: the native-MuJoCo Go2 process and the deploy runner exchange rt/lowstate
 and rt/lowcmd; the runner stands the robot up from lying down. Skipped, with the reason, where
-unitree_sdk2py or its DDS library cannot be loaded."""
+unitree_sdk2py or its DDS library cannot be loaded (a failure in CI: DMPC_REQUIRE_EXTRAS)."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ import sys
 import time
 
 import numpy as np
-import pytest
+from helpers import skip_without_extra
 
 DOMAIN = 57  # away from the default domain 0 of a real robot or another run
 
@@ -19,7 +19,7 @@ def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
     try:
         _sdk()
     except TransportUnavailable as e:
-        pytest.skip(str(e))
+        skip_without_extra(str(e))
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.transport import DdsTransport
 

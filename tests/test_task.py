@@ -129,7 +129,7 @@ def test_task_metrics_and_verdict_on_hand_made_traces():
     m = task_metrics(
         {"qpos": qpos, "qvel": qvel, "action": action, "done_any": done,
          "state/mech_power": np.full((T, B), 100.0), "state/forward_vel": np.full((T, B), 10.0)},
-        spec, cons, {"q_default": Q0}, 0.02, 11,
+        spec, cons, {"q_default": Q0}, 0.02,
     )  # fmt: skip
     assert m["constraint_violations"] == 1
     assert m["energy_J_per_m"] == pytest.approx(10.0)  # 100 W at 10 m/s

@@ -27,6 +27,10 @@ from dmpc_jax.robot import go2
 PRIVILEGED_SIZE = 3 + 3 + 3 + 3 + 12 + 12 + 12 + 1 + 4 + 1 + 2  # 56, see _privileged_obs
 FOOT_CONTACT_MARGIN = 0.005  # m above the ground that still counts as contact
 KNEE_CONTACT_MARGIN = 0.02  # m: the thigh box half-thickness around the knee
+# Why an episode can end, each logged per step as metric ``fall/<cause>`` (1.0 while it holds):
+# |roll| > max_roll, |pitch| > max_pitch (atan2 form, obs.roll_pitch), body upside down
+# (gravity z > 0), base or knee below the terrain (probe points), non-finite physics state.
+FALL_CAUSES = ("roll", "pitch", "upside_down", "base_contact", "knee_contact", "nonfinite")
 
 
 class Go2Joystick(Env):
@@ -65,6 +69,13 @@ class Go2Joystick(Env):
     @property
     def observation_size(self):
         return {"state": (obs_lib.OBS_SIZE,), "privileged_state": (PRIVILEGED_SIZE,)}
+
+    @property
+    def terminating_causes(self) -> tuple[str, ...]:
+        """The ``FALL_CAUSES`` that end an episode under this config (every cause is recorded
+        as ``fall/<cause>`` in the metrics either way)."""
+        contact = ("base_contact", "knee_contact") if self.cfg.terminate_on_contact else ()
+        return ("roll", "pitch", "upside_down", *contact, "nonfinite")
 
     @property
     def action_size(self) -> int:
@@ -125,6 +136,8 @@ class Go2Joystick(Env):
         metrics = {"reward": jnp.zeros(())}  # brax's evaluator writes this key; keep the tree fixed
         metrics.update({f"reward/{k}": jnp.zeros(()) for k in cfg.reward.scales})
         metrics.update(self._tracking_metrics(data, info))
+        metrics.update({f"fall/{c}": jnp.zeros(()) for c in FALL_CAUSES})
+        metrics.update({"state/roll": jnp.zeros(()), "state/pitch": jnp.zeros(())})
         return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
 
     def step(self, state: State, action: jax.Array) -> State:
@@ -176,11 +189,16 @@ class Go2Joystick(Env):
 
         gravity = obs_lib.projected_gravity(jnp, data.qpos[3:7])
         roll, pitch = obs_lib.roll_pitch(jnp, data.qpos[3:7])
-        terminated = (jnp.abs(roll) > cfg.max_roll) | (jnp.abs(pitch) > cfg.max_pitch)
-        terminated |= gravity[2] > 0.0  # upside down
-        if cfg.terminate_on_contact:
-            terminated |= base_contact | knee_contact
-        terminated |= ~jnp.all(jnp.isfinite(data.qpos)) | ~jnp.all(jnp.isfinite(data.qvel))
+        falls = {
+            "roll": jnp.abs(roll) > cfg.max_roll,
+            "pitch": jnp.abs(pitch) > cfg.max_pitch,
+            "upside_down": gravity[2] > 0.0,
+            "base_contact": base_contact,
+            "knee_contact": knee_contact,
+            "nonfinite": ~jnp.all(jnp.isfinite(data.qpos)) | ~jnp.all(jnp.isfinite(data.qvel)),
+        }
+        terminating = self.terminating_causes
+        terminated = jnp.any(jnp.stack([falls[c] for c in terminating]))
 
         ctx = {
             "lin_vel": self._local_lin_vel(data),
@@ -229,6 +247,8 @@ class Go2Joystick(Env):
         metrics = {"reward": reward}
         metrics.update({f"reward/{k}": v for k, v in terms.items()})
         metrics.update(self._tracking_metrics(data, info))
+        metrics.update({f"fall/{c}": v.astype(jnp.float32) for c, v in falls.items()})
+        metrics.update({"state/roll": roll, "state/pitch": pitch})
         done = terminated.astype(jnp.float32)
         return state.replace(
             pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=info

@@ -42,11 +42,12 @@ JOINT_VEL_SCALE = 0.05
 
 
 def roll_pitch(xp, quat_wxyz):
-    """(roll, pitch) in rad of a (w, x, y, z) quaternion [4] (ZYX Euler angles)."""
-    w, x, y, z = (quat_wxyz[..., i] for i in range(4))
-    roll = xp.arctan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
-    pitch = xp.arcsin(xp.clip(2.0 * (w * y - z * x), -1.0, 1.0))
-    return roll, pitch
+    """(roll, pitch) in rad of a (w, x, y, z) quaternion [..., 4], from the projected gravity g:
+    roll = atan2(-g_y, -g_z) (the ZYX Euler roll exactly), pitch = atan2(g_x, -g_z) (nose down
+    positive). Both span (-pi, pi]: a nose-over reaches |pitch| > pi/2, so a pitch limit such as
+    the authors' 1.6 rad can trigger (the ZYX Euler pitch, an arcsin, never exceeds pi/2)."""
+    g = projected_gravity(xp, quat_wxyz)
+    return xp.arctan2(-g[..., 1], -g[..., 2]), xp.arctan2(g[..., 0], -g[..., 2])
 
 
 def projected_gravity(xp, quat_wxyz):

@@ -21,8 +21,12 @@ Policy = Callable[[dict, jax.Array], jax.Array]  # (obs dict [B, ...], key) -> a
 
 
 class Controller(NamedTuple):
+    """``record(cstate) -> dict`` (optional): arrays [B, ...] of the controller's state after
+    each step that the rollout adds to its trace (the planner's executed plan row)."""
+
     init: Callable[[dict, jax.Array, Any], Any]
     act: Callable[[Any, dict, jax.Array, Any], tuple[jax.Array, Any]]
+    record: Callable[[Any], dict] | None = None
 
 
 def stateless(policy: Policy) -> Controller:
@@ -47,7 +51,8 @@ def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: in
     No auto-reset: an env that terminates keeps stepping from where it fell, and
     ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
     ``qpos`` [T, B, nq], ``qvel`` [T, B, nv], ``action`` [T, B, 12], ``reward`` [T, B] and every
-    metric [T, B]. ``carry = (env state, controller state, fallen [B])``.
+    metric [T, B], and what the controller's ``record`` returns.
+    ``carry = (env state, controller state, fallen [B])``.
     """
     if not isinstance(controller, Controller):
         controller = stateless(controller)
@@ -79,6 +84,8 @@ def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: in
                 "done_any": fallen,
             }
             out.update(state.metrics)
+            if controller.record is not None:
+                out.update(controller.record(cstate))
             return (state, cstate, fallen), out
 
         return jax.lax.scan(body, carry, jax.random.split(key, n_steps))

@@ -7,11 +7,15 @@ Controllers, all in one harness (same env, same keys, so the same randomisation 
 - ``demonstrator``: the PPO policy the data came from.
 
 The three planner variants run through one compiled rollout (the task is an array input), so they
-cost one compilation. Per controller: success rate (20 s without a termination, pushes on),
-velocity-tracking error, mechanical energy per metre, base height, joint velocity and acceleration
-RMS, rear-leg lift error, hard-bound violations of the executed actions, and (planner) the latency
-of one plan for one robot. Writes ``results.json``, README.md (table + acceptance verdict), a plot
-and a video into ``experiments/tasks/<task>/``.
+cost one compilation per env model. Every controller runs twice on the same keys: on the feet-only
+model for our ``strict`` success rule and on the full-contact model for the authors' ``paper`` and
+``box`` rules (``evaluate.outcomes``). Per controller: success under each rule with its Wilson 95%
+interval, the cause, time and attitude of every fall, velocity-tracking error, mechanical energy
+per metre, base height, joint velocity and acceleration RMS, rear-leg lift error, hard-bound
+violations (executed actions, executed planned states) with the measured joints against the
+bound, and (planner) the latency of one plan for one robot; every metric but the paper/box
+success comes from the strict rollout. Writes ``results.json``, README.md (table + acceptance
+verdict), a plot and a video into ``experiments/tasks/<task>/``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from dmpc_jax.config import load_json, to_dict
 from dmpc_jax.envs.config import CommandConfig
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.rollout import make_rollout
-from dmpc_jax.evaluate.policy_eval import episode_stats
+from dmpc_jax.evaluate import outcomes
+from dmpc_jax.evaluate.policy_eval import energy_per_metre, episode_stats
 from dmpc_jax.evaluate.tasks import NN_GUIDANCE, SuiteTask, get_task
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
@@ -51,7 +56,10 @@ class EvalConfig:
     planner_run: pretraining/finetuning run of the planner.
     demonstrator_run: PPO run for the baseline.
     controllers: which of task, nominal, unguided, demonstrator to run.
-    episodes: episodes (envs) per controller.
+    rules: success rules to measure (``evaluate.outcomes.RULES``): ``strict`` always runs;
+        ``paper`` or ``box`` add a rollout of every controller on the full-contact model.
+    episodes: episodes (envs) per controller. 384 bounds the Wilson 95% half-width by 5.0
+        points at any rate (3.5 at 10% or 90%); the cost is measured in the README.
     episode_s: episode length, s.
     num_candidates: N plans per call (best kept).
     method: ddpm or ddim; ddim_steps: its step count.
@@ -71,7 +79,8 @@ class EvalConfig:
     planner_run: str = "checkpoints/rwr/cpu"
     demonstrator_run: str = "checkpoints/demonstrator/cpu"
     controllers: tuple[str, ...] = CONTROLLERS
-    episodes: int = 64
+    rules: tuple[str, ...] = outcomes.RULES
+    episodes: int = 384
     episode_s: float = 20.0
     num_candidates: int = 1
     method: str = "ddpm"
@@ -89,6 +98,12 @@ class EvalConfig:
         bad = set(self.controllers) - set(CONTROLLERS)
         if bad:
             raise ValueError(f"unknown controller(s) {sorted(bad)}; choose from {CONTROLLERS}")
+        bad = set(self.rules) - set(outcomes.RULES)
+        if bad or "strict" not in self.rules:
+            raise ValueError(
+                f"EvalConfig.rules must include 'strict' and name only {outcomes.RULES}, "
+                f"got {self.rules}"
+            )
         if self.episodes < 1 or self.episode_s <= 0:
             raise ValueError("EvalConfig.episodes must be >= 1 and episode_s > 0")
 
@@ -104,8 +119,12 @@ def controller_specs(spec: TaskSpec) -> dict[str, TaskSpec]:
     }
 
 
-def make_env(demonstrator_run: str, episode_s: float, push_scale: float = 1.0) -> Go2Joystick:
-    """The demonstrator's env with a held command (set per rollout) and scaled pushes."""
+def make_env(
+    demonstrator_run: str, episode_s: float, push_scale: float = 1.0, model: str = "strict"
+) -> Go2Joystick:
+    """The demonstrator's env with a held command (set per rollout) and scaled pushes.
+    ``model``: ``strict`` (the demonstrator's own: feet-only contacts, base/knee contact ends an
+    episode) or ``paper`` (full collision geometry; only roll/pitch limits end an episode)."""
     from dmpc_jax.config import from_dict
     from dmpc_jax.rl.ppo import DemonstratorConfig
 
@@ -116,6 +135,10 @@ def make_env(demonstrator_run: str, episode_s: float, push_scale: float = 1.0) -
     push = dataclasses.replace(
         env_cfg.push, magnitude=tuple(push_scale * m for m in env_cfg.push.magnitude)
     )
+    if model not in ("strict", "paper"):
+        raise ValueError(f"env model must be strict or paper, got {model!r}")
+    if model == "paper":
+        env_cfg = dataclasses.replace(env_cfg, contacts="full", terminate_on_contact=False)
     env_cfg = dataclasses.replace(
         env_cfg,
         episode_length_s=episode_s,
@@ -140,10 +163,8 @@ def motion_metrics(trace: dict, dt: float) -> dict:
     qd = np.asarray(trace["qvel"])[..., 6:]
     acc = np.diff(qd, axis=0) / dt
     both = alive[1:] & alive[:-1]
-    work = (np.asarray(trace["state/mech_power"]) * dt * alive).sum()
-    dist = (np.asarray(trace["state/forward_vel"]) * dt * alive).sum()
     return {
-        "energy_J_per_m": float(work / dist) if dist > 1.0 else float("nan"),
+        "energy_J_per_m": energy_per_metre(trace, dt),
         "base_height_m": float((np.asarray(trace["qpos"])[..., 2] * alive).sum() / n),
         "joint_vel_rms": float(np.sqrt((np.square(qd).mean(-1) * alive).sum() / n)),
         "joint_acc_rms": float(
@@ -152,31 +173,29 @@ def motion_metrics(trace: dict, dt: float) -> dict:
     }
 
 
-def task_metrics(trace: dict, spec: TaskSpec, cons, robot: dict, dt: float, execute: int) -> dict:
-    """Episode metrics beyond ``episode_stats``: ``motion_metrics``, rear-leg lift error and
-    hard-bound violations of the executed actions (over the steps before a fall)."""
+def rear_lift_reference(spec: TaskSpec, q_default) -> np.ndarray:
+    """[6] rear-leg joint reference of the leg-lift task, clipped to the joint range as the
+    planner's reward clips it (thigh + 0.5 on the paper's pose lies beyond the thigh limit)."""
+    from dmpc_jax.robot import go2
+
+    lo, hi = go2.joint_limits()
+    ref = np.asarray(q_default)[6:] + np.tile(np.asarray(spec.leg_lift_offset), 2)
+    return np.clip(ref, lo[6:], hi[6:])
+
+
+def task_metrics(trace: dict, spec: TaskSpec, cons, robot: dict, dt: float) -> dict:
+    """Episode metrics beyond ``episode_stats``: ``motion_metrics``, rear-leg lift error against
+    the reachable reference and the hard-bound report (``outcomes.constraint_report``), over the
+    steps before a fall."""
     alive = ~np.asarray(trace["done_any"])  # [T, B]
     n = max(alive.sum(), 1)
-    q, qd = np.asarray(trace["qpos"])[..., 7:], np.asarray(trace["qvel"])[..., 6:]
-    q_default = np.asarray(robot["q_default"])
-    rear_ref = q_default[6:] + np.tile(np.asarray(spec.leg_lift_offset), 2)
-    # executed actions vs the loosest bound of the rows that can be executed (0 .. E-1)
-    lo = np.asarray(cons.lower)[:execute, :12].min(0)
-    hi = np.asarray(cons.upper)[:execute, :12].max(0)
-    a = np.asarray(trace["action"])
-    over = (a < lo - 1e-5) | (a > hi + 1e-5)  # [T, B, 12]
-    out = {
+    q = np.asarray(trace["qpos"])[..., 7:]
+    rear_ref = rear_lift_reference(spec, robot["q_default"])
+    return {
         **motion_metrics(trace, dt),
         "rear_lift_err_rad": float((np.abs(q[..., 6:] - rear_ref).mean(-1) * alive).sum() / n),
-        "constraint_violations": int((over & alive[..., None]).sum()),
+        **outcomes.constraint_report(trace, cons.lower, cons.upper, robot),
     }
-    qdot_caps = [b.hi for b in spec.boxes if b.field == "qdot" and b.hi is not None]
-    if qdot_caps:  # bound on planned states: report how often the real joints exceed it
-        cap = min(qdot_caps)
-        out["measured_qdot_over_cap_frac"] = float(
-            ((np.abs(qd) > cap) & alive[..., None]).sum() / (12 * n)
-        )
-    return out
 
 
 def plan_latency_ms(planner, scfg, task, cons, s_now, calls: int) -> dict:
@@ -208,12 +227,12 @@ class Harness:
         self._envs, self._rollouts, self._runs = {}, {}, {}
         self._planner, self._policy = planner, None
 
-    def env(self, push_scale: float):
-        if push_scale not in self._envs:
-            self._envs[push_scale] = make_env(
-                self.cfg.demonstrator_run, self.cfg.episode_s, push_scale
+    def env(self, push_scale: float, model: str = "strict"):
+        if (push_scale, model) not in self._envs:
+            self._envs[(push_scale, model)] = make_env(
+                self.cfg.demonstrator_run, self.cfg.episode_s, push_scale, model
             )
-        return self._envs[push_scale]
+        return self._envs[(push_scale, model)]
 
     @property
     def planner(self):
@@ -223,9 +242,9 @@ class Harness:
             self._planner = load_planner(self.cfg.planner_run)
         return self._planner
 
-    def _rollout(self, kind: str, push_scale: float):
-        if (kind, push_scale) not in self._rollouts:
-            env, c = self.env(push_scale), self.cfg
+    def _rollout(self, kind: str, push_scale: float, model: str):
+        if (kind, push_scale, model) not in self._rollouts:
+            env, c = self.env(push_scale, model), self.cfg
             if kind == "planner":
                 mcfg = MPCConfig(execute=c.execute, margin=c.margin)
                 fn = make_planner_rollout(
@@ -240,18 +259,20 @@ class Harness:
                     env, lambda obs, k: jax.vmap(lambda o: inference(o, k)[0])(obs),
                     env.cfg.episode_steps, c.episodes,
                 )  # fmt: skip
-            self._rollouts[(kind, push_scale)] = fn
-        return self._rollouts[(kind, push_scale)]
+            self._rollouts[(kind, push_scale, model)] = fn
+        return self._rollouts[(kind, push_scale, model)]
 
-    def run(self, name: str, spec: TaskSpec, push_scale: float, params=None) -> tuple[dict, dict]:
-        """(trace, info) of one controller on one spec, cached by what determines the run.
-        ``params`` (planner only) replaces the loaded planner's parameters, uncached: the same
-        compiled rollout evaluates a planner being finetuned."""
+    def run(
+        self, name: str, spec: TaskSpec, push_scale: float, params=None, model: str = "strict"
+    ) -> tuple[dict, dict]:
+        """(trace, info) of one controller on one spec and env ``model`` (``make_env``), cached
+        by what determines the run. ``params`` (planner only) replaces the loaded planner's
+        parameters, uncached: the same compiled rollout evaluates a planner being finetuned."""
         kind = "demonstrator" if name == "demonstrator" else "planner"
         what = (
             json.dumps(to_dict(dataclasses.replace(spec, name=""))) if kind == "planner" else None
         )
-        ident = (kind, what, spec.command, push_scale)
+        ident = (kind, what, spec.command, push_scale, model)
         if params is None and ident in self._runs:
             return self._runs[ident]
         command = jnp.asarray(spec.command, jnp.float32)
@@ -261,10 +282,10 @@ class Harness:
             args = self.planner.task_args(spec)
             if params is not None:
                 args = (params,) + tuple(args[1:])
-            final, trace = self._rollout(kind, push_scale)(self.key, command, args)
+            final, trace = self._rollout(kind, push_scale, model)(self.key, command, args)
             info = {"task": args[1], "cons": args[2], "s_last": final.obs["state"][0]}
         else:
-            _, trace = self._rollout(kind, push_scale)(self.key, command)
+            _, trace = self._rollout(kind, push_scale, model)(self.key, command)
         trace = jax.device_get(trace)
         info["wall_s"] = time.perf_counter() - t0
         if params is None:
@@ -291,15 +312,16 @@ def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | Non
             from dmpc_jax.planner.constraints import no_constraints
 
             robot = {"q_default": np.asarray(env.q_default)}
-            row.update(task_metrics(trace, spec, no_constraints(1), robot, dt, 1))
+            row.update(task_metrics(trace, spec, no_constraints(1), robot, dt))
         else:
             robot = hs.planner.robot
-            row.update(task_metrics(trace, run_spec, info["cons"], robot, dt, cfg.execute))
+            row.update(task_metrics(trace, run_spec, info["cons"], robot, dt))
             if name == "task" and cfg.latency_calls:
                 row["plan_latency_ms"] = plan_latency_ms(
                     hs.planner, hs.scfg, info["task"], info["cons"], info["s_last"],
                     cfg.latency_calls,
                 )  # fmt: skip
+        row.update(rule_outcomes(hs, name, run_spec, spec.push_scale, trace, cfg.rules))
         row["wall_s"] = info["wall_s"]
         results[name], traces[name] = row, trace
         print(json.dumps({"task": spec.name, "controller": name, **row}), flush=True)
@@ -312,6 +334,7 @@ def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | Non
         "margin": suite.margin,
         "config": dataclasses.asdict(cfg),
         "env": {
+            "rules": {r: outcomes.rollout_model(r) for r in cfg.rules},
             "pushes_m_per_s": list(env.cfg.push.magnitude),
             "push_interval_s": list(env.cfg.push.interval_s),
             "randomization": env.cfg.randomization.enabled,
@@ -323,6 +346,21 @@ def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | Non
     if write:
         write_results(cfg, result, traces, env, out_dir)
     return result
+
+
+def rule_outcomes(hs: Harness, name, spec, push_scale, trace, rules) -> dict:
+    """``success`` {rule: outcomes.rate} and ``falls`` {model: outcomes.falls} of one controller;
+    ``trace`` is its strict rollout, the paper rollout runs here when a rule needs it."""
+    traces = {"strict": trace}
+    for model in {outcomes.rollout_model(r) for r in rules} - {"strict"}:
+        traces[model], _ = hs.run(name, spec, push_scale, model=model)
+    dt = hs.env(push_scale).cfg.ctrl_dt
+    return {
+        "success": {r: outcomes.rate(outcomes.success(traces[outcomes.rollout_model(r)], r))
+                    for r in rules},
+        "falls": {m: outcomes.falls(tr, dt, hs.env(push_scale, m).terminating_causes)
+                  for m, tr in traces.items()},
+    }  # fmt: skip
 
 
 def evaluate_suite(cfg: EvalConfig, tasks: tuple[str, ...]) -> list[dict]:
@@ -347,26 +385,33 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
         f"--cfg.episode-s {cfg.episode_s:g} --cfg.num-candidates {cfg.num_candidates} "
         f"--tasks {' '.join(tasks)}`). {cfg.episodes} episodes of {cfg.episode_s:g} s per "
         "controller, pushes, domain randomisation, sensor noise and latency on; the same keys for "
-        "every controller. Analytic task rewards guide "
+        "every controller. Success with Wilson 95% intervals under three rules on the same keys "
+        "(`strict`: ours, no base/knee contact, feet-only model; `paper`: the authors' roll > 1.0 / "
+        "pitch > 1.6 limits on the full-contact model; `box`: the authors' count, which also "
+        "scores leaving a 3.3 m box as a success). Analytic task rewards guide "
         + ("the clean estimate x0_hat" if cfg.analytic_on_x0 else "the noisy sample x_k")
         + f" (E = {cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}). "
         "Nominal: the planner at the task's command with learned-reward "
         "guidance only. Verdict: the measured quantity moved as intended against the nominal "
-        "planner by the issue's margin (hard bounds: zero violations), with success >= 90%.",
+        "planner by the issue's margin (hard bounds: zero violations in executed actions and "
+        "executed planned states), with strict success >= 90%.",
         "",
-        "| task | what | success (task / nominal / unguided / PPO) | measure | task | nominal | verdict |",
-        "|---|---|---:|---|---:|---:|---|",
+        "| task | what | task success: strict / paper / box | strict success (nominal / unguided / PPO) | task falls (strict) | measure | task | nominal | verdict |",
+        "|---|---|---|---:|---|---|---:|---:|---|",
     ]
     for r in results:
         c, m, v = r["controllers"], r["measure"], r["verdict"]
+        rules = c.get("task", {}).get("success", {})
+        task_succ = "<br>".join(f"{k}: {outcomes.format_rate(x)}" for k, x in rules.items())
         succ = " / ".join(
             f"{100 * c[k]['success_rate']:.0f}%" if k in c else "-"
-            for k in ("task", "nominal", "unguided", "demonstrator")
+            for k in ("nominal", "unguided", "demonstrator")
         )
+        falls = outcomes.format_falls(c["task"]["falls"]["strict"]) if "task" in c else "-"
         val = {k: f"{c[k][m]:.3f}" if k in c and m in c[k] else "-" for k in ("task", "nominal")}
         desc = r["description"].replace("|", "\\|")
         if m == "constraint_violations" and v.get("checked"):
-            moved = ["bounds held" if v["moved"] else "**bounds violated**"]
+            moved = ["bounds held (planned and executed)" if v["moved"] else "**bounds violated**"]
         else:
             moved = [] if v.get("moved") is None else ["moved" if v["moved"] else "**not moved**"]
         ok = "-" if not v.get("checked") else ", ".join(
@@ -374,11 +419,13 @@ def write_summary(results: list[dict], cfg: EvalConfig, tasks) -> None:
             + ["success ok" if v["success_ok"] else "**success < 90%**"]
         )  # fmt: skip
         lines.append(
-            f"| [{r['task']}]({r['task']}/README.md) | {desc} | {succ} | `{m}` | "
+            f"| [{r['task']}]({r['task']}/README.md) | {desc} | {task_succ or '-'} | {succ} | "
+            f"{falls} | `{m}` | "
             f"{val['task']} | {val['nominal']} | {ok} |"
         )
-    lines += ["", "Each task's page has the full table (energy, height, joint RMS, latency), a "
-              "time-series plot and a video.", ""]  # fmt: skip
+    lines += ["", "Each task's page has the full table (success under every rule for every "
+              "controller, energy, height, joint RMS, latency), the falls of every controller by "
+              "cause with their time and attitude, a time-series plot and a video.", ""]  # fmt: skip
     (out / "README.md").write_text("\n".join(lines))
 
 
@@ -409,7 +456,6 @@ def verdict(suite: SuiteTask, results: dict) -> dict:
 
 
 COLUMNS = (
-    ("success_rate", "success", lambda v: f"{100 * v:.1f}%"),
     ("tracking_err_m_per_s", "\\|v - v_cmd\\| (m/s)", lambda v: f"{v:.3f}"),
     ("mean_forward_vel", "forward vel (m/s)", lambda v: f"{v:.2f}"),
     ("energy_J_per_m", "energy (J/m)", lambda v: f"{v:.1f}"),
@@ -417,7 +463,8 @@ COLUMNS = (
     ("joint_vel_rms", "qdot RMS (rad/s)", lambda v: f"{v:.2f}"),
     ("joint_acc_rms", "qddot RMS (rad/s²)", lambda v: f"{v:.0f}"),
     ("rear_lift_err_rad", "rear-leg lift err (rad)", lambda v: f"{v:.3f}"),
-    ("constraint_violations", "bound violations", lambda v: f"{v}"),
+    ("action_violations", "bound violations: executed actions", lambda v: f"{v}"),
+    ("planned_state_violations", "bound violations: executed planned states", lambda v: f"{v}"),
 )
 
 
@@ -466,14 +513,25 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
         f"{cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}, {cfg.method}; analytic "
         "rewards guide " + ("x0_hat." if cfg.analytic_on_x0 else "x_k."),
         "",
-        "| controller | " + " | ".join(c[1] for c in COLUMNS) + " | plan latency (ms, 1 robot) |",
-        "|---|" + "---:|" * (len(COLUMNS) + 1),
+        "Success [Wilson 95% interval] under each rule, same keys: `strict` (ours: no base or "
+        "knee contact, no roll/pitch limit, feet-only model), `paper` (the authors' limits: roll "
+        "> 1.0 or pitch > 1.6 rad only, full-contact model), `box` (the authors' count: `paper`, "
+        "and an episode that leaves a 3.3 m box before failing is a success). Every other column "
+        "comes from the strict rollout.",
+        "",
+        "| controller | "
+        + " | ".join(f"success: {r}" for r in cfg.rules)
+        + " | "
+        + " | ".join(c[1] for c in COLUMNS)
+        + " | plan latency (ms, 1 robot) |",
+        "|---|" + "---:|" * (len(cfg.rules) + len(COLUMNS) + 1),
     ]
     for name, row in ctrl.items():
         lat = row.get("plan_latency_ms")
+        rules = [outcomes.format_rate(row["success"][r]) for r in cfg.rules]
         cells = [f(row[k]) if k in row else "-" for k, _, f in COLUMNS]
         lat_s = f"{lat['median']:.1f} (p90 {lat['p90']:.1f})" if lat else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {lat_s} |")
+        lines.append(f"| {name} | " + " | ".join(rules + cells) + f" | {lat_s} |")
     v = result["verdict"]
     lines += ["", f"Measured quantity: `{result['measure']}`; "]
     if v.get("checked") and v["moved"] is not None:
@@ -485,23 +543,24 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
                 if "relative_change" in v
                 else ""
             )
-            + f"; success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
+            + f"; strict success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
         )
     elif v.get("checked"):
-        lines[-1] += f"success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
-    if "task" in ctrl and "measured_qdot_over_cap_frac" in ctrl["task"]:
-        lines += [
-            "",
-            "The qdot bound holds on the *planned* states (projection); the robot's measured "
-            f"joint speed exceeded it in {100 * ctrl['task']['measured_qdot_over_cap_frac']:.1f}% "
-            "of joint-steps.",
-        ]
+        lines[-1] += f"strict success >= 90%: **{'yes' if v['success_ok'] else 'no'}**."
+    for name, row in ctrl.items():
+        for field, frac in row.get("measured_over_frac", {}).items():
+            lines += ["", f"{name}: the task bounds planned `{field}`; the robot's measured "
+                      f"`{field}` lay outside the bound in {100 * frac:.1f}% of joint-steps on the "
+                      "bounded joints (the projection bounds the plan, not the physics)."]  # fmt: skip
     lines += [
         "",
-        "Success: no termination in the episode. Energy: sum |tau . qdot| dt over the distance "
-        "walked, all episodes up to a fall. Bound violations: executed (joint, step) pairs outside the "
-        "task's bounds on actions, before a fall.",
+        "Energy (one definition on every page): mechanical work sum |tau . qdot| dt over the "
+        "forward distance walked, pooled over every episode's steps before its fall. Bound "
+        "violations: executed (step, joint) actions outside the task's action bounds, and executed "
+        "plan rows whose planned q / qdot lies outside a state bound (row 0's state is the "
+        "measured one, inpainted); steps before a fall.",
         "",
+        *outcomes.falls_section(ctrl),
         "![time series](timeseries.png)",
         "",
         "Video: `task.mp4` (first episode of the task controller, 10 s). Numbers: `results.json`.",

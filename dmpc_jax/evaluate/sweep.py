@@ -2,7 +2,8 @@
 
 Each variant ``E/D[/warm[/N]]`` (chunk length, replan margin, warm-start steps, candidates) runs
 the planner on one task in the evaluation harness of ``dmpc eval`` (same env, same keys: the same
-randomisation and pushes for every variant), next to the demonstrator. Writes ``results.json``,
+randomisation and pushes for every variant), next to the demonstrator, with success under the
+strict, paper and box rules (``evaluate.outcomes``) and the falls by cause. Writes ``results.json``,
 README.md (a table with the command that made it), a survival plot (fraction of robots still up
 against time) into ``experiments/mpc_sweep/`` by default.
 """
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dmpc_jax.evaluate.planner_eval import EvalConfig, Harness
+from dmpc_jax.evaluate import outcomes
+from dmpc_jax.evaluate.planner_eval import EvalConfig, Harness, rule_outcomes
 from dmpc_jax.evaluate.policy_eval import episode_stats
 from dmpc_jax.evaluate.tasks import get_task
 
@@ -82,6 +84,7 @@ def run_sweep(
             "variant": dataclasses.asdict(v), "label": v.label,
             "plans_every": v.execute - v.margin,
             **episode_stats(trace, spec.command[0], dt),
+            **rule_outcomes(hs, "task", spec, spec.push_scale, trace, cfg.rules),
             "fall_times_s": fall_times_s(trace, dt), "wall_s": info["wall_s"],
         }  # fmt: skip
         rows.append(row)
@@ -95,6 +98,7 @@ def run_sweep(
         dt = hs.env(spec.push_scale).cfg.ctrl_dt
         result["demonstrator"] = {
             **episode_stats(trace, spec.command[0], dt),
+            **rule_outcomes(hs, "demonstrator", spec, spec.push_scale, trace, cfg.rules),
             "fall_times_s": fall_times_s(trace, dt),
         }
         curves["demonstrator (PPO)"] = survival(trace)
@@ -103,6 +107,13 @@ def run_sweep(
     _plot(curves, dt, out / "survival.png")
     write_page(result, out, "dmpc " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     return result
+
+
+def rows_by_label(result: dict):
+    """(label, row) of every variant and of the demonstrator."""
+    yield from ((r["label"], r) for r in result["variants"])
+    if "demonstrator" in result:
+        yield "demonstrator (PPO)", result["demonstrator"]
 
 
 def _plot(curves: dict, dt: float, path: Path) -> None:
@@ -135,20 +146,26 @@ def write_page(result: dict, out: Path, command: str) -> None:
         f"{cfg['episode_s']:g} s per row, pushes, domain randomisation, sensor noise and latency on, "
         f"the same keys (seed {cfg['seed']}) for every row. E: actions executed per plan; D: "
         "actions of the old chunk still to run when the next plan starts (its latency budget); "
-        "warm: reverse steps skipped by starting from the previous plan; N: candidates.",
+        "warm: reverse steps skipped by starting from the previous plan; N: candidates. "
+        "Success [Wilson 95% interval] under the `strict` rule (ours: no base/knee contact, "
+        "feet-only model), the `paper` rule (the authors' roll > 1.0 / pitch > 1.6 rad only, "
+        "full-contact model) and the authors' `box` count (leaving a 3.3 m box before failing "
+        "is a success); falls by cause from the strict rollout. Energy: work over forward "
+        "distance pooled over every episode's steps before its fall (as on every page).",
         "",
-        "| variant | plans every | success | median fall (s) | \\|v - v_cmd\\| (m/s) | forward vel (m/s) | energy (J/m) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | plans every | "
+        + " | ".join(f"success: {r}" for r in cfg["rules"])
+        + " | falls (strict) | \\|v - v_cmd\\| (m/s) | forward vel (m/s) | energy (J/m) |",
+        "|---|---:|" + "---:|" * len(cfg["rules"]) + "---|---:|---:|---:|",
     ]
-    rows = [(r["label"], r["plans_every"], r) for r in result["variants"]]
-    if "demonstrator" in result:
-        rows.append(("demonstrator (PPO)", 1, result["demonstrator"]))
+    rows = [(label, r.get("plans_every", 1), r) for label, r in rows_by_label(result)]
     for label, every, r in rows:
-        ft = r["fall_times_s"]
+        succ = " | ".join(outcomes.format_rate(r["success"][k]) for k in cfg["rules"])
         lines.append(
-            f"| {label} | {every} | {100 * r['success_rate']:.1f}% | "
-            f"{np.median(ft) if ft else float('nan'):.1f} | {r['tracking_err_m_per_s']:.3f} | "
-            f"{r['mean_forward_vel']:.2f} | {r['energy_J_per_m']:.0f} |"
+            f"| {label} | {every} | {succ} | {outcomes.format_falls(r['falls']['strict'])} | "
+            f"{r['tracking_err_m_per_s']:.3f} | {r['mean_forward_vel']:.2f} | "
+            f"{r['energy_J_per_m']:.0f} |"
         )
     lines += ["", "![survival](survival.png)", ""]
+    lines += outcomes.falls_section(dict(rows_by_label(result)))
     (out / "README.md").write_text("\n".join(lines))

@@ -1,8 +1,11 @@
 """The receding-horizon planner as a batched env controller (``envs.rollout.Controller``).
 
-``planner_controller`` turns a single-robot ``plan_one(args, s_now, key) -> actions [H, 12]``
+``planner_controller`` turns a single-robot ``plan_one(args, s_now, key) -> rows [H, Da]``
 into a controller for B envs at once: the plan is vmapped over robots inside ``mpc_step``'s
-``lax.cond``, so the planner only runs on the steps that plan.
+``lax.cond``, so the planner only runs on the steps that plan. A row holds the action (its first
+12 columns, what the env receives) and may go on with the planned state; the rollout's trace
+then records the executed row (``plan/row`` [T, B, Da]) and its index in its plan
+(``plan/index`` [T]), which the hard-bound verdicts read (``evaluate.outcomes``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import jax
 
+from dmpc_jax.diffusion.model import ACTION_DIM
 from dmpc_jax.envs.rollout import Controller
 from dmpc_jax.planner.mpc import MPCConfig, mpc_init, mpc_step
 
@@ -19,7 +23,7 @@ from dmpc_jax.planner.mpc import MPCConfig, mpc_init, mpc_step
 def planner_controller(
     cfg: MPCConfig, plan_one: Callable[..., Any], *, stateful: bool = False
 ) -> Controller:
-    """plan_one(args, s_now [49], key) -> actions [H, 12] (env units); ``args`` is the rollout's
+    """plan_one(args, s_now [49], key) -> rows [H, Da >= 12] (env units); ``args`` is the rollout's
     runtime input (parameters, task arrays), shared by the batch. ``stateful``:
     plan_one(args, s_now, key, memory) -> (actions, memory), memory None on the first plan (see
     ``planner.mpc``), carried per robot."""
@@ -36,9 +40,16 @@ def planner_controller(
         return plan_batch
 
     def init(obs, key, args):
-        return mpc_init(cfg, batch_planner(args), obs["state"], key, stateful=stateful)
+        state = mpc_init(cfg, batch_planner(args), obs["state"], key, stateful=stateful)
+        return state, state.chunk[:, 0]
 
-    def act(state, obs, key, args):
-        return mpc_step(cfg, batch_planner(args), state, obs["state"], key, stateful=stateful)
+    def act(cstate, obs, key, args):
+        state, _ = cstate
+        row, state = mpc_step(cfg, batch_planner(args), state, obs["state"], key, stateful=stateful)
+        return row[:, :ACTION_DIM], (state, row)
 
-    return Controller(init, act)
+    def record(cstate):
+        state, row = cstate
+        return {"plan/row": row, "plan/index": state.last}
+
+    return Controller(init, act, record)

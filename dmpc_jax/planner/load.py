@@ -54,7 +54,7 @@ class TrainedPlanner:
 
             def plan_one(args, s_now, key):
                 params, task, cons = args
-                return plan(params, s_now, task, cons, key).action
+                return plan(params, s_now, task, cons, key).rows
 
             return planner_controller(mcfg, plan_one)
 
@@ -63,7 +63,7 @@ class TrainedPlanner:
             params, task, cons = args
             warm = None if last_tau is None else shift_plan(last_tau, mcfg.plans_every)
             out = plan(params, s_now, task, cons, key, warm=warm)
-            return out.action, out.tau
+            return out.rows, out.tau
 
         return planner_controller(mcfg, plan_warm, stateful=True)
 

@@ -73,13 +73,15 @@ class MPCConfig:
 
 @flax.struct.dataclass
 class MPCState:
-    """chunk, pending: [B, H, Da] actions of the running and of the next plan; index: the row of
-    ``chunk`` executed next (a scalar shared by the batch); plans: plans made so far."""
+    """chunk, pending: [B, H, Da] rows (actions, optionally followed by the planned state) of
+    the running and of the next plan; index: the row of ``chunk`` executed next (a scalar shared
+    by the batch); plans: plans made so far; last: the row index executed by the latest step."""
 
     chunk: jax.Array
     pending: jax.Array
     index: jax.Array
     plans: jax.Array
+    last: jax.Array
     memory: Any = ()
 
 
@@ -100,12 +102,13 @@ def mpc_init(
     ``plan_batch(obs, key, memory) -> (chunk, memory)``, here called with ``memory=None``."""
     chunk, memory = _planner(plan_batch, stateful)(obs, key, None)
     cfg.check_horizon(chunk.shape[1])
-    return MPCState(chunk, chunk, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), memory)
+    zero = jnp.zeros((), jnp.int32)
+    return MPCState(chunk, chunk, zero, jnp.ones((), jnp.int32), zero, memory)
 
 
 def mpc_step(cfg: MPCConfig, plan_batch, state: MPCState, obs, key, *, stateful: bool = False):
-    """The action [B, Da] for this control step, and the next state. ``obs`` [B, Do] is the
-    observation at this step (used only when a plan starts here)."""
+    """The chunk row [B, Da] executed at this control step, and the next state. ``obs`` [B, Do]
+    is the observation at this step (used only when a plan starts here)."""
     e, d = cfg.execute, cfg.margin
     plan = _planner(plan_batch, stateful)
     if cfg.mode == "sync":
@@ -115,7 +118,7 @@ def mpc_step(cfg: MPCConfig, plan_batch, state: MPCState, obs, key, *, stateful:
         )
         index = jnp.where(need, 0, state.index)
         action = chunk[:, index]
-        new = MPCState(chunk, chunk, index + 1, state.plans + need.astype(jnp.int32), memory)
+        new = MPCState(chunk, chunk, index + 1, state.plans + need.astype(jnp.int32), index, memory)
         return action, new
     plan_now = state.index == e - d
     pending, memory = jax.lax.cond(
@@ -127,4 +130,4 @@ def mpc_step(cfg: MPCConfig, plan_batch, state: MPCState, obs, key, *, stateful:
     chunk = jnp.where(switch, pending, state.chunk)
     index = jnp.where(switch, d, index)
     plans = state.plans + plan_now.astype(jnp.int32)
-    return action, MPCState(chunk, pending, index, plans, memory)
+    return action, MPCState(chunk, pending, index, plans, state.index, memory)

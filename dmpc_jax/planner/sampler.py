@@ -98,6 +98,11 @@ class PlanOutput:
     best: jax.Array  # index of the best candidate
     cache: jax.Array  # [N, H, Dx] candidates after cache_after steps (zeros if no cache)
 
+    @property
+    def rows(self) -> jax.Array:
+        """[H, 12 + 49] the best plan in env units, rows [a_h, s_h] (trajectory layout)."""
+        return jnp.concatenate([self.action, self.obs], axis=-1)
+
 
 def step_indices(dcfg: DiffusionConfig, scfg: SamplerConfig) -> np.ndarray:
     """The denoising step indices of one full plan, noisiest first."""
