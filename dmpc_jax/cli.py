@@ -12,6 +12,7 @@ from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.deploy.robot import DeployConfig
 from dmpc_jax.deploy.sim2sim import Sim2SimConfig
 from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
+from dmpc_jax.evaluate.offline_fidelity import OfflineConfig
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 from dmpc_jax.evaluate.tasks import SUITE
@@ -208,6 +209,15 @@ def eval(cfg: EvalConfig = EvalConfig()) -> None:  # noqa: A001
     evaluate_task(cfg)
 
 
+def diagnose_offline(cfg: OfflineConfig = OfflineConfig()) -> None:
+    """The plan against the demonstrator on held-out states, row by row, and the plan's response
+    to pitch / pitch-rate perturbations; writes experiments/diagnosis/offline/."""
+    from dmpc_jax.evaluate.offline_fidelity import run_offline
+
+    r = run_offline(cfg)
+    print(json.dumps({k: r[k] for k in ("first_action_error_std", "row_error_std", "response")}))
+
+
 def bench(cfg: BenchConfig = BenchConfig(), gpu: bool = False) -> None:
     """Sampler latency/throughput grid vs the PyTorch baseline; writes experiments/bench/.
 
@@ -310,6 +320,7 @@ SUBCOMMANDS = {
     "eval": eval,
     "eval-suite": eval_suite,
     "eval-sweep": eval_sweep,
+    "diagnose-offline": diagnose_offline,
     "export": export,
     "sim2sim": sim2sim,
     "deploy": deploy,

@@ -208,6 +208,19 @@ def test_latency_buffer_delays_observations(env, env_fns):
     assert not np.array_equal(seen[4], newest[4])
 
 
+def test_last_action_slot_can_skip_the_latency():
+    from dmpc_jax.envs.go2_joystick import delayed_observation
+
+    hist = jnp.arange(4 * 49, dtype=jnp.float32).reshape(4, 49)  # newest first
+    sl = obs_lib.OBS_SLICES["last_action"]
+    np.testing.assert_array_equal(delayed_observation(hist, 2), hist[2])
+    fresh = delayed_observation(hist, 2, delay_last_action=False)
+    np.testing.assert_array_equal(fresh[sl], hist[0, sl])  # the action just sent
+    rest = np.ones(49, bool)
+    rest[sl] = False
+    np.testing.assert_array_equal(fresh[rest], hist[2][rest])  # everything else stays delayed
+
+
 def test_step_does_not_recompile(env_fns):
     # the session's step is wrapped in chex.assert_max_traces(n=1) (see conftest): a retrace raises
     reset, step = env_fns

@@ -150,3 +150,30 @@ def test_planner_rollout_task_switch_no_recompile_and_deterministic(env):
     _, again = rollout(jax.random.PRNGKey(3), cmd, (params, task, cons))
     np.testing.assert_array_equal(np.asarray(again["action"]), actions[1])
     assert rollout._cache_size() == 1
+
+
+def test_inpaint_committed_passes_the_in_flight_rows_of_the_running_chunk():
+    """With ``inpaint_committed`` the plan started at index E - D gets the running chunk's rows
+    E - D .. E - 1 (the actions executed while it is computed) as its prefix; this fake planner
+    returns that prefix's first row everywhere, so plan B's executed rows read plan A's row 7."""
+    cfg = MPCConfig(execute=11, margin=4, mode="async", inpaint_committed=True)
+    base = _fake_planner()
+
+    def plan_batch(obs, key, prefix=None):
+        if prefix is None:  # the first plan, at reset
+            return base(obs, key)
+        assert prefix.shape == (B, 4, 12)
+        return jnp.broadcast_to(prefix[:, :1], (B, H, 12))
+
+    obs = lambda t: jnp.full((B, 49), float(t))  # noqa: E731
+    step = jax.jit(lambda s, o, k: mpc_step(cfg, plan_batch, s, o, k))
+    state = mpc_init(cfg, plan_batch, obs(0), jax.random.PRNGKey(0))
+    out, last = [], []
+    for t in range(18):
+        a, state = step(state, obs(t), jax.random.PRNGKey(t))
+        out.append(int(a[0, 0]))
+        last.append(int(state.last))
+    assert out == list(range(11)) + [7] * 7
+    assert last == list(range(11)) + list(range(4, 11))  # the executed row index, recorded
+    with pytest.raises(ValueError, match="async"):
+        MPCConfig(mode="sync", inpaint_committed=True)

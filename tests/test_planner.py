@@ -293,3 +293,18 @@ def test_forward_kinematics_base_height_matches_mujoco():
 def test_unknown_reward_term_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown reward term"):
         default_task(energyy=1.0)
+
+
+def test_committed_actions_are_inpainted_into_the_first_rows(model, plans):
+    """``prefix``: the receding horizon's in-flight actions hold in rows 0 .. P-1 of the plan
+    (like the inpainted state), and the rest of the plan is conditioned on them."""
+    _, params, cons = _plan(model, plans, guided=False)
+    plain = plans[1]
+    prefix = jnp.linspace(-0.5, 0.5, 4 * 12, dtype=jnp.float32).reshape(4, 12)
+    key = jax.random.PRNGKey(7)
+    task = default_task()
+    with_prefix = plain(params, _s_now(), task, cons, key, prefix=prefix)
+    free = plain(params, _s_now(), task, cons, key)
+    np.testing.assert_allclose(np.asarray(with_prefix.action[:4]), np.asarray(prefix), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(with_prefix.obs[0]), np.asarray(_s_now()), atol=1e-5)
+    assert not np.allclose(np.asarray(with_prefix.action[4:]), np.asarray(free.action[4:]))

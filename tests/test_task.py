@@ -182,3 +182,13 @@ def test_default_suite_names_known_tasks():
     from dmpc_jax.evaluate.tasks import SUITE, TASKS
 
     assert SUITE and set(SUITE) <= set(TASKS) and len(set(SUITE)) == len(SUITE)
+
+
+def test_overrides_apply_to_the_env_config_too():
+    from dmpc_jax.envs.config import EnvConfig
+
+    cfg = apply_overrides(EnvConfig(), ["noise.delay_last_action=false", "push.enabled=false"])
+    assert cfg.noise.delay_last_action is False and cfg.push.enabled is False
+    assert cfg.noise.enabled and cfg.randomization.enabled  # the rest untouched
+    with pytest.raises(ConfigError, match="unknown field"):
+        apply_overrides(EnvConfig(), ["noise.delay=false"])

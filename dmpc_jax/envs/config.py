@@ -105,6 +105,10 @@ class NoiseConfig:
         joint_vel: joint velocity noise, rad/s.
         latency_s: range of proprioceptive latency, s; drawn per episode and rounded to whole
             control steps (a ring buffer of past observations).
+        delay_last_action: delay the last-action slot with the rest of the observation. The
+            robot's runtime knows its last action exactly, and the authors never delay that slot
+            (``legged_robot_noisy.py``); True keeps this project's original behaviour, which the
+            shipped demonstrator and data were made with.
     """
 
     enabled: bool = True
@@ -113,6 +117,7 @@ class NoiseConfig:
     joint_pos: float = 0.01
     joint_vel: float = 1.5
     latency_s: tuple[float, float] = (0.005, 0.045)
+    delay_last_action: bool = True
 
     def __post_init__(self):
         for name in ("ang_vel", "gravity", "joint_pos", "joint_vel"):

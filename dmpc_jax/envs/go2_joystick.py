@@ -240,7 +240,9 @@ class Go2Joystick(Env):
         noisy = clean + self._obs_noise(k_noise)
         info["obs_hist"] = jnp.concatenate([noisy[None], info["obs_hist"][:-1]], axis=0)
         obs = {
-            "state": info["obs_hist"][info["latency"]],
+            "state": delayed_observation(
+                info["obs_hist"], info["latency"], cfg.noise.delay_last_action
+            ),
             "privileged_state": self._privileged_obs(data, info, contact.astype(jnp.float32)),
         }
         reward = jnp.where(jnp.isfinite(reward), reward, 0.0)
@@ -376,6 +378,17 @@ class Go2Joystick(Env):
             "state/forward_vel": v[0],
             "state/mech_power": jnp.sum(jnp.abs(data.actuator_force * data.qvel[6:])),
         }
+
+
+def delayed_observation(obs_hist, latency, delay_last_action: bool = True):
+    """The policy observation ``latency`` steps old from the ring buffer ``obs_hist`` [L, 49]
+    (newest first); with ``delay_last_action`` False its last-action slot is the newest one, as
+    on the robot, whose runtime knows the action it sent last."""
+    obs = obs_hist[latency]
+    if delay_last_action:
+        return obs
+    sl = obs_lib.OBS_SLICES["last_action"]
+    return obs.at[sl].set(obs_hist[0, sl])
 
 
 def _make_terrain_height(cfg: EnvConfig, mj_model):

@@ -67,6 +67,12 @@ class EvalConfig:
     analytic_on_x0: analytic task rewards guide the clean estimate x0_hat (sampler docstring);
         on by default here: on x_k they barely moved the measured quantities.
     execute, margin: E and D of the receding horizon (async timeline).
+    mode: ``async`` (the robot's timeline) or ``sync`` (plan and execute E rows; E = 1 replans
+        every step).
+    inpaint_committed: async: inpaint the D in-flight actions into the new plan (MPCConfig).
+    env_set: overrides of the evaluation env's config, ``field.path=json`` (e.g.
+        ``noise.enabled=false``, ``push.enabled=false``, ``noise.delay_last_action=false``);
+        applied to both env models.
     seed: PRNG seed (every controller gets the same keys).
     out_dir: output directory (default experiments/tasks/<task>).
     video: render the first episode of the task controller.
@@ -89,6 +95,9 @@ class EvalConfig:
     analytic_on_x0: bool = True
     execute: int = 11
     margin: int = 4
+    mode: str = "async"
+    inpaint_committed: bool = False
+    env_set: tuple[str, ...] = ()
     seed: int = 0
     out_dir: str | None = None
     video: bool = True
@@ -120,11 +129,16 @@ def controller_specs(spec: TaskSpec) -> dict[str, TaskSpec]:
 
 
 def make_env(
-    demonstrator_run: str, episode_s: float, push_scale: float = 1.0, model: str = "strict"
+    demonstrator_run: str,
+    episode_s: float,
+    push_scale: float = 1.0,
+    model: str = "strict",
+    env_set: tuple[str, ...] = (),
 ) -> Go2Joystick:
     """The demonstrator's env with a held command (set per rollout) and scaled pushes.
     ``model``: ``strict`` (the demonstrator's own: feet-only contacts, base/knee contact ends an
-    episode) or ``paper`` (full collision geometry; only roll/pitch limits end an episode)."""
+    episode) or ``paper`` (full collision geometry; only roll/pitch limits end an episode).
+    ``env_set``: config overrides (``planner.task.apply_overrides``), applied last."""
     from dmpc_jax.config import from_dict
     from dmpc_jax.rl.ppo import DemonstratorConfig
 
@@ -147,7 +161,7 @@ def make_env(
             vx=(0.0, 0.0), vy=(0.0, 0.0), wz=(0.0, 0.0), resample_s=episode_s + 1.0, zero_prob=0.0
         ),
     )
-    return Go2Joystick(env_cfg)
+    return Go2Joystick(apply_overrides(env_cfg, env_set))
 
 
 def make_planner_rollout(env, planner, scfg: SamplerConfig, mcfg: MPCConfig, n_steps, batch):
@@ -230,7 +244,7 @@ class Harness:
     def env(self, push_scale: float, model: str = "strict"):
         if (push_scale, model) not in self._envs:
             self._envs[(push_scale, model)] = make_env(
-                self.cfg.demonstrator_run, self.cfg.episode_s, push_scale, model
+                self.cfg.demonstrator_run, self.cfg.episode_s, push_scale, model, self.cfg.env_set
             )
         return self._envs[(push_scale, model)]
 
@@ -246,7 +260,10 @@ class Harness:
         if (kind, push_scale, model) not in self._rollouts:
             env, c = self.env(push_scale, model), self.cfg
             if kind == "planner":
-                mcfg = MPCConfig(execute=c.execute, margin=c.margin)
+                mcfg = MPCConfig(
+                    execute=c.execute, margin=c.margin, mode=c.mode,
+                    inpaint_committed=c.inpaint_committed,
+                )  # fmt: skip
                 fn = make_planner_rollout(
                     env, self.planner, self.scfg, mcfg, env.cfg.episode_steps, c.episodes
                 )
@@ -509,9 +526,13 @@ def write_results(cfg: EvalConfig, result: dict, traces: dict, env, out: Path) -
         f"{cfg.episodes} episodes of {cfg.episode_s:g} s per controller, command "
         f"{tuple(result['spec']['command'])}, pushes {result['env']['pushes_m_per_s']} m/s every "
         f"{result['env']['push_interval_s']} s, domain randomisation and observation noise/latency "
-        "on; every controller sees the same keys. Planner: receding horizon E = "
-        f"{cfg.execute}, D = {cfg.margin}, N = {cfg.num_candidates}, {cfg.method}; analytic "
-        "rewards guide " + ("x0_hat." if cfg.analytic_on_x0 else "x_k."),
+        "on; every controller sees the same keys"
+        + (f" (env overrides: {', '.join(cfg.env_set)})" if cfg.env_set else "")
+        + f". Planner: {cfg.mode} receding horizon E = {cfg.execute}"
+        + (f", D = {cfg.margin}" if cfg.mode == "async" else "")
+        + (", in-flight actions inpainted" if cfg.inpaint_committed else "")
+        + f", N = {cfg.num_candidates}, {cfg.method}; analytic rewards guide "
+        + ("x0_hat." if cfg.analytic_on_x0 else "x_k."),
         "",
         "Success [Wilson 95% interval] under each rule, same keys: `strict` (ours: no base or "
         "knee contact, no roll/pitch limit, feet-only model), `paper` (the authors' limits: roll "

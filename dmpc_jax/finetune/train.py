@@ -152,8 +152,9 @@ def finetune_preset(name: str) -> FinetuneConfig:
         )  # fmt: skip
     if name == "cpu":
         # stronger and more frequent updates than the paper's schedule scaled down, less action
-        # noise, 2 s pieces, commands up to the evaluation speed: at METHOD's settings (attempt 1,
-        # experiments/finetune) 60 iterations on 256 envs did not move the success rate
+        # noise, 2 s pieces, commands up to the evaluation speed: at part of METHOD's settings
+        # (attempt 1, experiments/finetune: its NOTE.md lists what differed from METHOD) 64
+        # iterations on 256 envs did not move the success rate
         return FinetuneConfig(
             steps_per_iter=100, action_noise=0.1, vx=(0.5, 1.0), denoiser_every=2,
             denoiser_steps=400, learning_rate=3e-4, iterations=40, checkpoint_every=2,
@@ -704,8 +705,8 @@ def _evals_section(out: Path) -> list[str]:
 
 
 def _attempts_section(out: Path, cfg: FinetuneConfig) -> list[str]:
-    """Earlier runs kept under ``out/attempt*/`` (config.json + metrics.jsonl): their settings
-    where they differ from this run's, and their success rates."""
+    """Earlier runs kept under ``out/attempt*/`` (config.json + metrics.jsonl, optional NOTE.md
+    shown first): their settings where they differ from this run's, and their success rates."""
     lines = []
     for d in sorted(p for p in out.glob("attempt*") if (p / "metrics.jsonl").exists()):
         acfg = load_config(d)
@@ -718,9 +719,10 @@ def _attempts_section(out: Path, cfg: FinetuneConfig) -> list[str]:
         )  # fmt: skip
         if not lines:
             lines = ["## Earlier attempts", ""]
+        note = (d / "NOTE.md").read_text().strip() + " " if (d / "NOTE.md").exists() else ""
         lines += [
             f"- `{d.name}/` ({log[-1]['iteration']} iterations, "
-            f"{log[-1].get('env_steps', 0):,} env steps): settings that differ from the run above: "
+            f"{log[-1].get('env_steps', 0):,} env steps). {note}Settings that differ from the run above: "
             + ", ".join(f"`{k}` = {v}" for k, v in diff.items())
             + f". Success by iteration: {succ}. Learning curve: `{d.name}/learning_curve.png`.",
         ]

@@ -29,8 +29,14 @@ def planner_controller(
     ``planner.mpc``), carried per robot."""
 
     def batch_planner(args):
-        def plan_batch(obs_state, key, memory=None):
+        def plan_batch(obs_state, key, memory=None, prefix=None):
             keys = jax.random.split(key, obs_state.shape[0])
+            if prefix is not None:  # committed actions [B, D, 12] (MPCConfig.inpaint_committed)
+                if stateful:
+                    raise ValueError("inpainting committed actions is not combined with warm start")
+                return jax.vmap(lambda s, k, p: plan_one(args, s, k, prefix=p))(
+                    obs_state, keys, prefix
+                )
             if not stateful:
                 return jax.vmap(lambda s, k: plan_one(args, s, k))(obs_state, keys)
             if memory is None:

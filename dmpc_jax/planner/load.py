@@ -52,9 +52,9 @@ class TrainedPlanner:
         plan = self.plan_fn(scfg)
         if not scfg.warm_start:
 
-            def plan_one(args, s_now, key):
+            def plan_one(args, s_now, key, prefix=None):
                 params, task, cons = args
-                return plan(params, s_now, task, cons, key).rows
+                return plan(params, s_now, task, cons, key, prefix=prefix).rows
 
             return planner_controller(mcfg, plan_one)
 

@@ -37,6 +37,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from dmpc_jax.diffusion.model import ACTION_DIM  # a chunk row starts with the action
+
 
 @dataclasses.dataclass(frozen=True)
 class MPCConfig:
@@ -44,17 +46,25 @@ class MPCConfig:
     execute: E, actions executed per plan.
     margin: D, actions left of the old chunk when the next plan starts (async mode only).
     mode: ``async`` (robot timeline above) or ``sync`` (training).
+    inpaint_committed: async only: the D actions still to run from the old chunk are inpainted
+        into rows 0 .. D-1 of the new plan (``plan_batch(obs, key, prefix=)``), so the plan
+        starts from what will really be executed before it takes over at row D.
     """
 
     execute: int = 11
     margin: int = 4
     mode: Literal["async", "sync"] = "async"
+    inpaint_committed: bool = False
 
     def __post_init__(self):
         if self.mode not in ("async", "sync"):
             raise ValueError(f"MPCConfig.mode must be async or sync, got {self.mode!r}")
         if self.execute < 1:
             raise ValueError(f"MPCConfig.execute must be >= 1, got {self.execute}")
+        if self.inpaint_committed and self.mode != "async":
+            raise ValueError(
+                "MPCConfig.inpaint_committed needs mode='async' (sync has no actions in flight)"
+            )
         if self.mode == "async" and not 0 < self.margin < self.execute:
             raise ValueError(
                 f"MPCConfig.margin must be in (0, execute={self.execute}) in async mode, got {self.margin}"
@@ -89,10 +99,16 @@ PlanBatch = Callable[[jax.Array, jax.Array], jax.Array]  # (obs [B, Do], key) ->
 
 
 def _planner(plan_batch, stateful: bool):
-    """(obs, key, memory) -> (chunk, memory) for either kind of planner."""
-    if stateful:
-        return plan_batch
-    return lambda obs, key, memory: (plan_batch(obs, key), ())
+    """(obs, key, memory, prefix=None) -> (chunk, memory) for either kind of planner; ``prefix``
+    [B, D, Da] (committed actions) is passed on only when given."""
+
+    def call(obs, key, memory, prefix=None):
+        extra = {} if prefix is None else {"prefix": prefix}
+        if stateful:
+            return plan_batch(obs, key, memory, **extra)
+        return plan_batch(obs, key, **extra), ()
+
+    return call
 
 
 def mpc_init(
@@ -121,8 +137,11 @@ def mpc_step(cfg: MPCConfig, plan_batch, state: MPCState, obs, key, *, stateful:
         new = MPCState(chunk, chunk, index + 1, state.plans + need.astype(jnp.int32), index, memory)
         return action, new
     plan_now = state.index == e - d
+    prefix = state.chunk[:, e - d : e, :ACTION_DIM] if cfg.inpaint_committed else None
     pending, memory = jax.lax.cond(
-        plan_now, lambda: plan(obs, key, state.memory), lambda: (state.pending, state.memory)
+        plan_now,
+        lambda: plan(obs, key, state.memory, prefix),
+        lambda: (state.pending, state.memory),
     )
     action = state.chunk[:, state.index]
     index = state.index + 1

@@ -163,7 +163,16 @@ def make_plan_fn(
         r = task.weights[0] * r_nn
         return r + analytic_fn(x, task) if analytic else r
 
-    def one_step(params, x, s_now_z, task, c_z, k):
+    def condition(x, cond):
+        """Inpaint the current state into row 0 and, when given, the committed actions into
+        rows 0 .. P-1 (``plan(..., prefix=)``)."""
+        s_z, prefix_z = cond
+        x = inpaint(x, s_z)
+        if prefix_z is not None:
+            x = x.at[..., : prefix_z.shape[0], :ACTION_DIM].set(prefix_z)
+        return x
+
+    def one_step(params, x, cond, task, c_z, k):
         scale = task.guidance_scale
         if scfg.variance_scaled_guidance:
             scale = scale * sched.posterior_variance[k]
@@ -171,13 +180,13 @@ def make_plan_fn(
         if guided:
             g = jax.grad(reward_fn, argnums=1)(params, x, k, task, not on_x0)
             x = x + scale * g
-        x = project(inpaint(x, s_now_z), c_z)
+        x = project(condition(x, cond), c_z)
         x0 = denoise(params, x[None], jnp.full((1,), k))[0]
         if guided and on_x0:
             x0 = x0 + scale * jax.grad(analytic_fn)(x0, task)
         return x, x0
 
-    def run_steps(params, s_now_z, task, c_z, key, x, idx: np.ndarray):
+    def run_steps(params, cond, task, c_z, key, x, idx: np.ndarray):
         """Reverse steps ``steps[idx]`` from x, as one ``lax.scan`` (one compiled step body)."""
         if len(idx) == 0:
             return x
@@ -187,33 +196,42 @@ def make_plan_fn(
 
         def body(x, inputs):
             k, k_nxt, k_noise = inputs
-            x, x0 = one_step(params, x, s_now_z, task, c_z, k)
+            x, x0 = one_step(params, x, cond, task, c_z, k)
             if scfg.method == "ddpm":
                 x = posterior_step(sched, x0, x, k, jax.random.normal(k_noise, x.shape))
             else:
                 x = ddim_step(sched, x0, x, k, k_nxt)
-            return inpaint(x, s_now_z), None
+            return condition(x, cond), None
 
         x, _ = jax.lax.scan(body, x, (ks, k_next, jax.random.split(key, len(idx))))
         return x
 
-    def candidate(params, s_now_z, task, c_z, key, x_start, start: int):
-        x = inpaint(x_start, s_now_z)
+    def candidate(params, cond, task, c_z, key, x_start, start: int):
+        x = condition(x_start, cond)
         k_a, k_b = jax.random.split(key)
         idx = np.arange(start, len(steps))
         if n_cache and start < n_cache:  # stop after cache_after steps to keep the partial sample
-            x = run_steps(params, s_now_z, task, c_z, k_a, x, idx[idx < n_cache])
+            x = run_steps(params, cond, task, c_z, k_a, x, idx[idx < n_cache])
             cached = x
-            x = run_steps(params, s_now_z, task, c_z, k_b, x, idx[idx >= n_cache])
+            x = run_steps(params, cond, task, c_z, k_b, x, idx[idx >= n_cache])
         else:
             cached = jnp.zeros_like(x)
-            x = run_steps(params, s_now_z, task, c_z, k_b, x, idx)
+            x = run_steps(params, cond, task, c_z, k_b, x, idx)
         return project(x, c_z), cached
 
-    def plan(params, s_now, task: TaskParams, constraints: Constraints, key, cache=None, warm=None):
+    def plan(
+        params, s_now, task: TaskParams, constraints: Constraints, key, cache=None, warm=None,
+        prefix=None,
+    ):  # fmt: skip
         """``warm`` [H, Dx]: a trajectory (diffusion space) whose row 0 is now, e.g. the previous
-        plan shifted (``shift_plan``); used when ``scfg.warm_start`` > 0."""
-        s_now_z = (s_now - scaler["shift"][ACTION_DIM:]) * scaler["scale"][ACTION_DIM:]
+        plan shifted (``shift_plan``); used when ``scfg.warm_start`` > 0. ``prefix`` [P, 12]:
+        actions (env units) already committed for the next P steps (the receding horizon's
+        in-flight actions), inpainted into rows 0 .. P-1 like the current state."""
+        s_z = (s_now - scaler["shift"][ACTION_DIM:]) * scaler["scale"][ACTION_DIM:]
+        prefix_z = None
+        if prefix is not None:
+            prefix_z = (prefix - scaler["shift"][:ACTION_DIM]) * scaler["scale"][:ACTION_DIM]
+        cond = (s_z, prefix_z)  # what every reverse step inpaints
         c_z = to_diffusion_space(constraints, scaler)
         keys = jax.random.split(key, scfg.num_candidates + 1)
         if warm is not None and n_warm:
@@ -228,7 +246,7 @@ def make_plan_fn(
             start = 0
         else:
             x_start, start = cache, n_cache
-        xs, cached = jax.vmap(lambda x0, k: candidate(params, s_now_z, task, c_z, k, x0, start))(
+        xs, cached = jax.vmap(lambda x0, k: candidate(params, cond, task, c_z, k, x0, start))(
             x_start, keys[1:]
         )
         rewards = jax.vmap(lambda x: reward_fn(params, x, 0, task))(xs)
