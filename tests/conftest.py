@@ -2,10 +2,20 @@
 
 import chex
 import jax
+import numpy as np
 import pytest
 
 from dmpc_jax.config import env_preset
+from dmpc_jax.diffusion import model as M
 from dmpc_jax.envs.go2_joystick import Go2Joystick
+from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn
+from dmpc_jax.robot import go2
+
+# robot constants of the planner tests (the paper's pose and gains)
+ROBOT = dict(
+    q_default=go2.paper_default_pose().astype(np.float32), kp=40.0, kd=1.0, action_scale=0.5
+)
+PLAN_CANDIDATES = 4  # N of the shared plan functions (and of the export tests' artifact)
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +28,23 @@ def env_fns(env):
     """(reset, step) of the unbatched env, each jitted once for the session; step raises if it is
     ever traced twice (a recompile)."""
     return jax.jit(env.reset), jax.jit(chex.assert_max_traces(env.step, n=1))
+
+
+@pytest.fixture(scope="session")
+def model():
+    """(cfg, nets, params, schedule, scaler) of the tiny random-init diffusion model."""
+    cfg = M.diffusion_preset("tiny")
+    nets, params = M.init_networks(cfg, jax.random.PRNGKey(0))
+    return cfg, nets, params, M.schedule_for(cfg), M.paper_scaler()
+
+
+@pytest.fixture(scope="session")
+def plans(model):
+    """(guided, unguided) plan functions of the tiny model, each jitted once for the session;
+    the guided one raises if it is ever retraced (changing tasks, bounds or the command must not
+    recompile). Shared by the planner and export tests."""
+    cfg, nets, params, sched, scaler = model
+    scfg = SamplerConfig(num_candidates=PLAN_CANDIDATES)
+    guided = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT)
+    plain = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, guided=False)
+    return jax.jit(chex.assert_max_traces(guided, n=1)), jax.jit(plain)

@@ -10,16 +10,12 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import PLAN_CANDIDATES, ROBOT
 
 from dmpc_jax.deploy.export import export_planner
 from dmpc_jax.deploy.exported import ExportedPlanner, ExportError
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.planner.sampler import SamplerConfig
-from dmpc_jax.robot import go2
-
-ROBOT = dict(
-    q_default=go2.paper_default_pose().astype(np.float32), kp=40.0, kd=1.0, action_scale=0.5
-)
 
 LOADER = """
 import json, sys
@@ -39,10 +35,9 @@ print(json.dumps({"banned_imports": banned, "load_s": p.load_s, "bytes": p.size_
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    cfg = M.diffusion_preset("tiny")
-    nets, params = M.init_networks(cfg, jax.random.PRNGKey(0))
-    scfg = SamplerConfig(num_candidates=3)
+def exported(tmp_path_factory, model):
+    cfg, nets, params, _, _ = model
+    scfg = SamplerConfig(num_candidates=PLAN_CANDIDATES)
     out = tmp_path_factory.mktemp("export") / "planner"
     meta = export_planner(nets, params, cfg, M.paper_scaler(), scfg, ROBOT, out, source="test")
     return out, meta
@@ -73,20 +68,18 @@ def test_round_trip_in_a_fresh_process_is_exact(exported, tmp_path):
         np.testing.assert_array_equal(loaded[k], np.asarray(in_process[k]))
 
 
-def test_exported_plan_matches_the_unexported_make_plan_fn(exported):
-    """The artifact against ``make_plan_fn`` jitted in this process, same weights and inputs:
-    XLA compiles the exported multi-platform module differently, so the two agree to float
-    rounding, not bit for bit. Tolerance: 1e-4 absolute on actions and states in env units
-    (actions span about +-3), 1e-4 relative on the candidate rewards, the same best candidate."""
+def test_exported_plan_matches_the_unexported_make_plan_fn(exported, model, plans):
+    """The artifact against ``make_plan_fn`` jitted in this process (the session's guided plan
+    function), same weights and inputs: XLA compiles the exported multi-platform module
+    differently, so the two agree to float rounding, not bit for bit. Tolerance: 1e-4 absolute on
+    actions and states in env units (actions span about +-3), 1e-4 relative on the candidate
+    rewards, the same best candidate."""
     from dmpc_jax.planner.constraints import no_constraints
     from dmpc_jax.planner.rewards import default_task
-    from dmpc_jax.planner.sampler import make_plan_fn
 
     out, _ = exported
-    cfg = M.diffusion_preset("tiny")
-    nets, params = M.init_networks(cfg, jax.random.PRNGKey(0))
-    plan = jax.jit(make_plan_fn(nets, cfg, SamplerConfig(num_candidates=3),
-                                M.schedule_for(cfg), M.paper_scaler(), **ROBOT))  # fmt: skip
+    cfg, _, params, _, _ = model
+    plan = plans[0]
     p = ExportedPlanner(out)
     s_now = np.zeros(49, np.float32)
     s_now[6:9] = [0, 0, -1]

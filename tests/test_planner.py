@@ -1,11 +1,11 @@
 """The guided sampler and its pieces on a tiny random-init model: determinism, zero guidance,
 guidance direction, projections, DDIM step counts, no recompiles, forward kinematics."""
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROBOT  # the tiny model and its plan functions are conftest fixtures
 
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.planner import constraints as C
@@ -18,15 +18,7 @@ from dmpc_jax.planner.rewards import (
 from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn
 from dmpc_jax.robot import go2
 
-Q_DEFAULT = go2.paper_default_pose().astype(np.float32)
-ROBOT = dict(q_default=Q_DEFAULT, kp=40.0, kd=1.0, action_scale=0.5)
-
-
-@pytest.fixture(scope="module")
-def model():
-    cfg = M.diffusion_preset("tiny")
-    nets, params = M.init_networks(cfg, jax.random.PRNGKey(0))
-    return cfg, nets, params, M.schedule_for(cfg), M.paper_scaler()
+Q_DEFAULT = ROBOT["q_default"]
 
 
 def _s_now():
@@ -34,17 +26,6 @@ def _s_now():
     s[6:9] = [0, 0, -1]  # level
     s[9] = 2.0 * 0.8  # vx command 0.8 m/s (scaled as in the observation)
     return jnp.asarray(s)
-
-
-@pytest.fixture(scope="module")
-def plans(model):
-    """(guided, unguided) plan functions, each jitted once for the module; the guided one raises
-    if it is ever retraced (changing tasks, bounds or the command must not recompile)."""
-    cfg, nets, params, sched, scaler = model
-    scfg = SamplerConfig(num_candidates=4)
-    guided = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT)
-    plain = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, guided=False)
-    return jax.jit(chex.assert_max_traces(guided, n=1)), jax.jit(plain)
 
 
 def _plan(model, plans, guided=True):
