@@ -17,7 +17,7 @@ from dmpc_jax.planner.task import BoxSpec, RewardWeights, TaskSpec
 # the nominal planner's success did not depend on it in [0, 3]; task terms needed ~10 to change
 # anything measurable, and >= 30 stopped the robot walking. The evaluation guides the analytic
 # terms on the clean estimate x0_hat (EvalConfig.analytic_on_x0, planner.sampler): on x_k, as
-# METHOD §3 writes it, the height terms did not move the base at all (experiments/tasks/x_k/).
+# METHOD §3 writes it, the height terms did not move the base at all (experiments/archive/x_k/).
 NN_GUIDANCE = 0.1
 TASK_GUIDANCE = 10.0
 
