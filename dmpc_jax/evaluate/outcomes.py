@@ -71,9 +71,10 @@ def box_exit_steps(trace: dict, half_width: float = BOX_HALF_WIDTH_M) -> np.ndar
 
 def success(trace: dict, rule: str) -> np.ndarray:
     """Per-episode success [B] under ``rule`` from the trace of ``rollout_model(rule)``'s env."""
+    rollout_model(rule)  # validates the name
     fell_at = fall_steps(trace)
     t = np.asarray(trace["done_any"]).shape[0]
-    if rollout_model(rule) == "strict" or rule == "paper":
+    if rule != "box":
         return fell_at == t
     return (fell_at == t) | (box_exit_steps(trace) < fell_at)
 

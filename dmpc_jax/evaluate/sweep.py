@@ -57,9 +57,9 @@ def survival(trace: dict) -> np.ndarray:
 
 
 def fall_times_s(trace: dict, dt: float) -> list[float]:
-    done = np.asarray(trace["done_any"])
-    fell = done[-1]
-    return sorted((done.argmax(0)[fell] * dt).round(2).tolist())
+    steps = outcomes.fall_steps(trace)
+    fell = steps < np.asarray(trace["done_any"]).shape[0]
+    return sorted((steps[fell] * dt).round(2).tolist())
 
 
 def run_sweep(
