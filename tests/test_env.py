@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dmpc_jax.config import env_preset
 from dmpc_jax.envs import obs as obs_lib
-from dmpc_jax.envs.go2_joystick import FALL_CAUSES, PRIVILEGED_SIZE
+from dmpc_jax.envs.go2_joystick import FALL_CAUSES, PRIVILEGED_SIZE, Go2Joystick
 from dmpc_jax.envs.wrappers import wrap_for_training
 
 
@@ -239,3 +240,34 @@ def test_wrong_action_shape_is_a_clear_error(env, env_fns):
         env.step(s, jnp.zeros(13))
     with pytest.raises(ValueError, match="vmap the env"):
         env.step(s, jnp.zeros((4, 12)))
+
+
+def test_recovery_collection_settings_tilt_the_start_and_set_the_velocity():
+    """The authors' data-collection disturbances: initial roll/pitch in +-init_attitude and pushes
+    that *set* the base's horizontal velocity to U(-v, v)^2."""
+    from dmpc_jax.planner.task import apply_overrides
+
+    cfg = apply_overrides(
+        env_preset("tiny"),
+        ["init_attitude=0.3", "push.mode=set", "push.magnitude=[0,1]", "noise.enabled=false"],
+    )
+    env = Go2Joystick(cfg)
+    reset = jax.jit(jax.vmap(env.reset))
+    s = reset(jax.random.split(jax.random.PRNGKey(0), 64))
+    roll, pitch = obs_lib.roll_pitch(np, np.asarray(s.pipeline_state.qpos[:, 3:7]))
+    # roll is the ZYX roll; the gravity-based pitch is atan(tan(p) / cos(r)) <= 0.313 here
+    assert np.abs(roll).max() <= 0.3 + 1e-5 and np.abs(pitch).max() <= 0.32
+    assert np.abs(roll).max() > 0.2 and np.abs(pitch).max() > 0.2  # drawn, not level
+    g = obs_lib.OBS_SLICES["gravity"]
+    np.testing.assert_allclose(  # the observation sees the tilt
+        np.asarray(s.obs["state"][:, g]),
+        obs_lib.projected_gravity(np, np.asarray(s.pipeline_state.qpos[:, 3:7])),
+        atol=1e-5,
+    )
+    one = jax.tree.map(lambda x: x[0], s)
+    one = one.replace(info=dict(one.info, push_countdown=jnp.array(0, jnp.int32)))
+    pushed = jax.jit(env.step)(one, jnp.zeros(12))
+    v = np.asarray(pushed.pipeline_state.qvel[:2])
+    v_set = np.asarray(one.pipeline_state.qvel[:2] + pushed.info["push"])
+    assert np.all(np.abs(v_set) <= 1.0 + 1e-6)
+    np.testing.assert_allclose(v, v_set, atol=0.15)  # set, then one control step of physics

@@ -41,6 +41,10 @@ class DatasetConfig:
     wz: yaw-rate command range, rad/s.
     resample_s: command resampling period, s.
     action_noise: std of Gaussian noise added to the demonstrator's actions.
+    env_set: overrides of the collection env's config, ``field.path=json``
+        (``planner.task.apply_overrides``), applied after the command and reward settings, e.g.
+        ``push.mode=set push.magnitude=[0,1] push.interval_s=[8,10] init_attitude=0.2`` for the
+        authors' recovery-rich collection.
     seed: PRNG seed.
     """
 
@@ -53,6 +57,7 @@ class DatasetConfig:
     wz: tuple[float, float] = (-1.0, 1.0)
     resample_s: float = 5.0
     action_noise: float = 0.0
+    env_set: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self):
@@ -103,6 +108,10 @@ def collect(
         # r_t is the paper's reward (METHOD §7): the target of R_nn and of finetuning
         reward=RewardConfig(preset="finetune", clip_negative=False),
     )
+    if cfg.env_set:
+        from dmpc_jax.planner.task import apply_overrides
+
+        env_cfg = apply_overrides(env_cfg, cfg.env_set)
     env = Go2Joystick(env_cfg)
     wrapped = wrap_for_training(env, env_cfg.episode_steps)
     inference = make_policy(params, deterministic=True)

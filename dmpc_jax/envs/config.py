@@ -76,21 +76,29 @@ class RandomizationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PushConfig:
-    """Random pushes: a velocity impulse added to the base at random intervals.
+    """Random pushes at random intervals.
 
     Attributes:
         enabled: apply pushes.
         interval_s: range of the time between pushes, s.
-        magnitude: range of the horizontal velocity change of a push, m/s (direction uniform).
+        magnitude: ``add``: range of the horizontal velocity change of a push, m/s (direction
+            uniform); ``set``: the base's horizontal velocity is replaced by a draw from
+            U(-magnitude[1], magnitude[1])^2 m/s.
+        mode: ``add`` (this project's training and evaluation pushes) or ``set`` (the authors'
+            data-collection pushes, ``push_robots`` in their ``legged_robot.py``: velocity set to
+            U(-1, 1)^2 m/s, which makes recoveries from large errors part of the data).
     """
 
     enabled: bool = True
     interval_s: tuple[float, float] = (5.0, 10.0)
     magnitude: tuple[float, float] = (0.1, 0.5)
+    mode: Literal["add", "set"] = "add"
 
     def __post_init__(self):
         _check_range("PushConfig", "interval_s", self.interval_s, lo=1e-6)
         _check_range("PushConfig", "magnitude", self.magnitude, lo=0.0)
+        if self.mode not in ("add", "set"):
+            raise ValueError(f"PushConfig.mode must be 'add' or 'set', got {self.mode!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +229,8 @@ class EnvConfig:
         max_roll: termination when |roll| exceeds this, rad.
         max_pitch: termination when |pitch| exceeds this, rad.
         terminate_on_contact: terminate on base or thigh ground contact.
+        init_attitude: initial base roll and pitch drawn from U(-x, x) rad at reset (0: level;
+            the authors' data collection uses 0.2).
         command, randomization, push, noise, reward: see their classes.
     """
 
@@ -236,6 +246,7 @@ class EnvConfig:
     max_roll: float = 1.0
     max_pitch: float = 1.6
     terminate_on_contact: bool = True
+    init_attitude: float = 0.0
     command: CommandConfig = CommandConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     push: PushConfig = PushConfig()
@@ -265,6 +276,10 @@ class EnvConfig:
             )
         if not (0 < self.max_roll <= math.pi and 0 < self.max_pitch <= math.pi):
             raise ValueError("EnvConfig.max_roll and max_pitch must be in (0, pi] rad")
+        if not 0 <= self.init_attitude < 1.0:
+            raise ValueError(
+                f"EnvConfig.init_attitude must be in [0, 1) rad, got {self.init_attitude}"
+            )
         _ = self.model  # ModelConfig validates kp, kd, contacts, terrain
 
     @property

@@ -98,7 +98,16 @@ class Go2Joystick(Env):
         key, k_q, k_yaw, k_v, k_dr, k_cmd, k_push, k_lat = jax.random.split(rng, 8)
         qpos = self._init_qpos
         yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
-        qpos = qpos.at[3:7].set(jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)]))
+        quat = jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
+        if cfg.init_attitude > 0:  # q = q_yaw * q_pitch * q_roll (ZYX)
+            roll, pitch = jax.random.uniform(
+                jax.random.fold_in(k_yaw, 1), (2,), minval=-cfg.init_attitude,
+                maxval=cfg.init_attitude,
+            )  # fmt: skip
+            q_pitch = jnp.array([jnp.cos(pitch / 2), 0.0, jnp.sin(pitch / 2), 0.0])
+            q_roll = jnp.array([jnp.cos(roll / 2), jnp.sin(roll / 2), 0.0, 0.0])
+            quat = _quat_mul(_quat_mul(quat, q_pitch), q_roll)
+        qpos = qpos.at[3:7].set(quat)
         qpos = qpos.at[7:].add(jax.random.uniform(k_q, (12,), minval=-0.1, maxval=0.1))
         qvel = (
             jnp.zeros(self.mj_model.nv)
@@ -159,7 +168,12 @@ class Go2Joystick(Env):
             mag = jax.random.uniform(
                 k_mag, (), minval=cfg.push.magnitude[0], maxval=cfg.push.magnitude[1]
             )
-            push = jnp.where(due, mag * jnp.array([jnp.cos(angle), jnp.sin(angle)]), 0.0)
+            if cfg.push.mode == "set":  # the new velocity, drawn per axis
+                hi = cfg.push.magnitude[1]
+                v_new = jax.random.uniform(k_mag, (2,), minval=-hi, maxval=hi)
+                push = jnp.where(due, v_new - data.qvel[:2], 0.0)
+            else:
+                push = jnp.where(due, mag * jnp.array([jnp.cos(angle), jnp.sin(angle)]), 0.0)
             data = data.replace(qvel=data.qvel.at[:2].add(push))
             info["push_countdown"] = jnp.where(
                 due, self._sample_push_interval(k_push), info["push_countdown"] - 1
@@ -421,3 +435,17 @@ def _make_terrain_height(cfg: EnvConfig, mj_model):
 def make_env(cfg: EnvConfig = EnvConfig()) -> Go2Joystick:
     """One env per config (the MJX model is built once)."""
     return Go2Joystick(cfg)
+
+
+def _quat_mul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Hamilton product of (w, x, y, z) quaternions."""
+    aw, ax, ay, az = a[0], a[1], a[2], a[3]
+    bw, bx, by, bz = b[0], b[1], b[2], b[3]
+    return jnp.array(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ]
+    )
