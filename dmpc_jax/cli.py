@@ -118,6 +118,8 @@ def pretrain(
     resume: bool = False,
     overwrite: bool = False,
     max_calls: int | None = None,
+    num_steps: int | None = None,
+    lr_decay_from: int | None = None,
 ) -> None:
     """Train the trajectory denoiser and R_nn on a dataset into ROOT/RUN.
 
@@ -130,6 +132,9 @@ def pretrain(
         resume: continue the run from its newest checkpoint.
         overwrite: delete an existing run of that name first.
         max_calls: stop after this many jitted calls in this invocation (continue with --resume).
+        num_steps: the step budget instead of the config's (a --resume may raise it).
+        lr_decay_from: cosine learning-rate decay from this step to 0 at num_steps (a --resume
+            may set it: ``--resume --num-steps 8000 --lr-decay-from 6000`` anneals a run).
     """
     import dataclasses
     from pathlib import Path
@@ -141,6 +146,10 @@ def pretrain(
     cfg = load_json(PretrainConfig, config) if config else pretrain_preset(preset)
     if dataset is not None:
         cfg = dataclasses.replace(cfg, dataset=dataset)
+    if num_steps is not None:
+        cfg = dataclasses.replace(cfg, num_steps=num_steps)
+    if lr_decay_from is not None:
+        cfg = dataclasses.replace(cfg, lr_decay_from=lr_decay_from)
     run_pretrain(
         cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite, max_calls=max_calls
     )

@@ -132,19 +132,34 @@ def resolve_run_dir(root: Path, name: str, *, resume: bool, overwrite: bool) -> 
     return run
 
 
-def prepare_run(root: Path, name: str, cfg, *, resume: bool, overwrite: bool) -> Path:
+def prepare_run(
+    root: Path, name: str, cfg, *, resume: bool, overwrite: bool, extendable: tuple[str, ...] = ()
+) -> Path:
     """The run directory for ``cfg``: new runs get ``config.json``; a resumed run must have been
-    started with the same config (the error names the top-level fields that differ)."""
+    started with the same config (the error names the top-level fields that differ), except for
+    the ``extendable`` fields (e.g. the step budget and its learning-rate tail), which a resume may
+    change: the new values are written to ``config.json`` and the old file is kept beside it as
+    ``config.<n>.json``. Fields added to the config class since the run started compare at their
+    defaults."""
     run = resolve_run_dir(root, name, resume=resume, overwrite=overwrite)
     path, new = run / "config.json", to_dict(cfg)
     if resume and path.exists():
-        saved = json.loads(path.read_text())
-        if saved != new:
-            diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+        saved = to_dict(from_dict(type(cfg), json.loads(path.read_text())))
+        diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+        fixed = [k for k in diff if k not in extendable]
+        if fixed:
             raise ConfigError(
-                f"--resume with a config that differs from {path} in {diff}; "
+                f"--resume with a config that differs from {path} in {fixed}; "
                 "resume with the same preset and overrides"
+                + (f" (a resume may change only {list(extendable)})" if extendable else "")
             )
+        if diff:
+            n = 1
+            while (run / f"config.{n}.json").exists():
+                n += 1
+            path.rename(run / f"config.{n}.json")
+            path.write_text(json.dumps(new, indent=2) + "\n")
+            print(f"resume: {diff} changed; the previous config is {run / f'config.{n}.json'}")
     else:
         path.write_text(json.dumps(new, indent=2) + "\n")
     return run

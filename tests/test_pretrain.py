@@ -56,6 +56,33 @@ def test_resume_with_another_config_is_a_clear_error(tiny_run):
         pretrain(other, run, resume=True, progress=False)
 
 
+def test_resume_may_extend_and_anneal_a_run(tiny_run, tmp_path):
+    import shutil
+
+    cfg, run, _ = tiny_run
+    ext = tmp_path / "run"
+    shutil.copytree(run, ext)
+    longer = dataclasses.replace(cfg, num_steps=10, lr_decay_from=6)
+    _, state = pretrain(longer, ext, resume=True, progress=False)
+    assert int(state["step"]) == 10
+    log = [json.loads(x) for x in (ext / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in log] == [2, 4, 6, 8, 10]
+    lr = [m["train/lr"] for m in log]
+    assert lr[:3] == [pytest.approx(cfg.learning_rate)] * 3  # before the decay
+    assert cfg.learning_rate > lr[3] > lr[4] >= 0  # the cosine tail
+    assert json.loads((ext / "config.1.json").read_text())["num_steps"] == 6  # old config kept
+    assert json.loads((ext / "config.json").read_text())["lr_decay_from"] == 6
+
+
+def test_lr_factor_is_a_cosine_tail():
+    from dmpc_jax.diffusion.train import lr_factor
+
+    cfg = dataclasses.replace(pretrain_preset("tiny"), num_steps=100, lr_decay_from=60)
+    f = [float(lr_factor(cfg, s)) for s in (0, 59, 60, 80, 100)]
+    assert f == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.0], abs=1e-6)
+    assert float(lr_factor(pretrain_preset("tiny"), 10**6)) == 1.0  # None: constant
+
+
 def test_wrong_dataset_schema_is_a_clear_error(data_dir, tmp_path):
     import shutil
 

@@ -48,6 +48,9 @@ class PretrainConfig:
     num_steps: optimizer steps in total.
     steps_per_call: optimizer steps per jitted call (one log point).
     checkpoint_every: optimizer steps between checkpoints (a multiple of steps_per_call).
+    lr_decay_from: from this step on, the learning rate follows a cosine from ``learning_rate``
+        down to 0 at ``num_steps`` (None: constant). With ``num_steps`` and ``checkpoint_every``
+        it is one of the fields a ``--resume`` may change, so a run can be extended and annealed.
     ema_decay: EMA decay of the denoiser/value parameters.
     ema_start: step from which the EMA tracks (before it, EMA = params).
     holdout_fraction: fraction of envs held out for evaluation.
@@ -62,6 +65,7 @@ class PretrainConfig:
     num_steps: int = 20_000
     steps_per_call: int = 50
     checkpoint_every: int = 1000
+    lr_decay_from: int | None = None
     ema_decay: float = 0.995
     ema_start: int = 1000
     holdout_fraction: float = 0.05
@@ -77,6 +81,24 @@ class PretrainConfig:
             raise ValueError("PretrainConfig.num_steps must be a multiple of steps_per_call")
         if not 0 <= self.holdout_fraction < 1:
             raise ValueError("PretrainConfig.holdout_fraction must be in [0, 1)")
+        if self.lr_decay_from is not None and not 0 <= self.lr_decay_from < self.num_steps:
+            raise ValueError(
+                f"PretrainConfig.lr_decay_from ({self.lr_decay_from}) must be in "
+                f"[0, num_steps = {self.num_steps})"
+            )
+
+
+EXTENDABLE = ("num_steps", "checkpoint_every", "lr_decay_from")  # a --resume may change these
+
+
+def lr_factor(cfg: PretrainConfig, step):
+    """The learning rate at ``step`` relative to ``cfg.learning_rate`` (1 before the decay)."""
+    if cfg.lr_decay_from is None:
+        return jnp.ones(())
+    frac = (step - cfg.lr_decay_from) / (cfg.num_steps - cfg.lr_decay_from)
+    return jnp.where(
+        step < cfg.lr_decay_from, 1.0, 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0, 1)))
+    )
 
 
 def pretrain_preset(name: str) -> PretrainConfig:
@@ -125,10 +147,14 @@ def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
             params, batch["tau"], batch["target"], k
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
+        # the schedule scales Adam's step outside the optimizer, so the optimizer state (and a
+        # checkpoint of it) has the same structure with or without it
+        updates = jax.tree.map(lambda u: u * lr_factor(cfg, step), updates)
         params = optax.apply_updates(params, updates)
         decay = jnp.where(step >= cfg.ema_start, cfg.ema_decay, 0.0)
         ema = M.ema_update(ema, params, decay)
         metrics["train/grad_norm"] = optax.global_norm(grads)
+        metrics["train/lr"] = cfg.learning_rate * lr_factor(cfg, step)
         return (params, ema, opt_state, step + 1, key), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -195,8 +221,9 @@ def pretrain(
     """Train (or continue) a pretraining run; returns (nets, state dict)."""
     ds = load_dataset(Path(cfg.dataset))
     run_dir = prepare_run(
-        Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite
-    )
+        Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite,
+        extendable=EXTENDABLE,
+    )  # fmt: skip
     scaler = M.make_scaler(cfg.model, ds.meta["stats"])
     (run_dir / "scaler.json").write_text(
         json.dumps({k: v.tolist() for k, v in scaler.items()}) + "\n"
