@@ -108,6 +108,21 @@ def test_buffer_pieces_keep_their_data_and_pruning_keeps_the_best():
         np.testing.assert_array_equal(w, buf.obs[2, s : s + 4])
 
 
+def test_return_weights_separate_pieces_that_mean_weights_do_not():
+    # METHOD §6 weights by the trajectory return: with per-step rewards ~0.02 (x dt) the mean
+    # per-step score hardly varies at temperature 0.02, the return does
+    rng = np.random.default_rng(3)
+    buf = ReplayBuffer(capacity=10, max_len=50)
+    rec = _records(50, 6, rng)
+    rec["reward"] = 0.02 + 0.005 * rng.standard_normal(rec["reward"].shape).astype(np.float32)
+    buf.add_rollout(rec, min_len=4, iteration=1)
+    np.testing.assert_allclose(buf.returns, buf.score * buf.length, rtol=1e-5)
+    groups = np.zeros(len(buf), np.int8)
+    ess_mean = effective_sample_size(group_weights(buf.score, groups, 0.02))
+    ess_return = effective_sample_size(group_weights(buf.returns, groups, 0.02))
+    assert ess_mean > 0.95 * len(buf) and ess_return < 0.8 * ess_mean
+
+
 def test_buffer_save_load_roundtrip_and_corrupt_file(tmp_path):
     rng = np.random.default_rng(2)
     buf = ReplayBuffer(capacity=10, max_len=6)

@@ -134,15 +134,20 @@ def run_offline(cfg: OfflineConfig) -> dict:
         "pitch_rate": perturb(states, pitch_rate=cfg.pitch_rate_delta),
     }
     d_pi = {k: np.asarray(pi(v)) - a_pi for k, v in pert.items()}
-    err, d_plan = [], {k: [] for k in pert}
+    err, d_plan, a0 = [], {k: [] for k in pert}, []
     for i in range(cfg.samples):
         keys = jax.random.split(jax.random.fold_in(key, 100 + i), states.shape[0])
         rows = plan(states, keys)  # [B, H, 61]
         a, s = rows[:, :h, :12], rows[:, :h, 12:]
+        a0.append(np.asarray(a[:, 0]))
         err.append(np.sqrt(np.mean(np.square((np.asarray(a) - np.asarray(pi(s))) / std), -1)))
         for k, v in pert.items():
             d_plan[k].append(np.asarray(plan(v, keys)[:, 0, :12]) - np.asarray(a[:, 0]))
     err = np.concatenate(err)  # [samples * B, h]
+    # bias vs spread: the error of the first action averaged over the samples of a state
+    a0_mean = np.mean(a0, axis=0)
+    mean_err = np.sqrt(np.mean(np.square((a0_mean - a_pi) / std), -1))
+    spread = np.sqrt(np.mean(np.var(np.asarray(a0) / std, axis=0), -1))
     resp = {}
     for k in pert:
         dp = np.concatenate(d_plan[k]) / std
@@ -160,6 +165,8 @@ def run_offline(cfg: OfflineConfig) -> dict:
         "row_error_std": err.mean(0).round(4).tolist(),
         "row_error_std_p90": np.percentile(err, 90, axis=0).round(4).tolist(),
         "first_action_error_std": float(err[:, 0].mean()),
+        "first_action_error_of_sample_mean_std": float(mean_err.mean()),
+        "first_action_sample_spread_std": float(spread.mean()),
         "response": resp,
     }
     write_page(result, Path(cfg.out_dir))
@@ -203,6 +210,11 @@ def write_page(result: dict, out: Path) -> None:
         "| p90 | " + " | ".join(f"{x:.2f}" for x in p90) + " |",
         "",
         "![row error](row_error.png)",
+        "",
+        f"First action, bias against spread: the mean of a state's {c['samples']} plans is "
+        f"{result.get('first_action_error_of_sample_mean_std', float('nan')):.2f} std from the "
+        "demonstrator's action; the plans of one state spread by "
+        f"{result.get('first_action_sample_spread_std', float('nan')):.2f} std (RMS over joints).",
         "",
         f"Response of the first action to a perturbation of the measured state (pitch "
         f"{c['pitch_delta']:g} rad nose down; pitch rate {c['pitch_rate_delta']:g} rad/s), same "

@@ -109,6 +109,11 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return len(self.length)
 
+    @property
+    def returns(self) -> np.ndarray:
+        """[P] each piece's summed reward (its padding is zero)."""
+        return self.reward.sum(1)
+
     def add_rollout(self, rec: dict, min_len: int, iteration: int) -> int:
         """Split [T, B] records (obs, action, reward, wz, valid, done) into pieces, add those of
         at least ``min_len`` steps, prune to capacity. Returns the number of pieces added."""

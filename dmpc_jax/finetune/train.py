@@ -32,6 +32,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -79,7 +80,10 @@ class FinetuneConfig:
     value_every, value_steps: R_nn refit period (iterations) and optimizer steps per refit.
     denoiser_every, denoiser_steps: denoiser update period (iterations) and steps per update.
     top_quantile, max_pieces: per-group fraction of the buffer kept for the denoiser, and the cap.
-    temperature: softmax temperature over the kept pieces' scores.
+    temperature: softmax temperature of the weights.
+    weight_by: what the softmax weights are taken over: ``return`` (the piece's summed reward,
+        METHOD §6) or ``mean`` (its mean per-step reward, the score the top-quantile filter
+        uses; nearly uniform weights at temperature 0.02, what the first cpu run used).
     batch_size, learning_rate, grad_clip: optimizer (Adam) settings of both networks.
     steps_per_call: optimizer steps per jitted call.
     checkpoint_every: iterations between checkpoints (buffer included).
@@ -106,6 +110,7 @@ class FinetuneConfig:
     top_quantile: float = 0.05
     max_pieces: int = 1500
     temperature: float = 0.02
+    weight_by: Literal["return", "mean"] = "return"
     batch_size: int = 256
     learning_rate: float = 1e-4
     grad_clip: float = 1.0
@@ -131,6 +136,10 @@ class FinetuneConfig:
         if not 0 < self.top_quantile <= 1:
             raise ValueError(
                 f"FinetuneConfig.top_quantile must be in (0, 1], got {self.top_quantile}"
+            )
+        if self.weight_by not in ("return", "mean"):
+            raise ValueError(
+                f"FinetuneConfig.weight_by must be 'return' or 'mean', got {self.weight_by!r}"
             )
         if self.temperature <= 0:
             raise ValueError(f"FinetuneConfig.temperature must be > 0, got {self.temperature}")
@@ -426,7 +435,8 @@ def finetune(
             row.update(m)
         if len(buf) and it % cfg.denoiser_every == 0:
             keep = select_top(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces)
-            w = group_weights(buf.score[keep], buf.group[keep], cfg.temperature)
+            by = buf.returns if cfg.weight_by == "return" else buf.score
+            w = group_weights(by[keep], buf.group[keep], cfg.temperature)
             params, opt_d, m = train_network(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h
             )
