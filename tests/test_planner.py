@@ -289,3 +289,31 @@ def test_committed_actions_are_inpainted_into_the_first_rows(model, plans):
     np.testing.assert_allclose(np.asarray(with_prefix.action[:4]), np.asarray(prefix), atol=1e-5)
     np.testing.assert_allclose(np.asarray(with_prefix.obs[0]), np.asarray(_s_now()), atol=1e-5)
     assert not np.allclose(np.asarray(with_prefix.action[4:]), np.asarray(free.action[4:]))
+
+
+def test_standardize_scaling_keeps_the_condition_and_the_bounds_in_env_units(model):
+    """With a dataset mean/std scaler (shift != 0) the inpainted state, the committed actions and
+    the hard bounds still hold in env units."""
+    cfg, nets, params, sched, _ = model
+    rng = np.random.default_rng(0)
+    dx = M.ACTION_DIM + 49
+    stats = {
+        "action": {"mean": rng.normal(0, 0.2, 12), "std": rng.uniform(0.2, 0.6, 12)},
+        "obs": {"mean": rng.normal(0, 0.1, 49), "std": rng.uniform(0.0, 0.5, 49)},
+    }
+    scaler = M.standardize_scaler(stats)
+    assert scaler["shift"].shape == scaler["scale"].shape == (dx,)
+    plan = jax.jit(make_plan_fn(nets, cfg, SamplerConfig(num_candidates=2), sched, scaler, **ROBOT))
+    c = C.box(C.no_constraints(cfg.horizon), "joint_vel", -0.05, 0.05)
+    c = C.box(c, "action", -0.3, 0.3)
+    prefix = jnp.full((2, 12), 0.1, jnp.float32)
+    out = plan(
+        params, _s_now(), default_task(guidance_scale=0.1, energy=1.0), c, jax.random.PRNGKey(1),
+        prefix=prefix,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.asarray(out.obs[0]), np.asarray(_s_now()), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.action[:2]), np.asarray(prefix), atol=1e-5)
+    assert float(jnp.max(jnp.abs(out.action))) <= 0.3 + 1e-5
+    qd = C.row_slice("joint_vel")
+    assert float(jnp.max(jnp.abs(out.obs[1:, qd.start - 12 : qd.stop - 12]))) <= 0.05 + 1e-5
+    assert np.isfinite(np.asarray(out.obs)).all()
