@@ -149,12 +149,13 @@ def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         # the schedule scales Adam's step outside the optimizer, so the optimizer state (and a
         # checkpoint of it) has the same structure with or without it
-        updates = jax.tree.map(lambda u: u * lr_factor(cfg, step), updates)
+        lr = lr_factor(cfg, step)
+        updates = jax.tree.map(lambda u: u * lr, updates)
         params = optax.apply_updates(params, updates)
         decay = jnp.where(step >= cfg.ema_start, cfg.ema_decay, 0.0)
         ema = M.ema_update(ema, params, decay)
         metrics["train/grad_norm"] = optax.global_norm(grads)
-        metrics["train/lr"] = cfg.learning_rate * lr_factor(cfg, step)
+        metrics["train/lr"] = cfg.learning_rate * lr
         return (params, ema, opt_state, step + 1, key), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
+from brax import math as brax_math
 from brax.envs.base import Env, State
 from mujoco import mjx
 
@@ -106,7 +107,7 @@ class Go2Joystick(Env):
             )  # fmt: skip
             q_pitch = jnp.array([jnp.cos(pitch / 2), 0.0, jnp.sin(pitch / 2), 0.0])
             q_roll = jnp.array([jnp.cos(roll / 2), jnp.sin(roll / 2), 0.0, 0.0])
-            quat = _quat_mul(_quat_mul(quat, q_pitch), q_roll)
+            quat = brax_math.quat_mul(brax_math.quat_mul(quat, q_pitch), q_roll)
         qpos = qpos.at[3:7].set(quat)
         qpos = qpos.at[7:].add(jax.random.uniform(k_q, (12,), minval=-0.1, maxval=0.1))
         qvel = (
@@ -164,15 +165,15 @@ class Go2Joystick(Env):
         push = jnp.zeros(2)
         if cfg.push.enabled:
             due = info["push_countdown"] <= 0
-            angle = jax.random.uniform(k_angle, (), minval=-jnp.pi, maxval=jnp.pi)
-            mag = jax.random.uniform(
-                k_mag, (), minval=cfg.push.magnitude[0], maxval=cfg.push.magnitude[1]
-            )
             if cfg.push.mode == "set":  # the new velocity, drawn per axis
                 hi = cfg.push.magnitude[1]
                 v_new = jax.random.uniform(k_mag, (2,), minval=-hi, maxval=hi)
                 push = jnp.where(due, v_new - data.qvel[:2], 0.0)
             else:
+                angle = jax.random.uniform(k_angle, (), minval=-jnp.pi, maxval=jnp.pi)
+                mag = jax.random.uniform(
+                    k_mag, (), minval=cfg.push.magnitude[0], maxval=cfg.push.magnitude[1]
+                )
                 push = jnp.where(due, mag * jnp.array([jnp.cos(angle), jnp.sin(angle)]), 0.0)
             data = data.replace(qvel=data.qvel.at[:2].add(push))
             info["push_countdown"] = jnp.where(
@@ -435,17 +436,3 @@ def _make_terrain_height(cfg: EnvConfig, mj_model):
 def make_env(cfg: EnvConfig = EnvConfig()) -> Go2Joystick:
     """One env per config (the MJX model is built once)."""
     return Go2Joystick(cfg)
-
-
-def _quat_mul(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Hamilton product of (w, x, y, z) quaternions."""
-    aw, ax, ay, az = a[0], a[1], a[2], a[3]
-    bw, bx, by, bz = b[0], b[1], b[2], b[3]
-    return jnp.array(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ]
-    )

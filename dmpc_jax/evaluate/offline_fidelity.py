@@ -212,9 +212,9 @@ def write_page(result: dict, out: Path) -> None:
         "![row error](row_error.png)",
         "",
         f"First action, bias against spread: the mean of a state's {c['samples']} plans is "
-        f"{result.get('first_action_error_of_sample_mean_std', float('nan')):.2f} std from the "
+        f"{result['first_action_error_of_sample_mean_std']:.2f} std from the "
         "demonstrator's action; the plans of one state spread by "
-        f"{result.get('first_action_sample_spread_std', float('nan')):.2f} std (RMS over joints).",
+        f"{result['first_action_sample_spread_std']:.2f} std (RMS over joints).",
         "",
         f"Response of the first action to a perturbation of the measured state (pitch "
         f"{c['pitch_delta']:g} rad nose down; pitch rate {c['pitch_rate_delta']:g} rad/s), same "

@@ -330,12 +330,13 @@ def prepare_finetune_run(cfg: FinetuneConfig, run_dir: Path, *, resume: bool, ov
         )
     saved = run_dir / "config.json"
     if resume and saved.exists():  # a resumed run may be extended: iterations alone may change
-        old = json.loads(saved.read_text())
-        if {**old, "iterations": cfg.iterations} == to_dict(cfg) and old != to_dict(cfg):
-            if cfg.iterations < old["iterations"]:
-                raise ValueError(f"cannot shorten {run_dir} to {cfg.iterations} iterations")
-            saved.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    run_dir = prepare_run(run_dir.parent, run_dir.name, cfg, resume=resume, overwrite=overwrite)
+        done = json.loads(saved.read_text()).get("iterations", cfg.iterations)
+        if cfg.iterations < done:
+            raise ValueError(f"cannot shorten {run_dir} to {cfg.iterations} iterations")
+    run_dir = prepare_run(
+        run_dir.parent, run_dir.name, cfg, resume=resume, overwrite=overwrite,
+        extendable=("iterations",),
+    )  # fmt: skip
     pre = src / "pretrain_config.json"
     shutil.copyfile(pre if pre.exists() else src / "config.json", run_dir / "pretrain_config.json")
     shutil.copyfile(src / "scaler.json", run_dir / "scaler.json")
