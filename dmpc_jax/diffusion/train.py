@@ -221,6 +221,14 @@ def pretrain(
 ):
     """Train (or continue) a pretraining run; returns (nets, state dict)."""
     ds = load_dataset(Path(cfg.dataset))
+    ckpt_dir = Path(run_dir) / "ckpt"
+    if resume and ckpt_dir.is_dir():  # checked before prepare_run rewrites config.json
+        done = checkpoint_manager(run_dir).latest_step()
+        if done is not None and done > cfg.num_steps:
+            raise ValueError(
+                f"cannot shorten {run_dir} to {cfg.num_steps} steps: its newest checkpoint is "
+                f"at step {done}"
+            )
     run_dir = prepare_run(
         Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite,
         extendable=EXTENDABLE,
