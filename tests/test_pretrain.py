@@ -73,6 +73,7 @@ def test_resume_may_extend_and_anneal_a_run(tiny_run, tmp_path):
     assert json.loads((ext / "config.1.json").read_text())["num_steps"] == 6  # old config kept
     assert json.loads((ext / "config.json").read_text())["lr_decay_from"] == 6
 
+
 def test_resume_cannot_shorten_a_run(tiny_run, tmp_path):
     import shutil
 
@@ -83,7 +84,6 @@ def test_resume_cannot_shorten_a_run(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="cannot shorten"):
         pretrain(dataclasses.replace(cfg, num_steps=2), short, resume=True, progress=False)
     assert (short / "config.json").read_text() == before  # nothing rewritten
-
 
 
 def test_lr_factor_is_a_cosine_tail():

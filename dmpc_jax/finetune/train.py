@@ -442,8 +442,15 @@ def finetune(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h
             )
             row.update(m)
+            ess = {  # what either weighting would give the same kept set
+                name: effective_sample_size(
+                    group_weights(v[keep], buf.group[keep], cfg.temperature)
+                )
+                for name, v in (("return", buf.returns), ("mean", buf.score))
+            }
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
-                        "rwr/ess": effective_sample_size(w),
+                        "rwr/ess": effective_sample_size(w), "rwr/ess_return": ess["return"],
+                        "rwr/ess_mean": ess["mean"],
                         "rwr/kept_mean_score": float(buf.score[keep].mean())})  # fmt: skip
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
             row.update(evaluator(params))
