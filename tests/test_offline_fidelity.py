@@ -35,3 +35,26 @@ def test_constant_slots_are_zeroed_and_nothing_else():
             assert not z[:, sl].any()
         else:
             np.testing.assert_array_equal(z[:, sl], np.asarray(s)[:, sl])
+
+
+def test_planner_states_come_from_its_own_closed_loop(env):
+    """States for the closed-loop fidelity check: the tiny random-init planner in the MJX loop,
+    only robots still standing, each with the held command in its observation."""
+    import jax
+
+    from dmpc_jax.diffusion import model as M
+    from dmpc_jax.evaluate.offline_fidelity import OfflineConfig, planner_states
+    from dmpc_jax.planner.load import TrainedPlanner
+    from dmpc_jax.planner.task import TaskSpec
+    from dmpc_jax.robot import go2
+
+    dcfg = M.diffusion_preset("tiny")
+    nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+    robot = dict(q_default=go2.paper_default_pose(), kp=40.0, kd=1.0, action_scale=0.5)
+    planner = TrainedPlanner(nets, params, dcfg, M.paper_scaler(), robot, "tiny")
+    cfg = OfflineConfig(states=3, states_from="planner", warmup_s=0.0, command=(0.7, 0.0, 0.0))
+    args = planner.task_args(TaskSpec(name="nominal", command=cfg.command))
+    s = np.asarray(planner_states(cfg, env, planner, args, jax.random.PRNGKey(0)))
+    assert s.shape == (3, obs_lib.OBS_SIZE) and np.isfinite(s).all()
+    cmd = s[:, obs_lib.OBS_SLICES["command"]]
+    np.testing.assert_allclose(cmd[:, 0], 0.7 * 2.0, rtol=1e-5)  # vx in observation units

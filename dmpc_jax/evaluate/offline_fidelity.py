@@ -20,6 +20,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,9 @@ class OfflineConfig:
     """Attributes:
     planner_run: the planner; demonstrator_run: the PPO run whose env and policy are used.
     states: held-out states planned from (taken after ``warmup_s`` of walking).
+    states_from: whose closed loop visits them: ``demonstrator`` (fresh demonstrator rollouts)
+        or ``planner`` (the planner's own closed loop, async E = 11 / D = 4 as ``dmpc eval``:
+        robots still standing, so the states a planner meets before it falls are among them).
     samples: plans per state (fresh keys), averaged.
     rows: plan rows compared (h = 0 .. rows-1: E = 11 are executed).
     command: the held velocity command (vx, vy, wz).
@@ -45,6 +49,7 @@ class OfflineConfig:
     planner_run: str = "checkpoints/rwr/cpu"
     demonstrator_run: str = "checkpoints/demonstrator/cpu"
     states: int = 256
+    states_from: Literal["demonstrator", "planner"] = "demonstrator"
     samples: int = 4
     rows: int = 11
     command: tuple[float, float, float] = (1.0, 0.0, 0.0)
@@ -94,6 +99,39 @@ def demonstrator_states(cfg: OfflineConfig, env, policy, key) -> jax.Array:
     return jnp.concatenate(obs)[: cfg.states]
 
 
+def planner_states(cfg: OfflineConfig, env, planner, args, key) -> jax.Array:
+    """[states, 49] observations the planner meets in its own closed loop (<= 64 robots at a time,
+    async E = ``rows`` / D = 4, the robots still standing every 25 steps after the warm-up; at most
+    20 s of walking per batch of robots)."""
+    from dmpc_jax.envs.rollout import make_segments
+    from dmpc_jax.planner.mpc import MPCConfig
+    from dmpc_jax.planner.sampler import SamplerConfig
+
+    execute = min(cfg.rows, planner.dcfg.horizon)  # E = rows (11), D = 4 as dmpc eval
+    controller = planner.controller(
+        SamplerConfig(num_candidates=1, analytic_on_x0=True),
+        MPCConfig(execute=execute, margin=min(4, execute - 1), mode="async"),
+    )
+    batch, seg = min(cfg.states, 64), 25
+    start, run = make_segments(env, controller, seg, batch)
+    warm = int(round(cfg.warmup_s / env.cfg.ctrl_dt)) // seg
+    n_seg = int(round(20.0 / env.cfg.ctrl_dt)) // seg
+    obs, n, b = [], 0, 0
+    while n < cfg.states:
+        kb = jax.random.fold_in(key, b)
+        carry = start(kb, jnp.asarray(cfg.command, jnp.float32), args)
+        for i in range(n_seg):
+            carry, _ = run(carry, jax.random.fold_in(kb, i + 1), args)
+            standing = ~np.asarray(carry[2])
+            if i + 1 > warm and standing.any():
+                obs.append(np.asarray(carry[0].obs["state"])[standing])
+                n += int(standing.sum())
+            if n >= cfg.states or not standing.any():
+                break
+        b += 1
+    return jnp.asarray(np.concatenate(obs)[: cfg.states])
+
+
 def run_offline(cfg: OfflineConfig) -> dict:
     from dmpc_jax.evaluate.planner_eval import make_env
     from dmpc_jax.planner.load import load_planner
@@ -119,10 +157,13 @@ def run_offline(cfg: OfflineConfig) -> dict:
         return policy(o, key).reshape(s.shape[:-1] + (12,))
 
     pi = jax.jit(pi)
-    states = demonstrator_states(cfg, env, policy, jax.random.fold_in(key, 1))
     planner = load_planner(cfg.planner_run)
     spec = TaskSpec(name="nominal", command=cfg.command, guidance_scale=cfg.guidance)
     params, task, cons = planner.task_args(spec)
+    if cfg.states_from == "planner":
+        states = planner_states(cfg, env, planner, (params, task, cons), jax.random.fold_in(key, 1))
+    else:
+        states = demonstrator_states(cfg, env, policy, jax.random.fold_in(key, 1))
     plan_one = planner.plan_fn(SamplerConfig(num_candidates=1, analytic_on_x0=True))
     plan = jax.jit(jax.vmap(lambda s, k: plan_one(params, s, task, cons, k).rows))
 
@@ -193,13 +234,18 @@ def write_page(result: dict, out: Path) -> None:
     fig.savefig(out / "row_error.png", dpi=110)
     plt.close(fig)
     c = result["config"]
+    source = (
+        "demonstrator rollouts"
+        if c.get("states_from", "demonstrator") == "demonstrator"
+        else "closed-loop rollouts of the planner itself (robots still standing)"
+    )
     lines = [
         "# Offline fidelity: the plan against the demonstrator, row by row",
         "",
         f"Command: `{result['command']}`",
         "",
-        f"{result['states']} held-out states from fresh demonstrator rollouts of the evaluation "
-        f"env (command {tuple(c['command'])}, pushes, randomisation, noise and latency on, taken "
+        f"{result['states']} held-out states from fresh {source} of the evaluation env "
+        f"(command {tuple(c['command'])}, pushes, randomisation, noise and latency on, taken "
         f"after {c['warmup_s']:g} s), {c['samples']} plans each (planner `{c['planner_run']}`, "
         f"N = 1, learned-reward guidance {c['guidance']:g}). Errors in units of the "
         "demonstrator action's per-joint std on these states, RMS over the 12 joints.",

@@ -82,8 +82,9 @@ class FinetuneConfig:
     top_quantile, max_pieces: per-group fraction of the buffer kept for the denoiser, and the cap.
     temperature: softmax temperature of the weights.
     weight_by: what the softmax weights are taken over: ``return`` (the piece's summed reward,
-        METHOD §6) or ``mean`` (its mean per-step reward, the score the top-quantile filter
-        uses; nearly uniform weights at temperature 0.02, what the first cpu run used).
+        as METHOD §6 words it) or ``mean`` (its mean per-step reward, the score the top-quantile
+        filter uses, and what the authors' release weights by: ``traj["rewards"].mean()`` in
+        rsl_rl/storage/diffuser_rollout_storage.py; nearly uniform weights at temperature 0.02).
     batch_size, learning_rate, grad_clip: optimizer (Adam) settings of both networks.
     steps_per_call: optimizer steps per jitted call.
     checkpoint_every: iterations between checkpoints (buffer included).
