@@ -55,6 +55,31 @@ def test_unet_paper_size_and_shapes():
     assert M.apply_value(nets, params["value"], x, jnp.arange(3)).shape == (3,)
 
 
+def test_state_conditioning_is_opt_in_and_reaches_the_output():
+    """UNetConfig.state_cond adds an MLP of the measured state (row 0) to the time embedding;
+    off by default, so shipped checkpoints keep their parameter tree."""
+    import dataclasses
+
+    cfg = M.diffusion_preset("tiny")
+    _, plain = M.init_networks(cfg, jax.random.PRNGKey(0))
+    assert "state_mlp" not in plain["denoiser"]
+    cond = dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, state_cond=True))
+    nets, params = M.init_networks(cond, jax.random.PRNGKey(0))
+    assert params["denoiser"]["state_mlp"]["fc1"]["kernel"].shape[0] == M.OBS_DIM
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, cond.horizon, M.TRANSITION_DIM))
+    k = jnp.array([1, 3])
+    zeroed = {
+        **params["denoiser"],
+        "state_mlp": jax.tree.map(jnp.zeros_like, params["denoiser"]["state_mlp"]),
+    }
+    out = M.apply_denoiser(nets, params["denoiser"], x, k)
+    assert not np.allclose(out, M.apply_denoiser(nets, zeroed, x, k))
+    # through the embedding, s_0 moves the far end of the plan
+    far = jax.grad(lambda x: M.apply_denoiser(nets, params["denoiser"], x, k)[:, -1].sum())(x)
+    far0 = jax.grad(lambda x: M.apply_denoiser(nets, zeroed, x, k)[:, -1].sum())(x)
+    assert not np.allclose(far[:, 0, M.ACTION_DIM :], far0[:, 0, M.ACTION_DIM :])
+
+
 @pytest.mark.parametrize(
     "kernel,kw,ref_kw",
     [

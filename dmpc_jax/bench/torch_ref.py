@@ -200,6 +200,11 @@ def _load_layer(layer: nn.Module, p: dict) -> None:
 
 def from_jax(dcfg, params: dict, transition_dim: int):
     """(TemporalUNet, ValueNet) in eval mode holding our JAX parameters."""
+    if dcfg.unet.state_cond:
+        raise NotImplementedError(
+            "the PyTorch reference is the authors' U-Net: it has no state conditioning "
+            "(UNetConfig.state_cond); benchmark a planner without it"
+        )
     unet = TemporalUNet(transition_dim, dcfg.unet)
     value = ValueNet(transition_dim, dcfg.horizon, dcfg.unet)
     _copy(unet, _plain(params["denoiser"]))

@@ -161,7 +161,7 @@ def write_model_card(run: Path, pcfg, result: dict, digest: str) -> None:
     from flax import nnx
 
     d = pcfg.model
-    n_unet = count_params(nnx.eval_shape(lambda: TemporalUNet(61, d.unet, nnx.Rngs(0))))
+    n_unet = count_params(nnx.eval_shape(lambda: TemporalUNet(61, d.unet, nnx.Rngs(0), 12)))
     n_val = count_params(nnx.eval_shape(lambda: ValueNet(61, d.horizon, d.unet, nnx.Rngs(0))))
     lines = [
         f"# Model card: trajectory diffusion planner `{run.name}`",

@@ -143,7 +143,7 @@ def init_networks(cfg: DiffusionConfig, key: jax.Array):
     """
     seed = int(np.frombuffer(np.asarray(jax.random.key_data(key)).tobytes(), np.uint32).sum())
     rng = np.random.default_rng(seed)
-    unet = nnx.eval_shape(lambda: TemporalUNet(TRANSITION_DIM, cfg.unet, nnx.Rngs(0)))
+    unet = nnx.eval_shape(lambda: TemporalUNet(TRANSITION_DIM, cfg.unet, nnx.Rngs(0), ACTION_DIM))
     value = nnx.eval_shape(lambda: ValueNet(TRANSITION_DIM, cfg.horizon, cfg.unet, nnx.Rngs(0)))
     g_u, s_u = nnx.split(unet, nnx.Param)
     g_v, s_v = nnx.split(value, nnx.Param)
@@ -169,7 +169,7 @@ def init_networks(cfg: DiffusionConfig, key: jax.Array):
 
 def network_defs(cfg: DiffusionConfig) -> Networks:
     """The graph definitions alone (abstract init: no parameters are computed)."""
-    unet = nnx.eval_shape(lambda: TemporalUNet(TRANSITION_DIM, cfg.unet, nnx.Rngs(0)))
+    unet = nnx.eval_shape(lambda: TemporalUNet(TRANSITION_DIM, cfg.unet, nnx.Rngs(0), ACTION_DIM))
     value = nnx.eval_shape(lambda: ValueNet(TRANSITION_DIM, cfg.horizon, cfg.unet, nnx.Rngs(0)))
     return Networks(nnx.split(unet, nnx.Param)[0], nnx.split(value, nnx.Param)[0])
 

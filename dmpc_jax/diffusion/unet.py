@@ -24,6 +24,11 @@ class UNetConfig:
     attention: linear attention in every level.
     kernel_size: temporal convolution width.
     value_dim: base width of the value net R_nn.
+    state_cond: the denoiser also reads the measured state (the inpainted row 0, clean at every
+        diffusion step) through an MLP whose output is added to the time embedding, so every
+        residual block sees it (FiLM-style observation conditioning, as in Diffusion Policy).
+        Beyond the paper, whose denoiser sees s_0 only as one row of its input; the value net
+        is unchanged.
     """
 
     dim: int = 64
@@ -31,6 +36,7 @@ class UNetConfig:
     attention: bool = True
     kernel_size: int = 5
     value_dim: int = 32
+    state_cond: bool = False
 
     def __post_init__(self):
         if self.dim % 8 or self.value_dim % 8:
@@ -179,14 +185,31 @@ class TimeMLP(nnx.Module):
         return self.fc2(mish(self.fc1(sinusoidal_embedding(k, self.dim))))
 
 
-class TemporalUNet(nnx.Module):
-    """f_theta(x_k, k) -> x0 prediction. x: [B, H, Dx], k: [B] int -> [B, H, Dx]."""
+class StateMLP(nnx.Module):
+    """The measured state [B, Ds] -> [B, dim], added to the time embedding."""
 
-    def __init__(self, transition_dim: int, cfg: UNetConfig, rngs: nnx.Rngs):
+    def __init__(self, state_dim, dim, rngs):
+        self.fc1 = nnx.Linear(state_dim, dim * 4, rngs=rngs)
+        self.fc2 = nnx.Linear(dim * 4, dim, rngs=rngs)
+
+    def __call__(self, s):
+        return self.fc2(mish(self.fc1(s)))
+
+
+class TemporalUNet(nnx.Module):
+    """f_theta(x_k, k) -> x0 prediction. x: [B, H, Dx], k: [B] int -> [B, H, Dx].
+    ``state_from``: first column of the state in a row (``UNetConfig.state_cond`` reads
+    x[:, 0, state_from:])."""
+
+    def __init__(self, transition_dim: int, cfg: UNetConfig, rngs: nnx.Rngs, state_from: int = 0):
         dims = [transition_dim] + [cfg.dim * m for m in cfg.dim_mults]
         pairs = list(zip(dims[:-1], dims[1:], strict=True))
         kern, tdim = cfg.kernel_size, cfg.dim
         self.time_mlp = TimeMLP(tdim, rngs)
+        self.state_from = state_from
+        self.state_mlp = (
+            StateMLP(transition_dim - state_from, tdim, rngs) if cfg.state_cond else None
+        )
         self.downs = nnx.List()
         for i, (cin, cout) in enumerate(pairs):
             last = i == len(pairs) - 1
@@ -217,6 +240,8 @@ class TemporalUNet(nnx.Module):
 
     def __call__(self, x, k):
         t = self.time_mlp(k)
+        if self.state_mlp is not None:
+            t = t + self.state_mlp(x[:, 0, self.state_from :])
         skips = []
         for res1, res2, attn, down in self.downs:
             x = res2(res1(x, t), t)
