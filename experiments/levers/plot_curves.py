@@ -24,6 +24,10 @@ RUNS = {
         "checkpoints/diffusion/cpu_standardize_recovery",
         "data/cpu_recovery",
     ),
+    "standardize + state conditioning, data/cpu_recovery": (
+        "checkpoints/diffusion/cpu_statecond_recovery",
+        "data/cpu_recovery",
+    ),
 }
 
 
