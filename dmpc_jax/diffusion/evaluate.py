@@ -153,6 +153,7 @@ def write_model_card(run: Path, pcfg, result: dict, digest: str) -> None:
     import os
     import platform
 
+    from dmpc_jax.diffusion import model as M
     from dmpc_jax.diffusion.unet import TemporalUNet, ValueNet, count_params
 
     log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -160,9 +161,11 @@ def write_model_card(run: Path, pcfg, result: dict, digest: str) -> None:
     at = next((m for m in log if m["step"] == step), log[-1])
     from flax import nnx
 
-    d = pcfg.model
-    n_unet = count_params(nnx.eval_shape(lambda: TemporalUNet(61, d.unet, nnx.Rngs(0), 12)))
-    n_val = count_params(nnx.eval_shape(lambda: ValueNet(61, d.horizon, d.unet, nnx.Rngs(0))))
+    d, dx = pcfg.model, M.TRANSITION_DIM
+    n_unet = count_params(
+        nnx.eval_shape(lambda: TemporalUNet(dx, d.unet, nnx.Rngs(0), M.ACTION_DIM))
+    )
+    n_val = count_params(nnx.eval_shape(lambda: ValueNet(dx, d.horizon, d.unet, nnx.Rngs(0))))
     lines = [
         f"# Model card: trajectory diffusion planner `{run.name}`",
         "",

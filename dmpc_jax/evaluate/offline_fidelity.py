@@ -99,17 +99,24 @@ def demonstrator_states(cfg: OfflineConfig, env, policy, key) -> jax.Array:
     return jnp.concatenate(obs)[: cfg.states]
 
 
+def _sampler_config():
+    """N = 1, analytic rewards on x0_hat: the nominal planner of ``dmpc eval``, for the plans
+    compared and for the closed loop that visits the states."""
+    from dmpc_jax.planner.sampler import SamplerConfig
+
+    return SamplerConfig(num_candidates=1, analytic_on_x0=True)
+
+
 def planner_states(cfg: OfflineConfig, env, planner, args, key) -> jax.Array:
     """[states, 49] observations the planner meets in its own closed loop (<= 64 robots at a time,
     async E = ``rows`` / D = 4, the robots still standing every 25 steps after the warm-up; at most
     20 s of walking per batch of robots)."""
     from dmpc_jax.envs.rollout import make_segments
     from dmpc_jax.planner.mpc import MPCConfig
-    from dmpc_jax.planner.sampler import SamplerConfig
 
     execute = min(cfg.rows, planner.dcfg.horizon)  # E = rows (11), D = 4 as dmpc eval
     controller = planner.controller(
-        SamplerConfig(num_candidates=1, analytic_on_x0=True),
+        _sampler_config(),
         MPCConfig(execute=execute, margin=min(4, execute - 1), mode="async"),
     )
     batch, seg = min(cfg.states, 64), 25
@@ -135,7 +142,6 @@ def planner_states(cfg: OfflineConfig, env, planner, args, key) -> jax.Array:
 def run_offline(cfg: OfflineConfig) -> dict:
     from dmpc_jax.evaluate.planner_eval import make_env
     from dmpc_jax.planner.load import load_planner
-    from dmpc_jax.planner.sampler import SamplerConfig
     from dmpc_jax.planner.task import TaskSpec
     from dmpc_jax.rl.train import load_policy
 
@@ -164,7 +170,7 @@ def run_offline(cfg: OfflineConfig) -> dict:
         states = planner_states(cfg, env, planner, (params, task, cons), jax.random.fold_in(key, 1))
     else:
         states = demonstrator_states(cfg, env, policy, jax.random.fold_in(key, 1))
-    plan_one = planner.plan_fn(SamplerConfig(num_candidates=1, analytic_on_x0=True))
+    plan_one = planner.plan_fn(_sampler_config())
     plan = jax.jit(jax.vmap(lambda s, k: plan_one(params, s, task, cons, k).rows))
 
     a_pi = np.asarray(pi(states))

@@ -437,21 +437,20 @@ def finetune(
             row.update(m)
         if len(buf) and it % cfg.denoiser_every == 0:
             keep = select_top(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces)
-            by = buf.returns if cfg.weight_by == "return" else buf.score
-            w = group_weights(by[keep], buf.group[keep], cfg.temperature)
+            # both weightings of the kept set: one trains, both are logged (their ESS)
+            weights = {
+                name: group_weights(v[keep], buf.group[keep], cfg.temperature)
+                for name, v in (("return", buf.returns), ("mean", buf.score))
+            }
+            w = weights[cfg.weight_by]
             params, opt_d, m = train_network(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h
             )
             row.update(m)
-            ess = {  # what either weighting would give the same kept set
-                name: effective_sample_size(
-                    group_weights(v[keep], buf.group[keep], cfg.temperature)
-                )
-                for name, v in (("return", buf.returns), ("mean", buf.score))
-            }
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
-                        "rwr/ess": effective_sample_size(w), "rwr/ess_return": ess["return"],
-                        "rwr/ess_mean": ess["mean"],
+                        "rwr/ess": effective_sample_size(w),
+                        "rwr/ess_return": effective_sample_size(weights["return"]),
+                        "rwr/ess_mean": effective_sample_size(weights["mean"]),
                         "rwr/kept_mean_score": float(buf.score[keep].mean())})  # fmt: skip
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
             row.update(evaluator(params))
