@@ -203,6 +203,50 @@ def finetune(
         write_page(run_dir, Path(page))
 
 
+def dagger(
+    preset: Literal["tiny", "cpu"] = "cpu",
+    pretrained: str | None = None,
+    run: str | None = None,
+    root: str = "checkpoints/dagger",
+    config: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_iterations: int | None = None,
+    iterations: int | None = None,
+) -> None:
+    """Finetune a planner on the demonstrator's answers from the planner's own closed-loop states
+    (DAgger with demonstrator branches, beyond the paper; dmpc_jax/finetune/dagger.py) into
+    ROOT/RUN.
+
+    Args:
+        preset: tiny (tests) or cpu (2 cores).
+        pretrained: the planner run to start from (default: the preset's).
+        run: run directory name under root (default: the preset name).
+        root: parent directory of runs.
+        config: a JSON file with a full DaggerConfig, used instead of the preset.
+        resume: continue the run from its newest checkpoint (replay buffer included).
+        overwrite: delete an existing run of that name first.
+        max_iterations: stop after this many iterations in this invocation (continue with --resume).
+        iterations: total iterations (overrides the preset; with --resume, extends a run).
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from dmpc_jax.config import load_json
+    from dmpc_jax.finetune.dagger import DaggerConfig, dagger_preset
+    from dmpc_jax.finetune.dagger import dagger as run_dagger
+
+    cfg = load_json(DaggerConfig, config) if config else dagger_preset(preset)
+    if pretrained is not None:
+        cfg = dataclasses.replace(cfg, pretrained=pretrained)
+    if iterations is not None:
+        cfg = dataclasses.replace(cfg, iterations=iterations)
+    run_dagger(
+        cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite,
+        max_iterations=max_iterations, command="dmpc dagger " + " ".join(sys.argv[2:]),
+    )  # fmt: skip
+
+
 def eval_diffusion(cfg: DiffusionEvalConfig = DiffusionEvalConfig()) -> None:
     """First-action and one-step state errors of unguided plans on held-out windows."""
     from dmpc_jax.diffusion.evaluate import evaluate_planner
@@ -325,6 +369,7 @@ SUBCOMMANDS = {
     "dataset": dataset,
     "pretrain": pretrain,
     "finetune": finetune,
+    "dagger": dagger,
     "eval-diffusion": eval_diffusion,
     "eval": eval,
     "eval-suite": eval_suite,

@@ -90,14 +90,19 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
 class ReplayBuffer:
     """Pieces padded to ``max_len`` steps: obs [P, L, 49], action [P, L, 12], reward [P, L],
     length [P], score [P] (mean per-step reward), group [P] (sign of the yaw command at the
-    piece's start: 0 for wz < 0, 1 otherwise), added [P] (iteration it was collected in)."""
+    piece's start: 0 for wz < 0, 1 otherwise), added [P] (iteration it was collected in).
+    ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
+    where a low-reward recovery is as much worth keeping as a high-reward stride)."""
 
     capacity: int
     max_len: int
     obs_dim: int = 49
     act_dim: int = 12
+    keep: str = "best"
 
     def __post_init__(self):
+        if self.keep not in ("best", "newest"):
+            raise ValueError(f"ReplayBuffer.keep must be 'best' or 'newest', got {self.keep!r}")
         self.obs = np.zeros((0, self.max_len, self.obs_dim), np.float32)
         self.action = np.zeros((0, self.max_len, self.act_dim), np.float32)
         self.reward = np.zeros((0, self.max_len), np.float32)
@@ -145,10 +150,14 @@ class ReplayBuffer:
         return n
 
     def prune(self) -> None:
-        """Keep the best ``capacity`` pieces by score (newest first among equal scores)."""
+        """Keep the best ``capacity`` pieces by score (newest first among equal scores), or the
+        newest ``capacity`` (``keep="newest"``; later pieces of one iteration count as newer)."""
         if len(self) <= self.capacity:
             return
-        order = np.lexsort((-self.added, -self.score))[: self.capacity]
+        if self.keep == "newest":
+            order = np.arange(len(self))[-self.capacity :]
+        else:
+            order = np.lexsort((-self.added, -self.score))[: self.capacity]
         order = np.sort(order)
         for name in ("obs", "action", "reward", "length", "score", "group", "added"):
             setattr(self, name, getattr(self, name)[order])
@@ -184,7 +193,7 @@ class ReplayBuffer:
         np.savez(
             tmp, capacity=self.capacity, max_len=self.max_len, obs=self.obs, action=self.action,
             reward=self.reward, length=self.length, score=self.score, group=self.group,
-            added=self.added,
+            added=self.added, keep=self.keep,
         )  # fmt: skip
         os.replace(tmp, path)
 
@@ -195,8 +204,9 @@ class ReplayBuffer:
             raise FileNotFoundError(f"replay buffer {path} does not exist")
         try:
             with np.load(path) as f:
+                keep = str(f["keep"]) if "keep" in f.files else "best"  # older files: RWR's
                 buf = cls(int(f["capacity"]), int(f["max_len"]), f["obs"].shape[2],
-                          f["action"].shape[2])  # fmt: skip
+                          f["action"].shape[2], keep)  # fmt: skip
                 for name in ("obs", "action", "reward", "length", "score", "group", "added"):
                     setattr(buf, name, f[name])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:

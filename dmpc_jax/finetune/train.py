@@ -494,10 +494,14 @@ def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
         return template, buf
     state = restore_state(mngr, template)
     loaded = ReplayBuffer.load(Path(run_dir) / "buffer.npz")
-    if (loaded.capacity, loaded.max_len) != (buf.capacity, buf.max_len):
+    have, want = (
+        (loaded.capacity, loaded.max_len, loaded.keep),
+        (buf.capacity, buf.max_len, buf.keep),
+    )
+    if have != want:
         raise ValueError(
-            f"replay buffer in {run_dir} has capacity/piece length "
-            f"{(loaded.capacity, loaded.max_len)}, the config wants {(buf.capacity, buf.max_len)}"
+            f"replay buffer in {run_dir} has capacity/piece length/pruning {have}, the config "
+            f"wants {want}"
         )
     return state, loaded
 

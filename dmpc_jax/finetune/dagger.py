@@ -1,0 +1,398 @@
+"""``dmpc dagger``: finetune the planner on the demonstrator's answers from the planner's own states.
+
+Beyond the paper. The diagnosis (experiments/diagnosis, experiments/levers) found the planner's
+first action twice as far from the demonstrator's on the states of its own closed loop as on the
+demonstrator's states, and a better fit on the demonstrator's data did not walk better: covariate
+shift. The demonstrator is exact and available, so the data can follow the planner (DAgger, Ross
+et al. 2011), keeping every window a consistent demonstrator trajectory:
+
+1. ``n_envs`` MJX envs run the planner in closed loop exactly as it is evaluated (asynchronous
+   receding horizon E / D, N = 1, learned-reward guidance, no action noise); envs auto-reset when
+   they fall and then hold the default pose for E steps, so no stale plan drives a fresh robot.
+2. Beside each of them a *branch* env is repeatedly forked from the planner env's current state
+   (the whole simulator state: physics, randomisation, latency buffer, command, push timer) and
+   driven by the demonstrator for ``branch_steps`` steps (drawn per branch); then it is forked
+   again from wherever the planner has taken its robot by then. The branches' (o_t, a_t) are
+   recorded: demonstrator trajectories that start where the planner goes, recoveries included.
+3. The branch pieces (>= H steps) go into a replay buffer that keeps the newest ``buffer_size``;
+   the denoiser trains ``denoiser_steps`` per iteration on batches that mix buffer windows with
+   ``offline_fraction`` windows of the offline dataset (unweighted loss, METHOD §2's weights).
+   R_nn is not refit (the planner guides with the pretrained one).
+4. Every ``eval_every`` iterations the evaluation harness measures strict success on
+   ``eval_task`` (the same keys each time).
+
+A run directory looks like a finetuning run's (``config.json``, ``pretrain_config.json``,
+``scaler.json``, ``robot.json``, ``metrics.jsonl``, ``tb/``, ``ckpt/``, ``buffer.npz``,
+``planner/``), so ``load_planner``, ``dmpc eval`` and the demo read it; ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
+from dmpc_jax.config import from_dict
+from dmpc_jax.diffusion.train import make_optimizer
+from dmpc_jax.envs.rollout import Controller
+from dmpc_jax.finetune.rwr import ReplayBuffer
+from dmpc_jax.finetune.train import (
+    _Evaluator,
+    _log,
+    make_env,
+    make_update,
+    prepare_finetune_run,
+    restore_checkpoint,
+    save_checkpoint,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DaggerConfig:
+    """Attributes:
+    pretrained: the planner run to start from (pretraining or finetuning run).
+    demonstrator_run: the PPO run that labels the planner's states; its env is used.
+    dataset: offline dataset mixed into every batch ("" for none): the pretrained run's data.
+    offline_fraction: share of each batch drawn from ``dataset`` (its training envs only).
+    n_envs: planner envs (and as many demonstrator branches).
+    steps_per_iter: control steps per env per iteration.
+    iterations: iterations in total.
+    branch_steps: (lo, hi) steps a branch is driven by the demonstrator before the next fork,
+        drawn uniformly per branch; lo >= H so every branch can yield a window.
+    execute, margin: E and D of the planner's asynchronous receding horizon (as ``dmpc eval``).
+    guidance_scale: learned-reward guidance of the planner's rollouts (``dmpc eval``'s nominal).
+    vx, wz: command ranges (m/s, rad/s; vy = 0), resampled every ``resample_s``.
+    env_set: overrides of the rollout env's config, ``field.path=json``.
+    buffer_size: branch pieces kept (the newest).
+    denoiser_steps: optimizer steps per iteration.
+    batch_size, learning_rate, grad_clip, steps_per_call: the denoiser's Adam settings.
+    checkpoint_every: iterations between checkpoints (buffer included).
+    eval_every, eval_episodes, eval_task: success on the evaluation harness (0: off).
+    seed: PRNG seed.
+    """
+
+    pretrained: str = "checkpoints/diffusion/cpu_standardize_recovery_6k"
+    demonstrator_run: str = "checkpoints/demonstrator/cpu"
+    dataset: str = "data/cpu_recovery"
+    offline_fraction: float = 0.5
+    n_envs: int = 128
+    steps_per_iter: int = 100
+    iterations: int = 30
+    branch_steps: tuple[int, int] = (24, 48)
+    execute: int = 11
+    margin: int = 4
+    guidance_scale: float = 0.1
+    vx: tuple[float, float] = (0.3, 1.5)
+    wz: tuple[float, float] = (-0.5, 0.5)
+    resample_s: float = 5.0
+    env_set: tuple[str, ...] = ()
+    buffer_size: int = 20_000
+    denoiser_steps: int = 200
+    batch_size: int = 256
+    learning_rate: float = 1e-4
+    grad_clip: float = 1.0
+    steps_per_call: int = 20
+    checkpoint_every: int = 1
+    eval_every: int = 5
+    eval_episodes: int = 64
+    eval_task: str = "walk_1.0"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("n_envs", "steps_per_iter", "iterations", "execute", "buffer_size",
+                     "batch_size", "steps_per_call", "checkpoint_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"DaggerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.denoiser_steps % self.steps_per_call:
+            raise ValueError(
+                f"DaggerConfig.denoiser_steps ({self.denoiser_steps}) must be a multiple of "
+                f"steps_per_call ({self.steps_per_call})"
+            )
+        lo, hi = self.branch_steps
+        if not 1 <= lo <= hi:
+            raise ValueError(f"DaggerConfig.branch_steps must be 1 <= lo <= hi, got {(lo, hi)}")
+        if not 0 < self.margin < self.execute:
+            raise ValueError("DaggerConfig.margin must be in (0, execute)")
+        if not 0 <= self.offline_fraction < 1:
+            raise ValueError(
+                f"DaggerConfig.offline_fraction must be in [0, 1), got {self.offline_fraction}"
+            )
+        if self.offline_fraction > 0 and not self.dataset:
+            raise ValueError("DaggerConfig.offline_fraction > 0 needs a dataset")
+        if self.eval_every < 0 or self.eval_episodes < 1:
+            raise ValueError("DaggerConfig.eval_every must be >= 0 and eval_episodes >= 1")
+
+
+def dagger_preset(name: str) -> DaggerConfig:
+    if name == "tiny":
+        return DaggerConfig(
+            pretrained="checkpoints/diffusion/tiny", demonstrator_run="checkpoints/demonstrator/tiny",
+            dataset="", offline_fraction=0.0, n_envs=2, steps_per_iter=16, iterations=2,
+            branch_steps=(8, 10), execute=3, margin=1, buffer_size=20, denoiser_steps=2,
+            batch_size=4, steps_per_call=2, eval_every=0,
+        )  # fmt: skip
+    if name == "cpu":
+        return DaggerConfig()
+    raise ValueError(f"unknown dagger preset {name!r}; choose tiny or cpu")
+
+
+# ------------------------------------------------------------------ rollouts
+
+
+def _where(mask, new, old):
+    """Per-env select over a batched pytree (mask [B])."""
+
+    def pick(n, o):
+        m = jnp.reshape(mask, mask.shape + (1,) * (o.ndim - mask.ndim))
+        return jnp.where(m, n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+def make_branch_rollout(
+    env, learner: Controller, expert, *, n_envs: int, n_steps: int,
+    branch_steps: tuple[int, int], hold_steps: int,
+):  # fmt: skip
+    """``(start(key, args) -> carry, run(carry, key, args) -> (carry, records))``, both jitted.
+
+    ``learner`` is a batched controller (the planner) whose ``args`` are the rollout input;
+    ``expert(obs, key) -> actions [B, 12]`` (the demonstrator). Records [T, B] are the branches'
+    steps: obs, action (the expert's), reward, done (the branch's episode ended, or the branch
+    is forked again after this step: a piece ends here), terminated (the branch fell), valid
+    (all true), wz, ``fork`` (the branch was forked from the planner env at this step),
+    ``learner_obs`` (the planner env's observation) and ``learner_fell`` (it fell at this step).
+    """
+    from dmpc_jax.envs.wrappers import wrap_for_training
+
+    wrapped = wrap_for_training(env, env.cfg.episode_steps)
+    lo, hi = branch_steps
+
+    def draw(key):
+        return jax.random.randint(key, (n_envs,), lo, hi + 1)
+
+    def start(key, args):
+        k_env, k_c, k_b = jax.random.split(key, 3)
+        state = wrapped.reset(jax.random.split(k_env, n_envs))
+        cstate = learner.init(state.obs, k_c, args)
+        countdown = jax.random.randint(k_b, (n_envs,), 0, hi + 1)  # staggered first forks
+        hold = jnp.zeros(n_envs, jnp.int32)
+        carry = (state, cstate, state, countdown, hold)
+        # reset leaves weakly typed scalars that step makes strong: strip them, so the first
+        # and later ``run`` calls share one compilation
+        return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), carry)
+
+    def body(args, carry, key):
+        state, cstate, branch, countdown, hold = carry
+        k_act, k_exp, k_draw = jax.random.split(key, 3)
+        fork = countdown <= 0
+        branch = _where(fork, state, branch)
+        countdown = jnp.where(fork, draw(k_draw), countdown)
+        a_learn, cstate = learner.act(cstate, state.obs, k_act, args)
+        a_learn = jnp.where(hold[:, None] > 0, 0.0, a_learn)  # a fresh robot holds its pose
+        a_exp = expert(branch.obs, k_exp)
+        nxt = wrapped.step(state, a_learn)
+        nxt_branch = wrapped.step(branch, a_exp)
+        countdown = countdown - 1
+        learner_done = nxt.done > 0
+        hold = jnp.where(learner_done, hold_steps, jnp.maximum(hold - 1, 0))
+        branch_done = nxt_branch.done > 0
+        rec = {
+            "obs": branch.obs["state"],
+            "action": a_exp,
+            "reward": nxt_branch.reward,
+            "done": branch_done | (countdown <= 0),
+            "terminated": branch_done & (nxt_branch.info["truncation"] == 0),
+            "valid": jnp.ones(n_envs, bool),
+            "wz": branch.info["command"][:, 2],
+            "fork": fork,
+            "learner_obs": state.obs["state"],
+            "learner_fell": learner_done & (nxt.info["truncation"] == 0),
+        }
+        return (nxt, cstate, nxt_branch, countdown, hold), rec
+
+    def run(carry, key, args):
+        return jax.lax.scan(lambda c, k: body(args, c, k), carry, jax.random.split(key, n_steps))
+
+    return jax.jit(start), jax.jit(run)
+
+
+def branch_metrics(rec: dict, dt: float) -> dict:
+    n_env_min = np.asarray(rec["valid"]).size * dt / 60.0
+    return {
+        "rollout/planner_falls_per_env_min": float(
+            np.asarray(rec["learner_fell"]).sum() / n_env_min
+        ),
+        "rollout/branch_falls_per_env_min": float(np.asarray(rec["terminated"]).sum() / n_env_min),
+        "rollout/branch_reward_per_step": float(np.asarray(rec["reward"]).mean()),
+        "rollout/forks": int(np.asarray(rec["fork"]).sum()),
+    }
+
+
+# ------------------------------------------------------------------ training data
+
+
+class MixedWindows:
+    """Batches of H-step windows: ``offline_fraction`` from the offline dataset's training envs
+    (the pretraining run's split), the rest from the replay buffer (uniform over its windows)."""
+
+    def __init__(self, cfg: DaggerConfig, horizon: int):
+        self.horizon, self.n_off = horizon, int(round(cfg.offline_fraction * cfg.batch_size))
+        self.offline = None
+        if self.n_off:
+            from dmpc_jax.data.dataset import WindowSampler, load_dataset
+            from dmpc_jax.diffusion.train import run_pretrain_config, split_envs
+
+            pcfg = run_pretrain_config(Path(cfg.pretrained))
+            ds = load_dataset(Path(cfg.dataset))
+            train_envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
+            self.offline = WindowSampler(ds, horizon, envs=train_envs)
+
+    def sample(self, rng, buf: ReplayBuffer, batch: int) -> dict[str, np.ndarray]:
+        n_off = self.n_off if len(buf) else batch
+        if self.offline is None:
+            n_off = 0
+        parts = []
+        if batch - n_off:
+            w = buf.windows(rng, np.arange(len(buf)), None, batch - n_off, self.horizon)
+            parts.append({k: w[k] for k in ("obs", "action", "reward")})
+        if n_off:
+            w = self.offline.sample(rng, n_off)
+            parts.append({k: w[k] for k in ("obs", "action", "reward")})
+        out = {k: np.concatenate([p[k] for p in parts]) for k in ("obs", "action", "reward")}
+        out["weight"] = np.ones(batch, np.float32)
+        return out
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def dagger(
+    cfg: DaggerConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_iterations: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Run (or continue) DAgger finetuning; returns the final state dict."""
+    from dmpc_jax.planner.load import load_planner
+    from dmpc_jax.planner.mpc import MPCConfig
+    from dmpc_jax.planner.sampler import SamplerConfig
+    from dmpc_jax.planner.task import TaskSpec
+    from dmpc_jax.rl.train import load_policy
+
+    run_dir = prepare_finetune_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite)
+    if command:
+        with (run_dir / "commands.txt").open("a") as f:
+            f.write(command + "\n")
+    planner = load_planner(cfg.pretrained)
+    dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
+    if cfg.branch_steps[0] < h:
+        raise ValueError(
+            f"DaggerConfig.branch_steps[0] ({cfg.branch_steps[0]}) must be >= the horizon ({h})"
+        )
+    optimizer = make_optimizer(cfg)
+    state = {
+        "params": planner.params,
+        "opt_denoiser": optimizer.init(planner.params["denoiser"]),
+        "iteration": jnp.zeros((), jnp.int32),
+    }
+    buf = ReplayBuffer(cfg.buffer_size, cfg.branch_steps[1], keep="newest")
+    if resume:
+        state, buf = restore_checkpoint(run_dir, state, buf)
+    start = int(state["iteration"])
+    truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+
+    env = make_env(cfg)
+    if cfg.env_set:
+        from dmpc_jax.envs.go2_joystick import Go2Joystick
+        from dmpc_jax.planner.task import apply_overrides
+
+        env = Go2Joystick(apply_overrides(env.cfg, cfg.env_set))
+    spec = TaskSpec(name="nominal", command=(cfg.vx[1], 0.0, 0.0),
+                    guidance_scale=cfg.guidance_scale)  # fmt: skip
+    args = planner.task_args(spec)
+    learner = planner.controller(
+        SamplerConfig(num_candidates=1), MPCConfig(execute=cfg.execute, margin=cfg.margin)
+    )
+    make_policy, pol_params, _ = load_policy(Path(cfg.demonstrator_run))
+    inference = make_policy(pol_params, deterministic=True)
+
+    def expert(obs, key):
+        return inference(obs, key)[0]
+
+    r_start, r_run = make_branch_rollout(
+        env, learner, expert, n_envs=cfg.n_envs, n_steps=cfg.steps_per_iter,
+        branch_steps=cfg.branch_steps, hold_steps=cfg.execute,
+    )  # fmt: skip
+    update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
+    windows = MixedWindows(cfg, h)
+    evaluator = _Evaluator(cfg, planner) if cfg.eval_every else None
+
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    base = jax.random.PRNGKey(cfg.seed)
+    dev = jax.devices()[0]
+    params, opt_d = jax.device_put((state["params"], state["opt_denoiser"]), dev)
+    args = jax.device_put((params,) + tuple(args[1:]), dev)
+    carry = r_start(jax.random.fold_in(base, 10_000_000 + start), args)
+    end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
+    wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
+    if start == 0 and evaluator is not None:
+        _log(run_dir, writer, {"iteration": 0, "env_steps": 0, **evaluator(params),
+                               "time/wall_s": time.perf_counter() - wall0})  # fmt: skip
+    bar = tqdm(total=cfg.iterations, initial=start, unit="it", disable=not progress, desc="dagger")
+    for it in range(start + 1, end + 1):
+        t0 = time.perf_counter()
+        k_roll, k_den = jax.random.split(jax.random.fold_in(base, it))
+        args = (params,) + tuple(args[1:])
+        carry, rec = r_run(carry, k_roll, args)
+        rec = jax.device_get(rec)
+        t_roll = time.perf_counter() - t0
+        added = buf.add_rollout(rec, h, it)
+        row = {"iteration": it, "env_steps": it * 2 * cfg.n_envs * cfg.steps_per_iter,
+               **branch_metrics(rec, env.cfg.ctrl_dt), "buffer/pieces": len(buf),
+               "buffer/added": added, "time/rollout_s": t_roll}  # fmt: skip
+        rng = np.random.default_rng([cfg.seed, it])
+        if len(buf):
+            for i in range(cfg.denoiser_steps // cfg.steps_per_call):
+                win = windows.sample(rng, buf, cfg.steps_per_call * cfg.batch_size)
+                batches = {k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:])
+                           for k, v in win.items()}  # fmt: skip
+                params, opt_d, m = update(params, opt_d, batches, jax.random.fold_in(k_den, i))
+            row.update({k: float(v) for k, v in jax.device_get(m).items()})
+        if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
+            row.update(evaluator(params))
+        row["time/iter_s"] = time.perf_counter() - t0
+        row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
+        _log(run_dir, writer, row)
+        if it % cfg.checkpoint_every == 0 or it == end:
+            save_checkpoint(run_dir, {"params": params, "opt_denoiser": opt_d,
+                                      "iteration": jnp.asarray(it, jnp.int32)}, buf)  # fmt: skip
+        bar.update(1)
+        bar.set_postfix(
+            planner_falls=f"{row['rollout/planner_falls_per_env_min']:.2f}",
+            **(
+                {"success": f"{row['eval/success_rate']:.2f}"} if "eval/success_rate" in row else {}
+            ),
+        )
+    bar.close()
+    writer.close()
+    return {"params": params, "iteration": end, "buffer": buf}
+
+
+def load_config(run_dir: Path) -> DaggerConfig:
+    return from_dict(DaggerConfig, json.loads((Path(run_dir) / "config.json").read_text()))
+
+
+__all__ = ["DaggerConfig", "dagger", "dagger_preset", "make_branch_rollout"]

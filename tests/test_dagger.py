@@ -1,0 +1,91 @@
+"""DAgger with demonstrator branches (dmpc_jax/finetune/dagger.py): branches fork from the
+learner's state and record the expert's actions; pieces end where a branch is forked again; the
+buffer keeps the newest pieces; the mixed batches hold both sources."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dmpc_jax.envs.rollout import stateless
+from dmpc_jax.finetune.dagger import DaggerConfig, MixedWindows, make_branch_rollout
+from dmpc_jax.finetune.rwr import ReplayBuffer, split_pieces
+
+EXPERT_ACTION = 0.375  # exact in float32
+
+
+def test_branches_fork_from_the_learner_and_record_the_expert(env):
+    def learner(obs, key):
+        return jnp.zeros(obs["state"].shape[:-1] + (12,))
+
+    def expert(obs, key):
+        return jnp.full(obs["state"].shape[:-1] + (12,), EXPERT_ACTION)
+
+    n_envs, n_steps, lo, hi = 2, 40, 6, 9
+    start, run = make_branch_rollout(
+        env, stateless(learner), expert, n_envs=n_envs, n_steps=n_steps, branch_steps=(lo, hi),
+        hold_steps=3,
+    )  # fmt: skip
+    carry = start(jax.random.PRNGKey(0), ())
+    _, rec = run(carry, jax.random.PRNGKey(1), ())
+    rec = jax.device_get(rec)
+    np.testing.assert_array_equal(rec["action"], EXPERT_ACTION)  # only the expert is recorded
+    fork, obs, learner_obs = rec["fork"], rec["obs"], rec["learner_obs"]
+    assert fork.sum() >= n_envs * (n_steps // hi - 1)
+    # at a fork the branch observes exactly what the learner env observes ...
+    np.testing.assert_array_equal(obs[fork], learner_obs[fork])
+    # ... and a few steps later, under other actions, it no longer does
+    t, e = np.nonzero(fork[: n_steps - 3])
+    assert not np.allclose(obs[t + 3, e], learner_obs[t + 3, e])
+    # a piece ends on the step before each fork, so no window spans two branches
+    fell = rec["terminated"]
+    np.testing.assert_array_equal(rec["done"][:-1] & ~fell[:-1], fork[1:] & ~fell[:-1])
+    for e in range(n_envs):  # each branch runs lo..hi expert steps before the next fork
+        gaps = np.diff(np.flatnonzero(fork[:, e]))
+        assert len(gaps) and ((gaps >= lo) & (gaps <= hi)).all()
+    pieces = split_pieces(rec["valid"], rec["done"], lo)
+    assert pieces and all(b - a <= hi for _, a, b in pieces)
+
+
+def _rec(t, b, start, reward=0.0):
+    return {
+        "obs": np.full((t, b, 49), start, np.float32),
+        "action": np.zeros((t, b, 12), np.float32),
+        "reward": np.full((t, b), reward, np.float32),
+        "done": np.zeros((t, b), bool),
+        "valid": np.ones((t, b), bool),
+        "wz": np.zeros((t, b), np.float32),
+    }
+
+
+def test_buffer_keep_newest_drops_the_oldest_whatever_their_reward(tmp_path):
+    # older pieces score higher: "best" keeps them, "newest" does not
+    buf, best = ReplayBuffer(3, 10, keep="newest"), ReplayBuffer(3, 10)
+    for it in range(1, 4):
+        buf.add_rollout(_rec(10, 2, float(it), reward=4.0 - it), 5, it)
+        best.add_rollout(_rec(10, 2, float(it), reward=4.0 - it), 5, it)
+    assert len(buf) == 3
+    assert sorted(buf.added.tolist()) == [2, 3, 3]  # iteration 1 and one of iteration 2 gone
+    assert sorted(best.added.tolist()) == [1, 1, 2]
+    buf.save(tmp_path / "b.npz")
+    assert ReplayBuffer.load(tmp_path / "b.npz").keep == "newest"
+    with pytest.raises(ValueError, match="keep"):
+        ReplayBuffer(3, 10, keep="oldest")
+
+
+def test_mixed_windows_without_offline_data_come_from_the_buffer():
+    cfg = DaggerConfig(dataset="", offline_fraction=0.0, batch_size=8)
+    buf = ReplayBuffer(10, 12, keep="newest")
+    buf.add_rollout(_rec(12, 2, 5.0), 6, 1)
+    w = MixedWindows(cfg, 6).sample(np.random.default_rng(0), buf, 8)
+    assert w["obs"].shape == (8, 6, 49) and (w["obs"] == 5.0).all()
+    np.testing.assert_array_equal(w["weight"], 1.0)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="branch_steps"):
+        DaggerConfig(branch_steps=(10, 5))
+    with pytest.raises(ValueError, match="needs a dataset"):
+        DaggerConfig(dataset="", offline_fraction=0.5)
+    with pytest.raises(ValueError, match="offline_fraction"):
+        DaggerConfig(offline_fraction=1.0)
