@@ -88,4 +88,6 @@ def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="needs a dataset"):
         DaggerConfig(dataset="", offline_fraction=0.5)
     with pytest.raises(ValueError, match="offline_fraction"):
-        DaggerConfig(offline_fraction=1.0)
+        DaggerConfig(offline_fraction=1.5)
+    with pytest.raises(ValueError, match="ema_decay"):
+        DaggerConfig(ema_decay=1.0)

@@ -60,7 +60,9 @@ class DaggerConfig:
     pretrained: the planner run to start from (pretraining or finetuning run).
     demonstrator_run: the PPO run that labels the planner's states; its env is used.
     dataset: offline dataset mixed into every batch ("" for none): the pretrained run's data.
-    offline_fraction: share of each batch drawn from ``dataset`` (its training envs only).
+    offline_fraction: share of each batch drawn from ``dataset`` (its training envs only); 1.0
+        trains on the offline data alone (the control run: the same optimisation without the
+        planner's states).
     n_envs: planner envs (and as many demonstrator branches).
     steps_per_iter: control steps per env per iteration.
     iterations: iterations in total.
@@ -73,8 +75,11 @@ class DaggerConfig:
     buffer_size: branch pieces kept (the newest).
     denoiser_steps: optimizer steps per iteration.
     batch_size, learning_rate, grad_clip, steps_per_call: the denoiser's Adam settings.
+    ema_decay: per-step decay of the EMA of the parameters, which is the planner (rollouts,
+        evaluation, ``planner/``), as in pretraining; 0 uses the trained parameters.
     checkpoint_every: iterations between checkpoints (buffer included).
     eval_every, eval_episodes, eval_task: success on the evaluation harness (0: off).
+    eval_before: also measure the starting planner (iteration 0) when a run starts.
     seed: PRNG seed.
     """
 
@@ -99,10 +104,12 @@ class DaggerConfig:
     learning_rate: float = 1e-4
     grad_clip: float = 1.0
     steps_per_call: int = 20
+    ema_decay: float = 0.995
     checkpoint_every: int = 1
     eval_every: int = 5
     eval_episodes: int = 64
     eval_task: str = "walk_1.0"
+    eval_before: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -120,10 +127,12 @@ class DaggerConfig:
             raise ValueError(f"DaggerConfig.branch_steps must be 1 <= lo <= hi, got {(lo, hi)}")
         if not 0 < self.margin < self.execute:
             raise ValueError("DaggerConfig.margin must be in (0, execute)")
-        if not 0 <= self.offline_fraction < 1:
+        if not 0 <= self.offline_fraction <= 1:
             raise ValueError(
-                f"DaggerConfig.offline_fraction must be in [0, 1), got {self.offline_fraction}"
+                f"DaggerConfig.offline_fraction must be in [0, 1], got {self.offline_fraction}"
             )
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"DaggerConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.offline_fraction > 0 and not self.dataset:
             raise ValueError("DaggerConfig.offline_fraction > 0 needs a dataset")
         if self.eval_every < 0 or self.eval_episodes < 1:
@@ -303,6 +312,7 @@ def dagger(
     optimizer = make_optimizer(cfg)
     state = {
         "params": planner.params,
+        "ema": planner.params,
         "opt_denoiser": optimizer.init(planner.params["denoiser"]),
         "iteration": jnp.zeros((), jnp.int32),
     }
@@ -343,19 +353,21 @@ def dagger(
     writer = SummaryWriter(str(run_dir / "tb"))
     base = jax.random.PRNGKey(cfg.seed)
     dev = jax.devices()[0]
-    params, opt_d = jax.device_put((state["params"], state["opt_denoiser"]), dev)
-    args = jax.device_put((params,) + tuple(args[1:]), dev)
+    params, ema, opt_d = jax.device_put((state["params"], state["ema"], state["opt_denoiser"]), dev)
+    args = jax.device_put((ema,) + tuple(args[1:]), dev)
+    decay = cfg.ema_decay**cfg.steps_per_call  # the EMA moves once per call of that many steps
+    ema_step = jax.jit(lambda e, p: jax.tree.map(lambda a, b: decay * a + (1 - decay) * b, e, p))
     carry = r_start(jax.random.fold_in(base, 10_000_000 + start), args)
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
-    if start == 0 and evaluator is not None:
-        _log(run_dir, writer, {"iteration": 0, "env_steps": 0, **evaluator(params),
+    if start == 0 and evaluator is not None and cfg.eval_before:
+        _log(run_dir, writer, {"iteration": 0, "env_steps": 0, **evaluator(ema),
                                "time/wall_s": time.perf_counter() - wall0})  # fmt: skip
     bar = tqdm(total=cfg.iterations, initial=start, unit="it", disable=not progress, desc="dagger")
     for it in range(start + 1, end + 1):
         t0 = time.perf_counter()
         k_roll, k_den = jax.random.split(jax.random.fold_in(base, it))
-        args = (params,) + tuple(args[1:])
+        args = (ema,) + tuple(args[1:])
         carry, rec = r_run(carry, k_roll, args)
         rec = jax.device_get(rec)
         t_roll = time.perf_counter() - t0
@@ -370,15 +382,17 @@ def dagger(
                 batches = {k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:])
                            for k, v in win.items()}  # fmt: skip
                 params, opt_d, m = update(params, opt_d, batches, jax.random.fold_in(k_den, i))
+                ema = ema_step(ema, params)
             row.update({k: float(v) for k, v in jax.device_get(m).items()})
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            row.update(evaluator(params))
+            row.update(evaluator(ema))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
         _log(run_dir, writer, row)
         if it % cfg.checkpoint_every == 0 or it == end:
-            save_checkpoint(run_dir, {"params": params, "opt_denoiser": opt_d,
-                                      "iteration": jnp.asarray(it, jnp.int32)}, buf)  # fmt: skip
+            st = {"params": params, "ema": ema, "opt_denoiser": opt_d,
+                  "iteration": jnp.asarray(it, jnp.int32)}  # fmt: skip
+            save_checkpoint(run_dir, st, buf, planner_key="ema")
         bar.update(1)
         bar.set_postfix(
             planner_falls=f"{row['rollout/planner_falls_per_env_min']:.2f}",
@@ -388,7 +402,7 @@ def dagger(
         )
     bar.close()
     writer.close()
-    return {"params": params, "iteration": end, "buffer": buf}
+    return {"params": params, "ema": ema, "iteration": end, "buffer": buf}
 
 
 def load_config(run_dir: Path) -> DaggerConfig:

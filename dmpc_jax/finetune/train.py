@@ -475,16 +475,18 @@ def finetune(
     return {"params": params, "iteration": end, "buffer": buf}
 
 
-def save_checkpoint(run_dir: Path, state: dict, buf: ReplayBuffer) -> None:
+def save_checkpoint(
+    run_dir: Path, state: dict, buf: ReplayBuffer, planner_key: str = "params"
+) -> None:
     """The training state (ckpt/), the replay buffer (buffer.npz, written first: a checkpoint
     step never exists without the buffer it was saved with) and the planner's parameters
-    (planner/, what ``load_planner`` and the demo read)."""
+    (``state[planner_key]`` into planner/, what ``load_planner`` and the demo read)."""
     it = int(state["iteration"])
     buf.save(Path(run_dir) / "buffer.npz")
     mngr = checkpoint_manager(run_dir)
     mngr.save(it, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
-    save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, state["params"])
+    save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, state[planner_key])
 
 
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
