@@ -16,6 +16,17 @@ from brax.envs.wrappers.training import EpisodeWrapper, VmapWrapper
 _EPISODE_KEYS = ("steps", "truncation", "episode_done", "episode_metrics")
 
 
+def select_envs(mask: jax.Array, new, old):
+    """Per-env choice between two batched pytrees: ``new`` where ``mask`` [B] is true (leaves
+    [B, ...]; the mask is broadcast over their trailing axes)."""
+
+    def pick(n, o):
+        m = jnp.reshape(mask, mask.shape + (1,) * (o.ndim - mask.ndim))
+        return jnp.where(m, n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
 class FreshAutoResetWrapper(Wrapper):
     """Resets finished envs of a batch with ``env.unwrapped.reset`` and a fresh key."""
 
@@ -29,18 +40,14 @@ class FreshAutoResetWrapper(Wrapper):
         state = self.env.step(state, action)
         reset_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(state.info["key"])
         fresh = jax.vmap(self.env.unwrapped.reset)(reset_keys)
-
-        def where_done(new, old):
-            done = jnp.reshape(state.done, state.done.shape + (1,) * (old.ndim - state.done.ndim))
-            return jnp.where(done > 0, new, old)
-
+        done = state.done > 0
         info = dict(state.info)
         for k, v in fresh.info.items():
             if k not in _EPISODE_KEYS:
-                info[k] = jax.tree.map(where_done, v, state.info[k])
+                info[k] = select_envs(done, v, state.info[k])
         return state.replace(
-            pipeline_state=jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state),
-            obs=jax.tree.map(where_done, fresh.obs, state.obs),
+            pipeline_state=select_envs(done, fresh.pipeline_state, state.pipeline_state),
+            obs=select_envs(done, fresh.obs, state.obs),
             info=info,
         )
 

@@ -29,7 +29,7 @@ A run directory looks like a finetuning run's (``config.json``, ``pretrain_confi
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import time
 from pathlib import Path
 
@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
-from dmpc_jax.config import from_dict
+from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.train import make_optimizer
 from dmpc_jax.envs.rollout import Controller
 from dmpc_jax.finetune.rwr import ReplayBuffer
@@ -155,16 +155,6 @@ def dagger_preset(name: str) -> DaggerConfig:
 # ------------------------------------------------------------------ rollouts
 
 
-def _where(mask, new, old):
-    """Per-env select over a batched pytree (mask [B])."""
-
-    def pick(n, o):
-        m = jnp.reshape(mask, mask.shape + (1,) * (o.ndim - mask.ndim))
-        return jnp.where(m, n, o)
-
-    return jax.tree.map(pick, new, old)
-
-
 def make_branch_rollout(
     env, learner: Controller, expert, *, n_envs: int, n_steps: int,
     branch_steps: tuple[int, int], hold_steps: int,
@@ -178,7 +168,7 @@ def make_branch_rollout(
     (all true), wz, ``fork`` (the branch was forked from the planner env at this step),
     ``learner_obs`` (the planner env's observation) and ``learner_fell`` (it fell at this step).
     """
-    from dmpc_jax.envs.wrappers import wrap_for_training
+    from dmpc_jax.envs.wrappers import select_envs, wrap_for_training
 
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
     lo, hi = branch_steps
@@ -201,7 +191,7 @@ def make_branch_rollout(
         state, cstate, branch, countdown, hold = carry
         k_act, k_exp, k_draw = jax.random.split(key, 3)
         fork = countdown <= 0
-        branch = _where(fork, state, branch)
+        branch = select_envs(fork, state, branch)
         countdown = jnp.where(fork, draw(k_draw), countdown)
         a_learn, cstate = learner.act(cstate, state.obs, k_act, args)
         a_learn = jnp.where(hold[:, None] > 0, 0.0, a_learn)  # a fresh robot holds its pose
@@ -264,9 +254,7 @@ class MixedWindows:
             self.offline = WindowSampler(ds, horizon, envs=train_envs)
 
     def sample(self, rng, buf: ReplayBuffer, batch: int) -> dict[str, np.ndarray]:
-        n_off = self.n_off if len(buf) else batch
-        if self.offline is None:
-            n_off = 0
+        n_off = self.n_off  # 0 exactly when there is no offline sampler
         parts = []
         if batch - n_off:
             w = buf.windows(rng, np.arange(len(buf)), None, batch - n_off, self.horizon)
@@ -299,10 +287,9 @@ def dagger(
     from dmpc_jax.planner.task import TaskSpec
     from dmpc_jax.rl.train import load_policy
 
-    run_dir = prepare_finetune_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite)
-    if command:
-        with (run_dir / "commands.txt").open("a") as f:
-            f.write(command + "\n")
+    run_dir = prepare_finetune_run(
+        cfg, Path(run_dir), resume=resume, overwrite=overwrite, command=command
+    )
     planner = load_planner(cfg.pretrained)
     dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
     if cfg.branch_steps[0] < h:
@@ -322,12 +309,7 @@ def dagger(
     start = int(state["iteration"])
     truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
 
-    env = make_env(cfg)
-    if cfg.env_set:
-        from dmpc_jax.envs.go2_joystick import Go2Joystick
-        from dmpc_jax.planner.task import apply_overrides
-
-        env = Go2Joystick(apply_overrides(env.cfg, cfg.env_set))
+    env = make_env(cfg, cfg.env_set)
     spec = TaskSpec(name="nominal", command=(cfg.vx[1], 0.0, 0.0),
                     guidance_scale=cfg.guidance_scale)  # fmt: skip
     args = planner.task_args(spec)
@@ -356,7 +338,7 @@ def dagger(
     params, ema, opt_d = jax.device_put((state["params"], state["ema"], state["opt_denoiser"]), dev)
     args = jax.device_put((ema,) + tuple(args[1:]), dev)
     decay = cfg.ema_decay**cfg.steps_per_call  # the EMA moves once per call of that many steps
-    ema_step = jax.jit(lambda e, p: jax.tree.map(lambda a, b: decay * a + (1 - decay) * b, e, p))
+    ema_step = jax.jit(functools.partial(M.ema_update, decay=decay))
     carry = r_start(jax.random.fold_in(base, 10_000_000 + start), args)
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
@@ -403,10 +385,6 @@ def dagger(
     bar.close()
     writer.close()
     return {"params": params, "ema": ema, "iteration": end, "buffer": buf}
-
-
-def load_config(run_dir: Path) -> DaggerConfig:
-    return from_dict(DaggerConfig, json.loads((Path(run_dir) / "config.json").read_text()))
 
 
 __all__ = ["DaggerConfig", "dagger", "dagger_preset", "make_branch_rollout"]

@@ -183,9 +183,10 @@ def finetune_preset(name: str) -> FinetuneConfig:
 # ------------------------------------------------------------------ rollouts
 
 
-def make_env(cfg: FinetuneConfig):
+def make_env(cfg: FinetuneConfig, env_set: tuple[str, ...] = ()):
     """The demonstrator's env (randomisation, pushes, noise, latency) with the finetuning commands
-    and the paper's reward (METHOD §7)."""
+    and the paper's reward (METHOD §7); ``env_set``: config overrides, ``field.path=json``
+    (``planner.task.apply_overrides``), applied last."""
     from dmpc_jax.envs.config import CommandConfig, RewardConfig
     from dmpc_jax.envs.go2_joystick import Go2Joystick
     from dmpc_jax.rl.ppo import DemonstratorConfig
@@ -201,6 +202,10 @@ def make_env(cfg: FinetuneConfig):
         ),  # fmt: skip
         reward=RewardConfig(preset="finetune", clip_negative=False),
     )
+    if env_set:
+        from dmpc_jax.planner.task import apply_overrides
+
+        env_cfg = apply_overrides(env_cfg, env_set)
     return Go2Joystick(env_cfg)
 
 
@@ -321,8 +326,12 @@ def train_network(update, params, opt_state, buf, rng, key, cfg, pieces, weights
 # ------------------------------------------------------------------ the loop
 
 
-def prepare_finetune_run(cfg: FinetuneConfig, run_dir: Path, *, resume: bool, overwrite: bool):
-    """The run directory, with the pretrained run's model config, scaling and robot constants."""
+def prepare_finetune_run(
+    cfg, run_dir: Path, *, resume: bool, overwrite: bool, command: str | None = None
+):
+    """The run directory, with the pretrained run's model config, scaling and robot constants
+    (``cfg``: a FinetuneConfig or a DaggerConfig). ``command`` (the CLI invocation) is appended
+    to the run's ``commands.txt``."""
     src = Path(cfg.pretrained)
     if not (src / "config.json").exists():
         raise FileNotFoundError(
@@ -343,6 +352,9 @@ def prepare_finetune_run(cfg: FinetuneConfig, run_dir: Path, *, resume: bool, ov
     shutil.copyfile(src / "scaler.json", run_dir / "scaler.json")
     robot = {k: np.asarray(v).tolist() for k, v in robot_constants(src).items()}
     (run_dir / "robot.json").write_text(json.dumps(robot) + "\n")
+    if command:
+        with (run_dir / "commands.txt").open("a") as f:
+            f.write(command + "\n")
     return run_dir
 
 
@@ -361,10 +373,9 @@ def finetune(
     from dmpc_jax.planner.load import load_planner
     from dmpc_jax.planner.sampler import SamplerConfig
 
-    run_dir = prepare_finetune_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite)
-    if command:
-        with (run_dir / "commands.txt").open("a") as f:
-            f.write(command + "\n")
+    run_dir = prepare_finetune_run(
+        cfg, Path(run_dir), resume=resume, overwrite=overwrite, command=command
+    )
     planner = load_planner(cfg.pretrained)
     dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
     if cfg.execute >= h:
