@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PRESET ?= cpu
 export MUJOCO_GL ?= egl
 
+# NPROC=2: the training stages run as NPROC local processes under jax.distributed (dmpc launch,
+# gloo collectives on CPU); on a cluster the scheduler starts them (README, "Scale out").
+STAGE = $(if $(NPROC),$(VENV)/bin/dmpc launch --nproc $(NPROC) --,$(VENV)/bin/dmpc)
+
 # the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
 PLANNER ?= checkpoints/rwr/$(PRESET)
 
@@ -49,7 +53,7 @@ dataset: venv
 	$(VENV)/bin/dmpc dataset --preset $(PRESET) --cfg.demonstrator checkpoints/demonstrator/$(PRESET) $(ARGS)
 
 pretrain: venv
-	$(VENV)/bin/dmpc pretrain --preset $(PRESET) $(ARGS)
+	$(STAGE) pretrain --preset $(PRESET) $(ARGS)
 
 # RWR finetuning of the planner on its own rollouts (PRESET=tiny|cpu|paper; ARGS="--resume").
 finetune: venv

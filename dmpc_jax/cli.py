@@ -120,6 +120,7 @@ def pretrain(
     max_calls: int | None = None,
     num_steps: int | None = None,
     lr_decay_from: int | None = None,
+    distributed: bool = False,
 ) -> None:
     """Train the trajectory denoiser and R_nn on a dataset into ROOT/RUN.
 
@@ -135,9 +136,15 @@ def pretrain(
         num_steps: the step budget instead of the config's (a --resume may raise it).
         lr_decay_from: cosine learning-rate decay from this step to 0 at num_steps (a --resume
             may set it: ``--resume --num-steps 8000 --lr-decay-from 6000`` anneals a run).
+        distributed: join JAX's multi-process runtime (one mesh over every process's devices;
+            started by ``dmpc launch`` or a cluster scheduler, see README).
     """
     import dataclasses
     from pathlib import Path
+
+    from dmpc_jax import distributed as dist
+
+    dist.initialize(distributed)
 
     from dmpc_jax.config import load_json
     from dmpc_jax.diffusion.train import PretrainConfig, pretrain_preset
@@ -382,8 +389,21 @@ SUBCOMMANDS = {
 }
 
 
+def launch(nproc: int = 2, devices_per_process: int = 1, gpu: bool = False) -> None:
+    """Start NPROC local processes of a stage under jax.distributed:
+    ``dmpc launch --nproc 2 -- pretrain --preset tiny`` (arguments after ``--`` go to the stage,
+    which gets ``--distributed``; see dmpc_jax/launch.py)."""
+
+
+SUBCOMMANDS["launch"] = launch
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["launch"]:  # its arguments after ``--`` belong to the stage: argparse
+        from dmpc_jax.launch import main as launch_main
+
+        sys.exit(launch_main(args[1:]))
     tyro.extras.subcommand_cli_from_dict(SUBCOMMANDS, args=args)
 
 

@@ -1,5 +1,5 @@
 """Pretraining: resume continues the step count bit-exactly, data parallelism over 2 forced CPU
-devices matches one device, and bad inputs fail clearly."""
+devices and over 2 processes (jax.distributed) matches one device, and bad inputs fail clearly."""
 
 import dataclasses
 import json
@@ -113,28 +113,110 @@ SCRIPT = """
 import dataclasses, json, sys, jax
 from dmpc_jax.diffusion.train import pretrain, pretrain_preset
 cfg = dataclasses.replace(pretrain_preset("tiny"), dataset=sys.argv[1])
-_, state = pretrain(cfg, sys.argv[2], max_calls=1, progress=False)
-line = json.loads(open(sys.argv[2] + "/metrics.jsonl").read().splitlines()[0])
-print(json.dumps({"devices": jax.device_count(), "loss": line["loss/denoiser"]}))
+pretrain(cfg, sys.argv[2], max_calls=2, progress=False)
+pretrain(cfg, sys.argv[2], resume=True, progress=False)
+print(json.dumps({"devices": jax.device_count()}))
 """
 
+LOGGED = ("loss/denoiser", "loss/value", "eval/a0_mse")
 
-def test_data_parallel_over_two_devices_matches_one(data_dir, tiny_run, tmp_path):
-    # the same config, data and seed as tiny_run (one device, this process), on 2 forced devices
-    _, run, _ = tiny_run
-    one = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["loss/denoiser"]
+
+def losses(run) -> np.ndarray:
+    """[call, (step, loss/denoiser, loss/value, eval/a0_mse)] of a run's metrics.jsonl."""
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return np.array([[m["step"], *(m[k] for k in LOGGED)] for m in lines])
+
+
+@pytest.fixture(scope="module")
+def two_device_run(data_dir, tmp_path_factory):
+    """tiny_run's schedule (2 calls, then a resume to step 6) on 2 forced CPU devices."""
+    run = tmp_path_factory.mktemp("pre2") / "run"
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
     }
     res = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(data_dir), str(tmp_path / "run2")],
+        [sys.executable, "-c", SCRIPT, str(data_dir), str(run)],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
-    two = json.loads(res.stdout.strip().splitlines()[-1])
-    assert jax.device_count() == 1 and two["devices"] == 2
-    np.testing.assert_allclose(two["loss"], one, rtol=1e-4)
+    assert json.loads(res.stdout.strip().splitlines()[-1])["devices"] == 2
+    return run
+
+
+def test_data_parallel_over_two_devices_matches_one(tiny_run, two_device_run):
+    # the same config, data, seed and resume point as tiny_run (one device, this process)
+    _, run, _ = tiny_run
+    assert jax.device_count() == 1
+    one, two = losses(run), losses(two_device_run)
+    np.testing.assert_array_equal(two[:, 0], [2, 4, 6])
+    np.testing.assert_allclose(two, one, rtol=1e-5)  # all-reduce order: ~1e-7 seen
+
+
+def test_two_processes_match_two_devices_and_resume_across_a_restart(
+    data_dir, tiny_run, two_device_run, tmp_path
+):
+    """2 processes x 1 CPU device under jax.distributed (gloo), started by `dmpc launch`: the
+    same program as 1 process x 2 devices; killed after step 4 (a fresh pair of processes
+    resumes from the orbax checkpoint both wrote), the log continues as tiny_run's does."""
+    args = ["--preset", "tiny", "--dataset", str(data_dir), "--root", str(tmp_path), "--run", "mp"]
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    for extra in (["--max-calls", "2"], ["--resume"]):
+        subprocess.run(
+            [sys.executable, "-m", "dmpc_jax.cli", "launch", "--nproc", "2", "--", "pretrain",
+             *args, *extra],
+            capture_output=True, text=True, env=env, check=True,
+        )  # fmt: skip
+    mp = losses(tmp_path / "mp")
+    np.testing.assert_array_equal(mp[:, 0], [2, 4, 6])
+    np.testing.assert_allclose(mp, losses(two_device_run), rtol=1e-6)  # bitwise seen
+    np.testing.assert_allclose(mp, losses(tiny_run[1]), rtol=1e-5)
+    # one config, one log line per call, one checkpoint series: written once, not per process
+    assert sorted(p.name for p in (tmp_path / "mp" / "ckpt").iterdir()) == ["4", "6"]
+    assert json.loads((tmp_path / "mp" / "config.json").read_text())["num_steps"] == 6
+
+
+def test_launch_stops_the_group_when_a_process_fails(data_dir, tmp_path):
+    """Process 0 refuses an existing run directory (no --resume/--overwrite) while process 1
+    waits for it at the barrier: the launch fails with process 0's status and stops process 1
+    instead of leaving it waiting."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("a run that is not ours\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "dmpc_jax.cli", "launch", "--nproc", "2", "--", "pretrain",
+         "--preset", "tiny", "--dataset", str(data_dir), "--root", str(tmp_path), "--run", "taken"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert "FileExistsError" in res.stderr
+    assert "dmpc launch: process 0 exited with 1; stopped the other 1" in res.stderr
+    assert (tmp_path / "taken" / "keep.txt").exists()  # nothing lost
+
+
+def test_distributed_env_errors_name_the_missing_variable(monkeypatch):
+    from dmpc_jax import distributed as dist
+
+    monkeypatch.setenv(dist.ENV_NUM_PROCESSES, "2")
+    monkeypatch.delenv(dist.ENV_PROCESS_ID, raising=False)
+    with pytest.raises(dist.DistributedError, match=dist.ENV_PROCESS_ID):
+        dist.initialize()
+    monkeypatch.setenv(dist.ENV_PROCESS_ID, "0")
+    monkeypatch.delenv(dist.ENV_COORDINATOR, raising=False)
+    with pytest.raises(dist.DistributedError, match=dist.ENV_COORDINATOR):
+        dist.initialize()
+
+
+def test_launcher_gives_each_process_its_rank_and_devices():
+    from dmpc_jax import distributed as dist
+    from dmpc_jax.launch import process_env
+
+    base = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_dump_to=/tmp/x"}
+    env = process_env(1, 2, 1234, 1, gpu=False, base=base)
+    assert env[dist.ENV_PROCESS_ID] == "1" and env[dist.ENV_NUM_PROCESSES] == "2"
+    assert env[dist.ENV_COORDINATOR] == "127.0.0.1:1234"
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=1"
+    gpu = process_env(1, 2, 1234, 2, gpu=True, base={})
+    assert gpu["JAX_LOCAL_DEVICE_IDS"] == "2,3" and "JAX_PLATFORMS" not in gpu
 
 
 def test_model_quality_evaluation_runs_on_held_out_windows(tiny_run, tmp_path):

@@ -1,8 +1,10 @@
 """``dmpc pretrain``: train the denoiser and R_nn on the offline dataset (METHOD §2).
 
-Data-parallel over all local devices with ``jax.sharding``: the batch is split over a 1-D
-``data`` mesh, parameters are replicated, and XLA inserts the gradient all-reduce (one device
-runs the same code). Each jitted call runs ``steps_per_call`` optimizer steps in a ``lax.scan``
+Data-parallel with ``jax.sharding``: the batch is split over a 1-D ``data`` mesh of every device
+(of every process, when started with ``--distributed``: ``dmpc_jax.distributed``), parameters are
+replicated, and XLA inserts the gradient all-reduce (one device runs the same code). Every process
+draws the same global batch from the same seed and places only its own devices' slices, so
+1 process x 2 devices and 2 processes x 1 device run the same program on the same numbers. Each jitted call runs ``steps_per_call`` optimizer steps in a ``lax.scan``
 over batches sampled on the host. A run directory holds ``config.json``, ``scaler.json``,
 ``metrics.jsonl``, TensorBoard events and orbax checkpoints of params, EMA params, optimizer
 state, step and key in ``ckpt/`` (``--resume`` continues from the newest one), and beside them
@@ -12,6 +14,7 @@ what gets shipped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -26,6 +29,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
     previous_wall_time,
@@ -203,7 +207,7 @@ def initial_state(cfg: PretrainConfig, params, optimizer) -> dict:
 def _compiled(cfg: PretrainConfig, n_devices: int):
     """Networks, optimizer and jitted step/eval of a config, built once per process (a resumed
     or repeated run in the same process reuses the compiled functions)."""
-    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
+    mesh = dist.global_mesh(n_devices)
     nets = M.network_defs(cfg.model)
     optimizer = make_optimizer(cfg)
     train_call, replicated, data_sharding = make_train_step(nets, cfg, optimizer, mesh)
@@ -229,18 +233,22 @@ def pretrain(
                 f"cannot shorten {run_dir} to {cfg.num_steps} steps: its newest checkpoint is "
                 f"at step {done}"
             )
-    run_dir = prepare_run(
-        Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite,
-        extendable=EXTENDABLE,
-    )  # fmt: skip
+    main = dist.is_main()
     scaler = M.make_scaler(cfg.model, ds.meta["stats"])
-    (run_dir / "scaler.json").write_text(
-        json.dumps({k: v.tolist() for k, v in scaler.items()}) + "\n"
-    )
-    (run_dir / "dataset.json").write_text(
-        json.dumps({"path": str(ds.path), "transitions": ds.meta.get("transitions"),
-                    "schema_version": ds.meta["schema_version"]}) + "\n"
-    )  # fmt: skip
+    if main:  # files come from one process; the others wait for them below
+        run_dir = prepare_run(
+            Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite,
+            extendable=EXTENDABLE,
+        )  # fmt: skip
+        (run_dir / "scaler.json").write_text(
+            json.dumps({k: v.tolist() for k, v in scaler.items()}) + "\n"
+        )
+        (run_dir / "dataset.json").write_text(
+            json.dumps({"path": str(ds.path), "transitions": ds.meta.get("transitions"),
+                        "schema_version": ds.meta["schema_version"]}) + "\n"
+        )  # fmt: skip
+    dist.barrier("pretrain/prepare_run")
+    run_dir = Path(run_dir)
 
     train_envs, hold_envs = split_envs(ds.n_envs, cfg.holdout_fraction, cfg.seed)
     sampler = WindowSampler(ds, cfg.model.horizon, envs=train_envs)
@@ -254,7 +262,7 @@ def pretrain(
         cfg, jax.device_count()
     )
     _, params = M.init_networks(cfg.model, jax.random.PRNGKey(cfg.seed))
-    state = initial_state(cfg, params, optimizer)
+    state = dist.to_global(initial_state(cfg, params, optimizer), replicated)
     mngr = checkpoint_manager(run_dir)
     if resume and mngr.latest_step() is None and (run_dir / "planner").exists():
         raise FileNotFoundError(
@@ -264,23 +272,25 @@ def pretrain(
     if resume and mngr.latest_step() is not None:
         state = restore_state(mngr, state)
     planner_mngr = checkpoint_manager(run_dir, 1, "planner")
-    start = int(state["step"])
-    truncate_metrics(run_dir / "metrics.jsonl", start, key="step")
-    state = jax.device_put(state, replicated)
+    start = int(dist.to_host(state["step"]))
+    if main:
+        truncate_metrics(run_dir / "metrics.jsonl", start, key="step")
+    state = dist.to_global(state, replicated)
     carry = (state["params"], state["ema"], state["opt_state"], state["step"], state["key"])
 
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir / "tb")) if main else None
     rng = np.random.default_rng([cfg.seed, start])
     n_calls = (cfg.num_steps - start) // cfg.steps_per_call
     if max_calls is not None:
         n_calls = min(n_calls, max_calls)
     bar = tqdm(
-        total=cfg.num_steps, initial=start, unit="step", disable=not progress, desc="pretrain"
-    )
+        total=cfg.num_steps, initial=start, unit="step", disable=not (progress and main),
+        desc="pretrain",
+    )  # fmt: skip
     wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
-    with (run_dir / "metrics.jsonl").open("a") as log:
+    with (run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
         for _ in range(n_calls):
             t0 = time.perf_counter()
             host = sampler.sample(rng, cfg.steps_per_call * cfg.batch_size)
@@ -289,27 +299,25 @@ def pretrain(
                 for k, v in host.items()
             }
             tau, target = batch_to_tau(scaler, host)
-            batches = jax.device_put({"tau": tau, "target": target}, data_sharding)
+            batches = dist.to_global({"tau": tau, "target": target}, data_sharding)
             carry, metrics = train_call(carry, batches)
-            step = int(carry[3])
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            step = int(dist.to_host(carry[3]))
+            metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
             if holdout is not None:
                 hb = holdout.sample(np.random.default_rng(step), cfg.batch_size)
-                ht, htarget = batch_to_tau(scaler, hb)
+                held = dist.to_global(
+                    (*batch_to_tau(scaler, hb), jax.random.PRNGKey(step)), replicated
+                )
                 metrics.update(
-                    {
-                        k: float(v)
-                        for k, v in evaluate(
-                            carry[1], ht, htarget, jax.random.PRNGKey(step)
-                        ).items()
-                    }
+                    {k: float(v) for k, v in dist.to_host(evaluate(carry[1], *held)).items()}
                 )
             metrics.update({"step": step, "time/call_s": time.perf_counter() - t0,
                             "time/wall_s": prev_wall + time.perf_counter() - wall0})  # fmt: skip
-            log.write(json.dumps(metrics) + "\n")
-            log.flush()
-            for k, v in metrics.items():
-                writer.add_scalar(k, v, step)
+            if main:
+                log.write(json.dumps(metrics) + "\n")
+                log.flush()
+                for k, v in metrics.items():
+                    writer.add_scalar(k, v, step)
             bar.update(cfg.steps_per_call)
             bar.set_postfix(loss=f"{metrics['loss/denoiser']:.4f}")
             if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
@@ -317,10 +325,11 @@ def pretrain(
                 mngr.wait_until_finished()
                 save_planner_params(planner_mngr, step, carry[1])
     bar.close()
-    step = int(carry[3])
+    step = int(dist.to_host(carry[3]))
     if step and planner_mngr.latest_step() != step:
         save_planner_params(planner_mngr, step, carry[1])  # a run finished before planner/ existed
-    writer.close()
+    if main:
+        writer.close()
     return nets, _state_dict(carry)
 
 

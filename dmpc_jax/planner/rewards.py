@@ -84,7 +84,9 @@ def _leg_geometry():
     return hip, thigh, calf, foot
 
 
-HIP_POS, THIGH_OFF, CALF_OFF, FOOT_OFF = (jnp.asarray(a, jnp.float32) for a in _leg_geometry())
+# numpy constants: a jnp array at import time would start the XLA backend before
+# jax.distributed.initialize can run
+HIP_POS, THIGH_OFF, CALF_OFF, FOOT_OFF = (np.asarray(a, np.float32) for a in _leg_geometry())
 FOOT_RADIUS = float(go2.load_description()["foot_contact"]["radius"])
 
 
