@@ -13,7 +13,7 @@ STAGE = $(if $(NPROC),$(VENV)/bin/dmpc launch --nproc $(NPROC) --,$(VENV)/bin/dm
 # the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
 PLANNER ?= checkpoints/rwr/$(PRESET)
 
-.PHONY: venv test demo bench-env demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim deploy bench lint gl clean
+.PHONY: venv test demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -40,11 +40,19 @@ bench: venv
 	$(VENV)/bin/dmpc bench $(ARGS)
 
 bench-env: venv
-	$(VENV)/bin/dmpc bench-env
+	$(VENV)/bin/dmpc bench-env $(ARGS)
 
-# PRESET=tiny|cpu|paper; ARGS="--resume" continues a run after a kill.
+# PPO training throughput: env batch on 1 device, 2 devices, 2 processes (same run)
+bench-ppo: venv
+	$(VENV)/bin/dmpc bench-ppo $(ARGS)
+
+# PRESET=tiny|cpu|paper; ARGS="--resume" continues a run after a kill. On CPU the env batch is
+# split over HOST_DEVICES forced host devices (2 on 2 cores: 1.33x the PPO throughput of one,
+# experiments/demonstrator/throughput.md); NPROC=N runs N processes instead.
+HOST_DEVICES ?= 2
 demonstrator: venv
-	$(VENV)/bin/dmpc demonstrator --preset $(PRESET) $(ARGS)
+	$(if $(NPROC),,XLA_FLAGS="$$XLA_FLAGS --xla_force_host_platform_device_count=$(HOST_DEVICES)") \
+	$(STAGE) demonstrator --preset $(PRESET) $(ARGS)
 
 eval-policy: venv gl
 	$(VENV)/bin/dmpc eval-policy --cfg.run-dir checkpoints/demonstrator/$(PRESET) $(ARGS)
@@ -57,7 +65,7 @@ pretrain: venv
 
 # RWR finetuning of the planner on its own rollouts (PRESET=tiny|cpu|paper; ARGS="--resume").
 finetune: venv
-	$(VENV)/bin/dmpc finetune --preset $(PRESET) $(ARGS)
+	$(STAGE) finetune --preset $(PRESET) $(ARGS)
 
 # TASK=<name> of dmpc_jax/evaluate/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
 TASK ?= walk_1.0

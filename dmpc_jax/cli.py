@@ -7,6 +7,7 @@ from typing import Literal
 import tyro
 
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
+from dmpc_jax.bench.ppo_throughput import PPOBenchConfig
 from dmpc_jax.bench.sampler import BenchConfig
 from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.deploy.robot import DeployConfig
@@ -53,6 +54,7 @@ def demonstrator(
     resume: bool = False,
     overwrite: bool = False,
     max_epochs: int | None = None,
+    distributed: bool = False,
 ) -> None:
     """Train the PPO demonstrator into ROOT/RUN (RUN defaults to the preset name).
 
@@ -64,8 +66,14 @@ def demonstrator(
         resume: continue the run from its newest checkpoint.
         overwrite: delete an existing run of that name first.
         max_epochs: stop after this many epochs in this call (continue later with --resume).
+        distributed: join JAX's multi-process runtime (the env batch split over every
+            process's devices; started by ``dmpc launch`` or a cluster scheduler, see README).
     """
     from pathlib import Path
+
+    from dmpc_jax import distributed as dist
+
+    dist.initialize(distributed)
 
     from dmpc_jax.config import load_json
     from dmpc_jax.rl.ppo import DemonstratorConfig, demonstrator_preset
@@ -79,6 +87,14 @@ def demonstrator(
         overwrite=overwrite,
         max_epochs=max_epochs,
     )
+
+
+def bench_ppo(cfg: PPOBenchConfig = PPOBenchConfig()) -> None:
+    """PPO training throughput with the env batch on 1 device, 2 devices and 2 processes;
+    writes experiments/demonstrator/throughput.md."""
+    from dmpc_jax.bench.ppo_throughput import run
+
+    run(cfg)
 
 
 def eval_policy(cfg: PolicyEvalConfig = PolicyEvalConfig()) -> None:
@@ -173,6 +189,7 @@ def finetune(
     max_iterations: int | None = None,
     iterations: int | None = None,
     page: str | None = "experiments/finetune",
+    distributed: bool = False,
 ) -> None:
     """Finetune a pretrained planner by reward-weighted regression on its own rollouts into
     ROOT/RUN (METHOD §6), then write the results page.
@@ -188,9 +205,15 @@ def finetune(
         max_iterations: stop after this many iterations in this invocation (continue with --resume).
         iterations: total iterations (overrides the preset; with --resume, extends a finished run).
         page: directory of the results page (README.md + learning curve); empty to skip it.
+        distributed: join JAX's multi-process runtime (envs and batches split over every
+            process's devices; started by ``dmpc launch`` or a cluster scheduler, see README).
     """
     import dataclasses
     from pathlib import Path
+
+    from dmpc_jax import distributed as dist
+
+    dist.initialize(distributed)
 
     from dmpc_jax.config import load_json
     from dmpc_jax.finetune.train import FinetuneConfig, finetune_preset, write_page
@@ -206,7 +229,7 @@ def finetune(
         cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations,
         command="dmpc finetune " + " ".join(sys.argv[2:]),
     )  # fmt: skip
-    if page:
+    if page and dist.is_main():
         write_page(run_dir, Path(page))
 
 
@@ -371,6 +394,7 @@ def deploy(cfg: DeployConfig = DeployConfig()) -> None:
 SUBCOMMANDS = {
     "demo": demo,
     "bench-env": bench_env,
+    "bench-ppo": bench_ppo,
     "demonstrator": demonstrator,
     "eval-policy": eval_policy,
     "dataset": dataset,

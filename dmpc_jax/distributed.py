@@ -96,6 +96,8 @@ def to_global(tree, sharding: NamedSharding):
         return jax.device_put(tree, sharding)
 
     def put(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 

@@ -1,4 +1,10 @@
-"""Control steps/s of the MJX Go2 env against native MuJoCo (``mujoco.rollout``) on the same model."""
+"""Control steps/s of the MJX Go2 env against native MuJoCo (``mujoco.rollout``) on the same model,
+and of the MJX env with its batch split over devices and processes (``dmpc_jax.distributed``).
+
+Each layout ``PxD`` (P processes x D CPU devices each) runs in fresh processes, one per batch size,
+since JAX fixes its devices at start-up; a layout that does not finish within ``layout_timeout_s``
+is reported as hung instead of blocking the benchmark.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,18 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import jax
 import mujoco
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 from mujoco import rollout as mj_rollout
 
+from dmpc_jax import distributed as dist
 from dmpc_jax.envs.config import EnvConfig
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.wrappers import wrap_for_training
@@ -26,6 +36,9 @@ class EnvBenchConfig:
     n_steps: control steps per timed call (one jitted scan).
     repeats: timed calls per batch size (median reported), after one warm-up call.
     native_threads: threads of ``mujoco.rollout``.
+    layouts: ``PxD`` layouts of the sharded MJX rows (P processes x D devices per process).
+    layout_batches: global batch sizes of the sharded rows.
+    layout_timeout_s: a layout row still running after this long is reported as hung.
     out_dir: where README.md and results.json are written.
     """
 
@@ -33,12 +46,17 @@ class EnvBenchConfig:
     n_steps: int = 100
     repeats: int = 3
     native_threads: int = 2
+    layouts: tuple[str, ...] = ("1x1", "1x2", "2x1")
+    layout_batches: tuple[int, ...] = (64, 256, 512)
+    layout_timeout_s: float = 300.0
     out_dir: str = "experiments/env_throughput"
 
 
-def bench_mjx(env: Go2Joystick, batch: int, n_steps: int, repeats: int) -> dict:
-    """Full env steps (physics, rewards, randomisation, pushes, auto-reset) under one jit."""
+def bench_mjx(env: Go2Joystick, batch: int, n_steps: int, repeats: int, mesh=None) -> dict:
+    """Full env steps (physics, rewards, randomisation, pushes, auto-reset) under one jit;
+    with ``mesh``, the batch is split over its ``data`` axis."""
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
+    envs = None if mesh is None else NamedSharding(mesh, PartitionSpec("data"))
 
     def run(state, key):
         def body(s, k):
@@ -48,16 +66,17 @@ def bench_mjx(env: Go2Joystick, batch: int, n_steps: int, repeats: int) -> dict:
 
         return jax.lax.scan(body, state, jax.random.split(key, n_steps))
 
-    run = jax.jit(run)
-    state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), batch))
+    run = jax.jit(run, out_shardings=None if envs is None else (envs, None))
+    keys = np.asarray(jax.random.split(jax.random.PRNGKey(0), batch))
+    state = jax.jit(wrapped.reset, out_shardings=envs)(keys)
     t0 = time.perf_counter()
-    state, r = run(state, jax.random.PRNGKey(1))
+    state, r = run(state, np.asarray(jax.random.PRNGKey(1)))
     jax.block_until_ready(r)
     compile_s = time.perf_counter() - t0
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
-        state, r = run(state, jax.random.PRNGKey(2 + i))
+        state, r = run(state, np.asarray(jax.random.PRNGKey(2 + i)))
         jax.block_until_ready(r)
         times.append(time.perf_counter() - t0)
     return {"compile_s": compile_s, "steps_per_s": batch * n_steps / float(np.median(times))}
@@ -102,6 +121,11 @@ def run(cfg: EnvBenchConfig = EnvBenchConfig(), env_cfg: EnvConfig = EnvConfig()
             }
         )
         print(json.dumps(rows[-1]), flush=True)
+    layouts = [
+        bench_layout(layout, b, cfg)
+        for layout in cfg.layouts
+        for b in cfg.layout_batches
+    ]  # fmt: skip
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "jax_devices": [str(d) for d in jax.devices()],
@@ -110,9 +134,70 @@ def run(cfg: EnvBenchConfig = EnvBenchConfig(), env_cfg: EnvConfig = EnvConfig()
         "n_substeps": env_cfg.n_substeps,
         "contacts": env_cfg.contacts,
         "rows": rows,
+        "layouts": layouts,
     }
     write_report(cfg, result)
     return result
+
+
+def parse_layout(layout: str) -> tuple[int, int]:
+    try:
+        p, d = (int(x) for x in layout.lower().split("x"))
+    except ValueError as e:
+        raise ValueError(f"layout {layout!r} is not PxD (e.g. 2x1)") from e
+    if p < 1 or d < 1:
+        raise ValueError(f"layout {layout!r}: processes and devices must be >= 1")
+    return p, d
+
+
+def bench_layout(layout: str, batch: int, cfg: EnvBenchConfig) -> dict:
+    """One sharded MJX row in fresh processes: steps/s of the whole group (process 0 times it)."""
+    from dmpc_jax.launch import free_port, process_env
+
+    p, d = parse_layout(layout)
+    row = {"layout": layout, "processes": p, "devices_per_process": d, "batch": batch}
+    if batch % (p * d):
+        return {**row, "status": f"batch does not split over {p * d} devices"}
+    port = free_port()
+    cmd = [sys.executable, "-m", "dmpc_jax.bench.env_throughput", "--worker", str(batch),
+           str(cfg.n_steps), str(cfg.repeats)]  # fmt: skip
+    envs = [process_env(r, p, port, d, gpu=False) for r in range(p)]
+    if p == 1:  # no runtime to join: one process, d forced devices
+        envs = [{k: v for k, v in envs[0].items() if not k.startswith("DMPC_")}]
+    procs = [
+        subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for e in envs
+    ]
+    try:
+        out = procs[0].communicate(timeout=cfg.layout_timeout_s)[0]
+        for q in procs[1:]:
+            q.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        for q in procs:
+            q.kill()
+            q.wait()
+        row = {**row, "status": f"hung (no result in {cfg.layout_timeout_s:.0f} s)"}
+        print(json.dumps(row), flush=True)
+        return row
+    lines = [x for x in out.splitlines() if x.startswith("{")]
+    if procs[0].returncode or not lines:
+        row = {**row, "status": f"failed (exit {procs[0].returncode})"}
+    else:
+        row = {**row, **json.loads(lines[-1]), "status": "ok"}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _worker(batch: int, n_steps: int, repeats: int) -> None:
+    dist.initialize(dist.ENV_NUM_PROCESSES in os.environ)
+    m = bench_mjx(Go2Joystick(EnvConfig()), batch, n_steps, repeats, mesh=dist.global_mesh())
+    if dist.is_main():
+        print(json.dumps({"mjx_steps_per_s": m["steps_per_s"], "mjx_compile_s": m["compile_s"]}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        _worker(*(int(x) for x in sys.argv[2:5]))
 
 
 def write_report(cfg: EnvBenchConfig, result: dict) -> None:
@@ -140,6 +225,39 @@ def write_report(cfg: EnvBenchConfig, result: dict) -> None:
         lines.append(
             f"| {r['batch']} | {r['mjx_steps_per_s']:,.0f} | {r['mjx_compile_s']:.1f} | "
             f"{r['native_steps_per_s']:,.0f} | {r['mjx_over_native']:.2f} |"
+        )
+    lines += [
+        "",
+        "## The batch split over devices and processes",
+        "",
+        "The same MJX measurement with the env batch split over a 1-D mesh "
+        "(`dmpc_jax.distributed`): `PxD` is P processes (jax.distributed over localhost, gloo) "
+        "x D CPU devices each (`--xla_force_host_platform_device_count`), all on this machine's "
+        f"{os.cpu_count()} cores; steps/s of the whole group, fresh processes per row "
+        f"(compile included in neither column), hung = no result in {cfg.layout_timeout_s:.0f} s.",
+        "",
+        "| layout | batch | per device | MJX steps/s | vs 1x1 at this batch | compile (s) | status |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    base = {
+        r["batch"]: r["mjx_steps_per_s"]
+        for r in result.get("layouts", [])
+        if r["layout"] == "1x1" and r["status"] == "ok"
+    }
+    for r in result.get("layouts", []):
+        n = r["processes"] * r["devices_per_process"]
+        ok = r["status"] == "ok"
+        ratio = (
+            f"{r['mjx_steps_per_s'] / base[r['batch']]:.2f}" if ok and r["batch"] in base else "-"
+        )
+        lines.append(
+            f"| {r['layout']} | {r['batch']} | {r['batch'] // n} | "
+            + (
+                f"{r['mjx_steps_per_s']:,.0f} | {ratio} | {r['mjx_compile_s']:.1f}"
+                if ok
+                else "- | - | -"
+            )
+            + f" | {r['status']} |"
         )
     lines += ["", "Numbers: `results.json` beside this page.", ""]
     (out / "README.md").write_text("\n".join(lines))

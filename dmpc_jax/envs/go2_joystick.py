@@ -40,7 +40,9 @@ class Go2Joystick(Env):
     def __init__(self, cfg: EnvConfig = EnvConfig()):
         self.cfg = cfg
         self.mj_model = go2.make_model(cfg.model)
-        self.mjx_model = mjx.put_model(self.mj_model, impl="jax")
+        # this process's own device: MJX's default, jax.devices()[0], belongs to process 0 under
+        # jax.distributed, and a model there cannot be read by the other processes
+        self.mjx_model = mjx.put_model(self.mj_model, impl="jax", device=jax.local_devices()[0])
         m = self.mj_model
         self._base_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "base")
         self._floor_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
@@ -115,7 +117,7 @@ class Go2Joystick(Env):
             .at[:6]
             .set(jax.random.uniform(k_v, (6,), minval=-0.3, maxval=0.3))
         )
-        data = mjx.make_data(self.mjx_model, impl="jax")
+        data = mjx.make_data(self.mjx_model, impl="jax", device=jax.local_devices()[0])
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=qpos[7:])
         dr = self._sample_randomization(k_dr)
         data = mjx.forward(self._randomized_model(dr), data)

@@ -22,6 +22,12 @@ The run directory holds ``config.json``, the pretrained run's ``pretrain_config.
 states, iteration, key), ``buffer.npz`` (the replay buffer, saved with each checkpoint),
 ``planner/`` (the parameters the planner uses) and ``learning_curve.png``. ``--resume`` restores
 all of it; the envs restart from fresh resets.
+
+Data-parallel like pretraining (``dmpc_jax.distributed``, ``--distributed``): the rollout's envs and
+each training batch are split over a 1-D ``data`` mesh of every process's devices, parameters and
+optimizer states are replicated. Every process gathers the whole rollout into its own copy of the
+replay buffer and draws the same windows from the same seed, so the buffers stay identical; files
+come from process 0, checkpoints from all.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
     previous_wall_time,
@@ -310,16 +318,23 @@ def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: s
     return update
 
 
-def train_network(update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon):
-    """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``."""
+def train_network(
+    update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
+    sharding: NamedSharding | None = None,
+):  # fmt: skip
+    """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
+    ``sharding`` lays each stack of batches [S, B, ...] out over the mesh (B split)."""
     metrics = {}
     for i in range(n_steps // cfg.steps_per_call):
         win = buf.windows(rng, pieces, weights, cfg.steps_per_call * cfg.batch_size, horizon)
         batches = {
             k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:]) for k, v in win.items()
         }
-        params, opt_state, m = update(params, opt_state, batches, jax.random.fold_in(key, i))
-        metrics = {k: float(v) for k, v in jax.device_get(m).items()}
+        if sharding is not None:
+            batches = dist.to_global(batches, sharding)
+        k = np.asarray(jax.random.fold_in(key, i))  # host key: the same on every process
+        params, opt_state, m = update(params, opt_state, batches, k)
+        metrics = {k: float(v) for k, v in dist.to_host(m).items()}
     return params, opt_state, metrics
 
 
@@ -331,7 +346,14 @@ def prepare_finetune_run(
 ):
     """The run directory, with the pretrained run's model config, scaling and robot constants
     (``cfg``: a FinetuneConfig or a DaggerConfig). ``command`` (the CLI invocation) is appended
-    to the run's ``commands.txt``."""
+    to the run's ``commands.txt``. Files come from the main process; the others wait for them."""
+    if dist.is_main():
+        _prepare_finetune_run(cfg, run_dir, resume=resume, overwrite=overwrite, command=command)
+    dist.barrier("finetune/prepare_run")
+    return Path(run_dir)
+
+
+def _prepare_finetune_run(cfg, run_dir: Path, *, resume: bool, overwrite: bool, command):
     src = Path(cfg.pretrained)
     if not (src / "config.json").exists():
         raise FileNotFoundError(
@@ -393,46 +415,67 @@ def finetune(
         "iteration": jnp.zeros((), jnp.int32),
     }
     buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter)
-    if resume:
-        state, buf = restore_checkpoint(run_dir, state, buf)
-    start = int(state["iteration"])
-    truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+    if resume:  # a template laid out on the mesh restores onto it
+        template = dist.to_global(state, dist.replicated(dist.global_mesh()))
+        state, buf = restore_checkpoint(run_dir, template, buf)
+    start = int(dist.to_host(state["iteration"]))
+    main = dist.is_main()
+    if main:
+        truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+    mesh = dist.global_mesh()
+    if cfg.n_envs % mesh.size or cfg.batch_size % mesh.size:
+        raise ValueError(
+            f"n_envs ({cfg.n_envs}) and batch_size ({cfg.batch_size}) must divide over the "
+            f"{mesh.size} devices of the mesh"
+        )
+    replicated = dist.replicated(mesh)
+    batch_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))  # [S, B, ...]
 
     env = make_env(cfg)
     spec = _nominal_spec(cfg)
     _, task, cons = planner.task_args(spec)
     plan_fn = planner.plan_fn(SamplerConfig(num_candidates=1))
     r_start, r_run = make_rollout(cfg, env, plan_fn, task, cons)
+    # the rollout carry (env state, chunk, index, fresh, scales): envs split over the mesh
+    envs = NamedSharding(mesh, PartitionSpec("data"))
+    carry_sharding = (envs, envs, replicated, envs, envs)
+    r_start = jax.jit(r_start, out_shardings=carry_sharding)
+    records = NamedSharding(mesh, PartitionSpec(None, "data"))  # [T, B, ...]
+    r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
     upd_den = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
     evaluator = _Evaluator(cfg, planner) if cfg.eval_every else None
 
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir / "tb")) if main else None
     base = jax.random.PRNGKey(cfg.seed)
-    carry = r_start(jax.random.fold_in(base, 10_000_000 + start))
-    # everything committed to one device up front: jit outputs are, and mixing committed and
+    carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))
+    # everything committed to the mesh up front: jit outputs are, and mixing committed and
     # uncommitted inputs between calls would compile every function twice
-    dev = jax.devices()[0]
-    params, opt_d, opt_v, carry = jax.device_put(
-        (state["params"], state["opt_denoiser"], state["opt_value"], carry), dev
+    params, opt_d, opt_v = dist.to_global(
+        (state["params"], state["opt_denoiser"], state["opt_value"]), replicated
     )
+
+    def evaluate(params):  # the harness runs on each process's own device
+        return evaluator(params if jax.process_count() == 1 else dist.to_host(params))
+
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
     if start == 0 and evaluator is not None:  # the pretrained planner, the "before" number
-        row = {"iteration": 0, "env_steps": 0, **evaluator(params),
+        row = {"iteration": 0, "env_steps": 0, **evaluate(params),
                "time/wall_s": time.perf_counter() - wall0}  # fmt: skip
         _log(run_dir, writer, row)
     bar = tqdm(
-        total=cfg.iterations, initial=start, unit="it", disable=not progress, desc="finetune"
-    )
+        total=cfg.iterations, initial=start, unit="it", disable=not (progress and main),
+        desc="finetune",
+    )  # fmt: skip
     for it in range(start + 1, end + 1):
         t0 = time.perf_counter()
         key = jax.random.fold_in(base, it)
         k_roll, k_val, k_den = jax.random.split(key, 3)
-        carry, rec = r_run(carry, k_roll, params)
-        rec = jax.device_get(rec)
+        carry, rec = r_run(carry, np.asarray(k_roll), params)
+        rec = dist.to_host(rec)  # the whole rollout on every process: identical buffers
         t_roll = time.perf_counter() - t0
         added = buf.add_rollout(rec, h, it)
         row = {"iteration": it, "env_steps": it * cfg.n_envs * cfg.steps_per_iter,
@@ -443,7 +486,7 @@ def finetune(
         if len(buf) and it % cfg.value_every == 0:
             params, opt_v, m = train_network(
                 upd_val, params, opt_v, buf, rng, k_val, cfg, np.arange(len(buf)), None,
-                cfg.value_steps, h,
+                cfg.value_steps, h, batch_sharding,
             )  # fmt: skip
             row.update(m)
         if len(buf) and it % cfg.denoiser_every == 0:
@@ -455,8 +498,9 @@ def finetune(
             }
             w = weights[cfg.weight_by]
             params, opt_d, m = train_network(
-                upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h
-            )
+                upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h,
+                batch_sharding,
+            )  # fmt: skip
             row.update(m)
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
                         "rwr/ess": effective_sample_size(w),
@@ -464,13 +508,13 @@ def finetune(
                         "rwr/ess_mean": effective_sample_size(weights["mean"]),
                         "rwr/kept_mean_score": float(buf.score[keep].mean())})  # fmt: skip
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            row.update(evaluator(params))
+            row.update(evaluate(params))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
         _log(run_dir, writer, row)
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "opt_denoiser": opt_d, "opt_value": opt_v,
-                  "iteration": jnp.asarray(it, jnp.int32)}  # fmt: skip
+                  "iteration": dist.to_global(np.int32(it), replicated)}  # fmt: skip
             save_checkpoint(run_dir, st, buf)
         bar.update(1)
         bar.set_postfix(
@@ -481,8 +525,9 @@ def finetune(
             ),
         )
     bar.close()
-    writer.close()
-    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
+    if main:
+        writer.close()
+        plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
     return {"params": params, "iteration": end, "buffer": buf}
 
 
@@ -492,8 +537,9 @@ def save_checkpoint(
     """The training state (ckpt/), the replay buffer (buffer.npz, written first: a checkpoint
     step never exists without the buffer it was saved with) and the planner's parameters
     (``state[planner_key]`` into planner/, what ``load_planner`` and the demo read)."""
-    it = int(state["iteration"])
-    buf.save(Path(run_dir) / "buffer.npz")
+    it = int(dist.to_host(state["iteration"]))
+    if dist.is_main():
+        buf.save(Path(run_dir) / "buffer.npz")
     mngr = checkpoint_manager(run_dir)
     mngr.save(it, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
@@ -574,6 +620,8 @@ class _Evaluator:
 
 
 def _log(run_dir: Path, writer, row: dict) -> None:
+    if not dist.is_main():
+        return
     with (run_dir / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
     for k, v in row.items():

@@ -5,10 +5,17 @@ epoch), TensorBoard events under ``tb/`` and orbax checkpoints under ``ckpt/`` (
 training state, see ``rl/ppo.py``). ``--resume`` continues from the newest checkpoint with the
 step count, optimizer and normaliser intact; lines of ``metrics.jsonl`` past that checkpoint
 (written after it, then lost in a kill) are dropped so the log never shows a reset or a repeat.
+
+Data-parallel like pretraining (``dmpc_jax.distributed``): the env batch is split over a 1-D
+``data`` mesh of every device of every process (``--distributed``), the training state is
+replicated, and XLA partitions the epoch (env steps stay per device; the normaliser update and the
+gradient means become all-reduces). Random draws do not depend on the layout (JAX's partitionable
+threefry), so 1 device and many run the same numbers up to the order of the reductions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -16,8 +23,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
     previous_wall_time,
@@ -47,25 +56,40 @@ def train(
     Returns:
         (make_policy, params, final TrainingState).
     """
-    run_dir = prepare_run(
-        Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite
-    )
+    main = dist.is_main()
+    mesh = dist.global_mesh()
+    if cfg.ppo.num_envs % mesh.size:
+        raise ValueError(
+            f"num_envs {cfg.ppo.num_envs} must divide over the {mesh.size} devices of the mesh"
+        )
+    if main:  # files come from one process; the others wait for them below
+        prepare_run(
+            Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite
+        )
+    dist.barrier("demonstrator/prepare_run")
+    run_dir = Path(run_dir)
 
     env = Go2Joystick(cfg.env)
     init, reset_envs, epoch_fn, make_policy = make_trainer(env, cfg.ppo)
+    env_sharding = NamedSharding(mesh, PartitionSpec("data"))  # every leaf: [num_envs, ...]
+    reset_envs = jax.jit(reset_envs, out_shardings=env_sharding)
+    # outputs laid out as the inputs: the second epoch reuses the first one's compilation
+    rep = dist.replicated(mesh)
+    epoch_fn = jax.jit(epoch_fn, out_shardings=(rep, env_sharding, rep), donate_argnums=(0, 1))
     mngr = checkpoint_manager(run_dir)
-    ts = init(jax.random.PRNGKey(cfg.ppo.seed))
+    ts = dist.to_global(init(jax.random.PRNGKey(cfg.ppo.seed)), rep)
     start_epoch = 0
     if resume and mngr.latest_step() is not None:
         start_epoch = mngr.latest_step()
         ts = restore_state(mngr, ts, start_epoch)
-    truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
+    if main:
+        truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
 
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir / "tb")) if main else None
     env_key = jax.random.fold_in(jax.random.PRNGKey(cfg.ppo.seed + 1), start_epoch)
-    env_state = reset_envs(env_key)
+    env_state = reset_envs(np.asarray(env_key))  # host key: the same on every process
     steps_per_epoch = cfg.ppo.env_steps_per_epoch
     end_epoch = cfg.ppo.num_epochs
     if max_epochs is not None:
@@ -75,18 +99,18 @@ def train(
         initial=start_epoch * steps_per_epoch,
         unit="step",
         unit_scale=True,
-        disable=not progress,
+        disable=not (progress and main),
         desc="demonstrator",
     )
     wall0 = time.perf_counter()
     prev_wall = previous_wall_time(run_dir / "metrics.jsonl")
-    with (run_dir / "metrics.jsonl").open("a") as log:
+    with (run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
         for ep in range(start_epoch, end_epoch):
             t0 = time.perf_counter()
             ts, env_state, metrics = epoch_fn(ts, env_state)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
             dt = time.perf_counter() - t0
-            env_steps = int(ts.training_steps) * cfg.ppo.env_steps_per_training_step
+            env_steps = int(dist.to_host(ts.training_steps)) * cfg.ppo.env_steps_per_training_step
             metrics.update(
                 {
                     "epoch": ep + 1,
@@ -96,10 +120,11 @@ def train(
                     "time/wall_s": prev_wall + time.perf_counter() - wall0,
                 }
             )
-            log.write(json.dumps(metrics) + "\n")
-            log.flush()
-            for k, v in metrics.items():
-                writer.add_scalar(k, v, env_steps)
+            if main:
+                log.write(json.dumps(metrics) + "\n")
+                log.flush()
+                for k, v in metrics.items():
+                    writer.add_scalar(k, v, env_steps)
             bar.update(steps_per_epoch)
             bar.set_postfix(
                 reward=f"{metrics.get('episode/sum_reward', float('nan')):.2f}",
@@ -109,7 +134,8 @@ def train(
                 mngr.save(ep + 1, args=ocp.args.StandardSave(ts))
                 mngr.wait_until_finished()
     bar.close()
-    writer.close()
+    if main:
+        writer.close()
     return make_policy, params_tuple(ts), ts
 
 
