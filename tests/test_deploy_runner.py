@@ -1,7 +1,9 @@
 """The robot loop on an in-process fake transport: stand-up, the E/D plan timeline, and fault
-injection (NaN state, state stops for 100 ms, planner stalls, plan violates limits, exceptions):
-damping from the tick the fault is seen, no exception escapes, the event is logged."""
+injection (NaN state, state stops for 100 ms, a frozen state tick, a loop overrun, planner stalls,
+plan violates limits, a NaN command, exceptions, a failed send): damping from the tick the fault
+is seen (a failed send: no further sends), no exception escapes, the event is logged."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -51,7 +53,8 @@ def drive(runner, tr, t0, n, state=None, sync_planner=True):
     (deterministic timeline) unless ``sync_planner`` is False."""
     t = t0
     for _ in range(n):
-        tr.push_state(state or upright(), t)
+        # the robot counts its LowState tick up (a constant one is a frozen state)
+        tr.push_state(dataclasses.replace(state or upright(), tick=round(t / DT)), t)
         runner.tick(t)
         if sync_planner:
             runner.worker.wait_idle(5.0)
@@ -162,9 +165,85 @@ def test_exceptions_inside_the_tick_and_the_transport_never_escape():
     def send_fails(c):
         raise RuntimeError("publisher closed")
 
-    tr2.send = send_fails
-    runner2.tick(t)
+    calls = []
+    tr2.send = lambda c: calls.append(c) or send_fails(c)
+    drive(runner2, tr2, t, 5)
     assert runner2.mode == "damping" and "send failed" in runner2.stats()["faults"][0]
+    # damping over the failed publisher would fail too: the runner stops sending and says so
+    assert (
+        len(calls) == 1 and runner2.send_failed and "sending stopped" in runner2.events[-1]["event"]
+    )
+
+
+def test_frozen_state_tick_goes_to_damping_within_one_tick_of_the_limit():
+    runner, tr, _ = make(stale_state_s=0.05)
+    t = to_walk(runner, tr)
+    frozen = dataclasses.replace(upright(), tick=123456)
+    damped = []
+    for i in range(40):  # the state keeps arriving (fresh receive time) with the same tick
+        tr.push_state(frozen, t + i * DT)
+        damped.append(runner.tick(t + i * DT).is_damping())
+    first = damped.index(True)
+    assert 0.05 - DT <= first * DT <= 0.05 + DT
+    assert "frozen state" in runner.stats()["faults"][0]
+    assert runner.mode == "damping" and tr.sent[-1].is_damping()
+
+
+def test_loop_overrun_beyond_the_bound_goes_to_damping():
+    runner, tr, _ = make(max_tick_gap_s=0.025)
+    t = to_walk(runner, tr)
+    t = drive(runner, tr, t + 0.02, 1)  # a 22 ms gap: jitter, tolerated
+    assert runner.mode == "walk"
+    tr.push_state(dataclasses.replace(upright(), tick=999_999), t + 0.03)
+    assert runner.tick(t + 0.03).is_damping()  # 32 ms since the last tick
+    assert "loop overrun" in runner.stats()["faults"][0]
+
+
+def test_joint_range_clamp_is_applied_last():
+    """At high joint speed near a limit the torque clamp alone would move the target outside
+    the joint range; the joint clamp comes after it, so the target stays inside."""
+    from dmpc_jax.deploy.safety import Limits
+
+    lim = Limits(SafetyConfig(torque_scale=0.5, joint_margin=0.02))
+    j = 2  # a calf: its range ends near -2.7 rad
+    q, dq, q_target = Q0.copy(), np.zeros(12), Q0.copy()
+    q[j] = lim.lo[j] + 0.05
+    dq[j] = -30.0  # fast towards the lower limit: kd dq pulls the torque-clamp window down
+    q_target[j] = lim.lo[j] - 1.0
+    out = lim.clamp_target(q_target, q, dq, kp=40.0, kd=5.0)
+    window_hi = q[j] + (lim.tau_max[j] + 5.0 * dq[j]) / 40.0
+    assert window_hi < lim.lo[j] + 0.02  # the torque window lies outside the range here
+    assert (out >= lim.lo + 0.02 - 1e-12).all() and (out <= lim.hi - 0.02 + 1e-12).all()
+
+
+def test_invalid_gains_are_refused_before_the_loop_starts():
+    import pytest
+
+    for kp, kd in ((0.0, 1.0), (-5.0, 1.0), (float("nan"), 1.0), (40.0, -1.0)):
+        with pytest.raises(ValueError, match="kp|kd"):
+            RunnerConfig(kp=kp, kd=kd)
+    meta = {"kp": 0.0, "kd": 1.0, "action_scale": 0.5, "q_default": list(Q0)}
+    with pytest.raises(ValueError, match="kp must be finite and > 0"):
+        RunnerConfig.from_meta(meta)
+
+
+def test_a_non_finite_command_is_never_sent():
+    runner, tr, _ = make()
+    t = to_walk(runner, tr)
+    good = runner._command
+
+    def nan_target(q, dq):
+        cmd = good(q, dq)
+        cmd.q[5] = np.nan
+        return cmd
+
+    runner._command = nan_target
+    drive(runner, tr, t, 3)
+    assert all(np.isfinite(c.q).all() for c in tr.sent)
+    assert (
+        tr.sent[-1].is_damping()
+        and "outgoing command q contains NaN" in runner.stats()["faults"][0]
+    )
 
 
 def test_orientation_beyond_limits_and_torque_clamp():
@@ -205,3 +284,53 @@ def test_lowcmd_message_and_crc_when_the_sdk_is_installed():
     back = lowcmd_from_sdk(msg)
     np.testing.assert_allclose(back.q, cmd.q, rtol=1e-6)
     assert msg.motor_cmd[12].mode == 0
+
+
+def test_lowstate_crc_is_checked_when_the_sdk_is_installed():
+    try:
+        from dmpc_jax.deploy.transport import _sdk
+
+        sdk = _sdk()
+    except Exception as e:  # noqa: BLE001
+        skip_without_extra(f"unitree_sdk2py not usable: {e}")
+    from dmpc_jax.deploy.transport import lowstate_crc_ok, lowstate_to_sdk
+
+    msg = lowstate_to_sdk(sdk, dataclasses.replace(upright(), tick=7))
+    assert lowstate_crc_ok(sdk, msg)
+    msg.motor_state[3].q += 0.5  # a corrupted joint reading, CRC left as sent
+    assert not lowstate_crc_ok(sdk, msg)
+
+
+class FakeClock:
+    """A plan_fn and its clock: each call 'takes' the next of ``durations_s``."""
+
+    def __init__(self, durations_s):
+        self.t, self.durations = 0.0, list(durations_s)
+
+    def __call__(self):
+        return self.t
+
+    def plan(self, obs, seq):
+        self.t += self.durations[(seq - 1) % len(self.durations)]
+        return np.zeros((24, 12))
+
+
+def test_start_up_budget_refuses_a_slow_machine_with_the_numbers():
+    import pytest
+
+    from dmpc_jax.deploy.budget import PlanTooSlow, check_budget, time_plan
+
+    fast = FakeClock([0.030, 0.041, 0.052])
+    lat = time_plan(fast.plan, np.zeros(49), 30, clock=fast)
+    np.testing.assert_allclose(sorted(set(np.round(lat, 6))), [0.030, 0.041, 0.052])
+    ok = check_budget(lat, execute=11, margin=4, policy_dt_s=0.02)
+    assert ok.margin == 4 and ok.budget_ms == pytest.approx(80.0) and ok.p99_ms < 80
+
+    slow = FakeClock([0.100, 0.110, 0.130])  # a machine ~3x slower: p99 ~130 ms > 80 ms
+    lat = time_plan(slow.plan, np.zeros(49), 30, clock=slow)
+    with pytest.raises(PlanTooSlow, match=r"p99 1[23]\d\.\d ms .* > the budget D = 4 x 20 ms = 80"):
+        check_budget(lat, execute=11, margin=4, policy_dt_s=0.02)
+    auto = check_budget(lat, execute=11, margin=4, policy_dt_s=0.02, auto_margin=True)
+    assert auto.margin == 7 and auto.requested_margin == 4 and "raised from 4" in auto.summary()
+    with pytest.raises(PlanTooSlow, match="no D < E = 11 fits"):
+        check_budget(np.full(10, 0.25), execute=11, margin=4, policy_dt_s=0.02, auto_margin=True)

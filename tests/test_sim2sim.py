@@ -21,6 +21,7 @@ def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
     except TransportUnavailable as e:
         skip_without_extra(str(e))
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
+    from dmpc_jax.deploy.safety import SafetyConfig
     from dmpc_jax.deploy.transport import DdsTransport
 
     log = tmp_path / "sim.json"
@@ -34,9 +35,13 @@ def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
             assert time.monotonic() - t0 < 30, "no rt/lowstate within 30 s"
             time.sleep(0.05)
         lying = transport.latest_state()[0]
+        # the loop-overrun bound loosened: this checks the DDS exchange and the stand-up on a
+        # shared CI machine, not the loop's timing (test_deploy_runner checks the watchdog)
+        safety = SafetyConfig(max_tick_gap_s=0.2)
         runner = Runner(
-            RunnerConfig(stand_s=1.0, live=True), transport, lambda obs, seq: np.zeros((24, 12))
-        )
+            RunnerConfig(stand_s=1.0, live=True, safety=safety), transport,
+            lambda obs, seq: np.zeros((24, 12)),
+        )  # fmt: skip
         runner.run(2.5)  # stand up 1 s, then "walk" with zero actions (hold the default pose)
         stats = runner.stats()
         runner.close()

@@ -28,6 +28,9 @@ class DeployConfig:
     guidance: learned-reward guidance scale.
     damping_s: damping sent after the run or Ctrl-C.
     seed: planner key seed.
+    budget_calls: timed plan calls for the start-up budget check (``deploy/budget.py``): a
+        plan p99 over D x 20 ms is refused with the numbers before anything is sent.
+    auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
     """
 
     exported: str = "exported/sim2sim"
@@ -38,9 +41,12 @@ class DeployConfig:
     guidance: float = 0.1
     damping_s: float = 1.0
     seed: int = 0
+    budget_calls: int = 30
+    auto_margin: bool = False
 
 
 def run_robot(cfg: DeployConfig) -> dict:
+    from dmpc_jax.deploy.budget import check_budget, time_plan
     from dmpc_jax.deploy.exported import ExportedPlanner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.transport import DdsTransport, LowCmd
@@ -48,9 +54,16 @@ def run_robot(cfg: DeployConfig) -> dict:
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
     plan = planner.plan_fn(cfg.seed, cfg.guidance)
-    plan(np.zeros(planner.meta["obs_dim"], np.float32), 0)  # compile before the loop
-    transport = DdsTransport(cfg.domain, cfg.interface)
+    obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
+    plan(obs0, 0)  # compile before the loop
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command), live=live)
+    budget = check_budget(  # refuses a machine too slow for the timeline before any DDS
+        time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
+        rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
+    )  # fmt: skip
+    print(budget.summary(), flush=True)
+    rcfg = dataclasses.replace(rcfg, margin=budget.margin)
+    transport = DdsTransport(cfg.domain, cfg.interface)
     runner = Runner(rcfg, transport, plan)
     print(f"{'LIVE' if live else 'DRY RUN (set LIVE=1 to send)'}: {cfg.seconds:g} s on "
           f"{cfg.interface}, command {cfg.command}", flush=True)  # fmt: skip

@@ -8,10 +8,15 @@ switch is a stalled planner, and the robot goes to damping.
 Modes: ``wait`` (no state yet: nothing is sent) -> ``stand`` (interpolate from the measured pose to
 the default pose over ``stand_s``) -> ``ready`` (hold the pose until the first plan arrives) ->
 ``walk``. Any fault latches ``damping`` (kp = 0, kd > 0, tau = 0) from the tick it is detected
-on: NaN/Inf or bad orientation in the state, a state older than ``stale_state_s``, a missing,
-failed or out-of-limits plan, or any exception inside the tick (caught: none escapes the loop).
-Every fault is logged (``logging`` and ``Runner.events``). Dry run by default: commands are
-computed and counted but only sent with ``live=True``.
+on: NaN/Inf or bad orientation in the state, a state older than ``stale_state_s`` or one whose
+tick has not advanced for that long (a frozen, republished state), the loop's own overrun (more
+than ``max_tick_gap_s`` between two ticks), a missing, failed or out-of-limits plan, a
+non-finite outgoing command (never sent), or any exception inside the tick (caught: none escapes
+the loop). A failed send is different: the publisher itself is suspect, so the runner stops
+sending altogether and says so; the robot's motors then keep their last command until the user
+intervenes (on the Go2 run Unitree's damping or sport-mode recovery from the remote). Every fault
+is logged (``logging`` and ``Runner.events``). Dry run by default: commands are computed and
+counted but only sent with ``live=True``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ from collections.abc import Callable
 import numpy as np
 
 from dmpc_jax.deploy.observation import ProprioState, build_robot_observation
-from dmpc_jax.deploy.safety import Limits, SafetyConfig, state_fault
+from dmpc_jax.deploy.safety import (
+    Limits,
+    SafetyConfig,
+    command_fault,
+    gains_fault,
+    state_fault,
+)
 from dmpc_jax.deploy.transport import LowCmd
 from dmpc_jax.robot import go2
 
@@ -69,6 +80,9 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.margin must be in (0, execute), got {self.margin}")
         if len(self.q_default) != 12:
             raise ValueError("RunnerConfig.q_default must have 12 joints")
+        bad = gains_fault(self.kp, self.kd)
+        if bad:
+            raise ValueError(f"RunnerConfig: {bad} (from the exported planner's meta.json?)")
 
     @classmethod
     def from_meta(cls, meta: dict, **kw) -> RunnerConfig:
@@ -163,6 +177,10 @@ class Runner:
         self._seq = 0
         self._walk_tick0 = 0
         self._damping = LowCmd.damping(cfg.safety.damping_kd)
+        self._last_tick_t: float | None = None
+        self._state_tick: int | None = None
+        self._state_tick_t = 0.0
+        self.send_failed = False
 
     # ---------------------------------------------------------------- the loop body
 
@@ -171,25 +189,51 @@ class Runner:
         self.ticks += 1
         try:
             cmd = self._tick(now)
+            bad = None if cmd is None else command_fault(cmd)
+            if bad:
+                cmd = self._fault(now, bad)
         except Exception as e:  # noqa: BLE001 (the loop must not die: damping instead)
             cmd = self._fault(now, f"exception in tick: {type(e).__name__}: {e}")
-        if cmd is not None:
+        if cmd is not None and not self.send_failed:
             self.sent += 1
             self.send_times.append(now)
             if self.cfg.live:
                 try:
                     self.transport.send(cmd)
                 except Exception as e:  # noqa: BLE001
-                    self._fault(now, f"send failed: {type(e).__name__}: {e}")
+                    # damping over the same publisher would fail too: stop sending, say so
+                    self.send_failed = True
+                    self._fault(now, f"send failed: {type(e).__name__}: {e}; sending stopped")
+                    log.error(
+                        "LowCmd send failed: no further commands are sent; the motors keep their "
+                        "last command: put the robot in damping from the remote"
+                    )
         return cmd
 
     def _tick(self, now: float) -> LowCmd | None:
+        sc = self.cfg.safety
+        gap, self._last_tick_t = (
+            None if self._last_tick_t is None else now - self._last_tick_t
+        ), now  # fmt: skip
+        if gap is not None and gap > sc.max_tick_gap_s and self.mode not in ("wait", "damping"):
+            return self._fault(
+                now, f"loop overrun: {1e3 * gap:.1f} ms between ticks (bound "
+                f"{1e3 * sc.max_tick_gap_s:.0f} ms)",
+            )  # fmt: skip
         got = self.transport.latest_state()
         if got is None:
             return None if self.mode == "wait" else self._fault(now, "no robot state")
         st, t_recv = got
-        if now - t_recv > self.cfg.safety.stale_state_s:
+        if now - t_recv > sc.stale_state_s:
             return self._fault(now, f"stale state ({1e3 * (now - t_recv):.0f} ms old)")
+        if st.tick != self._state_tick:
+            self._state_tick, self._state_tick_t = st.tick, now
+        elif sc.check_tick and now - self._state_tick_t > sc.stale_state_s:
+            return self._fault(
+                now, f"frozen state: LowState tick {st.tick} unchanged for "
+                f"{1e3 * (now - self._state_tick_t):.0f} ms (a simulator that never advances it: "
+                "--cfg.safety.check-tick false)",
+            )  # fmt: skip
         q, dq = np.asarray(st.q)[SDK_TO_MODEL], np.asarray(st.dq)[SDK_TO_MODEL]
         bad = state_fault(self.cfg.safety, st.quat_wxyz, st.gyro, q, dq)
         if bad:

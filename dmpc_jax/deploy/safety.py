@@ -17,16 +17,23 @@ from dmpc_jax.robot import go2
 @dataclasses.dataclass(frozen=True)
 class SafetyConfig:
     """Attributes:
-    stale_state_s: no new LowState for this long -> damping.
+    stale_state_s: no new LowState for this long -> damping; also how long the LowState's tick
+        may stay unchanged (a frozen, republished state) before it counts as stale.
+    max_tick_gap_s: the runner's own loop: more than this between two of its ticks (an overrun;
+        the motors hold the last PD target meanwhile) -> damping. Normal jitter on the 2-core
+        development machine: LowCmd period p99 3.1-4.0 ms at 500 Hz (experiments/sim2sim).
     max_roll, max_pitch: orientation beyond these (rad) -> damping.
     joint_margin: targets are clamped this far (rad) inside the joint limits.
     plan_tolerance: a planned target this far (rad) outside the joint limits is a bad plan.
     torque_scale: fraction of the motor torque limits the PD command may ask for.
     damping_kd: kd of the damping command (kp = 0, tau = 0), N m s / rad.
     max_joint_speed: |dq| above this (rad/s) -> damping.
+    check_tick: require the LowState tick to advance (the Go2 and our sim bridge count it up;
+        turn off only for a simulator that leaves it constant).
     """
 
     stale_state_s: float = 0.05
+    max_tick_gap_s: float = 0.025
     max_roll: float = 0.8
     max_pitch: float = 0.8
     joint_margin: float = 0.02
@@ -34,10 +41,13 @@ class SafetyConfig:
     torque_scale: float = 0.9
     damping_kd: float = 2.0
     max_joint_speed: float = 30.0
+    check_tick: bool = True
 
     def __post_init__(self):
-        if self.stale_state_s <= 0 or self.damping_kd <= 0:
-            raise ValueError("SafetyConfig.stale_state_s and damping_kd must be > 0")
+        if self.stale_state_s <= 0 or self.damping_kd <= 0 or self.max_tick_gap_s <= 0:
+            raise ValueError(
+                "SafetyConfig.stale_state_s, max_tick_gap_s and damping_kd must be > 0"
+            )
         if not 0 < self.torque_scale <= 1:
             raise ValueError(
                 f"SafetyConfig.torque_scale must be in (0, 1], got {self.torque_scale}"
@@ -68,12 +78,32 @@ class Limits:
         return None
 
     def clamp_target(self, q_target, q, dq, kp, kd) -> np.ndarray:
-        """Joint clamp, then torque clamp: |kp (q_t - q) - kd dq| <= tau_max."""
-        m = self.cfg.joint_margin
-        q_target = np.clip(q_target, self.lo + m, self.hi - m)
+        """Torque clamp (|kp (q_t - q) - kd dq| <= tau_max), then the joint clamp: the joint
+        range wins, so a target never leaves it, even where fast motion near a limit would have
+        the torque clamp push it out (the torque is then what the range allows)."""
         lo = q + (-self.tau_max + kd * dq) / kp
         hi = q + (self.tau_max + kd * dq) / kp
-        return np.clip(q_target, lo, hi)
+        q_target = np.clip(q_target, lo, hi)
+        m = self.cfg.joint_margin
+        return np.clip(q_target, self.lo + m, self.hi - m)
+
+
+def gains_fault(kp: float, kd: float) -> str | None:
+    """PD gains the runner can use: kp finite and > 0 (the torque clamp divides by it), kd finite
+    and >= 0."""
+    if not (np.isfinite(kp) and kp > 0):
+        return f"kp must be finite and > 0, got {kp}"
+    if not (np.isfinite(kd) and kd >= 0):
+        return f"kd must be finite and >= 0, got {kd}"
+    return None
+
+
+def command_fault(cmd) -> str | None:
+    """An outgoing LowCmd with a NaN/Inf field (never sent: damping goes out instead)."""
+    for name in ("q", "dq", "kp", "kd", "tau"):
+        if not np.all(np.isfinite(getattr(cmd, name))):
+            return f"outgoing command {name} contains NaN/Inf"
+    return None
 
 
 def state_fault(cfg: SafetyConfig, quat_wxyz, gyro, q, dq) -> str | None:

@@ -43,6 +43,9 @@ class Sim2SimConfig:
     out_dir: where results.json and README.md go.
     seed: planner key seed of the first run.
     repeats: runs, each with a fresh robot process and the next seed.
+    budget_calls: timed plan calls before each run for the start-up budget check
+        (``deploy/budget.py``): a plan p99 over D x 20 ms is refused with the numbers.
+    auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
     """
 
     exported: str = "exported/sim2sim"
@@ -57,6 +60,8 @@ class Sim2SimConfig:
     out_dir: str = "experiments/sim2sim"
     seed: int = 0
     repeats: int = 3
+    budget_calls: int = 20
+    auto_margin: bool = False
 
 
 class SimRobot:
@@ -226,13 +231,23 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
 
 
 def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
+    from dmpc_jax.deploy.budget import check_budget, time_plan
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.evaluate.tasks import NN_GUIDANCE
 
     plan = planner.plan_fn(seed, NN_GUIDANCE)
     t = time.perf_counter()
-    plan(np.zeros(planner.meta["obs_dim"], np.float32), 0)  # compiled before the loop starts
+    obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
+    plan(obs0, 0)  # compiled before the loop starts
     warmup_s = time.perf_counter() - t
+    rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
+                                  stand_s=cfg.stand_s, live=True)  # fmt: skip
+    budget = check_budget(  # before the simulator starts: refuses a machine too slow for D
+        time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
+        rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
+    )  # fmt: skip
+    print(budget.summary(), flush=True)
+    rcfg = dataclasses.replace(rcfg, margin=budget.margin)
     sim_log = out / "sim_log.json"
     total = cfg.stand_s + 1.0 + cfg.walk_s
     t_launch = time.monotonic()
@@ -249,8 +264,6 @@ def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
             if sim.poll() is not None or time.monotonic() - t_launch > 30:
                 raise RuntimeError("the simulated robot published no rt/lowstate within 30 s")
             time.sleep(0.05)
-        rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
-                                      stand_s=cfg.stand_s, live=True)  # fmt: skip
         runner = Runner(rcfg, transport, plan)
         timing = runner.run(cfg.stand_s + 0.2)  # stand up, first plan
         t_walk = None
@@ -272,6 +285,7 @@ def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
     traj = sim_res.pop("trajectory")
     result = summarize(cfg, stats, timing, sim_res, traj, runner.events, warmup_s, planner)
     result["seed"] = seed
+    result["start_budget"] = dataclasses.asdict(budget)
     return result, traj
 
 

@@ -140,6 +140,11 @@ def lowstate_to_sdk(sdk: dict, st: LowState):
     return msg
 
 
+def lowstate_crc_ok(sdk: dict, msg) -> bool:
+    """The LowState's CRC field matches its contents (the Go2 and our sim bridge both set it)."""
+    return int(msg.crc) == int(sdk["CRC"]().Crc(msg))
+
+
 def lowstate_from_sdk(msg) -> LowState:
     return LowState(
         quat_wxyz=np.asarray(msg.imu_state.quaternion, np.float64),
@@ -169,19 +174,28 @@ class FakeTransport:
 
 
 class DdsTransport:
-    """The controller's side over DDS: subscribes rt/lowstate, publishes rt/lowcmd (CRC set)."""
+    """The controller's side over DDS: subscribes rt/lowstate, publishes rt/lowcmd (CRC set).
 
-    def __init__(self, domain: int = 0, interface: str | None = "lo"):
+    ``check_crc``: a LowState whose CRC does not match is dropped and counted (``crc_errors``);
+    the runner then sees the state go stale, as if the message had not arrived."""
+
+    def __init__(self, domain: int = 0, interface: str | None = "lo", check_crc: bool = True):
         self._sdk = init_dds(domain, interface)
         self._lock = threading.Lock()
         self._state: tuple[LowState, float] | None = None
+        self._check_crc = check_crc
         self.received = 0
+        self.crc_errors = 0
         self._pub = self._sdk["Publisher"](LOWCMD_TOPIC, self._sdk["LowCmd_"])
         self._pub.Init()
         self._sub = self._sdk["Subscriber"](LOWSTATE_TOPIC, self._sdk["LowState_"])
         self._sub.Init(self._on_state, 10)
 
     def _on_state(self, msg) -> None:
+        if self._check_crc and not lowstate_crc_ok(self._sdk, msg):
+            with self._lock:
+                self.crc_errors += 1
+            return
         st = lowstate_from_sdk(msg)
         with self._lock:
             self._state = (st, time.monotonic())
