@@ -13,7 +13,7 @@ STAGE = $(if $(NPROC),$(VENV)/bin/dmpc launch --nproc $(NPROC) --,$(VENV)/bin/dm
 # the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
 PLANNER ?= checkpoints/rwr/$(PRESET)
 
-.PHONY: venv test demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim deploy bench lint gl clean
+.PHONY: venv test demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim sim2sim-faults deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -90,6 +90,11 @@ export: venv
 sim2sim: venv
 	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
 	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ARGS)
+
+# Faults over real DDS (simulator stops / freezes / sends NaN, planner process killed)
+sim2sim-faults: venv
+	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
+	$(VENV)/bin/dmpc sim2sim-faults --cfg.sim.planner-run $(PLANNER) $(ARGS)
 
 # A real Go2 (robot extra with cyclonedds 0.10.2, see README): dry run unless LIVE=1.
 deploy: venv

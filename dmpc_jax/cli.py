@@ -10,6 +10,7 @@ from dmpc_jax.bench.env_throughput import EnvBenchConfig
 from dmpc_jax.bench.ppo_throughput import PPOBenchConfig
 from dmpc_jax.bench.sampler import BenchConfig
 from dmpc_jax.data.collect import DatasetConfig
+from dmpc_jax.deploy.faults import FaultConfig
 from dmpc_jax.deploy.robot import DeployConfig
 from dmpc_jax.deploy.sim2sim import Sim2SimConfig
 from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
@@ -383,6 +384,14 @@ def sim2sim(cfg: Sim2SimConfig = Sim2SimConfig()) -> None:
     print(json.dumps({"successes": r["successes"], "repeats": r["repeats"]}))
 
 
+def sim2sim_faults(cfg: FaultConfig = FaultConfig()) -> None:
+    """Faults injected over real DDS while the runner walks the simulated Go2 (simulator stops,
+    freezes, sends NaN; planner process killed); writes experiments/sim2sim/faults.md."""
+    from dmpc_jax.deploy.faults import run_faults
+
+    run_faults(cfg)
+
+
 def deploy(cfg: DeployConfig = DeployConfig()) -> None:
     """Drive a real Go2 with the exported planner over unitree_sdk2py; a dry run unless LIVE=1
     is set (see dmpc_jax/deploy/robot.py before a live run)."""
@@ -408,6 +417,7 @@ SUBCOMMANDS = {
     "diagnose-offline": diagnose_offline,
     "export": export,
     "sim2sim": sim2sim,
+    "sim2sim-faults": sim2sim_faults,
     "deploy": deploy,
     "bench": bench,
 }

@@ -296,9 +296,10 @@ def test_lowstate_crc_is_checked_when_the_sdk_is_installed():
     from dmpc_jax.deploy.transport import lowstate_crc_ok, lowstate_to_sdk
 
     msg = lowstate_to_sdk(sdk, dataclasses.replace(upright(), tick=7))
-    assert lowstate_crc_ok(sdk, msg)
+    crc = sdk["CRC"]()
+    assert lowstate_crc_ok(crc, msg)
     msg.motor_state[3].q += 0.5  # a corrupted joint reading, CRC left as sent
-    assert not lowstate_crc_ok(sdk, msg)
+    assert not lowstate_crc_ok(crc, msg)
 
 
 class FakeClock:
@@ -334,3 +335,53 @@ def test_start_up_budget_refuses_a_slow_machine_with_the_numbers():
     assert auto.margin == 7 and auto.requested_margin == 4 and "raised from 4" in auto.summary()
     with pytest.raises(PlanTooSlow, match="no D < E = 11 fits"):
         check_budget(np.full(10, 0.25), execute=11, margin=4, policy_dt_s=0.02, auto_margin=True)
+
+
+def test_planner_in_its_own_process_drives_the_timeline_and_its_death_means_damping():
+    """The planner process (spawned) answers on the E/D timeline like the thread; killed, the
+    runner goes to damping at the next switch instead of waiting; a factory that fails refuses
+    to start with its message."""
+    import os
+    import signal
+
+    import pytest
+    from plan_fakes import broken_plan_fn, sine_plan_fn
+
+    from dmpc_jax.deploy.planner_process import PlannerProcessError, ProcessPlannerWorker
+
+    worker = ProcessPlannerWorker(sine_plan_fn, 49, start_timeout_s=120)
+    tr = FakeTransport()
+    runner = Runner(RunnerConfig(stand_s=0.1, live=True), tr, worker=worker)
+    try:
+        t = to_walk(runner, tr)
+        t = drive(runner, tr, t, 10 * 11 + 1)  # one switch, served by the process
+        assert runner.mode == "walk" and runner.policy_steps > 11 and len(worker.latencies_s) >= 2
+        os.kill(worker.pid, signal.SIGKILL)
+        drive(runner, tr, t, 10 * 11 + 1)
+        assert runner.mode == "damping" and tr.sent[-1].is_damping()
+        assert "planner process died" in runner.stats()["faults"][0]
+    finally:
+        runner.close()
+    with pytest.raises(PlannerProcessError, match="no artifact here"):
+        ProcessPlannerWorker(broken_plan_fn, 49, start_timeout_s=120)
+
+
+def test_fault_table_rows_report_detection_and_the_robot_state():
+    """The sim2sim fault table (deploy/faults.py) from constructed run records: detection time
+    after the injection, damping at the simulator after the detection, a missed fault and a fall
+    show as such."""
+    from dmpc_jax.deploy.faults import fault_row
+
+    sim = {"fault_t": 10.0, "first_damping_t": 10.052, "lowcmd_out_of_joint_range": 0,
+           "lowcmd_over_torque": 0, "lowcmd_max_torque_ratio": 0.6}  # fmt: skip
+    events = [{"t": 8.0, "event": "mode ready -> walk"},
+              {"t": 10.051, "event": "FAULT in walk: frozen state", "fault": "frozen state"}]  # fmt: skip
+    sat = [{"z": 0.12, "roll": 0.05, "pitch": 0.1}]
+    r = fault_row("freeze", {"sim": sim, "events": events, "fell": False,
+                             "fault": {"injected_t": 9.99}}, sat)  # fmt: skip
+    assert r["detected"] == "frozen state" and abs(r["detection_ms"] - 51.0) < 1e-6
+    assert abs(r["damping_received_ms"] - 1.0) < 1e-6 and r["sat_down"]
+    missed = fault_row("stop", {"sim": sim, "events": events[:1], "fell": True,
+                                "fault": {"injected_t": 9.99}}, sat)  # fmt: skip
+    assert missed["detected"] is None and missed["detection_ms"] is None
+    assert missed["fell"] and not missed["sat_down"]

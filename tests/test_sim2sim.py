@@ -63,3 +63,50 @@ def test_sim2sim_and_deploy_default_to_the_demo_planner():
     from dmpc_jax.evaluate.demo import DEFAULT_PLANNER
 
     assert Sim2SimConfig().planner_run == DEFAULT_PLANNER
+
+
+def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
+    """The simulated robot republishes one frame (same tick) from SIGUSR1 on: the runner sees the
+    tick stop and sends damping; no command it sent left the joint range (checked by the
+    simulator on what it received)."""
+    import signal
+
+    from dmpc_jax.deploy.transport import TransportUnavailable, _sdk
+
+    try:
+        _sdk()
+    except TransportUnavailable as e:
+        skip_without_extra(str(e))
+    from dmpc_jax.deploy.runner import Runner, RunnerConfig
+    from dmpc_jax.deploy.safety import SafetyConfig
+    from dmpc_jax.deploy.transport import DdsTransport
+
+    log = tmp_path / "sim.json"
+    sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim2sim", "20", str(log),
+                            str(DOMAIN), "lo", "0.001", "freeze"])  # fmt: skip
+    transport = DdsTransport(DOMAIN, "lo")  # one DDS domain per process (init_dds)
+    try:
+        t0 = time.monotonic()
+        while transport.latest_state() is None:
+            assert sim.poll() is None and time.monotonic() - t0 < 30, "no rt/lowstate"
+            time.sleep(0.05)
+        safety = SafetyConfig(max_tick_gap_s=0.2)  # as above: not a timing test
+        runner = Runner(
+            RunnerConfig(stand_s=0.5, live=True, safety=safety), transport,
+            lambda obs, seq: np.zeros((24, 12)),
+        )  # fmt: skip
+        runner.run(1.0)
+        assert runner.mode == "walk", runner.stats()
+        sim.send_signal(signal.SIGUSR1)
+        runner.run(0.5)
+        stats = runner.stats()
+        runner.close()
+    finally:
+        sim.terminate()
+        sim.wait(timeout=30)
+        transport.close()
+    res = json.loads(log.read_text())
+    assert stats["mode"] == "damping" and "frozen state" in stats["faults"][0], (stats, res)
+    assert res["fault"] == "freeze" and res["fault_t"] is not None
+    assert res["first_damping_t"] > res["fault_t"]
+    assert res["lowcmd_out_of_joint_range"] == 0

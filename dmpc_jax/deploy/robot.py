@@ -10,6 +10,7 @@ The Go2 runs CycloneDDS 0.10.x: install cyclonedds 0.10.2 from source (README, "
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -31,6 +32,8 @@ class DeployConfig:
     budget_calls: timed plan calls for the start-up budget check (``deploy/budget.py``): a
         plan p99 over D x 20 ms is refused with the numbers before anything is sent.
     auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
+    planner_process: the planner in its own process (``deploy/planner_process.py``); False: a
+        thread of the runner's process.
     """
 
     exported: str = "exported/sim2sim"
@@ -43,28 +46,43 @@ class DeployConfig:
     seed: int = 0
     budget_calls: int = 30
     auto_margin: bool = False
+    planner_process: bool = True
 
 
 def run_robot(cfg: DeployConfig) -> dict:
     from dmpc_jax.deploy.budget import check_budget, time_plan
     from dmpc_jax.deploy.exported import ExportedPlanner
+    from dmpc_jax.deploy.planner_process import ProcessPlannerWorker, exported_plan_fn
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.transport import DdsTransport, LowCmd
 
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
-    plan = planner.plan_fn(cfg.seed, cfg.guidance)
     obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
-    plan(obs0, 0)  # compile before the loop
+    if cfg.planner_process:  # compiled in the child before it reports ready
+        worker = ProcessPlannerWorker(
+            functools.partial(exported_plan_fn, cfg.exported, cfg.seed, cfg.guidance),
+            planner.meta["obs_dim"],
+        )  # fmt: skip
+        plan, plan_kw = worker.plan_blocking, {"worker": worker}
+    else:
+        plan = planner.plan_fn(cfg.seed, cfg.guidance)
+        plan(obs0, 0)  # compile before the loop
+        plan_kw = {"plan_fn": plan}
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command), live=live)
-    budget = check_budget(  # refuses a machine too slow for the timeline before any DDS
-        time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
-        rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
-    )  # fmt: skip
+    try:  # refuses a machine too slow for the timeline before any DDS
+        budget = check_budget(
+            time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
+            rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
+        )  # fmt: skip
+    except Exception:
+        if "worker" in plan_kw:
+            plan_kw["worker"].close()
+        raise
     print(budget.summary(), flush=True)
     rcfg = dataclasses.replace(rcfg, margin=budget.margin)
     transport = DdsTransport(cfg.domain, cfg.interface)
-    runner = Runner(rcfg, transport, plan)
+    runner = Runner(rcfg, transport, **plan_kw)
     print(f"{'LIVE' if live else 'DRY RUN (set LIVE=1 to send)'}: {cfg.seconds:g} s on "
           f"{cfg.interface}, command {cfg.command}", flush=True)  # fmt: skip
     try:

@@ -1,4 +1,5 @@
-"""The robot-side control loop: 500 Hz LowCmd, 50 Hz policy steps, the planner in its own thread.
+"""The robot-side control loop: 500 Hz LowCmd, 50 Hz policy steps, the planner in its own thread or
+its own process (``planner_process.py``).
 
 Timeline (METHOD §5, asynchronous): the loop executes plan rows at 50 Hz; when D = 4 rows of the
 E = 11 remain, it hands the current observation to the planner thread and keeps executing; at row E
@@ -156,10 +157,15 @@ class PlannerWorker:
 class Runner:
     """One ``tick(now)`` per LowCmd period; ``run(seconds)`` calls it at ``tick_hz``."""
 
-    def __init__(self, cfg: RunnerConfig, transport, plan_fn: PlanFn):
+    def __init__(self, cfg: RunnerConfig, transport, plan_fn: PlanFn | None = None, worker=None):
+        """``plan_fn`` runs in a thread of this process (``PlannerWorker``); or pass ``worker``
+        with the same interface, e.g. ``planner_process.ProcessPlannerWorker`` (its own
+        process: what sim2sim and deploy use)."""
+        if (plan_fn is None) == (worker is None):
+            raise ValueError("Runner takes exactly one of plan_fn and worker")
         self.cfg = cfg
         self.transport = transport
-        self.worker = PlannerWorker(plan_fn)
+        self.worker = worker if worker is not None else PlannerWorker(plan_fn)
         self.limits = Limits(cfg.safety)
         self.q_default = np.asarray(cfg.q_default, np.float64)
         self.mode = "wait"

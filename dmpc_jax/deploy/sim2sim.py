@@ -12,6 +12,7 @@ DDS domain and interface are configurable; loopback by default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -46,6 +47,8 @@ class Sim2SimConfig:
     budget_calls: timed plan calls before each run for the start-up budget check
         (``deploy/budget.py``): a plan p99 over D x 20 ms is refused with the numbers.
     auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
+    planner_process: run the planner in its own process (``deploy/planner_process.py``), so the
+        500 Hz loop and the state reader never wait on it; False: a thread of the runner's.
     """
 
     exported: str = "exported/sim2sim"
@@ -62,6 +65,7 @@ class Sim2SimConfig:
     repeats: int = 3
     budget_calls: int = 20
     auto_margin: bool = False
+    planner_process: bool = True
 
 
 class SimRobot:
@@ -124,10 +128,19 @@ class SimRobot:
         }  # fmt: skip
 
 
+SIM_FAULTS = ("stop", "freeze", "nan")  # injected by the simulated robot on SIGUSR1
+
+
 def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
-          physics_dt: float = 0.001, rate_hz: float = 500.0) -> None:  # fmt: skip
+          physics_dt: float = 0.001, rate_hz: float = 500.0, fault: str = "none") -> None:  # fmt: skip
     """The simulated robot's process: 500 Hz lowstate out, lowcmd in, until SIGTERM or
-    ``seconds``; writes the base trajectory (50 Hz) and message counts to ``out`` (JSON)."""
+    ``seconds``; writes the base trajectory (50 Hz) and message counts to ``out`` (JSON).
+
+    ``fault`` (``SIM_FAULTS``) starts on SIGUSR1: ``stop`` publishing rt/lowstate, republish a
+    ``freeze``-frame (same tick and values), or publish ``nan`` in a joint reading; physics and
+    the received LowCmds go on. Every received LowCmd is checked against the joint limits (and
+    its PD torque, before the motor clamp, against the torque limits), and the first damping
+    command is timed (``time.monotonic``, the clock the runner logs with)."""
     import threading
 
     from dmpc_jax.deploy.transport import (
@@ -138,11 +151,18 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         lowstate_to_sdk,
     )
 
+    if fault not in ("none", *SIM_FAULTS):
+        raise ValueError(f"unknown simulator fault {fault!r}; choose from {SIM_FAULTS}")
     sdk = init_dds(domain, interface)
     robot = SimRobot(physics_dt)
     lock = threading.Lock()
-    latest = {"cmd": None, "received": 0, "bad_crc": 0}
+    latest = {"cmd": None, "received": 0, "bad_crc": 0, "out_of_range": 0, "over_torque": 0,
+              "max_torque_ratio": 0.0, "first_damping_t": None}  # fmt: skip
     crc = sdk["CRC"]()
+    lo, hi = (np.asarray(x)[robot.model_to_sdk] for x in go2.joint_limits())
+    tau_max = np.asarray(robot.tau_max)[robot.model_to_sdk]
+    faulted = {"t": None, "frame": None}
+    signal.signal(signal.SIGUSR1, lambda *_: faulted.update(t=time.monotonic()))
 
     def on_cmd(msg):
         if crc.Crc(msg) != msg.crc:
@@ -151,6 +171,16 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         cmd = lowcmd_from_sdk(msg)
         with lock:
             latest["cmd"], latest["received"] = cmd, latest["received"] + 1
+            if cmd.is_damping():
+                if latest["first_damping_t"] is None:
+                    latest["first_damping_t"] = time.monotonic()
+                return
+            d = robot.data
+            q, dq = d.qpos[7:][robot.model_to_sdk], d.qvel[6:][robot.model_to_sdk]
+            ratio = np.abs(cmd.kp * (cmd.q - q) + cmd.kd * (cmd.dq - dq) + cmd.tau) / tau_max
+            latest["max_torque_ratio"] = max(latest["max_torque_ratio"], float(ratio.max()))
+            latest["over_torque"] += int((ratio > 1.0 + 1e-6).any())
+            latest["out_of_range"] += int(((cmd.q < lo) | (cmd.q > hi)).any())
 
     pub = sdk["Publisher"](LOWSTATE_TOPIC, sdk["LowState_"])
     pub.Init()
@@ -169,7 +199,16 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         if cmd is not None and first_cmd_t is None:
             first_cmd_t = k * dt
         robot.step(cmd, n_sub)
-        pub.Write(lowstate_to_sdk(sdk, robot.lowstate()))
+        st = robot.lowstate()
+        if faulted["t"] is None or fault == "none":
+            pub.Write(lowstate_to_sdk(sdk, st))
+        elif fault == "freeze":
+            faulted["frame"] = faulted["frame"] or lowstate_to_sdk(sdk, st)
+            pub.Write(faulted["frame"])
+        elif fault == "nan":
+            st.q[4] = np.nan
+            pub.Write(lowstate_to_sdk(sdk, st))
+        # "stop": nothing goes out
         if k % 10 == 0:
             traj.append({"t": k * dt, **robot.base()})
         k += 1
@@ -181,16 +220,19 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
     Path(out).write_text(json.dumps({
         "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0,
         "lowcmd_received": latest["received"], "lowcmd_bad_crc": latest["bad_crc"],
+        "lowcmd_out_of_joint_range": latest["out_of_range"],
+        "lowcmd_over_torque": latest["over_torque"],
+        "lowcmd_max_torque_ratio": latest["max_torque_ratio"],
+        "fault": fault, "fault_t": faulted["t"],
+        "first_damping_t": latest["first_damping_t"],
         "first_lowcmd_t": first_cmd_t,
         "trajectory": traj,
     }) + "\n")  # fmt: skip
 
 
-def run_sim2sim(cfg: Sim2SimConfig) -> dict:
-    """``repeats`` runs (planner keys seed, seed + 1, ...), each with a fresh simulated robot
-    process; writes results.json (every run), trajectory_<seed>.json and README.md."""
+def load_exported(cfg: Sim2SimConfig):
+    """The exported planner of ``cfg``, (re-)exported first when absent or from another run/N."""
     from dmpc_jax.deploy.exported import ExportedPlanner
-    from dmpc_jax.deploy.transport import DdsTransport
 
     exp = Path(cfg.exported)
     meta = json.loads((exp / "meta.json").read_text()) if (exp / "meta.json").exists() else {}
@@ -200,7 +242,15 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
         subprocess.run([sys.executable, "-m", "dmpc_jax.cli", "export", "--run-dir",
                         cfg.planner_run, "--out", str(exp), "--num-candidates",
                         str(cfg.num_candidates)], check=True)  # fmt: skip
-    planner = ExportedPlanner(exp)
+    return ExportedPlanner(exp)
+
+
+def run_sim2sim(cfg: Sim2SimConfig) -> dict:
+    """``repeats`` runs (planner keys seed, seed + 1, ...), each with a fresh simulated robot
+    process; writes results.json (every run), trajectory_<seed>.json and README.md."""
+    from dmpc_jax.deploy.transport import DdsTransport
+
+    planner = load_exported(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("trajectory*.json"):
@@ -230,32 +280,55 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
     return summary
 
 
-def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
+def _run_once(
+    cfg: Sim2SimConfig, seed: int, planner, transport, out: Path,
+    fault: str | None = None, fault_at_s: float = 3.0, after_s: float = 3.0,
+):  # fmt: skip
+    """One run with a fresh simulated robot. ``fault`` (``SIM_FAULTS`` or ``planner_kill``) is
+    injected ``fault_at_s`` after walking starts; the run goes on ``after_s`` more seconds (the
+    robot in damping sits down) and the result carries ``fault`` with its timings."""
     from dmpc_jax.deploy.budget import check_budget, time_plan
+    from dmpc_jax.deploy.planner_process import ProcessPlannerWorker, exported_plan_fn
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.evaluate.tasks import NN_GUIDANCE
 
-    plan = planner.plan_fn(seed, NN_GUIDANCE)
-    t = time.perf_counter()
     obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
-    plan(obs0, 0)  # compiled before the loop starts
+    t = time.perf_counter()
+    if cfg.planner_process:  # compiled in the child before it reports ready
+        worker = ProcessPlannerWorker(
+            functools.partial(exported_plan_fn, cfg.exported, seed, NN_GUIDANCE),
+            planner.meta["obs_dim"],
+        )  # fmt: skip
+        plan, plan_kw = worker.plan_blocking, {"worker": worker}
+    else:
+        plan = planner.plan_fn(seed, NN_GUIDANCE)
+        plan(obs0, 0)  # compiled before the loop starts
+        plan_kw = {"plan_fn": plan}
     warmup_s = time.perf_counter() - t
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
                                   stand_s=cfg.stand_s, live=True)  # fmt: skip
-    budget = check_budget(  # before the simulator starts: refuses a machine too slow for D
-        time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
-        rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
-    )  # fmt: skip
+    try:  # before the simulator starts: refuses a machine too slow for D
+        budget = check_budget(
+            time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
+            rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
+        )  # fmt: skip
+    except Exception:
+        if "worker" in plan_kw:
+            plan_kw["worker"].close()
+        raise
     print(budget.summary(), flush=True)
     rcfg = dataclasses.replace(rcfg, margin=budget.margin)
     sim_log = out / "sim_log.json"
-    total = cfg.stand_s + 1.0 + cfg.walk_s
+    walk_s = cfg.walk_s if fault is None else fault_at_s + after_s
+    total = cfg.stand_s + 1.0 + walk_s
     t_launch = time.monotonic()
     sim = subprocess.Popen(
         [sys.executable, "-m", "dmpc_jax.deploy.sim2sim", str(total + 30), str(sim_log),
-         str(cfg.domain), cfg.interface, str(cfg.physics_dt)],
+         str(cfg.domain), cfg.interface, str(cfg.physics_dt),
+         fault if fault in SIM_FAULTS else "none"],
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )  # fmt: skip
+    injected = None
     try:
         while True:  # a state from this robot process (not the previous run's)
             got = transport.latest_state()
@@ -264,14 +337,19 @@ def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
             if sim.poll() is not None or time.monotonic() - t_launch > 30:
                 raise RuntimeError("the simulated robot published no rt/lowstate within 30 s")
             time.sleep(0.05)
-        runner = Runner(rcfg, transport, plan)
+        runner = Runner(rcfg, transport, **plan_kw)
         timing = runner.run(cfg.stand_s + 0.2)  # stand up, first plan
         t_walk = None
-        deadline = time.monotonic() + cfg.walk_s + 1.0
-        while time.monotonic() < deadline and runner.mode in ("stand", "ready", "walk"):
+        deadline = time.monotonic() + walk_s + 1.0
+        while time.monotonic() < deadline and (
+            runner.mode in ("stand", "ready", "walk") or injected is not None
+        ):
+            now = time.monotonic()
             if runner.mode == "walk" and t_walk is None:
-                t_walk = time.monotonic()
-            if t_walk is not None and time.monotonic() - t_walk >= cfg.walk_s:
+                t_walk = now
+            if fault and injected is None and t_walk is not None and now - t_walk >= fault_at_s:
+                injected = _inject(fault, sim, runner.worker)
+            if t_walk is not None and now - t_walk >= walk_s:
                 break
             t2 = runner.run(0.1)
             timing = {k: timing[k] + t2[k] for k in timing}
@@ -286,7 +364,22 @@ def _run_once(cfg: Sim2SimConfig, seed: int, planner, transport, out: Path):
     result = summarize(cfg, stats, timing, sim_res, traj, runner.events, warmup_s, planner)
     result["seed"] = seed
     result["start_budget"] = dataclasses.asdict(budget)
+    if fault is not None:
+        result["fault"] = {"kind": fault, "injected_t": injected, "walk_start_t": t_walk}
     return result, traj
+
+
+def _inject(fault: str, sim, worker) -> float:
+    """Start ``fault`` now; the monotonic time it started (for planner_kill: the kill)."""
+    if fault == "planner_kill":
+        if not hasattr(worker, "pid"):
+            raise ValueError("planner_kill needs the planner in its own process (planner_process)")
+        os.kill(worker.pid, signal.SIGKILL)
+        return time.monotonic()
+    if fault not in SIM_FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose from {(*SIM_FAULTS, 'planner_kill')}")
+    sim.send_signal(signal.SIGUSR1)
+    return time.monotonic()  # the simulator logs its own start time (fault_t) too
 
 
 def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> dict:
@@ -388,4 +481,4 @@ def write_page(cfg: Sim2SimConfig, summary: dict, out: Path) -> None:
 
 if __name__ == "__main__":  # the simulated robot's process (started by run_sim2sim)
     a = sys.argv[1:]
-    serve(float(a[0]), a[1], int(a[2]), a[3], float(a[4]))
+    serve(float(a[0]), a[1], int(a[2]), a[3], float(a[4]), fault=a[5] if len(a) > 5 else "none")

@@ -1,0 +1,132 @@
+"""``make sim2sim-faults``: faults injected over real DDS while the runner walks the simulated Go2.
+
+Each fault gets a fresh simulated robot (``sim2sim.serve``) and the exported planner in its own
+process; ``fault_at_s`` after walking starts it is injected: the simulator ``stop``s publishing
+rt/lowstate, republishes a ``freeze``-frame (same tick), or publishes ``nan`` in a joint reading
+(on SIGUSR1), or the runner's planner process is killed (``planner_kill``). Per fault the page
+gives: what the runner detected and how long after the injection (``time.monotonic`` is one clock
+for both processes), how long after that the simulator received the first damping command (one
+tick is 2 ms), how many received LowCmds left the joint range or asked the motors for more than
+their torque limit (checked in the simulator from what it received), and whether the robot sat
+down (base low, upright) or fell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dmpc_jax.deploy.sim2sim import SIM_FAULTS, Sim2SimConfig, _run_once, load_exported
+
+FAULTS = (*SIM_FAULTS, "planner_kill")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultConfig:
+    """Attributes:
+    sim: the sim2sim settings (planner, command, DDS domain/interface, ...).
+    faults: which faults to inject, one run each.
+    fault_at_s: seconds of walking before the fault.
+    after_s: seconds the run goes on after it (the robot in damping sits down).
+    out: the page (markdown); ``<stem>.json`` beside it.
+    """
+
+    sim: Sim2SimConfig = Sim2SimConfig()
+    faults: tuple[str, ...] = FAULTS
+    fault_at_s: float = 3.0
+    after_s: float = 3.0
+    out: str = "experiments/sim2sim/faults.md"
+
+    def __post_init__(self):
+        bad = set(self.faults) - set(FAULTS)
+        if bad:
+            raise ValueError(f"unknown fault(s) {sorted(bad)}; choose from {FAULTS}")
+
+
+def fault_row(kind: str, result: dict, traj: list[dict]) -> dict:
+    """The fault table's numbers of one run."""
+    sim, events = result["sim"], result["events"]
+    injected = sim.get("fault_t") or result["fault"]["injected_t"]
+    after = [e for e in events if "fault" in e and injected is not None and e["t"] >= injected]
+    first = after[0] if after else None
+    damp_t = sim.get("first_damping_t")
+    end = traj[-1] if traj else {}
+    tilt_end = max(abs(end.get("roll", np.nan)), abs(end.get("pitch", np.nan)))
+    return {
+        "fault": kind,
+        "detected": first["fault"] if first else None,
+        "detection_ms": 1e3 * (first["t"] - injected) if first else None,
+        "damping_received_ms": 1e3 * (damp_t - first["t"]) if first and damp_t else None,
+        "faults_before_injection": [e["fault"] for e in events if "fault" in e and e not in after],
+        "lowcmd_out_of_joint_range": sim["lowcmd_out_of_joint_range"],
+        "lowcmd_over_torque": sim["lowcmd_over_torque"],
+        "lowcmd_max_torque_ratio": sim["lowcmd_max_torque_ratio"],
+        "fell": result["fell"],
+        "end_base_height_m": end.get("z"),
+        "end_tilt_rad": tilt_end,
+        "sat_down": bool(not result["fell"] and end.get("z", 1.0) < 0.2 and tilt_end < 0.5),
+    }
+
+
+def run_faults(cfg: FaultConfig = FaultConfig()) -> dict:
+    from dmpc_jax.deploy.transport import DdsTransport
+
+    planner = load_exported(cfg.sim)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.parent / "fault_logs"
+    scratch.mkdir(exist_ok=True)
+    transport = DdsTransport(cfg.sim.domain, cfg.sim.interface)
+    rows = []
+    try:
+        for kind in cfg.faults:
+            result, traj = _run_once(
+                cfg.sim, cfg.sim.seed, planner, transport, scratch, fault=kind,
+                fault_at_s=cfg.fault_at_s, after_s=cfg.after_s,
+            )  # fmt: skip
+            rows.append(fault_row(kind, result, traj))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        transport.close()
+    summary = {"config": dataclasses.asdict(cfg), "rows": rows,
+               "source_checkpoint": planner.meta.get("source_checkpoint")}  # fmt: skip
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_page(cfg, summary)
+    return summary
+
+
+def write_page(cfg: FaultConfig, summary: dict) -> None:
+    def ms(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    lines = [
+        "# sim2sim: faults injected over real DDS",
+        "",
+        f"Command: `make sim2sim-faults` (`dmpc sim2sim-faults --cfg.fault-at-s {cfg.fault_at_s:g} "
+        f"--cfg.after-s {cfg.after_s:g}`). The runner walks the simulated Go2 (native MuJoCo, its "
+        f"own process, DDS on `{cfg.sim.interface}`) at {tuple(cfg.sim.command)} with the exported "
+        f"planner (`{summary['source_checkpoint']}`) in its own process; {cfg.fault_at_s:g} s "
+        f"after walking starts one fault is injected and the run goes on {cfg.after_s:g} s. "
+        "Detection: after the injection, by the runner (both processes log `time.monotonic`); "
+        "damping received: after the detection, at the simulator (one tick = 2 ms). Commands "
+        "out of range / over torque: every LowCmd the simulator received in the run, against "
+        "the joint limits and (PD torque before the motors' clamp) the torque limits.",
+        "",
+        "| fault | detected as | detection (ms) | damping received (ms) | LowCmds out of joint "
+        "range | LowCmds over torque (max ratio) | robot at the end | earlier faults |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in summary["rows"]:
+        end = "**fell**" if r["fell"] else ("sat down" if r["sat_down"] else "standing")
+        end += f" (z {r['end_base_height_m']:.2f} m, tilt {r['end_tilt_rad']:.2f} rad)"
+        lines.append(
+            f"| {r['fault']} | {r['detected'] or '**not detected**'} | {ms(r['detection_ms'])} | "
+            f"{ms(r['damping_received_ms'])} | {r['lowcmd_out_of_joint_range']} | "
+            f"{r['lowcmd_over_torque']} ({r['lowcmd_max_torque_ratio']:.2f}) | {end} | "
+            f"{'; '.join(r['faults_before_injection']) or 'none'} |"
+        )
+    lines += ["", f"Numbers: `{Path(cfg.out).with_suffix('.json').name}` beside this page.", ""]
+    Path(cfg.out).write_text("\n".join(lines))
