@@ -333,6 +333,12 @@ def test_start_up_budget_refuses_a_slow_machine_with_the_numbers():
         check_budget(lat, execute=11, margin=4, policy_dt_s=0.02)
     auto = check_budget(lat, execute=11, margin=4, policy_dt_s=0.02, auto_margin=True)
     assert auto.margin == 7 and auto.requested_margin == 4 and "raised from 4" in auto.summary()
+    # headroom for the loop's own load: p99 64 ms fits 80 ms alone, not with x 1.3 (83 ms)
+    lat = np.full(30, 0.064)
+    assert check_budget(lat, execute=11, margin=4, policy_dt_s=0.02).margin == 4
+    with pytest.raises(PlanTooSlow, match=r"x 1.3 headroom = 83.2 ms"):
+        check_budget(lat, execute=11, margin=4, policy_dt_s=0.02, headroom=1.3)
+    assert check_budget(lat, 11, 4, 0.02, auto_margin=True, headroom=1.3).margin == 5
     with pytest.raises(PlanTooSlow, match="no D < E = 11 fits"):
         check_budget(np.full(10, 0.25), execute=11, margin=4, policy_dt_s=0.02, auto_margin=True)
 
@@ -381,7 +387,8 @@ def test_fault_table_rows_report_detection_and_the_robot_state():
                              "fault": {"injected_t": 9.99}}, sat)  # fmt: skip
     assert r["detected"] == "frozen state" and abs(r["detection_ms"] - 51.0) < 1e-6
     assert abs(r["damping_received_ms"] - 1.0) < 1e-6 and r["sat_down"]
+    flipped = [{"z": 0.3, "roll": 0.1, "pitch": 0.0}, {"z": 0.1, "roll": 1.4, "pitch": 0.2}]
     missed = fault_row("stop", {"sim": sim, "events": events[:1], "fell": True,
-                                "fault": {"injected_t": 9.99}}, sat)  # fmt: skip
+                                "fault": {"injected_t": 9.99}}, flipped)  # fmt: skip
     assert missed["detected"] is None and missed["detection_ms"] is None
     assert missed["fell"] and not missed["sat_down"]

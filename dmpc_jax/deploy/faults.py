@@ -8,13 +8,14 @@ gives: what the runner detected and how long after the injection (``time.monoton
 for both processes), how long after that the simulator received the first damping command (one
 tick is 2 ms), how many received LowCmds left the joint range or asked the motors for more than
 their torque limit (checked in the simulator from what it received), and whether the robot sat
-down (base low, upright) or fell.
+down (base below 0.2 m, upright at the end) or fell (roll or pitch beyond 1 rad at any time).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,9 @@ def fault_row(kind: str, result: dict, traj: list[dict]) -> dict:
     damp_t = sim.get("first_damping_t")
     end = traj[-1] if traj else {}
     tilt_end = max(abs(end.get("roll", np.nan)), abs(end.get("pitch", np.nan)))
+    # a fall is a flip (roll or pitch beyond 1 rad): a robot in damping folds down to its belly
+    # (base ~0.08 m), which is the intended way to stop, not a fall
+    fell = any(max(abs(p["roll"]), abs(p["pitch"])) > 1.0 for p in traj)
     return {
         "fault": kind,
         "detected": first["fault"] if first else None,
@@ -64,10 +68,10 @@ def fault_row(kind: str, result: dict, traj: list[dict]) -> dict:
         "lowcmd_out_of_joint_range": sim["lowcmd_out_of_joint_range"],
         "lowcmd_over_torque": sim["lowcmd_over_torque"],
         "lowcmd_max_torque_ratio": sim["lowcmd_max_torque_ratio"],
-        "fell": result["fell"],
+        "fell": fell,
         "end_base_height_m": end.get("z"),
         "end_tilt_rad": tilt_end,
-        "sat_down": bool(not result["fell"] and end.get("z", 1.0) < 0.2 and tilt_end < 0.5),
+        "sat_down": bool(not fell and end.get("z", 1.0) < 0.2 and tilt_end < 0.5),
     }
 
 
@@ -77,18 +81,17 @@ def run_faults(cfg: FaultConfig = FaultConfig()) -> dict:
     planner = load_exported(cfg.sim)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.parent / "fault_logs"
-    scratch.mkdir(exist_ok=True)
     transport = DdsTransport(cfg.sim.domain, cfg.sim.interface)
     rows = []
     try:
-        for kind in cfg.faults:
-            result, traj = _run_once(
-                cfg.sim, cfg.sim.seed, planner, transport, scratch, fault=kind,
-                fault_at_s=cfg.fault_at_s, after_s=cfg.after_s,
-            )  # fmt: skip
-            rows.append(fault_row(kind, result, traj))
-            print(json.dumps(rows[-1]), flush=True)
+        with tempfile.TemporaryDirectory() as tmp:  # the simulator's per-run logs
+            for kind in cfg.faults:
+                result, traj = _run_once(
+                    cfg.sim, cfg.sim.seed, planner, transport, Path(tmp), fault=kind,
+                    fault_at_s=cfg.fault_at_s, after_s=cfg.after_s,
+                )  # fmt: skip
+                rows.append(fault_row(kind, result, traj))
+                print(json.dumps(rows[-1]), flush=True)
     finally:
         transport.close()
     summary = {"config": dataclasses.asdict(cfg), "rows": rows,

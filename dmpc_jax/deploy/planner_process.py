@@ -80,7 +80,11 @@ class ProcessPlannerWorker:
         if not self._conn.poll(start_timeout_s):
             self.close()
             raise PlannerProcessError(f"planner process not ready within {start_timeout_s:.0f} s")
-        kind, value = self._conn.recv()
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(timeout=5)
+            kind, value = "error", f"it exited during start-up (exit code {self._proc.exitcode})"
         if kind != "ready":
             self.close()
             raise PlannerProcessError(f"planner process failed to start: {value}")

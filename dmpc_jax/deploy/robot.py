@@ -32,6 +32,8 @@ class DeployConfig:
     budget_calls: timed plan calls for the start-up budget check (``deploy/budget.py``): a
         plan p99 over D x 20 ms is refused with the numbers before anything is sent.
     auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
+    budget_headroom: the measured p99 is multiplied by this before the comparison (the
+        loop's own load is not in the measurement).
     planner_process: the planner in its own process (``deploy/planner_process.py``); False: a
         thread of the runner's process.
     """
@@ -46,6 +48,7 @@ class DeployConfig:
     seed: int = 0
     budget_calls: int = 30
     auto_margin: bool = False
+    budget_headroom: float = 1.3
     planner_process: bool = True
 
 
@@ -73,7 +76,7 @@ def run_robot(cfg: DeployConfig) -> dict:
     try:  # refuses a machine too slow for the timeline before any DDS
         budget = check_budget(
             time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
-            rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin,
+            rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin, cfg.budget_headroom,
         )  # fmt: skip
     except Exception:
         if "worker" in plan_kw:
