@@ -109,7 +109,8 @@ def write_page(cfg: FaultConfig, summary: dict) -> None:
         "# sim2sim: faults injected over real DDS",
         "",
         f"Command: `make sim2sim-faults` (`dmpc sim2sim-faults --cfg.fault-at-s {cfg.fault_at_s:g} "
-        f"--cfg.after-s {cfg.after_s:g}`). The runner walks the simulated Go2 (native MuJoCo, its "
+        f"--cfg.after-s {cfg.after_s:g}{' --cfg.sim.auto-margin' if cfg.sim.auto_margin else ''}`). "
+        "The runner walks the simulated Go2 (native MuJoCo, its "
         f"own process, DDS on `{cfg.sim.interface}`) at {tuple(cfg.sim.command)} with the exported "
         f"planner (`{summary['source_checkpoint']}`) in its own process; {cfg.fault_at_s:g} s "
         f"after walking starts one fault is injected and the run goes on {cfg.after_s:g} s. "
