@@ -94,7 +94,7 @@ sim2sim: venv
 # Faults over real DDS (simulator stops / freezes / sends NaN, planner process killed)
 sim2sim-faults: venv
 	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
-	$(VENV)/bin/dmpc sim2sim-faults --cfg.sim.planner-run $(PLANNER) $(ARGS)
+	$(VENV)/bin/dmpc sim2sim-faults --cfg.sim.planner-run $(PLANNER) --cfg.sim.auto-margin $(ARGS)
 
 # A real Go2 (robot extra with cyclonedds 0.10.2, see README): dry run unless LIVE=1.
 deploy: venv

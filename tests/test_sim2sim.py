@@ -13,27 +13,33 @@ from helpers import skip_without_extra
 DOMAIN = 57  # away from the default domain 0 of a real robot or another run
 
 
-def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
-    from dmpc_jax.deploy.transport import TransportUnavailable, _sdk
+def start_simulated_robot(log, fault: str = "none"):
+    """(the simulated robot's process, a DDS transport that has received its first state);
+    skips (fails in CI) without the SDK. One DDS domain per test process (init_dds)."""
+    from dmpc_jax.deploy.transport import DdsTransport, TransportUnavailable, _sdk
 
     try:
         _sdk()
     except TransportUnavailable as e:
         skip_without_extra(str(e))
+    sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim2sim", "20", str(log),
+                            str(DOMAIN), "lo", "0.001", fault])  # fmt: skip
+    transport = DdsTransport(DOMAIN, "lo")
+    t0 = time.monotonic()
+    while transport.latest_state() is None:
+        assert sim.poll() is None, "the simulated robot exited"
+        assert time.monotonic() - t0 < 30, "no rt/lowstate within 30 s"
+        time.sleep(0.05)
+    return sim, transport
+
+
+def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.safety import SafetyConfig
-    from dmpc_jax.deploy.transport import DdsTransport
 
     log = tmp_path / "sim.json"
-    sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim2sim", "20", str(log),
-                            str(DOMAIN), "lo", "0.001"])  # fmt: skip
-    transport = DdsTransport(DOMAIN, "lo")
+    sim, transport = start_simulated_robot(log)
     try:
-        t0 = time.monotonic()
-        while transport.latest_state() is None:
-            assert sim.poll() is None, "the simulated robot exited"
-            assert time.monotonic() - t0 < 30, "no rt/lowstate within 30 s"
-            time.sleep(0.05)
         lying = transport.latest_state()[0]
         # the loop-overrun bound loosened: this checks the DDS exchange and the stand-up on a
         # shared CI machine, not the loop's timing (test_deploy_runner checks the watchdog)
@@ -71,25 +77,12 @@ def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
     simulator on what it received)."""
     import signal
 
-    from dmpc_jax.deploy.transport import TransportUnavailable, _sdk
-
-    try:
-        _sdk()
-    except TransportUnavailable as e:
-        skip_without_extra(str(e))
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.safety import SafetyConfig
-    from dmpc_jax.deploy.transport import DdsTransport
 
     log = tmp_path / "sim.json"
-    sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim2sim", "20", str(log),
-                            str(DOMAIN), "lo", "0.001", "freeze"])  # fmt: skip
-    transport = DdsTransport(DOMAIN, "lo")  # one DDS domain per process (init_dds)
+    sim, transport = start_simulated_robot(log, fault="freeze")
     try:
-        t0 = time.monotonic()
-        while transport.latest_state() is None:
-            assert sim.poll() is None and time.monotonic() - t0 < 30, "no rt/lowstate"
-            time.sleep(0.05)
         safety = SafetyConfig(max_tick_gap_s=0.2)  # as above: not a timing test
         runner = Runner(
             RunnerConfig(stand_s=0.5, live=True, safety=safety), transport,

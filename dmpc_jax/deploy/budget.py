@@ -105,3 +105,22 @@ def check_budget(
                 "--num-candidates, DDIM --method ddim)"
             )
     return PlanBudget(p50, p99, len(lat_ms), execute, use, margin, policy_dt_s, headroom)
+
+
+def fit_budget(plan, plan_kw: dict, obs_dim: int, rcfg, calls: int, auto_margin: bool,
+               headroom: float):  # fmt: skip
+    """Times ``plan`` and checks it against ``rcfg``'s E/D: (``rcfg`` with the D to use, the
+    PlanBudget). On a refusal the planner process in ``plan_kw`` (if any) is closed first."""
+    import dataclasses as dc
+
+    try:
+        budget = check_budget(
+            time_plan(plan, np.zeros(obs_dim, np.float32), calls), rcfg.execute, rcfg.margin,
+            rcfg.policy_every / rcfg.tick_hz, auto_margin, headroom,
+        )  # fmt: skip
+    except Exception:
+        if "worker" in plan_kw:
+            plan_kw["worker"].close()
+        raise
+    print(budget.summary(), flush=True)
+    return dc.replace(rcfg, margin=budget.margin), budget

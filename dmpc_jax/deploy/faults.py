@@ -30,14 +30,15 @@ class FaultConfig:
     """Attributes:
     sim: the sim2sim settings (planner, command, DDS domain/interface, ...).
     faults: which faults to inject, one run each.
-    fault_at_s: seconds of walking before the fault.
+    fault_at_s: seconds of walking before the fault (0.1: inside the first chunk, before the
+        first plan switch, so that a planner too slow for this machine cannot stall first).
     after_s: seconds the run goes on after it (the robot in damping sits down).
     out: the page (markdown); ``<stem>.json`` beside it.
     """
 
     sim: Sim2SimConfig = Sim2SimConfig()
     faults: tuple[str, ...] = FAULTS
-    fault_at_s: float = 3.0
+    fault_at_s: float = 0.1
     after_s: float = 3.0
     out: str = "experiments/sim2sim/faults.md"
 

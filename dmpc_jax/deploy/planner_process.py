@@ -13,6 +13,7 @@ an exception with its exit code, which the runner turns into damping.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import time
 from collections.abc import Callable
@@ -161,3 +162,17 @@ class ProcessPlannerWorker:
             self._proc.kill()
             self._proc.join(timeout=5)
         self._conn.close()
+
+
+def start_planner(planner, exported: str, seed: int, guidance, own_process: bool):
+    """(a blocking ``plan(obs, seq)``, the ``Runner`` keyword that runs it) for the exported
+    ``planner`` (an ``ExportedPlanner`` of directory ``exported``): in its own process, compiled
+    there before this returns, or in a thread of this one, compiled here."""
+    if own_process:
+        worker = ProcessPlannerWorker(
+            functools.partial(exported_plan_fn, exported, seed, guidance), planner.meta["obs_dim"]
+        )
+        return worker.plan_blocking, {"worker": worker}
+    plan = planner.plan_fn(seed, guidance)
+    plan(np.zeros(planner.meta["obs_dim"], np.float32), 0)  # compile before the loop
+    return plan, {"plan_fn": plan}

@@ -10,12 +10,9 @@ The Go2 runs CycloneDDS 0.10.x: install cyclonedds 0.10.2 from source (README, "
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
-
-import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,37 +50,22 @@ class DeployConfig:
 
 
 def run_robot(cfg: DeployConfig) -> dict:
-    from dmpc_jax.deploy.budget import check_budget, time_plan
+    from dmpc_jax.deploy.budget import fit_budget
     from dmpc_jax.deploy.exported import ExportedPlanner
-    from dmpc_jax.deploy.planner_process import ProcessPlannerWorker, exported_plan_fn
+    from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.transport import DdsTransport, LowCmd
 
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
-    obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
-    if cfg.planner_process:  # compiled in the child before it reports ready
-        worker = ProcessPlannerWorker(
-            functools.partial(exported_plan_fn, cfg.exported, cfg.seed, cfg.guidance),
-            planner.meta["obs_dim"],
-        )  # fmt: skip
-        plan, plan_kw = worker.plan_blocking, {"worker": worker}
-    else:
-        plan = planner.plan_fn(cfg.seed, cfg.guidance)
-        plan(obs0, 0)  # compile before the loop
-        plan_kw = {"plan_fn": plan}
+    plan, plan_kw = start_planner(
+        planner, cfg.exported, cfg.seed, cfg.guidance, cfg.planner_process
+    )
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command), live=live)
-    try:  # refuses a machine too slow for the timeline before any DDS
-        budget = check_budget(
-            time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
-            rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin, cfg.budget_headroom,
-        )  # fmt: skip
-    except Exception:
-        if "worker" in plan_kw:
-            plan_kw["worker"].close()
-        raise
-    print(budget.summary(), flush=True)
-    rcfg = dataclasses.replace(rcfg, margin=budget.margin)
+    rcfg, _ = fit_budget(  # refuses a machine too slow for the timeline before any DDS
+        plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls, cfg.auto_margin,
+        cfg.budget_headroom,
+    )  # fmt: skip
     transport = DdsTransport(cfg.domain, cfg.interface)
     runner = Runner(rcfg, transport, **plan_kw)
     print(f"{'LIVE' if live else 'DRY RUN (set LIVE=1 to send)'}: {cfg.seconds:g} s on "

@@ -12,7 +12,6 @@ DDS domain and interface are configurable; loopback by default.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import signal
@@ -290,23 +289,13 @@ def _run_once(
     """One run with a fresh simulated robot. ``fault`` (``SIM_FAULTS`` or ``planner_kill``) is
     injected ``fault_at_s`` after walking starts; the run goes on ``after_s`` more seconds (the
     robot in damping sits down) and the result carries ``fault`` with its timings."""
-    from dmpc_jax.deploy.budget import check_budget, time_plan
-    from dmpc_jax.deploy.planner_process import ProcessPlannerWorker, exported_plan_fn
+    from dmpc_jax.deploy.budget import fit_budget
+    from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.evaluate.tasks import NN_GUIDANCE
 
-    obs0 = np.zeros(planner.meta["obs_dim"], np.float32)
     t = time.perf_counter()
-    if cfg.planner_process:  # compiled in the child before it reports ready
-        worker = ProcessPlannerWorker(
-            functools.partial(exported_plan_fn, cfg.exported, seed, NN_GUIDANCE),
-            planner.meta["obs_dim"],
-        )  # fmt: skip
-        plan, plan_kw = worker.plan_blocking, {"worker": worker}
-    else:
-        plan = planner.plan_fn(seed, NN_GUIDANCE)
-        plan(obs0, 0)  # compiled before the loop starts
-        plan_kw = {"plan_fn": plan}
+    plan, plan_kw = start_planner(planner, cfg.exported, seed, NN_GUIDANCE, cfg.planner_process)
     warmup_s = time.perf_counter() - t
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
                                   stand_s=cfg.stand_s, live=True)  # fmt: skip
@@ -329,17 +318,10 @@ def _run_once(
             if sim.poll() is not None or time.monotonic() - t_launch > 30:
                 raise RuntimeError("the simulated robot published no rt/lowstate within 30 s")
             time.sleep(0.05)
-        try:  # with the simulator running (its CPU load included), before the loop starts
-            budget = check_budget(
-                time_plan(plan, obs0, cfg.budget_calls), rcfg.execute, rcfg.margin,
-                rcfg.policy_every / rcfg.tick_hz, cfg.auto_margin, cfg.budget_headroom,
-            )  # fmt: skip
-        except Exception:
-            if "worker" in plan_kw:
-                plan_kw["worker"].close()
-            raise
-        print(budget.summary(), flush=True)
-        rcfg = dataclasses.replace(rcfg, margin=budget.margin)
+        rcfg, budget = fit_budget(  # with the simulator running (its load included)
+            plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls, cfg.auto_margin,
+            cfg.budget_headroom,
+        )  # fmt: skip
         runner = Runner(rcfg, transport, **plan_kw)
         timing = runner.run(cfg.stand_s + (0.0 if fault else 0.2))  # stand up, first plan
         t_walk = None
