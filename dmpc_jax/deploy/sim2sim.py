@@ -434,14 +434,16 @@ def write_page(cfg: Sim2SimConfig, summary: dict, out: Path) -> None:
         "",
         f"Command: `make sim2sim` (`dmpc sim2sim --cfg.planner-run {cfg.planner_run} "
         f"--cfg.repeats {cfg.repeats} --cfg.seed {cfg.seed} --cfg.walk-s {cfg.walk_s:g} "
-        f"--cfg.command {' '.join(f'{c:g}' for c in cfg.command)}`). Processes on one machine, DDS "
+        f"--cfg.command {' '.join(f'{c:g}' for c in cfg.command)}"
+        f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
         f"on `{cfg.interface}` (domain {cfg.domain}): the simulated Go2 (native MuJoCo, full "
         f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd fields, "
         "CRC checked, a fresh process per run, starting lying down) publishes rt/lowstate at "
         "500 Hz; the runner (`dmpc_jax/deploy/runner.py`) reads it, stands the robot up (2 s), and "
         f"walks it for {cfg.walk_s:g} s at the command {tuple(cfg.command)} with the exported "
         f"planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}) in its own "
-        f"{'process' if cfg.planner_process else 'thread'}, E = 11 / D = 4, publishing "
+        f"{'process' if cfg.planner_process else 'thread'}, E = 11 / D = 4 unless the start-up "
+        "check raised D (auto-margin), publishing "
         "rt/lowcmd at 500 Hz. Before each run the plan is timed against its budget "
         "(`deploy/budget.py`): "
         + "; ".join(
