@@ -59,7 +59,7 @@ class EvalConfig:
     rules: success rules to measure (``evaluate.outcomes.RULES``): ``strict`` always runs;
         ``paper`` or ``box`` add a rollout of every controller on the full-contact model.
     episodes: episodes (envs) per controller. 384 bounds the Wilson 95% half-width by 5.0
-        points at any rate (3.5 at 10% or 90%), at about 6x the cost of a 64-episode run
+        points at any rate (3.5 at 10% or 90%), at about 6-7x the cost of a 64-episode run
         (measured: walk_1.0, planner + demonstrator on both env models, 34 min on 2 cores;
         README "What success means"); the suite and sweep pages ran 64 (``--cfg.episodes 64``).
     episode_s: episode length, s.
