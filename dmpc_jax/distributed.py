@@ -86,6 +86,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def split(mesh: Mesh, axis: int = 0) -> NamedSharding:
+    """Arrays split over the mesh along ``axis`` (the batch: 0 for [B, ...], 1 for [S, B, ...])."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * axis), "data"))
+
+
 def to_global(tree, sharding: NamedSharding):
     """Host (or single-device) values -> global arrays laid out by ``sharding``.
 

@@ -2,6 +2,7 @@
 and rt/lowcmd; the runner stands the robot up from lying down. Skipped, with the reason, where
 unitree_sdk2py or its DDS library cannot be loaded (a failure in CI: DMPC_REQUIRE_EXTRAS)."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,9 +14,10 @@ from helpers import skip_without_extra
 DOMAIN = 57  # away from the default domain 0 of a real robot or another run
 
 
-def start_simulated_robot(log, fault: str = "none"):
-    """(the simulated robot's process, a DDS transport that has received its first state);
-    skips (fails in CI) without the SDK. One DDS domain per test process (init_dds)."""
+@contextlib.contextmanager
+def simulated_robot(log, fault: str = "none"):
+    """(the simulated robot's process, a DDS transport that has received its first state), both
+    stopped on exit; skips (fails in CI) without the SDK. One DDS domain per test process."""
     from dmpc_jax.deploy.transport import DdsTransport, TransportUnavailable, _sdk
 
     try:
@@ -25,36 +27,38 @@ def start_simulated_robot(log, fault: str = "none"):
     sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim2sim", "20", str(log),
                             str(DOMAIN), "lo", "0.001", fault])  # fmt: skip
     transport = DdsTransport(DOMAIN, "lo")
-    t0 = time.monotonic()
-    while transport.latest_state() is None:
-        assert sim.poll() is None, "the simulated robot exited"
-        assert time.monotonic() - t0 < 30, "no rt/lowstate within 30 s"
-        time.sleep(0.05)
-    return sim, transport
-
-
-def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
-    from dmpc_jax.deploy.runner import Runner, RunnerConfig
-    from dmpc_jax.deploy.safety import SafetyConfig
-
-    log = tmp_path / "sim.json"
-    sim, transport = start_simulated_robot(log)
     try:
-        lying = transport.latest_state()[0]
-        # the loop-overrun bound loosened: this checks the DDS exchange and the stand-up on a
-        # shared CI machine, not the loop's timing (test_deploy_runner checks the watchdog)
-        safety = SafetyConfig(max_tick_gap_s=0.2)
-        runner = Runner(
-            RunnerConfig(stand_s=1.0, live=True, safety=safety), transport,
-            lambda obs, seq: np.zeros((24, 12)),
-        )  # fmt: skip
-        runner.run(2.5)  # stand up 1 s, then "walk" with zero actions (hold the default pose)
-        stats = runner.stats()
-        runner.close()
+        t0 = time.monotonic()
+        while transport.latest_state() is None:
+            assert sim.poll() is None, "the simulated robot exited"
+            assert time.monotonic() - t0 < 30, "no rt/lowstate within 30 s"
+            time.sleep(0.05)
+        yield sim, transport
     finally:
         sim.terminate()
         sim.wait(timeout=30)
         transport.close()
+
+
+def hold_pose_runner(transport, stand_s: float):
+    """A live runner whose planner holds the default pose. The loop-overrun bound is loosened:
+    these tests check the DDS exchange on a shared CI machine, not the loop's timing
+    (test_deploy_runner checks that watchdog)."""
+    from dmpc_jax.deploy.runner import Runner, RunnerConfig
+    from dmpc_jax.deploy.safety import SafetyConfig
+
+    cfg = RunnerConfig(stand_s=stand_s, live=True, safety=SafetyConfig(max_tick_gap_s=0.2))
+    return Runner(cfg, transport, lambda obs, seq: np.zeros((24, 12)))
+
+
+def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
+    log = tmp_path / "sim.json"
+    with simulated_robot(log) as (_, transport):
+        lying = transport.latest_state()[0]
+        runner = hold_pose_runner(transport, stand_s=1.0)
+        runner.run(2.5)  # stand up 1 s, then "walk" with zero actions (hold the default pose)
+        stats = runner.stats()
+        runner.close()
     res = json.loads(log.read_text())
     assert stats["faults"] == [] and stats["mode"] == "walk", stats
     assert res["lowcmd_received"] > 500 and res["lowcmd_bad_crc"] == 0
@@ -77,27 +81,15 @@ def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
     simulator on what it received)."""
     import signal
 
-    from dmpc_jax.deploy.runner import Runner, RunnerConfig
-    from dmpc_jax.deploy.safety import SafetyConfig
-
     log = tmp_path / "sim.json"
-    sim, transport = start_simulated_robot(log, fault="freeze")
-    try:
-        safety = SafetyConfig(max_tick_gap_s=0.2)  # as above: not a timing test
-        runner = Runner(
-            RunnerConfig(stand_s=0.5, live=True, safety=safety), transport,
-            lambda obs, seq: np.zeros((24, 12)),
-        )  # fmt: skip
+    with simulated_robot(log, fault="freeze") as (sim, transport):
+        runner = hold_pose_runner(transport, stand_s=0.5)
         runner.run(1.0)
         assert runner.mode == "walk", runner.stats()
         sim.send_signal(signal.SIGUSR1)
         runner.run(0.5)
         stats = runner.stats()
         runner.close()
-    finally:
-        sim.terminate()
-        sim.wait(timeout=30)
-        transport.close()
     res = json.loads(log.read_text())
     assert stats["mode"] == "damping" and "frozen state" in stats["faults"][0], (stats, res)
     assert res["fault"] == "freeze" and res["fault_t"] is not None

@@ -20,7 +20,6 @@ from pathlib import Path
 import jax
 import mujoco
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 from mujoco import rollout as mj_rollout
 
 from dmpc_jax import distributed as dist
@@ -56,7 +55,7 @@ def bench_mjx(env: Go2Joystick, batch: int, n_steps: int, repeats: int, mesh=Non
     """Full env steps (physics, rewards, randomisation, pushes, auto-reset) under one jit;
     with ``mesh``, the batch is split over its ``data`` axis."""
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
-    envs = None if mesh is None else NamedSharding(mesh, PartitionSpec("data"))
+    envs = None if mesh is None else dist.split(mesh)
 
     def run(state, key):
         def body(s, k):

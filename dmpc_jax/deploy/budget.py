@@ -111,8 +111,6 @@ def fit_budget(plan, plan_kw: dict, obs_dim: int, rcfg, calls: int, auto_margin:
                headroom: float):  # fmt: skip
     """Times ``plan`` and checks it against ``rcfg``'s E/D: (``rcfg`` with the D to use, the
     PlanBudget). On a refusal the planner process in ``plan_kw`` (if any) is closed first."""
-    import dataclasses as dc
-
     try:
         budget = check_budget(
             time_plan(plan, np.zeros(obs_dim, np.float32), calls), rcfg.execute, rcfg.margin,
@@ -123,4 +121,4 @@ def fit_budget(plan, plan_kw: dict, obs_dim: int, rcfg, calls: int, auto_margin:
             plan_kw["worker"].close()
         raise
     print(budget.summary(), flush=True)
-    return dc.replace(rcfg, margin=budget.margin), budget
+    return dataclasses.replace(rcfg, margin=budget.margin), budget

@@ -95,9 +95,6 @@ class ProcessPlannerWorker:
     def pid(self) -> int | None:
         return self._proc.pid
 
-    def alive(self) -> bool:
-        return self._proc.is_alive()
-
     def submit(self, seq: int, obs: np.ndarray) -> None:
         try:
             self._conn.send((seq, np.asarray(obs, np.float32)))
@@ -146,10 +143,7 @@ class ProcessPlannerWorker:
             if self._outstanding == 0 or not self._proc.is_alive():
                 return True
             if self._conn.poll(0.005):
-                seq, out, lat = self._conn.recv()
-                self.latencies_s.append(lat)
-                self._results = {seq: out}
-                self._outstanding = 0
+                self._drain()
         return self._outstanding == 0
 
     def close(self) -> None:

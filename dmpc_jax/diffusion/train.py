@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
@@ -162,8 +162,8 @@ def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
         metrics["train/lr"] = cfg.learning_rate * lr
         return (params, ema, opt_state, step + 1, key), metrics
 
-    replicated = NamedSharding(mesh, PartitionSpec())
-    data = NamedSharding(mesh, PartitionSpec(None, "data"))  # [S, B, ...]: split the batch
+    replicated = dist.replicated(mesh)
+    data = dist.split(mesh, axis=1)  # [S, B, ...]: split the batch
 
     @jax.jit
     def train_call(state, batches):

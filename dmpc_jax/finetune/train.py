@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
@@ -429,7 +429,7 @@ def finetune(
             f"{mesh.size} devices of the mesh"
         )
     replicated = dist.replicated(mesh)
-    batch_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))  # [S, B, ...]
+    batch_sharding = dist.split(mesh, axis=1)  # [S, B, ...]
 
     env = make_env(cfg)
     spec = _nominal_spec(cfg)
@@ -437,10 +437,10 @@ def finetune(
     plan_fn = planner.plan_fn(SamplerConfig(num_candidates=1))
     r_start, r_run = make_rollout(cfg, env, plan_fn, task, cons)
     # the rollout carry (env state, chunk, index, fresh, scales): envs split over the mesh
-    envs = NamedSharding(mesh, PartitionSpec("data"))
+    envs = dist.split(mesh)
     carry_sharding = (envs, envs, replicated, envs, envs)
     r_start = jax.jit(r_start, out_shardings=carry_sharding)
-    records = NamedSharding(mesh, PartitionSpec(None, "data"))  # [T, B, ...]
+    records = dist.split(mesh, axis=1)  # [T, B, ...]
     r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
     upd_den = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")

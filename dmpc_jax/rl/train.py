@@ -23,7 +23,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
@@ -71,7 +70,7 @@ def train(
 
     env = Go2Joystick(cfg.env)
     init, reset_envs, epoch_fn, make_policy = make_trainer(env, cfg.ppo)
-    env_sharding = NamedSharding(mesh, PartitionSpec("data"))  # every leaf: [num_envs, ...]
+    env_sharding = dist.split(mesh)  # every leaf: [num_envs, ...]
     reset_envs = jax.jit(reset_envs, out_shardings=env_sharding)
     # outputs laid out as the inputs: the second epoch reuses the first one's compilation
     rep = dist.replicated(mesh)
