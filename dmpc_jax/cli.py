@@ -350,6 +350,7 @@ def export(
     num_candidates: int = 16,
     method: Literal["ddpm", "ddim"] = "ddpm",
     ddim_steps: int = 5,
+    sampler: str = "",
 ) -> None:
     """Serialize the plan step of a pretrained planner (jax.export, cpu + cuda) with meta.json.
 
@@ -359,6 +360,9 @@ def export(
         num_candidates: N candidates per plan.
         method: sampler.
         ddim_steps: DDIM steps when method is ddim.
+        sampler: a named sampling path replacing method/ddim_steps: ``ddpm``, ``ddim<S>`` or
+            ``cache<R>`` (the last R of K steps from an early-step cache the artifact carries;
+            ``SamplerConfig.with_variant``).
     """
     import json
     from pathlib import Path
@@ -369,6 +373,8 @@ def export(
 
     p = load_planner(run_dir)
     scfg = SamplerConfig(num_candidates=num_candidates, method=method, ddim_steps=ddim_steps)
+    if sampler:
+        scfg = scfg.with_variant(sampler, p.dcfg.num_steps)
     meta = export_planner(
         p.nets, p.params, p.dcfg, p.scaler, scfg, p.robot, Path(out), source=p.source
     )

@@ -35,3 +35,17 @@ def test_torch_networks_match_jax():
         v_t = value(xt, kt).numpy()
     np.testing.assert_allclose(y_t, M.apply_denoiser(nets, params["denoiser"], x, k), atol=2e-4)
     np.testing.assert_allclose(v_t, M.apply_value(nets, params["value"], x, k), atol=2e-4)
+
+
+def test_floors_of_a_row():
+    """Weight bytes per plan: U-Net once and the value net twice per step, plus one ranking
+    pass; each floor in ms, and the row's distance to the higher one."""
+    from dmpc_jax.bench.sampler import add_floors, weight_bytes_per_plan
+
+    params = {"denoiser": {"w": np.zeros((1000,))}, "value": {"w": np.zeros((10, 10))}}
+    assert weight_bytes_per_plan(params, 10) == 4.0 * (10 * (1000 + 2 * 100) + 100)
+    row = {"gflop_per_call": 2.0, "gflop_per_s": 100.0, "steps": 10, "p50_ms": 30.0}
+    add_floors(row, params, peak=200e9, bandwidth=4.82e6)
+    assert row["floor_compute_ms"] == 10.0
+    assert abs(row["floor_memory_ms"] - 1e3 * 48400 / 4.82e6) < 1e-9  # ~10.04 ms
+    assert abs(row["over_floor"] - 30.0 / row["floor_memory_ms"]) < 1e-12

@@ -109,3 +109,47 @@ def test_corrupt_or_missing_artifact(exported, tmp_path):
         ExportedPlanner(bad)
     with pytest.raises(ExportError, match="lacks meta.json"):
         ExportedPlanner(tmp_path / "nothing")
+
+
+def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
+    """An artifact exported with early-step caching: the first call (empty cache) equals the
+    in-process full plan, the second call from the returned cache equals the in-process cached
+    plan (tolerances as above), the cache ages, and a command change refreshes it inside the
+    artifact; ``plan_fn`` carries the cache itself."""
+    from dmpc_jax.planner.constraints import no_constraints
+    from dmpc_jax.planner.rewards import default_task
+    from dmpc_jax.planner.sampler import make_cached_plan_fn, make_plan_fn
+
+    cfg, nets, params, sched, scaler = model
+    scfg = SamplerConfig(num_candidates=2, cache_after=3)
+    meta = export_planner(nets, params, cfg, scaler, scfg, ROBOT, tmp_path, platforms=("cpu",))
+    assert meta["schema_version"] == 2 and meta["cache_fields"]["x"] == [2, cfg.horizon, 61]
+    p = ExportedPlanner(tmp_path)
+    ref = jax.jit(make_cached_plan_fn(make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT),
+                                      cfg, scfg, scaler))  # fmt: skip
+    s_now = np.zeros(49, np.float32)
+    s_now[6:9] = [0, 0, -1]
+    s_now[9] = 1.6
+    key = jax.random.PRNGKey(2)
+    task = default_task()
+    key_u32 = np.asarray(jax.random.key_data(key), np.uint32)
+    first = p(s_now, p.default_task(), p.no_constraints(), key_u32)
+    out, cache = ref(params, s_now, task, no_constraints(cfg.horizon), key)
+    np.testing.assert_allclose(first["action"], np.asarray(out.action), atol=1e-4)
+    assert int(first["cache"]["age"]) == 0
+    second = p(s_now, p.default_task(), p.no_constraints(), key_u32, first["cache"])
+    out2, _ = ref(params, s_now, task, no_constraints(cfg.horizon), key, cache)
+    np.testing.assert_allclose(second["action"], np.asarray(out2.action), atol=1e-4)
+    assert int(second["cache"]["age"]) == 1
+    moved = s_now.copy()
+    moved[9] = 4.0
+    third = p(moved, p.default_task(), p.no_constraints(), key_u32, second["cache"])
+    assert int(third["cache"]["age"]) == 0
+    plan = p.plan_fn(seed=0)
+    a, b = plan(s_now, 1), plan(s_now, 2)
+    assert a.shape == b.shape == (cfg.horizon, 12)
+    with pytest.raises(ExportError, match="no cache"):
+        plain = tmp_path / "plain"
+        export_planner(nets, params, cfg, scaler, SamplerConfig(num_candidates=2), ROBOT, plain,
+                       platforms=("cpu",))  # fmt: skip
+        ExportedPlanner(plain)(s_now, p.default_task(), p.no_constraints(), key_u32, first["cache"])

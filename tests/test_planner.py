@@ -1,6 +1,7 @@
 """The guided sampler and its pieces on a tiny random-init model: determinism, zero guidance,
 guidance direction, projections, DDIM step counts, no recompiles, forward kinematics."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,6 +195,131 @@ def test_cache_runs_only_the_remaining_steps(model):
     jax.block_until_ready(fn(*args, cache=out.cache))
     jax.effects_barrier()
     assert calls == [0]  # cache after 3 of 4 steps -> one step left
+
+
+def _cached(model, **kw):
+    """A jitted cache-carrying plan (cache after 3 of K = 4 steps) that raises if retraced, the
+    denoiser step indices it ran, and default args."""
+    from dmpc_jax.planner.sampler import make_cached_plan_fn
+
+    scfg = SamplerConfig(num_candidates=2, cache_after=3, **kw)
+    fn, calls, args = _counting_plan(model, scfg)
+    cached = make_cached_plan_fn(fn, model[0], scfg, model[4])
+    return jax.jit(chex.assert_max_traces(cached, n=2)), calls, args  # first call + carried cache
+
+
+def _with_command(s_now, vx):
+    return s_now.at[9].set(2.0 * vx)
+
+
+def test_cached_plan_equals_full_plan_when_fresh(model):
+    """Same key, fresh cache: the plan from the cache is the full plan bit for bit, and runs only
+    the last step; the memory ages by one."""
+    from dmpc_jax.planner.sampler import PlanCache
+
+    plan, calls, (params, s_now, task, cons, key) = _cached(model)
+    full, cache = plan(params, s_now, task, cons, key)
+    jax.effects_barrier()
+    assert (
+        calls == [3, 2, 1, 0] and int(cache.age) == 0
+    )  # all steps (the vmapped candidates call back once per step)
+    calls.clear()
+    again, cache2 = plan(params, s_now, task, cons, key, cache)
+    jax.effects_barrier()
+    assert calls == [0]  # the last step only
+    np.testing.assert_array_equal(np.asarray(again.tau), np.asarray(full.tau))
+    assert int(cache2.age) == 1
+    np.testing.assert_array_equal(np.asarray(cache2.x), np.asarray(cache.x))
+    # an empty cache (reset) is a full plan again, through the same compiled function
+    calls.clear()
+    empty = PlanCache.empty(2, model[0].horizon)
+    reset, cache3 = plan(params, s_now, task, cons, key, empty)
+    jax.effects_barrier()
+    assert calls == [3, 2, 1, 0] and int(cache3.age) == 0
+    np.testing.assert_array_equal(np.asarray(reset.tau), np.asarray(full.tau))
+
+
+def test_command_change_over_the_threshold_refreshes_the_cache(model):
+    """vx 0.8 -> 0.82 m/s stays under 0.5 in diffusion scale (the cache is kept); 0.8 -> 2.0
+    moves it by more (a full plan, a new cache made at the new command)."""
+    plan, calls, (params, s_now, task, cons, key) = _cached(model)
+    _, cache = plan(params, s_now, task, cons, key)
+    scale = float(model[4]["scale"][M.ACTION_DIM + 9])
+    assert abs(0.02 * 2 * scale) < 0.5 < abs(1.2 * 2 * scale)  # premise of this test
+    calls.clear()
+    _, kept = plan(params, _with_command(s_now, 0.82), task, cons, key, cache)
+    jax.effects_barrier()
+    assert calls == [0] and int(kept.age) == 1
+    calls.clear()
+    _, fresh = plan(params, _with_command(s_now, 2.0), task, cons, key, kept)
+    jax.effects_barrier()
+    assert calls == [3, 2, 1, 0] and int(fresh.age) == 0
+    assert not np.array_equal(np.asarray(fresh.x), np.asarray(cache.x))
+    np.testing.assert_allclose(
+        float(fresh.command[0]),
+        (2 * 2.0 - float(model[4]["shift"][M.ACTION_DIM + 9])) * scale,
+        rtol=1e-6,
+    )
+
+
+def test_batched_cache_refreshes_each_robot_as_alone(model):
+    """Two robots vmapped with the axis named, one refreshing (its command changed) and one not:
+    each gets the plan and cache it would get alone; with no robot refreshing, no full plan runs."""
+    from dmpc_jax.planner.sampler import make_cached_plan_fn
+
+    cfg, nets, params, sched, scaler = model
+    scfg = SamplerConfig(num_candidates=2, cache_after=3)
+    fn, calls, (_, s_now, task, cons, key) = _counting_plan(model, scfg)
+    alone = jax.jit(make_cached_plan_fn(fn, cfg, scfg, scaler))
+    batched = jax.jit(jax.vmap(
+        make_cached_plan_fn(fn, cfg, scfg, scaler, axis_name="r"), in_axes=(None, 0, None, None, 0, 0),
+        axis_name="r",
+    ))  # fmt: skip
+    keys = jax.random.split(key, 2)
+    s0 = jnp.stack([s_now, s_now])
+    _, cache = batched(params, s0, task, cons, keys, None)
+    s1 = jnp.stack([s_now, _with_command(s_now, 2.0)])
+    out, new = batched(params, s1, task, cons, keys, cache)
+    for i in range(2):
+        c_i = jax.tree.map(lambda a, i=i: a[i], cache)
+        o, n = alone(params, s1[i], task, cons, keys[i], c_i)
+        np.testing.assert_array_equal(np.asarray(out.tau[i]), np.asarray(o.tau))
+        np.testing.assert_array_equal(np.asarray(new.x[i]), np.asarray(n.x))
+    assert np.asarray(new.age).tolist() == [1, 0]
+    jax.effects_barrier()
+    calls.clear()
+    batched(params, s0, task, cons, keys, new)  # robot 1 back at 0.8 m/s refreshes too
+    jax.effects_barrier()
+    assert sorted(calls) == [0, 0, 1, 2, 3]  # the full branch (4 steps) and the cached one (1)
+    calls.clear()
+    _, steady = batched(params, s0, task, cons, keys, cache)
+    jax.effects_barrier()
+    assert calls == [0]  # nobody refreshes: the cached step only
+    assert np.asarray(steady.age).tolist() == [1, 1]
+
+
+def test_cache_max_age_refreshes(model):
+    plan, calls, (params, s_now, task, cons, key) = _cached(model, cache_max_age=2)
+    _, cache = plan(params, s_now, task, cons, key)
+    ages = []
+    for _ in range(4):
+        _, cache = plan(params, s_now, task, cons, key, cache)
+        ages.append(int(cache.age))
+    assert ages == [1, 2, 0, 1]
+
+
+def test_sampler_variants():
+    base = SamplerConfig(num_candidates=16)
+    assert base.with_variant("ddim5", 10) == SamplerConfig(
+        num_candidates=16, method="ddim", ddim_steps=5
+    )
+    assert base.with_variant("cache2", 10).cache_after == 8
+    assert base.with_variant("ddpm", 10) == base
+    for name in ("ddpm", "ddim5", "cache2"):
+        assert base.with_variant(name, 10).variant(10) == name
+    for bad in ("ddim", "cache10", "cache0", "ddpm10x"):
+        with pytest.raises(ValueError, match="sampler variant"):
+            base.with_variant(bad, 10)
 
 
 def test_warm_start_denoises_from_the_shifted_previous_plan(model):

@@ -5,7 +5,10 @@ Grid: N candidates, sampler variant (``ddpm10``: K = 10 DDPM steps; ``ddim5``: 5
 steps; ``cache2``: the last 2 steps from a cached partial sample), horizon H and robots per call.
 For each: compile time (kept apart), p50 / p99 latency of one call over repeated runs after
 warm-up, plans/s and trajectories/s, and FLOP/s achieved against the device's matmul peak measured
-in the same run. FLOPs are counted analytically: every matrix product in the compiled function's
+in the same run, and the two floors of each row, both measured in the same run: the compute floor
+(FLOPs / matmul peak) and the weight-streaming floor (weight bytes read per plan / measured memory
+read bandwidth: at small N every reverse step streams the U-Net's weights, and the value net's
+twice for the guidance gradient). FLOPs are counted analytically: every matrix product in the compiled function's
 jaxpr (our convolutions are matmuls), scan bodies times their length. The baseline
 (``bench/torch_ref.py``) is the same networks with the same weights, sampled eagerly step by step
 from Python with autograd guidance, as the authors' code does; it runs one robot per call.
@@ -47,6 +50,8 @@ class BenchConfig:
     extra_h_candidates: N values run at the other horizons.
     robots: robots per call (vmapped) run at N = ``robots_candidates`` (JAX only).
     robots_candidates: N of the robots rows.
+    extra_models: further diffusion presets (e.g. ``cpu``, the shipped planner's size) run at
+        the first horizon with ``extra_model_candidates``.
     torch: also run the PyTorch baseline (skipped with a message if torch is absent).
     torch_threads: intra-op threads of the baseline (0: torch's default).
     repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
@@ -61,6 +66,8 @@ class BenchConfig:
     extra_h_candidates: tuple[int, ...] = (16,)
     robots: tuple[int, ...] = (8,)
     robots_candidates: int = 16
+    extra_models: tuple[str, ...] = ("cpu",)
+    extra_model_candidates: tuple[int, ...] = (1, 16)
     torch: bool = True
     torch_threads: int = 0
     repeats: int = 20
@@ -122,6 +129,36 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
         jax.block_until_ready(f(a))
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
+
+
+def memory_bandwidth(nbytes: int = 1 << 29, repeats: int = 5) -> float:
+    """Achieved read bandwidth (bytes/s) of a jitted sum over a buffer far larger than the caches."""
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    f = jax.jit(jnp.sum)
+    jax.block_until_ready(f(x))
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        best = min(best, time.perf_counter() - t0)
+    return nbytes / best
+
+
+def weight_bytes_per_plan(params: dict, steps: int) -> float:
+    """fp32 weight bytes one plan reads at least once per network call: the U-Net at every step,
+    the value net twice per step (forward and backward of the guidance gradient) and once to rank
+    the candidates."""
+    size = lambda tree: 4.0 * sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
+    return steps * (size(params["denoiser"]) + 2 * size(params["value"])) + size(params["value"])
+
+
+def add_floors(row: dict, params: dict, peak: float, bandwidth: float) -> dict:
+    """The row's compute and weight-streaming floors (ms) and its p50 over the nearer (higher)."""
+    row["floor_compute_ms"] = 1e3 * row["gflop_per_call"] * 1e9 / peak
+    row["floor_memory_ms"] = 1e3 * weight_bytes_per_plan(params, row["steps"]) / bandwidth
+    row["over_floor"] = row["p50_ms"] / max(row["floor_compute_ms"], row["floor_memory_ms"])
+    row["gflop_per_s_over_peak"] = row["gflop_per_s"] * 1e9 / peak
+    return row
 
 
 # ------------------------------------------------------------------ timing
@@ -226,28 +263,36 @@ def run(cfg: BenchConfig) -> dict:
     device = str(jax.devices()[0].device_kind)
     peak = matmul_peak_flops()
     print(f"device {device} ({backend}); fp32 matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
+    bandwidth = memory_bandwidth()
+    print(f"memory read bandwidth {bandwidth / 1e9:.1f} GB/s", flush=True)
     rows = []
-    for h in cfg.horizons:
-        base = M.diffusion_preset(cfg.model)
-        dcfg = dataclasses.replace(base, horizon=h)
+    grids = [(cfg.model, h) for h in cfg.horizons] + [
+        (m, cfg.horizons[0]) for m in cfg.extra_models
+    ]
+    for i, (model, h) in enumerate(grids):
+        dcfg = dataclasses.replace(M.diffusion_preset(model), horizon=h)
         nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+        if i == 0:
+            sizes = {k: int(sum(x.size for x in jax.tree.leaves(params[k]))) for k in params}
         torch_nets = from_jax(dcfg, params, M.TRANSITION_DIM) if have_torch else None
-        ns = cfg.candidates if h == cfg.horizons[0] else cfg.extra_h_candidates
+        ns = cfg.candidates if i == 0 else cfg.extra_h_candidates
+        ns = cfg.extra_model_candidates if model != cfg.model else ns
         for variant in cfg.variants:
             for n in ns:
                 row = bench_jax(nets, params, dcfg, variant, n, 1, cfg)
-                row["gflop_per_s_over_peak"] = row["gflop_per_s"] * 1e9 / peak
+                row["model"] = model
+                add_floors(row, params, peak, bandwidth)
                 if torch_nets is not None:
                     t = bench_torch(*torch_nets, dcfg, variant, n, cfg)
                     row["torch_p50_ms"], row["torch_p99_ms"] = t["p50_ms"], t["p99_ms"]
                     row["speedup_vs_torch"] = t["p50_ms"] / row["p50_ms"]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-        if h == cfg.horizons[0]:
+        if i == 0:
             for b in cfg.robots:
                 row = bench_jax(nets, params, dcfg, "ddpm10", cfg.robots_candidates, b, cfg)
-                row["gflop_per_s_over_peak"] = row["gflop_per_s"] * 1e9 / peak
-                rows.append(row)
+                row["model"] = model
+                rows.append(add_floors(row, params, peak, bandwidth))
                 print(json.dumps(row), flush=True)
     result = {
         "device": device,
@@ -257,9 +302,10 @@ def run(cfg: BenchConfig) -> dict:
         "torch": __import__("torch").__version__ if have_torch else None,
         "torch_threads": __import__("torch").get_num_threads() if have_torch else None,
         "model": cfg.model,
-        "unet_params": int(sum(x.size for x in jax.tree.leaves(params["denoiser"]))),
-        "value_params": int(sum(x.size for x in jax.tree.leaves(params["value"]))),
+        "unet_params": sizes["denoiser"],
+        "value_params": sizes["value"],
         "matmul_peak_gflop_per_s": peak / 1e9,
+        "memory_bandwidth_gb_per_s": bandwidth / 1e9,
         "config": dataclasses.asdict(cfg),
         "rows": rows,
     }
@@ -286,7 +332,10 @@ def _plot(results: list[dict], path: Path) -> None:
             rows = [
                 r
                 for r in res["rows"]
-                if r["variant"] == variant and r["H"] == h0 and r["robots"] == 1
+                if r["variant"] == variant
+                and r["H"] == h0
+                and r["robots"] == 1
+                and r.get("model", res["model"]) == res["model"]
             ]
             ns = [r["N"] for r in rows]
             ax.plot(
@@ -341,21 +390,39 @@ def write_page(out: Path) -> None:
             + ")",
             "",
             f"U-Net {res['unet_params'] / 1e6:.2f} M parameters, R_nn {res['value_params'] / 1e6:.2f} M; "
-            f"matmul peak {res['matmul_peak_gflop_per_s']:.0f} GFLOP/s.",
+            f"matmul peak {res['matmul_peak_gflop_per_s']:.0f} GFLOP/s"
+            + (
+                f", memory read bandwidth {res['memory_bandwidth_gb_per_s']:.1f} GB/s (a jitted "
+                "sum over 512 MB). Floors: compute = matmul FLOPs / peak; weights = fp32 weight "
+                "bytes read per plan (U-Net per step, value net twice per step and once to rank) "
+                "/ bandwidth; x floor = p50 / the higher of the two."
+                if "memory_bandwidth_gb_per_s" in res
+                else "."
+            ),
             "",
-            "| variant | N | H | robots | steps | compile (s) | p50 (ms) | p99 (ms) | plans/s | traj/s | GFLOP/s (% peak) | PyTorch p50 (ms) | JAX speed-up |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | variant | N | H | robots | steps | compile (s) | p50 (ms) | p99 (ms) | plans/s | traj/s | GFLOP/s (% peak) | floor: compute / weights (ms) | x floor | PyTorch p50 (ms) | JAX speed-up |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in res["rows"]:
             tp = f"{r['torch_p50_ms']:.1f}" if "torch_p50_ms" in r else "-"
             sp = f"**{r['speedup_vs_torch']:.2f}x**" if "speedup_vs_torch" in r else "-"
+            fl, xf = "-", "-"
+            if "floor_memory_ms" in r:
+                fl = f"{r['floor_compute_ms']:.1f} / {r['floor_memory_ms']:.1f}"
+                xf = f"{r['over_floor']:.1f}x"
             lines.append(
-                f"| {r['variant']} | {r['N']} | {r['H']} | {r['robots']} | {r['steps']} | "
+                f"| {r.get('model', res['model'])} | {r['variant']} | {r['N']} | {r['H']} | "
+                f"{r['robots']} | {r['steps']} | "
                 f"{r['compile_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['plans_per_s']:.1f} | {r['trajectories_per_s']:.0f} | "
-                f"{r['gflop_per_s']:.1f} ({100 * r['gflop_per_s_over_peak']:.0f}%) | {tp} | {sp} |"
+                f"{r['gflop_per_s']:.1f} ({100 * r['gflop_per_s_over_peak']:.0f}%) | {fl} | {xf} | "
+                f"{tp} | {sp} |"
             )
-        rt = [r for r in res["rows"] if r["N"] == 16 and r["H"] == 24 and r["robots"] == 1]
+        rt = [
+            r for r in res["rows"]
+            if r["N"] == 16 and r["H"] == 24 and r["robots"] == 1
+            and r.get("model", res["model"]) == res["model"]
+        ]  # fmt: skip
         if rt:
             lines += [
                 "",

@@ -20,21 +20,36 @@ from dmpc_jax.deploy.exported import EXPORT_SCHEMA_VERSION
 from dmpc_jax.diffusion.model import ACTION_DIM, OBS_DIM, TRANSITION_DIM, schedule_for
 from dmpc_jax.planner.constraints import Constraints
 from dmpc_jax.planner.rewards import REWARD_NAMES, TaskParams, default_task
-from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn
+from dmpc_jax.planner.sampler import PlanCache, SamplerConfig, make_cached_plan_fn, make_plan_fn
 from dmpc_jax.robot import go2
 
 
 def build_exportable(nets, params, dcfg, scaler, scfg: SamplerConfig, robot: dict):
-    """A jitted ``fn(s_now, task_dict, constraints_dict, key_u32) -> dict`` with weights baked in."""
+    """A jitted ``fn(s_now, task_dict, constraints_dict, key_u32) -> dict`` with weights baked in;
+    with ``scfg.cache_after`` it takes a last argument ``cache`` (dict ``x`` [N, H, Dx],
+    ``command`` [3], ``age`` int32 []: ``PlanCache``) and returns the next one under ``cache``."""
     plan = make_plan_fn(nets, dcfg, scfg, schedule_for(dcfg), scaler, **robot)
+
+    def args(s_now, task, constraints, key):
+        key = jax.random.wrap_key_data(key, impl="threefry2x32")
+        return params, s_now, TaskParams(**task), Constraints(**constraints), key
+
+    def result(out):
+        return {"action": out.action, "obs": out.obs, "reward": out.reward, "best": out.best}
+
+    if scfg.cache_after:
+        cached = make_cached_plan_fn(plan, dcfg, scfg, scaler)
+
+        @jax.jit
+        def fn_cached(s_now, task, constraints, key, cache):
+            out, new = cached(*args(s_now, task, constraints, key), PlanCache(**cache))
+            return {**result(out), "cache": {"x": new.x, "command": new.command, "age": new.age}}
+
+        return fn_cached
 
     @jax.jit
     def fn(s_now, task, constraints, key):
-        out = plan(
-            params, s_now, TaskParams(**task), Constraints(**constraints),
-            jax.random.wrap_key_data(key, impl="threefry2x32"),
-        )  # fmt: skip
-        return {"action": out.action, "obs": out.obs, "reward": out.reward, "best": out.best}
+        return result(plan(*args(s_now, task, constraints, key)))
 
     return fn
 
@@ -56,6 +71,9 @@ def export_planner(nets, params, dcfg, scaler, scfg: SamplerConfig, robot: dict,
         },
         spec((2,), jnp.uint32),
     )
+    if scfg.cache_after:
+        empty = PlanCache.empty(scfg.num_candidates, h)
+        args += ({k: spec(np.shape(v), v.dtype) for k, v in vars(empty).items()},)
     exp = export.export(fn, platforms=platforms)(*args)
     blob = bytes(exp.serialize())
     out_dir = Path(out_dir)
@@ -71,7 +89,13 @@ def export_planner(nets, params, dcfg, scaler, scfg: SamplerConfig, robot: dict,
         "action_dim": ACTION_DIM,
         "obs_dim": OBS_DIM,
         "num_candidates": scfg.num_candidates,
+        "cache_fields": (
+            {k: list(np.shape(v)) for k, v in vars(PlanCache.empty(scfg.num_candidates, h)).items()}
+            if scfg.cache_after
+            else None
+        ),
         "sampler": dataclasses.asdict(scfg),
+        "sampler_variant": scfg.variant(dcfg.num_steps),
         "ctrl_dt": 0.02,
         "joint_order": list(go2.JOINT_NAMES),
         "sdk_motor_order": list(go2.sdk_motor_order()),

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-EXPORT_SCHEMA_VERSION = 1
+EXPORT_SCHEMA_VERSION = 2  # 2: an early-step cache as input and output (``cache_fields``)
+READABLE_SCHEMAS = (1, 2)  # 1 is 2 without a cache
 
 
 class ExportError(ValueError):
@@ -28,6 +29,9 @@ class ExportedPlanner:
     Inputs (env units): s_now [49] observation; task: dict of arrays (``meta['task_fields']``);
     constraints: dict ``lower`` [H, 61], ``upper`` [H, 61], ``rate`` [61]; key: uint32 [2].
     Output dict: ``action`` [H, 12], ``obs`` [H, 49], ``reward`` [N], ``best`` [].
+    A planner exported with early-step caching (``meta['cache_fields']``) also takes ``cache``
+    (``empty_cache()`` on the first call and after a reset or task change) and returns the next
+    one under ``cache``; it refreshes by itself when the command moves (``planner.sampler``).
     """
 
     def __init__(self, path: Path):
@@ -41,10 +45,10 @@ class ExportedPlanner:
                 raise ExportError(f"exported planner {path} lacks {f.name}; run `make export`")
         t0 = time.perf_counter()
         self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("schema_version") != EXPORT_SCHEMA_VERSION:
+        if self.meta.get("schema_version") not in READABLE_SCHEMAS:
             raise ExportError(
                 f"{meta_path}: schema_version {self.meta.get('schema_version')!r}, this loader reads "
-                f"{EXPORT_SCHEMA_VERSION}"
+                f"{READABLE_SCHEMAS}"
             )
         blob = blob_path.read_bytes()
         digest = hashlib.sha256(blob).hexdigest()
@@ -59,13 +63,33 @@ class ExportedPlanner:
         self.load_s = time.perf_counter() - t0
         self.size_bytes = len(blob)
 
-    def __call__(self, s_now, task: dict, constraints: dict, key) -> dict:
-        return self._exported.call(
+    @property
+    def cached(self) -> bool:
+        return bool(self.meta.get("cache_fields"))
+
+    def empty_cache(self) -> dict:
+        """The cache of a fresh start: the next plan is a full one."""
+        f = self.meta["cache_fields"]
+        return {
+            "x": np.zeros(f["x"], np.float32),
+            "command": np.zeros(f["command"], np.float32),
+            "age": np.full(f["age"], -1, np.int32),
+        }
+
+    def __call__(
+        self, s_now, task: dict, constraints: dict, key, cache: dict | None = None
+    ) -> dict:
+        args = (
             np.asarray(s_now, np.float32),
             {k: np.asarray(v, np.float32) for k, v in task.items()},
             {k: np.asarray(v, np.float32) for k, v in constraints.items()},
             np.asarray(key, np.uint32),
         )
+        if self.cached:
+            args += (self.empty_cache() if cache is None else cache,)
+        elif cache is not None:
+            raise ExportError("this exported planner has no cache (exported without cache_after)")
+        return self._exported.call(*args)
 
     def default_task(self) -> dict:
         return {k: np.asarray(v, np.float32) for k, v in self.meta["default_task"].items()}
@@ -81,13 +105,20 @@ class ExportedPlanner:
     def plan_fn(self, seed: int, guidance: float | None = None):
         """``plan(obs, seq) -> actions [H, 12]`` for the robot loop (``deploy.runner``): the
         default task (learned reward; ``guidance`` replaces its scale), no constraints, key
-        (seed, seq)."""
+        (seed, seq). A cached planner's cache lives in this closure: ``seq`` 0 (the first plan of
+        a run, and the warm-up call) starts from an empty cache, i.e. a full plan."""
         task = self.default_task()
         if guidance is not None:
             task["guidance_scale"] = np.asarray(guidance, np.float32)
         cons = self.no_constraints()
+        memory = {"cache": None}
 
         def plan(obs, seq):
-            return np.asarray(self(obs, task, cons, np.array([seed, seq], np.uint32))["action"])
+            key = np.array([seed, seq], np.uint32)
+            if not self.cached:
+                return np.asarray(self(obs, task, cons, key)["action"])
+            out = self(obs, task, cons, key, None if seq == 0 else memory["cache"])
+            memory["cache"] = out["cache"]
+            return np.asarray(out["action"])
 
         return plan

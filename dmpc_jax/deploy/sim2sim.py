@@ -35,6 +35,7 @@ class Sim2SimConfig:
         ``num_candidates`` when absent or exported from another run or N.
     planner_run: the planner run exported when ``exported`` does not exist.
     num_candidates: N of that export.
+    sampler: its sampling path (``ddpm``, ``ddim<S>``, ``cache<R>``: ``dmpc export --sampler``).
     command: velocity command while walking.
     walk_s: seconds of walking after the planner takes over.
     stand_s: stand-up interpolation.
@@ -55,6 +56,7 @@ class Sim2SimConfig:
     exported: str = "exported/sim2sim"
     planner_run: str = "checkpoints/rwr/cpu"  # = evaluate.demo.DEFAULT_PLANNER
     num_candidates: int = 1
+    sampler: str = "ddpm"
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
     walk_s: float = 10.0
     stand_s: float = 2.0
@@ -233,17 +235,19 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
 
 
 def load_exported(cfg: Sim2SimConfig):
-    """The exported planner of ``cfg``, (re-)exported first when absent or from another run/N."""
+    """The exported planner of ``cfg``, (re-)exported first when absent or from another run, N
+    or sampling path."""
     from dmpc_jax.deploy.exported import ExportedPlanner
 
     exp = Path(cfg.exported)
     meta = json.loads((exp / "meta.json").read_text()) if (exp / "meta.json").exists() else {}
     if (meta.get("source_checkpoint", "").split(":")[0] != cfg.planner_run
-            or meta.get("num_candidates") != cfg.num_candidates):  # fmt: skip
+            or meta.get("num_candidates") != cfg.num_candidates
+            or meta.get("sampler_variant", "ddpm") != cfg.sampler):  # fmt: skip
         print(f"exporting {cfg.planner_run} -> {exp}", flush=True)
         subprocess.run([sys.executable, "-m", "dmpc_jax.cli", "export", "--run-dir",
                         cfg.planner_run, "--out", str(exp), "--num-candidates",
-                        str(cfg.num_candidates)], check=True)  # fmt: skip
+                        str(cfg.num_candidates), "--sampler", cfg.sampler], check=True)  # fmt: skip
     return ExportedPlanner(exp)
 
 

@@ -19,6 +19,8 @@ from dmpc_jax.diffusion.model import ACTION_DIM
 from dmpc_jax.envs.rollout import Controller
 from dmpc_jax.planner.mpc import MPCConfig, mpc_init, mpc_step
 
+ROBOT_AXIS = "robots"
+
 
 def planner_controller(
     cfg: MPCConfig, plan_one: Callable[..., Any], *, stateful: bool = False
@@ -26,7 +28,9 @@ def planner_controller(
     """plan_one(args, s_now [49], key) -> rows [H, Da >= 12] (env units); ``args`` is the rollout's
     runtime input (parameters, task arrays), shared by the batch. ``stateful``:
     plan_one(args, s_now, key, memory) -> (actions, memory), memory None on the first plan (see
-    ``planner.mpc``), carried per robot."""
+    ``planner.mpc``), carried per robot. The vmap over robots is named ``ROBOT_AXIS`` (a planner
+    may reduce over it, e.g. ``make_cached_plan_fn(axis_name=ROBOT_AXIS)``)."""
+    vmap = lambda f: jax.vmap(f, axis_name=ROBOT_AXIS)  # noqa: E731
 
     def batch_planner(args):
         def plan_batch(obs_state, key, memory=None, prefix=None):
@@ -34,14 +38,12 @@ def planner_controller(
             if prefix is not None:  # committed actions [B, D, 12] (MPCConfig.inpaint_committed)
                 if stateful:
                     raise ValueError("inpainting committed actions is not combined with warm start")
-                return jax.vmap(lambda s, k, p: plan_one(args, s, k, prefix=p))(
-                    obs_state, keys, prefix
-                )
+                return vmap(lambda s, k, p: plan_one(args, s, k, prefix=p))(obs_state, keys, prefix)
             if not stateful:
-                return jax.vmap(lambda s, k: plan_one(args, s, k))(obs_state, keys)
+                return vmap(lambda s, k: plan_one(args, s, k))(obs_state, keys)
             if memory is None:
-                return jax.vmap(lambda s, k: plan_one(args, s, k, None))(obs_state, keys)
-            return jax.vmap(lambda s, k, m: plan_one(args, s, k, m))(obs_state, keys, memory)
+                return vmap(lambda s, k: plan_one(args, s, k, None))(obs_state, keys)
+            return vmap(lambda s, k, m: plan_one(args, s, k, m))(obs_state, keys, memory)
 
         return plan_batch
 

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from dmpc_jax.diffusion.model import DiffusionConfig, Networks, schedule_for
-from dmpc_jax.planner.sampler import SamplerConfig, make_plan_fn
+from dmpc_jax.planner.sampler import SamplerConfig, make_cached_plan_fn, make_plan_fn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +46,19 @@ class TrainedPlanner:
     def controller(self, scfg: SamplerConfig, mcfg):
         """The receding-horizon planner as a batched env controller whose rollout args are
         ``task_args(spec)``: one compilation serves every task."""
-        from dmpc_jax.planner.closed_loop import planner_controller
+        from dmpc_jax.planner.closed_loop import ROBOT_AXIS, planner_controller
         from dmpc_jax.planner.sampler import shift_plan
 
         plan = self.plan_fn(scfg)
+        if scfg.cache_after:  # the early-step cache travels as the planner's memory
+            cached = make_cached_plan_fn(plan, self.dcfg, scfg, self.scaler, axis_name=ROBOT_AXIS)
+
+            def plan_cached(args, s_now, key, cache):
+                params, task, cons = args
+                out, cache = cached(params, s_now, task, cons, key, cache)
+                return out.rows, cache
+
+            return planner_controller(mcfg, plan_cached, stateful=True)
         if not scfg.warm_start:
 
             def plan_one(args, s_now, key, prefix=None):

@@ -21,12 +21,16 @@ gradient says little; with this option R_nn still guides x_k, and the analytic t
 gradient step on the denoiser's estimate instead, ``x0 = x0 + lambda * grad R_an(x0)``, before the
 posterior step (no backpropagation through the denoiser).
 Early-step caching: ``plan`` also returns the candidates after ``cache_after`` steps; passing them
-back as ``cache`` starts from there and runs only the remaining steps.
+back as ``cache`` starts from there and runs only the remaining steps. ``make_cached_plan_fn``
+carries that cache from plan to plan with METHOD §3's refresh rule (a full plan on the first call,
+after ``reset``, and when the command moved by more than ``cache_refresh`` in diffusion scale), as
+one compiled function whose ``lax.cond`` runs only the branch it takes (one robot per call).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Literal
 
 import flax.struct
@@ -51,6 +55,7 @@ from dmpc_jax.diffusion.schedule import (
     posterior_step,
     q_sample,
 )
+from dmpc_jax.envs.obs import OBS_SLICES
 from dmpc_jax.planner.constraints import Constraints, project, to_diffusion_space
 from dmpc_jax.planner.rewards import TaskParams, compute_analytic_rewards
 
@@ -62,6 +67,11 @@ class SamplerConfig:
     method: ``ddpm`` (every step) or ``ddim`` (deterministic, strided).
     ddim_steps: steps of the DDIM path (really skips: 5 of 10 calls the denoiser 5 times).
     cache_after: steps after which the partial sample is returned for caching (0: no cache).
+        With a cache, later plans run only the remaining steps from it (``make_cached_plan_fn``):
+        cache_after = 8 of K = 10 is METHOD §3's "cache-2".
+    cache_refresh: a cached plan is replaced by a full one when the command (diffusion scale)
+        moved by more than this since the cache was made (METHOD §3: 0.5).
+    cache_max_age: also refresh after this many plans from one cache (0: never by age).
     warm_start: reverse steps skipped when the plan starts from the previous plan (``warm=``):
         the previous trajectory, shifted to now, is noised to the level of step
         ``steps[warm_start]`` and denoised from there (SDEdit-style). 0: always start from noise.
@@ -76,6 +86,8 @@ class SamplerConfig:
     method: Literal["ddpm", "ddim"] = "ddpm"
     ddim_steps: int = 5
     cache_after: int = 0
+    cache_refresh: float = 0.5
+    cache_max_age: int = 0
     warm_start: int = 0
     variance_scaled_guidance: bool = False
     analytic_on_x0: bool = False
@@ -87,6 +99,31 @@ class SamplerConfig:
             )
         if self.method not in ("ddpm", "ddim"):
             raise ValueError(f"SamplerConfig.method must be ddpm or ddim, got {self.method!r}")
+        if self.cache_refresh < 0 or self.cache_max_age < 0:
+            raise ValueError("SamplerConfig.cache_refresh and cache_max_age must be >= 0")
+
+    def variant(self, num_steps: int) -> str:
+        """The name of this sampling path (``with_variant``'s inverse): ``ddpm``, ``ddim<S>`` or
+        ``cache<R>``."""
+        if self.method == "ddim":
+            return f"ddim{self.ddim_steps}" + (
+                f"+cache@{self.cache_after}" if self.cache_after else ""
+            )
+        return f"cache{num_steps - self.cache_after}" if self.cache_after else "ddpm"
+
+    def with_variant(self, variant: str, num_steps: int) -> SamplerConfig:
+        """This config on the sampling path ``variant``: ``ddpm`` (all K steps), ``ddim<S>``
+        (S strided DDIM steps) or ``cache<R>`` (DDPM, later plans run the last R steps from a
+        cache: cache_after = K - R)."""
+        m = re.fullmatch(r"(ddpm)|ddim(\d+)|cache(\d+)", variant)
+        if m is None:
+            raise ValueError(f"sampler variant {variant!r}: expected ddpm, ddim<S> or cache<R>")
+        if m[2]:
+            return dataclasses.replace(self, method="ddim", ddim_steps=int(m[2]), cache_after=0)
+        cache = num_steps - int(m[3]) if m[3] else 0
+        if m[3] and not 0 < cache < num_steps:
+            raise ValueError(f"sampler variant {variant!r}: R must be in [1, {num_steps - 1}]")
+        return dataclasses.replace(self, method="ddpm", cache_after=cache)
 
 
 @flax.struct.dataclass
@@ -255,6 +292,76 @@ def make_plan_fn(
         return PlanOutput(xs[best], action, obs, rewards, best, cached)
 
     return plan
+
+
+@flax.struct.dataclass
+class PlanCache:
+    """The early-step cache carried from plan to plan (``make_cached_plan_fn``).
+
+    x: [N, H, Dx] candidates after ``cache_after`` steps; command: [3] the command (diffusion
+    scale) they were sampled for; age: plans made from them since (int32; -1: empty, the next
+    plan is a full one)."""
+
+    x: jax.Array
+    command: jax.Array
+    age: jax.Array
+
+    @classmethod
+    def empty(cls, num_candidates: int, horizon: int) -> PlanCache:
+        return cls(
+            jnp.zeros((num_candidates, horizon, TRANSITION_DIM), jnp.float32),
+            jnp.zeros((3,), jnp.float32),
+            jnp.full((), -1, jnp.int32),
+        )
+
+
+def make_cached_plan_fn(
+    plan, dcfg: DiffusionConfig, scfg: SamplerConfig, scaler: dict, *, axis_name: str | None = None
+):
+    """``plan_cached(params, s_now, task, constraints, key, cache) -> (PlanOutput, PlanCache)``
+    around ``plan`` (``make_plan_fn`` with ``scfg.cache_after`` > 0).
+
+    A full plan (all steps, its partial sample kept) when ``cache`` is None or empty, when the
+    command in ``s_now`` moved by more than ``scfg.cache_refresh`` (max over vx, vy, wz, diffusion
+    scale) since the cache was made, or when the cache served ``scfg.cache_max_age`` plans; else
+    the last ``K - cache_after`` steps from the cached candidates, with ``s_now`` inpainted. A
+    reset (or a new task) is an empty cache: ``PlanCache.empty``. With a fresh cache and the same
+    key the cached plan equals the full plan bit for bit (same noise for the remaining steps).
+
+    ``axis_name``: the name of a ``vmap`` over robots around this function. A per-robot ``cond``
+    under vmap would run both branches for every robot; with the axis named, the full plans run
+    only on the calls where some robot refreshes (then each robot keeps its own branch's plan).
+    """
+    if not scfg.cache_after:
+        raise ValueError("make_cached_plan_fn needs SamplerConfig.cache_after > 0")
+    sl = OBS_SLICES["command"]
+    shift = jnp.asarray(scaler["shift"])[ACTION_DIM:][sl]
+    scale = jnp.asarray(scaler["scale"])[ACTION_DIM:][sl]
+
+    def plan_cached(params, s_now, task, constraints, key, cache: PlanCache | None = None):
+        command = (s_now[sl] - shift) * scale
+        if cache is None:  # static: the first plan of a run
+            out = plan(params, s_now, task, constraints, key)
+            return out, PlanCache(out.cache, command, jnp.zeros((), jnp.int32))
+        refresh = (cache.age < 0) | (jnp.max(jnp.abs(command - cache.command)) > scfg.cache_refresh)
+        if scfg.cache_max_age:
+            refresh = refresh | (cache.age >= scfg.cache_max_age)
+        full = lambda: plan(params, s_now, task, constraints, key)  # noqa: E731
+        from_cache = lambda: plan(params, s_now, task, constraints, key, cache=cache.x)  # noqa: E731
+        if axis_name is None:
+            out = jax.lax.cond(refresh, full, from_cache)
+        else:
+            some = jax.lax.psum(refresh.astype(jnp.int32), axis_name) > 0
+            pick = lambda: jax.tree.map(lambda a, b: jnp.where(refresh, a, b), full(), from_cache())  # noqa: E731
+            out = jax.lax.cond(some, pick, from_cache)
+        new = PlanCache(
+            jnp.where(refresh, out.cache, cache.x),
+            jnp.where(refresh, command, cache.command),
+            jnp.where(refresh, 0, cache.age + 1).astype(jnp.int32),
+        )
+        return out.replace(cache=new.x), new
+
+    return plan_cached
 
 
 def shift_plan(tau: jax.Array, shift: int) -> jax.Array:
