@@ -82,7 +82,8 @@ VARIANTS ?= 4/1 11/4 16/4 20/4 24/4
 eval-sweep: venv
 	$(VENV)/bin/dmpc eval-sweep --cfg.task $(TASK) --cfg.planner-run $(PLANNER) --variants $(VARIANTS) $(ARGS)
 
-# jax.export of the plan step (cpu + cuda) with meta.json: PLANNER=<run>, ARGS="--num-candidates 1".
+# jax.export of the plan step (cpu + cuda) with meta.json: PLANNER=<run>; the real-time default
+# sampler (DDIM-5, N = 1) unless ARGS="--sampler ddpm --num-candidates 16" etc.
 export: venv
 	$(VENV)/bin/dmpc export --run-dir $(PLANNER) $(ARGS)
 

@@ -13,11 +13,12 @@ from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.deploy.faults import FaultConfig
 from dmpc_jax.deploy.robot import DeployConfig
 from dmpc_jax.deploy.sim2sim import Sim2SimConfig
-from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig
+from dmpc_jax.evaluate.model_quality import DiffusionEvalConfig
 from dmpc_jax.evaluate.offline_fidelity import OfflineConfig
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 from dmpc_jax.evaluate.tasks import SUITE
+from dmpc_jax.planner.sampler import REALTIME_CANDIDATES, REALTIME_VARIANT
 
 
 def demo(
@@ -280,7 +281,7 @@ def dagger(
 
 def eval_diffusion(cfg: DiffusionEvalConfig = DiffusionEvalConfig()) -> None:
     """First-action and one-step state errors of unguided plans on held-out windows."""
-    from dmpc_jax.diffusion.evaluate import evaluate_planner
+    from dmpc_jax.evaluate.model_quality import evaluate_planner
 
     print(evaluate_planner(cfg))
 
@@ -347,10 +348,10 @@ def eval_sweep(
 def export(
     run_dir: str = "checkpoints/rwr/cpu",
     out: str = "exported/cpu",
-    num_candidates: int = 16,
+    num_candidates: int = REALTIME_CANDIDATES,
     method: Literal["ddpm", "ddim"] = "ddpm",
     ddim_steps: int = 5,
-    sampler: str = "",
+    sampler: str = REALTIME_VARIANT,
 ) -> None:
     """Serialize the plan step of a pretrained planner (jax.export, cpu + cuda) with meta.json.
 
@@ -362,7 +363,8 @@ def export(
         ddim_steps: DDIM steps when method is ddim.
         sampler: a named sampling path replacing method/ddim_steps: ``ddpm``, ``ddim<S>`` or
             ``cache<R>`` (the last R of K steps from an early-step cache the artifact carries;
-            ``SamplerConfig.with_variant``).
+            ``SamplerConfig.with_variant``); empty: method/ddim_steps. Default: the real-time
+            planner (``planner.sampler.REALTIME_VARIANT``, N = 1; experiments/realtime).
     """
     import json
     from pathlib import Path
@@ -372,7 +374,10 @@ def export(
     from dmpc_jax.planner.sampler import SamplerConfig
 
     p = load_planner(run_dir)
-    scfg = SamplerConfig(num_candidates=num_candidates, method=method, ddim_steps=ddim_steps)
+    # analytic task terms guide the clean estimate, as in dmpc eval (EvalConfig.analytic_on_x0)
+    scfg = SamplerConfig(
+        num_candidates=num_candidates, method=method, ddim_steps=ddim_steps, analytic_on_x0=True
+    )
     if sampler:
         scfg = scfg.with_variant(sampler, p.dcfg.num_steps)
     meta = export_planner(

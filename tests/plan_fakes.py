@@ -15,3 +15,16 @@ def sine_plan_fn():
 
 def broken_plan_fn():
     raise RuntimeError("no artifact here")
+
+
+def affinity_plan_fn():
+    """A plan whose first row reports the CPUs its process may run on (padded with -1)."""
+    import os
+
+    def plan(obs, seq):
+        cpus = sorted(os.sched_getaffinity(0))
+        out = -np.ones((24, 12))
+        out[0, : len(cpus[:12])] = cpus[:12]
+        return out
+
+    return plan

@@ -392,3 +392,29 @@ def test_fault_table_rows_report_detection_and_the_robot_state():
                                 "fault": {"injected_t": 9.99}}, flipped)  # fmt: skip
     assert missed["detected"] is None and missed["detection_ms"] is None
     assert missed["fell"] and not missed["sat_down"]
+
+
+def test_planner_process_is_pinned_to_the_cpus_asked_for():
+    """``planner_cpus``: all (no pinning), last (the last allowed CPU when there are >= 2), a
+    list; a CPU this process may not use is refused; the spawned planner runs on what it got."""
+    import os
+
+    import pytest
+    from plan_fakes import affinity_plan_fn
+
+    from dmpc_jax.deploy.planner_process import ProcessPlannerWorker, planner_cpus
+
+    allowed = sorted(os.sched_getaffinity(0))
+    assert planner_cpus("all") is None
+    assert planner_cpus("last") == ((allowed[-1],) if len(allowed) >= 2 else None)
+    assert planner_cpus(str(allowed[0])) == (allowed[0],)
+    with pytest.raises(ValueError, match="not available"):
+        planner_cpus(str(max(allowed) + 1))
+    with pytest.raises(ValueError, match="expected all, last"):
+        planner_cpus("first")
+    worker = ProcessPlannerWorker(affinity_plan_fn, 49, start_timeout_s=120, cpus=(allowed[-1],))
+    try:
+        row = worker.plan_blocking(np.zeros(49, np.float32), 1)[0]
+        assert row[row >= 0].tolist() == [allowed[-1]]
+    finally:
+        worker.close()

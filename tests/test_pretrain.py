@@ -220,7 +220,7 @@ def test_launcher_gives_each_process_its_rank_and_devices():
 
 
 def test_model_quality_evaluation_runs_on_held_out_windows(tiny_run, tmp_path):
-    from dmpc_jax.diffusion.evaluate import DiffusionEvalConfig, evaluate_planner
+    from dmpc_jax.evaluate.model_quality import DiffusionEvalConfig, evaluate_planner
 
     _, run, _ = tiny_run
     cfg = DiffusionEvalConfig(run_dir=str(run), windows=6, batch=3, out_dir=str(tmp_path / "exp"))

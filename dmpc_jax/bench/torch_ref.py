@@ -24,7 +24,7 @@ from dmpc_jax.diffusion.unet import UNetConfig
 
 
 def mish(x):
-    return x * torch.tanh(F.softplus(x))
+    return F.mish(x)  # PyTorch's fused kernel: x * tanh(softplus(x))
 
 
 def sinusoidal(k, dim):
@@ -209,6 +209,8 @@ def from_jax(dcfg, params: dict, transition_dim: int):
     value = ValueNet(transition_dim, dcfg.horizon, dcfg.unet)
     _copy(unet, _plain(params["denoiser"]))
     _copy(value, _plain(params["value"]))
+    for net in (unet, value):  # autograd tracks the guided sample only, never the weights
+        net.requires_grad_(False)
     return unet.eval(), value.eval()
 
 
@@ -225,7 +227,14 @@ def _plain(tree):
 
 class TorchSampler:
     """Guided DDPM / DDIM sampling of N candidates, one Python iteration per reverse step:
-    R_nn guidance by autograd, inpainting of the current state, x0 prediction, posterior step."""
+    R_nn guidance by autograd, inpainting of the current state, x0 prediction, posterior step.
+
+    Eager best practice: the weights never require grad (``from_jax``), so autograd records the
+    value net's graph for the sample alone; the denoiser, the posterior step and the ranking run
+    under ``torch.inference_mode`` (no autograd bookkeeping at all); the schedule's coefficients
+    are tensors made once; intra-op threads are the caller's (``torch.set_num_threads``).
+    ``unet`` / ``value`` may be ``torch.compile``d modules (the second baseline of ``make bench``).
+    """
 
     def __init__(self, unet, value, sched, steps: np.ndarray, method: str, action_dim: int):
         self.unet, self.value, self.steps, self.method = unet, value, list(steps), method
@@ -248,7 +257,7 @@ class TorchSampler:
                 (g,) = torch.autograd.grad(self.value(xg, kk).sum(), xg)
             x = x + guidance * g
             x[:, self.action_dim :, 0] = s_now
-            with torch.no_grad():
+            with torch.inference_mode():
                 x0 = self.unet(x, kk)
                 if self.method == "ddpm":
                     noise = torch.randn_like(x) if k > 0 else torch.zeros_like(x)
@@ -258,7 +267,8 @@ class TorchSampler:
                     a, a_prev = self.abar[k], (self.abar[k_prev] if k_prev >= 0 else 1.0)
                     eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
                     x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+            x = x.clone()  # an ordinary tensor again: the next step's gradient may record it
             x[:, self.action_dim :, 0] = s_now
-        with torch.no_grad():
+        with torch.inference_mode():
             r = self.value(x, torch.zeros(n, dtype=torch.long))
         return x[int(torch.argmax(r))].T

@@ -33,6 +33,8 @@ class DeployConfig:
         loop's own load is not in the measurement).
     planner_process: the planner in its own process (``deploy/planner_process.py``); False: a
         thread of the runner's process.
+    planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
+        or a list ``2,3`` (``planner_process.planner_cpus``).
     """
 
     exported: str = "exported/sim2sim"
@@ -47,6 +49,7 @@ class DeployConfig:
     auto_margin: bool = False
     budget_headroom: float = 1.3
     planner_process: bool = True
+    planner_cpus: str = "last"
 
 
 def run_robot(cfg: DeployConfig) -> dict:
@@ -59,7 +62,7 @@ def run_robot(cfg: DeployConfig) -> dict:
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
     plan, plan_kw = start_planner(
-        planner, cfg.exported, cfg.seed, cfg.guidance, cfg.planner_process
+        planner, cfg.exported, cfg.seed, cfg.guidance, cfg.planner_process, cfg.planner_cpus
     )
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command), live=live)
     rcfg, _ = fit_budget(  # refuses a machine too slow for the timeline before any DDS

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dmpc_jax.envs.obs import roll_pitch
+from dmpc_jax.planner.sampler import REALTIME_VARIANT
 from dmpc_jax.robot import go2
 
 LIE_DOWN_POSE = np.tile([0.0, 1.36, -2.65], 4)  # model order (FL, FR, RL, RR)
@@ -51,12 +52,14 @@ class Sim2SimConfig:
         loop's own load is not in the measurement).
     planner_process: run the planner in its own process (``deploy/planner_process.py``), so the
         500 Hz loop and the state reader never wait on it; False: a thread of the runner's.
+    planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
+        or a list ``2,3`` (``planner_process.planner_cpus``).
     """
 
     exported: str = "exported/sim2sim"
     planner_run: str = "checkpoints/rwr/cpu"  # = evaluate.demo.DEFAULT_PLANNER
     num_candidates: int = 1
-    sampler: str = "ddpm"
+    sampler: str = REALTIME_VARIANT
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
     walk_s: float = 10.0
     stand_s: float = 2.0
@@ -70,6 +73,7 @@ class Sim2SimConfig:
     auto_margin: bool = False
     budget_headroom: float = 1.3
     planner_process: bool = True
+    planner_cpus: str = "last"
 
 
 class SimRobot:
@@ -296,10 +300,12 @@ def _run_once(
     from dmpc_jax.deploy.budget import fit_budget
     from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
-    from dmpc_jax.evaluate.tasks import NN_GUIDANCE
+    from dmpc_jax.planner.task import NN_GUIDANCE
 
     t = time.perf_counter()
-    plan, plan_kw = start_planner(planner, cfg.exported, seed, NN_GUIDANCE, cfg.planner_process)
+    plan, plan_kw = start_planner(
+        planner, cfg.exported, seed, NN_GUIDANCE, cfg.planner_process, cfg.planner_cpus
+    )
     warmup_s = time.perf_counter() - t
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
                                   stand_s=cfg.stand_s, live=True)  # fmt: skip
@@ -438,15 +444,18 @@ def write_page(cfg: Sim2SimConfig, summary: dict, out: Path) -> None:
         "",
         f"Command: `make sim2sim` (`dmpc sim2sim --cfg.planner-run {cfg.planner_run} "
         f"--cfg.repeats {cfg.repeats} --cfg.seed {cfg.seed} --cfg.walk-s {cfg.walk_s:g} "
-        f"--cfg.command {' '.join(f'{c:g}' for c in cfg.command)}"
+        f"--cfg.command {' '.join(f'{c:g}' for c in cfg.command)} --cfg.sampler {cfg.sampler} "
+        f"--cfg.planner-cpus {cfg.planner_cpus}"
         f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
         f"on `{cfg.interface}` (domain {cfg.domain}): the simulated Go2 (native MuJoCo, full "
         f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd fields, "
         "CRC checked, a fresh process per run, starting lying down) publishes rt/lowstate at "
         "500 Hz; the runner (`dmpc_jax/deploy/runner.py`) reads it, stands the robot up (2 s), and "
         f"walks it for {cfg.walk_s:g} s at the command {tuple(cfg.command)} with the exported "
-        f"planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}) in its own "
-        f"{'process' if cfg.planner_process else 'thread'}, E = 11 / D = 4 unless the start-up "
+        f"planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}, {cfg.sampler}) in "
+        f"its own {'process' if cfg.planner_process else 'thread'}"
+        + (f" pinned to CPU {cfg.planner_cpus}" if cfg.planner_process else "")
+        + ", E = 11 / D = 4 unless the start-up "
         "check raised D (auto-margin), publishing "
         "rt/lowcmd at 500 Hz. Before each run the plan is timed against its budget "
         "(`deploy/budget.py`): "

@@ -35,14 +35,10 @@ from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.rollout import make_rollout
 from dmpc_jax.evaluate import outcomes
 from dmpc_jax.evaluate.policy_eval import energy_per_metre, episode_stats
-from dmpc_jax.evaluate.tasks import NN_GUIDANCE, SuiteTask, get_task
+from dmpc_jax.evaluate.tasks import SuiteTask, get_task
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
-from dmpc_jax.planner.task import (
-    RewardWeights,
-    TaskSpec,
-    apply_overrides,
-)
+from dmpc_jax.planner.task import NN_GUIDANCE, RewardWeights, TaskSpec, apply_overrides
 
 CONTROLLERS = ("task", "nominal", "unguided", "demonstrator")
 

@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from dmpc_jax.planner.task import BoxSpec, RewardWeights, TaskSpec
+from dmpc_jax.planner.task import NN_GUIDANCE, TASK_GUIDANCE, BoxSpec, RewardWeights, TaskSpec
 
-# Guidance scale of the nominal planner (learned reward only) and of the reward-shaping tasks.
-# Chosen from an ad-hoc sweep on an intermediate cpu checkpoint (16 envs x 10 s, not recorded):
-# the nominal planner's success did not depend on it in [0, 3]; task terms needed ~10 to change
-# anything measurable, and >= 30 stopped the robot walking. The evaluation guides the analytic
-# terms on the clean estimate x0_hat (EvalConfig.analytic_on_x0, planner.sampler): on x_k, as
-# METHOD §3 writes it, the height terms did not move the base at all (experiments/archive/x_k/).
-NN_GUIDANCE = 0.1
-TASK_GUIDANCE = 10.0
+# Task defaults (guidance scales) live with the TaskSpec: planner.task.
 
 
 @dataclasses.dataclass(frozen=True)
