@@ -52,8 +52,13 @@ class BenchConfig:
     robots_candidates: N of the robots rows.
     extra_models: further diffusion presets (e.g. ``cpu``, the shipped planner's size) run at
         the first horizon with ``extra_model_candidates``.
+    pinned_candidates: N values of the extra models also run in a child process pinned to one
+        CPU (how the deploy runner runs its planner: ``deploy/planner_process.planner_cpus``).
     torch: also run the PyTorch baseline (skipped with a message if torch is absent).
     torch_threads: intra-op threads of the baseline (0: torch's default).
+    torch_compile_candidates: N values of the main model's first variant and horizon also run
+        with ``torch.compile``d networks (a second baseline; its compile time is reported
+        apart; empty: none).
     repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
     max_seconds: time budget of the timed calls of one configuration.
     out_dir: where README.md, results.json and the plot go.
@@ -68,8 +73,10 @@ class BenchConfig:
     robots_candidates: int = 16
     extra_models: tuple[str, ...] = ("cpu",)
     extra_model_candidates: tuple[int, ...] = (1, 16)
+    pinned_candidates: tuple[int, ...] = (1,)
     torch: bool = True
     torch_threads: int = 0
+    torch_compile_candidates: tuple[int, ...] = (1, 16)
     repeats: int = 20
     max_seconds: float = 20.0
     out_dir: str = "experiments/bench"
@@ -218,6 +225,48 @@ def bench_jax(nets, params, dcfg, variant: str, n: int, robots: int, cfg: BenchC
     }  # fmt: skip
 
 
+def _pinned_row(model: str, variant: str, n: int, cfg: BenchConfig) -> dict:
+    """``bench_jax`` of one configuration in a child process pinned to the last CPU."""
+    import subprocess
+    import sys
+
+    cpu = max(os.sched_getaffinity(0))
+    args = json.dumps({"model": model, "variant": variant, "n": n,
+                       "repeats": cfg.repeats, "max_seconds": cfg.max_seconds})  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "dmpc_jax.bench.sampler", args], capture_output=True, text=True,
+        check=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )  # fmt: skip
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    row.update(model=model, pinned_cpu=cpu)
+    return row
+
+
+def _pinned_main(args: str) -> None:
+    a = json.loads(args)
+    dcfg = M.diffusion_preset(a["model"])
+    nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+    cfg = BenchConfig(repeats=a["repeats"], max_seconds=a["max_seconds"])
+    print(json.dumps(bench_jax(nets, params, dcfg, a["variant"], a["n"], 1, cfg)))
+
+
+def _torch_compiled(torch_nets, dcfg, variant: str, n: int, cfg: BenchConfig, row: dict) -> dict:
+    """The baseline with ``torch.compile``d networks: p50 and the first call (compile) apart;
+    the reason when it does not run here."""
+    import torch
+
+    t0 = time.perf_counter()
+    try:
+        nets = tuple(torch.compile(m) for m in torch_nets)
+        bench_torch(*nets, dcfg, variant, n, dataclasses.replace(cfg, repeats=1, max_seconds=0))
+        compile_s = time.perf_counter() - t0
+        t = bench_torch(*nets, dcfg, variant, n, cfg)
+    except Exception as e:  # noqa: BLE001 (reported on the page instead of a row)
+        return {"torch_compile_error": f"{type(e).__name__}: {e}"[:200]}
+    return {"torch_compile_p50_ms": t["p50_ms"], "torch_compile_s": compile_s,
+            "speedup_vs_torch_compile": t["p50_ms"] / row["p50_ms"]}  # fmt: skip
+
+
 def bench_torch(unet, value, dcfg, variant: str, n: int, cfg: BenchConfig) -> dict:
     import torch
 
@@ -286,8 +335,18 @@ def run(cfg: BenchConfig) -> dict:
                     t = bench_torch(*torch_nets, dcfg, variant, n, cfg)
                     row["torch_p50_ms"], row["torch_p99_ms"] = t["p50_ms"], t["p99_ms"]
                     row["speedup_vs_torch"] = t["p50_ms"] / row["p50_ms"]
+                    first = i == 0 and variant == cfg.variants[0]
+                    if first and n in cfg.torch_compile_candidates:
+                        row.update(_torch_compiled(torch_nets, dcfg, variant, n, cfg, row))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        if model != cfg.model and cfg.pinned_candidates and len(os.sched_getaffinity(0)) > 1:
+            for variant in cfg.variants:
+                for n in cfg.pinned_candidates:
+                    row = _pinned_row(model, variant, n, cfg)
+                    add_floors(row, params, peak, bandwidth)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
         if i == 0:
             for b in cfg.robots:
                 row = bench_jax(nets, params, dcfg, "ddpm10", cfg.robots_candidates, b, cfg)
@@ -361,6 +420,15 @@ def _plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _compiled_cells(r: dict) -> str:
+    if "torch_compile_p50_ms" in r:
+        return (f"{r['torch_compile_p50_ms']:.1f} (compile {r['torch_compile_s']:.0f} s) | "
+                f"**{r['speedup_vs_torch_compile']:.2f}x**")  # fmt: skip
+    if "torch_compile_error" in r:
+        return f"did not run: {r['torch_compile_error']} | -"
+    return "- | -"
+
+
 def write_page(out: Path) -> None:
     """README.md from every results_<backend>.json in ``out`` plus the env/PPO numbers."""
     results = [json.loads(p.read_text()) for p in sorted(out.glob("results_*.json"))]
@@ -375,8 +443,13 @@ def write_page(out: Path) -> None:
         "(analytically, from its jaxpr) over the p50 time; the peak is a 2048^3 fp32 matmul timed "
         "in the same run. PyTorch: the same networks with the same weights "
         "(`tests/test_bench.py` checks the outputs agree), sampled eagerly step by step from Python "
-        "with autograd guidance, as the authors' code runs; same process, same machine. JAX also "
-        "evaluates the analytic reward terms (weights 0) that the baseline does not have.",
+        "with autograd guidance, as the authors' code runs, with eager best practice (weights "
+        "frozen so autograd records the sample only, `torch.inference_mode` outside the guidance "
+        "gradient, PyTorch's fused mish, intra-op threads as reported); same process, same "
+        "machine. torch.compile: the same loop with `torch.compile`d networks (compile time "
+        "apart). JAX also evaluates the analytic reward terms (weights 0) that the baseline does "
+        "not have. `(1 CPU)`: the configuration in a child process pinned to one core, as the "
+        "deploy runner runs its planner.",
         "",
     ]
     for res in results:
@@ -400,8 +473,8 @@ def write_page(out: Path) -> None:
                 else "."
             ),
             "",
-            "| model | variant | N | H | robots | steps | compile (s) | p50 (ms) | p99 (ms) | plans/s | traj/s | GFLOP/s (% peak) | floor: compute / weights (ms) | x floor | PyTorch p50 (ms) | JAX speed-up |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | variant | N | H | robots | steps | compile (s) | p50 (ms) | p99 (ms) | plans/s | traj/s | GFLOP/s (% peak) | floor: compute / weights (ms) | x floor | PyTorch p50 (ms) | JAX speed-up | torch.compile p50 (ms) | JAX speed-up |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in res["rows"]:
             tp = f"{r['torch_p50_ms']:.1f}" if "torch_p50_ms" in r else "-"
@@ -410,13 +483,14 @@ def write_page(out: Path) -> None:
             if "floor_memory_ms" in r:
                 fl = f"{r['floor_compute_ms']:.1f} / {r['floor_memory_ms']:.1f}"
                 xf = f"{r['over_floor']:.1f}x"
+            pin = " (1 CPU)" if "pinned_cpu" in r else ""
             lines.append(
-                f"| {r.get('model', res['model'])} | {r['variant']} | {r['N']} | {r['H']} | "
+                f"| {r.get('model', res['model'])}{pin} | {r['variant']} | {r['N']} | {r['H']} | "
                 f"{r['robots']} | {r['steps']} | "
                 f"{r['compile_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['plans_per_s']:.1f} | {r['trajectories_per_s']:.0f} | "
                 f"{r['gflop_per_s']:.1f} ({100 * r['gflop_per_s_over_peak']:.0f}%) | {fl} | {xf} | "
-                f"{tp} | {sp} |"
+                f"{tp} | {sp} | {_compiled_cells(r)} |"
             )
         rt = [
             r for r in res["rows"]
@@ -475,3 +549,9 @@ def _other_tables() -> list[str]:
             "",
         ]
     return lines
+
+
+if __name__ == "__main__":  # one pinned configuration (``_pinned_row``)
+    import sys
+
+    _pinned_main(sys.argv[1])
