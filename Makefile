@@ -87,10 +87,14 @@ eval-sweep: venv
 export: venv
 	$(VENV)/bin/dmpc export --run-dir $(PLANNER) $(ARGS)
 
+# A test-time task on the robot path only when given: make sim2sim TASK=energy (or a TaskSpec file),
+# a switch with ARGS="--cfg.switch-to height_low --cfg.switch-at 10".
+ROBOT_TASK = $(if $(filter command line environment,$(origin TASK)),--cfg.task $(TASK))
+
 # The deploy runner walks a native-MuJoCo Go2 over DDS on loopback (installs the robot extra).
 sim2sim: venv
 	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
-	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ARGS)
+	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ROBOT_TASK) $(ARGS)
 
 # Faults over real DDS (simulator stops / freezes / sends NaN, planner process killed)
 sim2sim-faults: venv
@@ -99,7 +103,7 @@ sim2sim-faults: venv
 
 # A real Go2 (robot extra with cyclonedds 0.10.2, see README): dry run unless LIVE=1.
 deploy: venv
-	$(VENV)/bin/dmpc deploy $(ARGS)
+	$(VENV)/bin/dmpc deploy $(ROBOT_TASK) $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

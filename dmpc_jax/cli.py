@@ -386,12 +386,29 @@ def export(
     print(json.dumps({k: meta[k] for k in ("platforms", "artifact_bytes", "source_checkpoint")}))
 
 
+def resolve_task(name_or_file: str):
+    """A TaskSpec from a JSON file or a suite task name (``evaluate/tasks.py``); None for ""."""
+    from pathlib import Path
+
+    from dmpc_jax.config import load_json
+    from dmpc_jax.evaluate.tasks import get_task
+    from dmpc_jax.planner.task import TaskSpec
+
+    if not name_or_file:
+        return None
+    if Path(name_or_file).is_file():
+        return load_json(TaskSpec, name_or_file)
+    return get_task(name_or_file).spec
+
+
 def sim2sim(cfg: Sim2SimConfig = Sim2SimConfig()) -> None:
     """The deploy runner walks a Go2 simulated in native MuJoCo (its own process) over DDS on
     loopback; writes experiments/sim2sim/ (needs the robot extra)."""
     from dmpc_jax.deploy.sim2sim import run_sim2sim
 
-    r = run_sim2sim(cfg)
+    specs = (resolve_task(cfg.task), resolve_task(cfg.switch_to)) if cfg.switch_to else (
+        (resolve_task(cfg.task),) if cfg.task else ())  # fmt: skip
+    r = run_sim2sim(cfg, specs)
     print(json.dumps({"successes": r["successes"], "repeats": r["repeats"]}))
 
 
@@ -408,7 +425,9 @@ def deploy(cfg: DeployConfig = DeployConfig()) -> None:
     is set (see dmpc_jax/deploy/robot.py before a live run)."""
     from dmpc_jax.deploy.robot import run_robot
 
-    run_robot(cfg)
+    specs = (resolve_task(cfg.task), resolve_task(cfg.switch_to)) if cfg.switch_to else (
+        (resolve_task(cfg.task),) if cfg.task else ())  # fmt: skip
+    run_robot(cfg, specs)
 
 
 SUBCOMMANDS = {

@@ -29,13 +29,15 @@ class Planner:
 
     def __init__(self):
         self.calls = []
+        self.tasks = []
         self.gate = threading.Event()
         self.gate.set()
         self.bad = False
 
-    def __call__(self, obs, seq):
+    def __call__(self, obs, seq, task=0):
         assert obs.shape == (49,) and np.isfinite(obs).all()
         self.calls.append(seq)
+        self.tasks.append(task)
         self.gate.wait()
         if self.bad:
             return np.full((24, 12), 9.0)  # q target = q0 + 4.5 rad: beyond every limit
@@ -418,3 +420,19 @@ def test_planner_process_is_pinned_to_the_cpus_asked_for():
         assert row[row >= 0].tolist() == [allowed[-1]]
     finally:
         worker.close()
+
+
+def test_task_switch_requests_task_1_from_switch_at_on():
+    """``switch_at_s``: plans requested after that much walking ask for task 1, earlier ones
+    (and the first plan) for task 0; without it every plan is task 0."""
+    tr, pl = FakeTransport(), Planner()
+    runner = Runner(RunnerConfig(stand_s=0.1, live=True, switch_at_s=0.3), tr, pl)
+    t = to_walk(runner, tr)
+    drive(runner, tr, t, 10 * 40)  # 0.8 s of walking: plans every 7 steps (0.14 s)
+    assert runner.mode == "walk"
+    assert pl.tasks[0] == 0 and pl.tasks[-1] == 1
+    assert pl.tasks == sorted(pl.tasks)  # one switch, never back
+    assert 1 <= pl.tasks.count(0) < len(pl.tasks)
+    runner2, tr2, pl2 = make()
+    drive(runner2, tr2, to_walk(runner2, tr2), 10 * 40)
+    assert set(pl2.tasks) == {0}

@@ -148,6 +148,19 @@ def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
     plan = p.plan_fn(seed=0)
     a, b = plan(s_now, 1), plan(s_now, 2)
     assert a.shape == b.shape == (cfg.horizon, 12)
+    # test-time tasks on the robot path: task inputs from TaskSpecs; a task switch re-plans in
+    # full (a fresh cache), as a first plan with the same key does
+    from dmpc_jax.planner.task import RewardWeights, TaskSpec
+
+    calm = TaskSpec(name="calm", guidance_scale=1.0, weights=RewardWeights(joint_vel=5.0))
+    tasks = [p.task_inputs(TaskSpec(name="nominal", guidance_scale=0.1)), p.task_inputs(calm)]
+    assert tasks[1][0]["guidance_scale"] == 1.0 and tasks[1][1]["lower"].shape == (cfg.horizon, 61)
+    plan = p.plan_fn(seed=0, tasks=tasks)
+    plan(s_now, 0, 0)
+    plan(s_now, 1, 0)
+    switched = plan(s_now, 2, 1)
+    fresh = p.plan_fn(seed=0, tasks=tasks)(s_now, 2, 1)  # a first call: empty cache
+    np.testing.assert_array_equal(switched, fresh)
     with pytest.raises(ExportError, match="no cache"):
         plain = tmp_path / "plain"
         export_planner(nets, params, cfg, scaler, SamplerConfig(num_candidates=2), ROBOT, plain,

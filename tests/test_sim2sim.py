@@ -48,7 +48,7 @@ def hold_pose_runner(transport, stand_s: float):
     from dmpc_jax.deploy.safety import SafetyConfig
 
     cfg = RunnerConfig(stand_s=stand_s, live=True, safety=SafetyConfig(max_tick_gap_s=0.2))
-    return Runner(cfg, transport, lambda obs, seq: np.zeros((24, 12)))
+    return Runner(cfg, transport, lambda obs, seq, task=0: np.zeros((24, 12)))
 
 
 def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):

@@ -102,23 +102,39 @@ class ExportedPlanner:
             "rate": np.full((dx,), np.inf, np.float32),
         }
 
-    def plan_fn(self, seed: int, guidance: float | None = None):
-        """``plan(obs, seq) -> actions [H, 12]`` for the robot loop (``deploy.runner``): the
-        default task (learned reward; ``guidance`` replaces its scale), no constraints, key
-        (seed, seq). A cached planner's cache lives in this closure: ``seq`` 0 (the first plan of
-        a run, and the warm-up call) starts from an empty cache, i.e. a full plan."""
-        task = self.default_task()
-        if guidance is not None:
-            task["guidance_scale"] = np.asarray(guidance, np.float32)
-        cons = self.no_constraints()
-        memory = {"cache": None}
+    def task_inputs(self, spec) -> tuple[dict, dict]:
+        """(task, constraints) dicts of numpy arrays for a ``planner.task.TaskSpec``: rewards,
+        guidance and bounds as ``dmpc eval`` builds them, with this artifact's robot constants."""
+        from dmpc_jax.planner.task import task_arrays
 
-        def plan(obs, seq):
+        task, cons, _ = task_arrays(spec, self.meta["horizon"],
+                                    q_default=np.asarray(self.meta["q_default"], np.float32),
+                                    action_scale=self.meta["action_scale"])  # fmt: skip
+        as_np = lambda d: {k: np.asarray(v, np.float32) for k, v in vars(d).items()}  # noqa: E731
+        return as_np(task), as_np(cons)
+
+    def plan_fn(self, seed: int, guidance: float | None = None, tasks=None):
+        """``plan(obs, seq, task=0) -> actions [H, 12]`` for the robot loop (``deploy.runner``),
+        key (seed, seq). ``tasks``: a list of (task, constraints) inputs (``task_inputs``) that
+        ``task`` indexes; default: the default task (learned reward; ``guidance`` replaces its
+        scale) without constraints. A cached planner's cache lives in this closure: ``seq`` 0
+        (the first plan of a run, and the warm-up call) and a change of task start from an empty
+        cache, i.e. a full plan."""
+        if tasks is None:
+            task = self.default_task()
+            if guidance is not None:
+                task["guidance_scale"] = np.asarray(guidance, np.float32)
+            tasks = [(task, self.no_constraints())]
+        memory = {"cache": None, "task": 0}
+
+        def plan(obs, seq, task=0):
             key = np.array([seed, seq], np.uint32)
+            inputs = tasks[task]
             if not self.cached:
-                return np.asarray(self(obs, task, cons, key)["action"])
-            out = self(obs, task, cons, key, None if seq == 0 else memory["cache"])
-            memory["cache"] = out["cache"]
+                return np.asarray(self(obs, *inputs, key)["action"])
+            fresh = seq == 0 or task != memory["task"]
+            out = self(obs, *inputs, key, None if fresh else memory["cache"])
+            memory.update(cache=out["cache"], task=task)
             return np.asarray(out["action"])
 
         return plan

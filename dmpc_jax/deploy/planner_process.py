@@ -28,12 +28,12 @@ class PlannerProcessError(RuntimeError):
     """The planner process failed to start, raised, or died."""
 
 
-def exported_plan_fn(exported: str, seed: int, guidance: float | None) -> PlanFn:
+def exported_plan_fn(exported: str, seed: int, guidance: float | None, tasks=None) -> PlanFn:
     """The factory the deploy runner spawns: the exported artifact's ``plan_fn`` (picklable as a
-    ``functools.partial`` of this module-level function)."""
+    ``functools.partial`` of this module-level function; ``tasks``: numpy task inputs)."""
     from dmpc_jax.deploy.exported import ExportedPlanner
 
-    return ExportedPlanner(exported).plan_fn(seed, guidance)
+    return ExportedPlanner(exported).plan_fn(seed, guidance, tasks)
 
 
 def planner_cpus(spec: str) -> tuple[int, ...] | None:
@@ -79,10 +79,10 @@ def _serve(factory: Callable[[], PlanFn], conn, obs_dim: int, cpus=None) -> None
             return
         if req is None:
             return
-        seq, obs = req
+        seq, obs, task = req
         t0 = time.perf_counter()
         try:
-            out = np.asarray(plan_fn(obs, seq), np.float64)
+            out = np.asarray(plan_fn(obs, seq, task), np.float64)
         except Exception as e:  # noqa: BLE001 (handed to the loop, which goes to damping)
             out = PlannerProcessError(f"planner raised {type(e).__name__}: {e}")
         conn.send((seq, out, time.perf_counter() - t0))
@@ -126,9 +126,9 @@ class ProcessPlannerWorker:
     def pid(self) -> int | None:
         return self._proc.pid
 
-    def submit(self, seq: int, obs: np.ndarray) -> None:
+    def submit(self, seq: int, obs: np.ndarray, task: int = 0) -> None:
         try:
-            self._conn.send((seq, np.asarray(obs, np.float32)))
+            self._conn.send((seq, np.asarray(obs, np.float32), task))
             self._outstanding = 1  # the child keeps only the newest request
         except (BrokenPipeError, OSError):
             pass  # a dead child: result() reports it
@@ -190,7 +190,7 @@ class ProcessPlannerWorker:
 
 
 def start_planner(
-    planner, exported: str, seed: int, guidance, own_process: bool, cpus: str = "all"
+    planner, exported: str, seed: int, guidance, own_process: bool, cpus: str = "all", tasks=None
 ):  # fmt: skip
     """(a blocking ``plan(obs, seq)``, the ``Runner`` keyword that runs it) for the exported
     ``planner`` (an ``ExportedPlanner`` of directory ``exported``): in its own process (pinned to
@@ -198,10 +198,11 @@ def start_planner(
     compiled here."""
     if own_process:
         worker = ProcessPlannerWorker(
-            functools.partial(exported_plan_fn, exported, seed, guidance), planner.meta["obs_dim"],
+            functools.partial(exported_plan_fn, exported, seed, guidance, tasks),
+            planner.meta["obs_dim"],
             cpus=planner_cpus(cpus),
         )  # fmt: skip
         return worker.plan_blocking, {"worker": worker}
-    plan = planner.plan_fn(seed, guidance)
+    plan = planner.plan_fn(seed, guidance, tasks)
     plan(np.zeros(planner.meta["obs_dim"], np.float32), 0)  # compile before the loop
     return plan, {"plan_fn": plan}

@@ -35,6 +35,8 @@ class DeployConfig:
         thread of the runner's process.
     planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
         or a list ``2,3`` (``planner_process.planner_cpus``).
+    task, switch_to, switch_at: a test-time task and a switch to a second one after
+        ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
     """
 
     exported: str = "exported/sim2sim"
@@ -50,21 +52,32 @@ class DeployConfig:
     budget_headroom: float = 1.3
     planner_process: bool = True
     planner_cpus: str = "last"
+    task: str = ""
+    switch_to: str = ""
+    switch_at: float = 10.0
 
 
-def run_robot(cfg: DeployConfig) -> dict:
+def run_robot(cfg: DeployConfig, specs=()) -> dict:
     from dmpc_jax.deploy.budget import fit_budget
     from dmpc_jax.deploy.exported import ExportedPlanner
     from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.transport import DdsTransport, LowCmd
+    from dmpc_jax.planner.task import TaskSpec
 
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
+    tasks = None
+    if any(s is not None for s in specs):  # None: the default task at cfg.guidance
+        nominal = TaskSpec(name="nominal", command=cfg.command, guidance_scale=cfg.guidance)
+        tasks = [planner.task_inputs(nominal if s is None else s) for s in specs]
     plan, plan_kw = start_planner(
-        planner, cfg.exported, cfg.seed, cfg.guidance, cfg.planner_process, cfg.planner_cpus
+        planner, cfg.exported, cfg.seed, cfg.guidance, cfg.planner_process, cfg.planner_cpus, tasks
     )
-    rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command), live=live)
+    switch = cfg.switch_at if tasks is not None and len(tasks) > 1 else None
+    rcfg = RunnerConfig.from_meta(
+        planner.meta, command=tuple(cfg.command), live=live, switch_at_s=switch
+    )
     rcfg, _ = fit_budget(  # refuses a machine too slow for the timeline before any DDS
         plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls, cfg.auto_margin,
         cfg.budget_headroom,

@@ -60,6 +60,9 @@ class RunnerConfig:
         planner (``ExportedPlanner.meta``).
     safety: limits and watchdogs.
     live: send commands (False: dry run).
+    switch_at_s: walking time (s) from which plans are requested for task 1 instead of task 0
+        (the plan function's task list, e.g. ``ExportedPlanner.plan_fn(tasks=...)``); None: task
+        0 throughout.
     """
 
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
@@ -75,6 +78,7 @@ class RunnerConfig:
     q_default: tuple[float, ...] = tuple(go2.paper_default_pose())
     safety: SafetyConfig = SafetyConfig()
     live: bool = False
+    switch_at_s: float | None = None
 
     def __post_init__(self):
         if not 0 < self.margin < self.execute:
@@ -93,7 +97,8 @@ class RunnerConfig:
                    q_default=tuple(float(v) for v in meta["q_default"]), **kw)  # fmt: skip
 
 
-PlanFn = Callable[[np.ndarray, int], np.ndarray]  # (obs [49], seq) -> actions [H, 12]
+# (obs [49], seq, task) -> actions [H, 12]; task: index into the plan function's task list
+PlanFn = Callable[[np.ndarray, int, int], np.ndarray]
 
 
 class PlannerWorker:
@@ -102,7 +107,7 @@ class PlannerWorker:
     def __init__(self, plan_fn: PlanFn):
         self._plan_fn = plan_fn
         self._cv = threading.Condition()
-        self._request: tuple[int, np.ndarray] | None = None
+        self._request: tuple[int, np.ndarray, int] | None = None
         self._results: dict[int, object] = {}
         self._busy = False
         self._stop = False
@@ -110,9 +115,9 @@ class PlannerWorker:
         self._thread = threading.Thread(target=self._loop, name="dmpc-planner", daemon=True)
         self._thread.start()
 
-    def submit(self, seq: int, obs: np.ndarray) -> None:
+    def submit(self, seq: int, obs: np.ndarray, task: int = 0) -> None:
         with self._cv:
-            self._request = (seq, obs)
+            self._request = (seq, obs, task)
             self._cv.notify_all()
 
     def result(self, seq: int):
@@ -140,11 +145,11 @@ class PlannerWorker:
                     self._cv.wait()
                 if self._stop:
                     return
-                seq, obs = self._request
+                seq, obs, task = self._request
                 self._request, self._busy = None, True
             t0 = time.perf_counter()
             try:
-                out = np.asarray(self._plan_fn(obs, seq), np.float64)
+                out = np.asarray(self._plan_fn(obs, seq, task), np.float64)
             except Exception as e:  # noqa: BLE001 (handed to the loop, which goes to damping)
                 out = e
             with self._cv:
@@ -272,11 +277,17 @@ class Runner:
                 return self._fault(now, fault)
         return self._command(q, dq)
 
+    def task_now(self) -> int:
+        """The task of the plan requested now: 1 from ``switch_at_s`` of walking on, else 0."""
+        at = self.cfg.switch_at_s
+        walked_s = self.policy_steps * self.cfg.policy_every / self.cfg.tick_hz
+        return int(at is not None and walked_s >= at)
+
     def _policy_step(self, st) -> str | None:
         e, d = self.cfg.execute, self.cfg.margin
         if self._index == e - d:
             self._seq += 1
-            self.worker.submit(self._seq, self._observation(st))
+            self.worker.submit(self._seq, self._observation(st), self.task_now())
         if self._index == e:
             res = self.worker.result(self._seq)
             if res is None:

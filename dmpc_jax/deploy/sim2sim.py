@@ -54,6 +54,11 @@ class Sim2SimConfig:
         500 Hz loop and the state reader never wait on it; False: a thread of the runner's.
     planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
         or a list ``2,3`` (``planner_process.planner_cpus``).
+    task: the test-time task walked (a TaskSpec JSON file or a suite task name, as in
+        ``dmpc eval``); empty: the learned reward alone at the nominal guidance. The velocity
+        command stays ``command``.
+    switch_to: a second task, planned from ``switch_at`` s of walking on (empty: none).
+    switch_at: walking time of the switch, s.
     """
 
     exported: str = "exported/sim2sim"
@@ -255,12 +260,19 @@ def load_exported(cfg: Sim2SimConfig):
     return ExportedPlanner(exp)
 
 
-def run_sim2sim(cfg: Sim2SimConfig) -> dict:
+def run_sim2sim(cfg: Sim2SimConfig, specs=()) -> dict:
     """``repeats`` runs (planner keys seed, seed + 1, ...), each with a fresh simulated robot
-    process; writes results.json (every run), trajectory_<seed>.json and README.md."""
+    process; writes results.json (every run), trajectory_<seed>.json and README.md. ``specs``:
+    the TaskSpecs of ``cfg.task`` and ``cfg.switch_to`` (None: the default task), resolved by
+    the caller (``dmpc sim2sim``)."""
     from dmpc_jax.deploy.transport import DdsTransport
+    from dmpc_jax.planner.task import NN_GUIDANCE, TaskSpec
 
     planner = load_exported(cfg)
+    tasks = None
+    if any(s is not None for s in specs):
+        nominal = TaskSpec(name="nominal", command=cfg.command, guidance_scale=NN_GUIDANCE)
+        tasks = [planner.task_inputs(nominal if s is None else s) for s in specs]
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("trajectory*.json"):
@@ -269,7 +281,7 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
     runs = []
     try:
         for seed in range(cfg.seed, cfg.seed + cfg.repeats):
-            result, traj = _run_once(cfg, seed, planner, transport, out)
+            result, traj = _run_once(cfg, seed, planner, transport, out, tasks=tasks)
             (out / f"trajectory_{seed}.json").write_text(json.dumps(traj) + "\n")
             runs.append(result)
             print(json.dumps({"seed": seed, "success": result["success"],
@@ -292,7 +304,7 @@ def run_sim2sim(cfg: Sim2SimConfig) -> dict:
 
 def _run_once(
     cfg: Sim2SimConfig, seed: int, planner, transport, out: Path,
-    fault: str | None = None, fault_at_s: float = 3.0, after_s: float = 3.0,
+    fault: str | None = None, fault_at_s: float = 3.0, after_s: float = 3.0, tasks=None,
 ):  # fmt: skip
     """One run with a fresh simulated robot. ``fault`` (``SIM_FAULTS`` or ``planner_kill``) is
     injected ``fault_at_s`` after walking starts; the run goes on ``after_s`` more seconds (the
@@ -304,11 +316,12 @@ def _run_once(
 
     t = time.perf_counter()
     plan, plan_kw = start_planner(
-        planner, cfg.exported, seed, NN_GUIDANCE, cfg.planner_process, cfg.planner_cpus
+        planner, cfg.exported, seed, NN_GUIDANCE, cfg.planner_process, cfg.planner_cpus, tasks
     )
     warmup_s = time.perf_counter() - t
+    switch = cfg.switch_at if tasks is not None and len(tasks) > 1 else None
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
-                                  stand_s=cfg.stand_s, live=True)  # fmt: skip
+                                  stand_s=cfg.stand_s, live=True, switch_at_s=switch)  # fmt: skip
     sim_log = out / "sim_log.json"
     walk_s = cfg.walk_s if fault is None else fault_at_s + after_s
     total = cfg.stand_s + 1.0 + walk_s
@@ -446,7 +459,13 @@ def write_page(cfg: Sim2SimConfig, summary: dict, out: Path) -> None:
         f"--cfg.repeats {cfg.repeats} --cfg.seed {cfg.seed} --cfg.walk-s {cfg.walk_s:g} "
         f"--cfg.command {' '.join(f'{c:g}' for c in cfg.command)} --cfg.sampler {cfg.sampler} "
         f"--cfg.planner-cpus {cfg.planner_cpus}"
-        f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
+        + (f" --cfg.task {cfg.task}" if cfg.task else "")
+        + (
+            f" --cfg.switch-to {cfg.switch_to} --cfg.switch-at {cfg.switch_at:g}"
+            if cfg.switch_to
+            else ""
+        )  # fmt: skip
+        + f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
         f"on `{cfg.interface}` (domain {cfg.domain}): the simulated Go2 (native MuJoCo, full "
         f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd fields, "
         "CRC checked, a fresh process per run, starting lying down) publishes rt/lowstate at "
