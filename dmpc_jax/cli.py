@@ -8,6 +8,7 @@ import tyro
 
 from dmpc_jax.bench.env_throughput import EnvBenchConfig
 from dmpc_jax.bench.ppo_throughput import PPOBenchConfig
+from dmpc_jax.bench.profile import ProfileConfig
 from dmpc_jax.bench.sampler import BenchConfig
 from dmpc_jax.data.collect import DatasetConfig
 from dmpc_jax.deploy.faults import FaultConfig
@@ -18,6 +19,7 @@ from dmpc_jax.evaluate.offline_fidelity import OfflineConfig
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.policy_eval import PolicyEvalConfig
 from dmpc_jax.evaluate.tasks import SUITE
+from dmpc_jax.paths import DEFAULT_PLANNER
 from dmpc_jax.planner.sampler import REALTIME_CANDIDATES, REALTIME_VARIANT
 
 
@@ -35,7 +37,7 @@ def demo(
     Args:
         planner_run: planner run directory (default: the shipped default planner).
     """
-    from dmpc_jax.evaluate.demo import DEFAULT_PLANNER, run_demo
+    from dmpc_jax.evaluate.demo import run_demo
 
     run_demo(out_dir=out_dir, planner_run=planner_run or DEFAULT_PLANNER, task=task,
              seconds=seconds, robots=robots, seed=seed)  # fmt: skip
@@ -315,6 +317,14 @@ def bench(cfg: BenchConfig = BenchConfig(), gpu: bool = False) -> None:
     run(gpu_preset() if gpu else cfg)
 
 
+def bench_profile(cfg: ProfileConfig = ProfileConfig()) -> None:
+    """Where one plan's time goes per XLA op class (jax.profiler trace); adds the section to
+    experiments/bench/README.md."""
+    from dmpc_jax.bench.profile import run
+
+    run(cfg)
+
+
 def eval_suite(cfg: EvalConfig = EvalConfig(), tasks: tuple[str, ...] = SUITE) -> None:
     """Every named task with shared compilations and baseline runs; writes experiments/tasks/."""
     from dmpc_jax.evaluate.planner_eval import evaluate_suite
@@ -346,7 +356,7 @@ def eval_sweep(
 
 
 def export(
-    run_dir: str = "checkpoints/rwr/cpu",
+    run_dir: str = DEFAULT_PLANNER,
     out: str = "exported/cpu",
     num_candidates: int = REALTIME_CANDIDATES,
     method: Literal["ddpm", "ddim"] = "ddpm",
@@ -450,6 +460,7 @@ SUBCOMMANDS = {
     "sim2sim-faults": sim2sim_faults,
     "deploy": deploy,
     "bench": bench,
+    "bench-profile": bench_profile,
 }
 
 

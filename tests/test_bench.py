@@ -49,3 +49,21 @@ def test_floors_of_a_row():
     assert row["floor_compute_ms"] == 10.0
     assert abs(row["floor_memory_ms"] - 1e3 * 48400 / 4.82e6) < 1e-9  # ~10.04 ms
     assert abs(row["over_floor"] - 30.0 / row["floor_memory_ms"]) < 1e-12
+
+
+def test_profile_breakdown_classes_ops_and_skips_runtime_events():
+    """Trace events -> ms and op counts per plan by class; runtime bookkeeping is not an op."""
+    from dmpc_jax.bench.profile import breakdown, classify
+
+    assert classify("dot.2177") == "matmul"
+    assert classify("concatenate.12") == classify("pad_slice_fusion.3") == "data movement"
+    assert classify("select_tanh_fusion.1") == classify("bitcast_reduce_fusion.2") == "fusion"
+    assert classify("dot_add_fusion.4") == "matmul"
+    assert classify("ThunkExecutor::Execute") is None and classify("$profiler.py:1 trace") is None
+    assert classify("while.107") is None and classify("rng-bit-generator.1") == "other"
+    events = [{"name": "dot.1", "dur": 3000}, {"name": "dot.2", "dur": 1000},
+              {"name": "add_fusion.1", "dur": 2000}, {"name": "ThunkExecutor::Execute", "dur": 9e6}]  # fmt: skip
+    b = breakdown(events, plans=2)
+    assert b["op_ms_per_plan"] == 3.0
+    assert b["classes"]["matmul"] == {"ms": 2.0, "share": 2.0 / 3.0, "ops": 1}
+    assert b["classes"]["fusion"]["ms"] == 1.0

@@ -21,3 +21,21 @@ def test_unknown_preset_is_rejected():
     with pytest.raises(SystemExit) as e:
         main(["demonstrator", "--preset", "huge"])
     assert e.value.code != 0
+
+
+def test_robot_path_tasks_resolve_from_names_and_files(tmp_path):
+    """``dmpc sim2sim`` / ``dmpc deploy`` take a task and a switch by suite name or TaskSpec file."""
+    from dmpc_jax.cli import resolve_task
+    from dmpc_jax.config import save_json
+    from dmpc_jax.deploy.robot import DeployConfig
+    from dmpc_jax.deploy.sim2sim import Sim2SimConfig
+    from dmpc_jax.evaluate.tasks import get_task
+
+    for cls in (Sim2SimConfig, DeployConfig):
+        c = cls(task="energy", switch_to="height_low", switch_at=5.0)
+        assert (c.task, c.switch_to, c.switch_at) == ("energy", "height_low", 5.0)
+    assert resolve_task("") is None
+    assert resolve_task("energy") == get_task("energy").spec
+    spec = get_task("height_low").spec
+    save_json(spec, tmp_path / "t.json")
+    assert resolve_task(str(tmp_path / "t.json")) == spec

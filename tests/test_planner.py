@@ -163,11 +163,15 @@ def test_denoiser_call_count(model, method, steps, expected):
 
     scfg = SamplerConfig(num_candidates=1, method=method, ddim_steps=5)
     fn = make_plan_fn(nets, cfg, scfg, M.schedule_for(cfg), scaler, **ROBOT, denoiser_fn=counting)
+    fn = jax.jit(chex.assert_max_traces(fn, n=1))  # one compile per configuration
     out = fn(params, _s_now(), default_task(), C.no_constraints(cfg.horizon), jax.random.PRNGKey(0))
     jax.block_until_ready(out)
     jax.effects_barrier()
     assert len(calls) == steps
     assert calls == expected
+    other = default_task(guidance_scale=0.3, joint_vel=1.0)  # another task and command: no retrace
+    jax.block_until_ready(fn(params, _s_now().at[9].set(0.4), other, C.no_constraints(cfg.horizon),
+                             jax.random.PRNGKey(1)))  # fmt: skip
 
 
 def _counting_plan(model, scfg):
@@ -208,16 +212,26 @@ def _cached(model, **kw):
     return jax.jit(chex.assert_max_traces(cached, n=2)), calls, args  # first call + carried cache
 
 
+@pytest.fixture(scope="module")
+def cached_plan(model):
+    """``_cached(model)`` compiled once for the module's tests (``calls`` cleared per test)."""
+    plan, calls, args = _cached(model)
+    yield plan, calls, args
+    calls.clear()
+
+
 def _with_command(s_now, vx):
     return s_now.at[9].set(2.0 * vx)
 
 
-def test_cached_plan_equals_full_plan_when_fresh(model):
+def test_cached_plan_equals_full_plan_when_fresh(model, cached_plan):
     """Same key, fresh cache: the plan from the cache is the full plan bit for bit, and runs only
     the last step; the memory ages by one."""
     from dmpc_jax.planner.sampler import PlanCache
 
-    plan, calls, (params, s_now, task, cons, key) = _cached(model)
+    plan, calls, (params, s_now, task, cons, key) = cached_plan
+    jax.effects_barrier()
+    calls.clear()
     full, cache = plan(params, s_now, task, cons, key)
     jax.effects_barrier()
     assert (
@@ -239,10 +253,10 @@ def test_cached_plan_equals_full_plan_when_fresh(model):
     np.testing.assert_array_equal(np.asarray(reset.tau), np.asarray(full.tau))
 
 
-def test_command_change_over_the_threshold_refreshes_the_cache(model):
+def test_command_change_over_the_threshold_refreshes_the_cache(model, cached_plan):
     """vx 0.8 -> 0.82 m/s stays under 0.5 in diffusion scale (the cache is kept); 0.8 -> 2.0
     moves it by more (a full plan, a new cache made at the new command)."""
-    plan, calls, (params, s_now, task, cons, key) = _cached(model)
+    plan, calls, (params, s_now, task, cons, key) = cached_plan
     _, cache = plan(params, s_now, task, cons, key)
     scale = float(model[4]["scale"][M.ACTION_DIM + 9])
     assert abs(0.02 * 2 * scale) < 0.5 < abs(1.2 * 2 * scale)  # premise of this test

@@ -70,7 +70,7 @@ def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
 
 def test_sim2sim_and_deploy_default_to_the_demo_planner():
     from dmpc_jax.deploy.sim2sim import Sim2SimConfig
-    from dmpc_jax.evaluate.demo import DEFAULT_PLANNER
+    from dmpc_jax.paths import DEFAULT_PLANNER
 
     assert Sim2SimConfig().planner_run == DEFAULT_PLANNER
 
@@ -95,3 +95,19 @@ def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
     assert res["fault"] == "freeze" and res["fault_t"] is not None
     assert res["first_damping_t"] > res["fault_t"]
     assert res["lowcmd_out_of_joint_range"] == 0
+
+
+def test_simulated_robot_process_loads_no_jax():
+    """The simulated robot runs ``python -m dmpc_jax.deploy.sim2sim``: its module must not pull in
+    JAX (a full GC over that heap stalled its 500 Hz LowState for ~50 ms), and its default
+    sampler is the planner's real-time default, written out instead of imported."""
+    import subprocess
+    import sys
+
+    code = "import sys, dmpc_jax.deploy.sim2sim; print(sorted(m for m in ('jax', 'flax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    from dmpc_jax.deploy.sim2sim import Sim2SimConfig
+    from dmpc_jax.planner.sampler import REALTIME_VARIANT
+
+    assert Sim2SimConfig().sampler == REALTIME_VARIANT

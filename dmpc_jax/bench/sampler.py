@@ -509,6 +509,9 @@ def write_page(out: Path) -> None:
                     f"- {r['variant']}: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms: {verdict} the budget."
                 )
         lines.append("")
+    from dmpc_jax.bench.profile import page_lines
+
+    lines += page_lines(out)
     lines += _other_tables()
     lines += [
         "![latency vs N](latency_vs_n.png)",

@@ -26,6 +26,7 @@ from dmpc_jax.envs import obs as obs_lib
 from dmpc_jax.envs.config import CommandConfig, RewardConfig
 from dmpc_jax.envs.go2_joystick import PRIVILEGED_SIZE, Go2Joystick
 from dmpc_jax.envs.wrappers import wrap_for_training
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 from dmpc_jax.robot import go2
 
 
@@ -48,7 +49,7 @@ class DatasetConfig:
     seed: PRNG seed.
     """
 
-    demonstrator: str = "checkpoints/demonstrator/cpu"
+    demonstrator: str = DEFAULT_DEMONSTRATOR
     out: str = "data/cpu"
     n_envs: int = 128
     n_steps: int = 8000

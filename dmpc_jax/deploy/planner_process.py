@@ -40,10 +40,10 @@ def planner_cpus(spec: str) -> tuple[int, ...] | None:
     """The CPUs the planner process is pinned to: ``all`` (none: the OS schedules it), ``last``
     (the last CPU this process may use, when it may use two or more) or a list ``2,3``.
 
-    Pinning the plan to one core of two is faster, not slower: the shipped cpu planner at N = 1
-    plans in 14.1 ms (DDIM-5) / 25.3 ms (DDPM-10) on one core against 16.7 / 31.7 ms on two
-    (XLA:CPU's two threads spend the difference synchronising on layers this small;
-    experiments/realtime), and the other core stays free for the 500 Hz loop."""
+    Pinning the plan to one core of two is faster, not slower: a cpu-size planner at N = 1 plans
+    in 10.6 ms (DDIM-5) / 21.0 ms (DDPM-10) on one core against 13.9 / 27.7 ms on two (make
+    bench; XLA:CPU's two threads spend the difference synchronising on layers this small), and
+    the other core stays free for the 500 Hz loop."""
     allowed = sorted(os.sched_getaffinity(0))
     if spec == "all":
         return None

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dmpc_jax.envs.obs import roll_pitch
-from dmpc_jax.planner.sampler import REALTIME_VARIANT
+from dmpc_jax.paths import DEFAULT_PLANNER
 from dmpc_jax.robot import go2
 
 LIE_DOWN_POSE = np.tile([0.0, 1.36, -2.65], 4)  # model order (FL, FR, RL, RR)
@@ -62,9 +62,12 @@ class Sim2SimConfig:
     """
 
     exported: str = "exported/sim2sim"
-    planner_run: str = "checkpoints/rwr/cpu"  # = evaluate.demo.DEFAULT_PLANNER
+    planner_run: str = DEFAULT_PLANNER
     num_candidates: int = 1
-    sampler: str = REALTIME_VARIANT
+    # = planner.sampler.REALTIME_VARIANT, not imported: this module is also the simulated
+    # robot's process, which must not load JAX (a full garbage collection over JAX's heap took
+    # ~50 ms there and stalled its 500 Hz LowState: a stale-state stop in every run)
+    sampler: str = "ddim5"
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
     walk_s: float = 10.0
     stand_s: float = 2.0
@@ -79,6 +82,9 @@ class Sim2SimConfig:
     budget_headroom: float = 1.3
     planner_process: bool = True
     planner_cpus: str = "last"
+    task: str = ""
+    switch_to: str = ""
+    switch_at: float = 10.0
 
 
 class SimRobot:

@@ -17,11 +17,11 @@ from dmpc_jax.envs.rollout import make_segments
 from dmpc_jax.evaluate.planner_eval import EvalConfig, controller_specs, make_env, motion_metrics
 from dmpc_jax.evaluate.tasks import get_task
 from dmpc_jax.evaluate.video import render_qpos, save_video
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PLANNER
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
 
 # the planner `make demo` runs: the best shipped `cpu` planner (experiments/finetune)
-DEFAULT_PLANNER = "checkpoints/rwr/cpu"
 
 
 def _segment_metrics(trace: dict, dt: float, command: float) -> dict:
@@ -43,7 +43,7 @@ def _segment_metrics(trace: dict, dt: float, command: float) -> dict:
 def run_demo(
     out_dir: str = "experiments/demo",
     planner_run: str = DEFAULT_PLANNER,
-    demonstrator_run: str = "checkpoints/demonstrator/cpu",
+    demonstrator_run: str = DEFAULT_DEMONSTRATOR,
     task: str = "energy",
     seconds: float = 16.0,
     robots: int = 8,

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmpc_jax.envs import obs as obs_lib
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PLANNER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +47,8 @@ class OfflineConfig:
     seed: PRNG seed; out_dir: output directory.
     """
 
-    planner_run: str = "checkpoints/rwr/cpu"
-    demonstrator_run: str = "checkpoints/demonstrator/cpu"
+    planner_run: str = DEFAULT_PLANNER
+    demonstrator_run: str = DEFAULT_DEMONSTRATOR
     states: int = 256
     states_from: Literal["demonstrator", "planner"] = "demonstrator"
     samples: int = 4

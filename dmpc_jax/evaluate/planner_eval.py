@@ -36,6 +36,7 @@ from dmpc_jax.envs.rollout import make_rollout
 from dmpc_jax.evaluate import outcomes
 from dmpc_jax.evaluate.policy_eval import energy_per_metre, episode_stats
 from dmpc_jax.evaluate.tasks import SuiteTask, get_task
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PLANNER
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
 from dmpc_jax.planner.task import NN_GUIDANCE, RewardWeights, TaskSpec, apply_overrides
@@ -83,8 +84,8 @@ class EvalConfig:
     task: str = "walk_1.0"
     task_file: str | None = None
     set: tuple[str, ...] = ()
-    planner_run: str = "checkpoints/rwr/cpu"
-    demonstrator_run: str = "checkpoints/demonstrator/cpu"
+    planner_run: str = DEFAULT_PLANNER
+    demonstrator_run: str = DEFAULT_DEMONSTRATOR
     controllers: tuple[str, ...] = CONTROLLERS
     rules: tuple[str, ...] = outcomes.RULES
     episodes: int = 384

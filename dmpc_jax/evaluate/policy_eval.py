@@ -23,6 +23,7 @@ from dmpc_jax.envs.config import CommandConfig
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.rollout import make_rollout
 from dmpc_jax.evaluate.outcomes import format_rate, wilson_interval
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class PolicyEvalConfig:
     model_card: write MODEL_CARD.md into the run directory (training facts + this table).
     """
 
-    run_dir: str = "checkpoints/demonstrator/cpu"
+    run_dir: str = DEFAULT_DEMONSTRATOR
     speeds: tuple[float, ...] = (0.5, 1.0, 1.5)
     episodes: int = 64
     episode_s: float = 20.0

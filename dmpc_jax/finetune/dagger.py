@@ -52,6 +52,7 @@ from dmpc_jax.finetune.train import (
     restore_checkpoint,
     save_checkpoint,
 )
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,7 @@ class DaggerConfig:
     """
 
     pretrained: str = "checkpoints/diffusion/cpu_standardize_recovery_6k"
-    demonstrator_run: str = "checkpoints/demonstrator/cpu"
+    demonstrator_run: str = DEFAULT_DEMONSTRATOR
     dataset: str = "data/cpu_recovery"
     offline_fraction: float = 0.5
     n_envs: int = 128

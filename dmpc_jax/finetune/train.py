@@ -69,6 +69,7 @@ from dmpc_jax.finetune.rwr import (
     group_weights,
     select_top,
 )
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PRETRAINED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +101,8 @@ class FinetuneConfig:
     seed: PRNG seed.
     """
 
-    pretrained: str = "checkpoints/diffusion/cpu"
-    demonstrator_run: str = "checkpoints/demonstrator/cpu"
+    pretrained: str = DEFAULT_PRETRAINED
+    demonstrator_run: str = DEFAULT_DEMONSTRATOR
     n_envs: int = 256
     steps_per_iter: int = 50
     iterations: int = 80
