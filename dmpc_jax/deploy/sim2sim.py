@@ -479,7 +479,7 @@ def write_page(cfg: Sim2SimConfig, summary: dict, out: Path) -> None:
         f"walks it for {cfg.walk_s:g} s at the command {tuple(cfg.command)} with the exported "
         f"planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}, {cfg.sampler}) in "
         f"its own {'process' if cfg.planner_process else 'thread'}"
-        + (f" pinned to CPU {cfg.planner_cpus}" if cfg.planner_process else "")
+        + (f" pinned by --cfg.planner-cpus {cfg.planner_cpus}" if cfg.planner_process else "")
         + ", E = 11 / D = 4 unless the start-up "
         "check raised D (auto-margin), publishing "
         "rt/lowcmd at 500 Hz. Before each run the plan is timed against its budget "
