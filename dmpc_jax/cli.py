@@ -411,14 +411,20 @@ def resolve_task(name_or_file: str):
     return get_task(name_or_file).spec
 
 
+def robot_task_specs(cfg) -> tuple:
+    """The TaskSpecs of a sim2sim or deploy config's ``task`` and ``switch_to`` (None: the default
+    task): () without either, (task,) without a switch, (task, switch_to) with one."""
+    if cfg.switch_to:
+        return resolve_task(cfg.task), resolve_task(cfg.switch_to)
+    return (resolve_task(cfg.task),) if cfg.task else ()
+
+
 def sim2sim(cfg: Sim2SimConfig = Sim2SimConfig()) -> None:
     """The deploy runner walks a Go2 simulated in native MuJoCo (its own process) over DDS on
     loopback; writes experiments/sim2sim/ (needs the robot extra)."""
     from dmpc_jax.deploy.sim2sim import run_sim2sim
 
-    specs = (resolve_task(cfg.task), resolve_task(cfg.switch_to)) if cfg.switch_to else (
-        (resolve_task(cfg.task),) if cfg.task else ())  # fmt: skip
-    r = run_sim2sim(cfg, specs)
+    r = run_sim2sim(cfg, robot_task_specs(cfg))
     print(json.dumps({"successes": r["successes"], "repeats": r["repeats"]}))
 
 
@@ -435,9 +441,7 @@ def deploy(cfg: DeployConfig = DeployConfig()) -> None:
     is set (see dmpc_jax/deploy/robot.py before a live run)."""
     from dmpc_jax.deploy.robot import run_robot
 
-    specs = (resolve_task(cfg.task), resolve_task(cfg.switch_to)) if cfg.switch_to else (
-        (resolve_task(cfg.task),) if cfg.task else ())  # fmt: skip
-    run_robot(cfg, specs)
+    run_robot(cfg, robot_task_specs(cfg))
 
 
 SUBCOMMANDS = {

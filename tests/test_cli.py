@@ -34,7 +34,12 @@ def test_robot_path_tasks_resolve_from_names_and_files(tmp_path):
     for cls in (Sim2SimConfig, DeployConfig):
         c = cls(task="energy", switch_to="height_low", switch_at=5.0)
         assert (c.task, c.switch_to, c.switch_at) == ("energy", "height_low", 5.0)
+    from dmpc_jax.cli import robot_task_specs
+
     assert resolve_task("") is None
+    assert robot_task_specs(Sim2SimConfig()) == ()
+    assert robot_task_specs(Sim2SimConfig(task="energy")) == (get_task("energy").spec,)
+    assert robot_task_specs(DeployConfig(switch_to="energy")) == (None, get_task("energy").spec)
     assert resolve_task("energy") == get_task("energy").spec
     spec = get_task("height_low").spec
     save_json(spec, tmp_path / "t.json")

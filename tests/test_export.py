@@ -126,7 +126,7 @@ def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
     assert meta["schema_version"] == 2 and meta["cache_fields"]["x"] == [2, cfg.horizon, 61]
     p = ExportedPlanner(tmp_path)
     ref = jax.jit(make_cached_plan_fn(make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT),
-                                      cfg, scfg, scaler))  # fmt: skip
+                                      scfg, scaler))  # fmt: skip
     s_now = np.zeros(49, np.float32)
     s_now[6:9] = [0, 0, -1]
     s_now[9] = 1.6
@@ -155,6 +155,11 @@ def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
     calm = TaskSpec(name="calm", guidance_scale=1.0, weights=RewardWeights(joint_vel=5.0))
     tasks = [p.task_inputs(TaskSpec(name="nominal", guidance_scale=0.1)), p.task_inputs(calm)]
     assert tasks[1][0]["guidance_scale"] == 1.0 and tasks[1][1]["lower"].shape == (cfg.horizon, 61)
+    assert p.task_list((), (0.5, 0, 0), 0.1) is None  # plan_fn's default task
+    listed = p.task_list((None, calm), (0.0, 0.0, 0.0), 0.1)  # None: nominal at that guidance
+    for got, want in zip(listed, tasks, strict=True):
+        for g, w in zip(got, want, strict=True):
+            assert g.keys() == w.keys() and all(np.array_equal(g[k], w[k]) for k in g)
     plan = p.plan_fn(seed=0, tasks=tasks)
     plan(s_now, 0, 0)
     plan(s_now, 1, 0)

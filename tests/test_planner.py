@@ -215,7 +215,7 @@ def _cached(model, **kw):
 
     scfg = SamplerConfig(num_candidates=2, cache_after=3, **kw)
     fn, calls, args = _counting_plan(model, scfg)
-    cached = make_cached_plan_fn(fn, model[0], scfg, model[4])
+    cached = make_cached_plan_fn(fn, scfg, model[4])
     traces = []
 
     def once_per_signature(*a):  # the first call (no cache) and calls with a cache: two traces
@@ -298,9 +298,9 @@ def test_batched_cache_refreshes_each_robot_as_alone(model):
     cfg, nets, params, sched, scaler = model
     scfg = SamplerConfig(num_candidates=2, cache_after=3)
     fn, calls, (_, s_now, task, cons, key) = _counting_plan(model, scfg)
-    alone = jax.jit(make_cached_plan_fn(fn, cfg, scfg, scaler))
+    alone = jax.jit(make_cached_plan_fn(fn, scfg, scaler))
     batched = jax.jit(jax.vmap(
-        make_cached_plan_fn(fn, cfg, scfg, scaler, axis_name="r"), in_axes=(None, 0, None, None, 0, 0),
+        make_cached_plan_fn(fn, scfg, scaler, axis_name="r"), in_axes=(None, 0, None, None, 0, 0),
         axis_name="r",
     ))  # fmt: skip
     keys = jax.random.split(key, 2)

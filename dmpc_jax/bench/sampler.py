@@ -125,30 +125,28 @@ def count_matmul_flops(jaxpr) -> float:
     return total
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
-    """Achieved fp32 FLOP/s of a large jitted matmul on the default device (the roofline)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
-    f = jax.jit(lambda a: a @ a)
-    jax.block_until_ready(f(a))
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(a))
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best
-
-
-def memory_bandwidth(nbytes: int = 1 << 29, repeats: int = 5) -> float:
-    """Achieved read bandwidth (bytes/s) of a jitted sum over a buffer far larger than the caches."""
-    x = jnp.ones((nbytes // 4,), jnp.float32)
-    f = jax.jit(jnp.sum)
+def _best_seconds(f, x, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of the jitted ``f(x)`` after one warm-up call."""
+    f = jax.jit(f)
     jax.block_until_ready(f(x))
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(f(x))
         best = min(best, time.perf_counter() - t0)
-    return nbytes / best
+    return best
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Achieved fp32 FLOP/s of a large jitted matmul on the default device (the roofline)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    return 2.0 * n**3 / _best_seconds(lambda a: a @ a, a, repeats)
+
+
+def memory_bandwidth(nbytes: int = 1 << 29, repeats: int = 5) -> float:
+    """Achieved read bandwidth (bytes/s) of a jitted sum over a buffer far larger than the caches."""
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    return nbytes / _best_seconds(jnp.sum, x, repeats)
 
 
 def weight_bytes_per_plan(params: dict, steps: int) -> float:

@@ -38,7 +38,7 @@ def build_exportable(nets, params, dcfg, scaler, scfg: SamplerConfig, robot: dic
         return {"action": out.action, "obs": out.obs, "reward": out.reward, "best": out.best}
 
     if scfg.cache_after:
-        cached = make_cached_plan_fn(plan, dcfg, scfg, scaler)
+        cached = make_cached_plan_fn(plan, scfg, scaler)
 
         @jax.jit
         def fn_cached(s_now, task, constraints, key, cache):
@@ -71,8 +71,8 @@ def export_planner(nets, params, dcfg, scaler, scfg: SamplerConfig, robot: dict,
         },
         spec((2,), jnp.uint32),
     )
-    if scfg.cache_after:
-        empty = PlanCache.empty(scfg.num_candidates, h)
+    empty = PlanCache.empty(scfg.num_candidates, h) if scfg.cache_after else None
+    if empty is not None:
         args += ({k: spec(np.shape(v), v.dtype) for k, v in vars(empty).items()},)
     exp = export.export(fn, platforms=platforms)(*args)
     blob = bytes(exp.serialize())
@@ -90,9 +90,7 @@ def export_planner(nets, params, dcfg, scaler, scfg: SamplerConfig, robot: dict,
         "obs_dim": OBS_DIM,
         "num_candidates": scfg.num_candidates,
         "cache_fields": (
-            {k: list(np.shape(v)) for k, v in vars(PlanCache.empty(scfg.num_candidates, h)).items()}
-            if scfg.cache_after
-            else None
+            None if empty is None else {k: list(np.shape(v)) for k, v in vars(empty).items()}
         ),
         "sampler": dataclasses.asdict(scfg),
         "sampler_variant": scfg.variant(dcfg.num_steps),

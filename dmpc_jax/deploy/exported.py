@@ -113,6 +113,16 @@ class ExportedPlanner:
         as_np = lambda d: {k: np.asarray(v, np.float32) for k, v in vars(d).items()}  # noqa: E731
         return as_np(task), as_np(cons)
 
+    def task_list(self, specs, command, guidance: float) -> list[tuple[dict, dict]] | None:
+        """``plan_fn``'s task inputs for ``specs`` (TaskSpecs; None: the learned reward alone at
+        ``guidance`` and ``command``); None when no spec is given (``plan_fn``'s default)."""
+        if all(s is None for s in specs):
+            return None
+        from dmpc_jax.planner.task import TaskSpec
+
+        nominal = TaskSpec(name="nominal", command=tuple(command), guidance_scale=guidance)
+        return [self.task_inputs(nominal if s is None else s) for s in specs]
+
     def plan_fn(self, seed: int, guidance: float | None = None, tasks=None):
         """``plan(obs, seq, task=0) -> actions [H, 12]`` for the robot loop (``deploy.runner``),
         key (seed, seq). ``tasks``: a list of (task, constraints) inputs (``task_inputs``) that

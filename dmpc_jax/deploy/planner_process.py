@@ -103,7 +103,6 @@ class ProcessPlannerWorker:
         self._proc = ctx.Process(
             target=_serve, args=(factory, child, obs_dim, cpus), name="dmpc-planner", daemon=True
         )
-        self.cpus = cpus
         self._proc.start()
         child.close()
         self.latencies_s: list[float] = []

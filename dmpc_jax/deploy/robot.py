@@ -63,14 +63,10 @@ def run_robot(cfg: DeployConfig, specs=()) -> dict:
     from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.deploy.transport import DdsTransport, LowCmd
-    from dmpc_jax.planner.task import TaskSpec
 
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
-    tasks = None
-    if any(s is not None for s in specs):  # None: the default task at cfg.guidance
-        nominal = TaskSpec(name="nominal", command=cfg.command, guidance_scale=cfg.guidance)
-        tasks = [planner.task_inputs(nominal if s is None else s) for s in specs]
+    tasks = planner.task_list(specs, cfg.command, cfg.guidance)
     plan, plan_kw = start_planner(
         planner, cfg.exported, cfg.seed, cfg.guidance, cfg.planner_process, cfg.planner_cpus, tasks
     )

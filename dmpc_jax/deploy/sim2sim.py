@@ -272,13 +272,10 @@ def run_sim2sim(cfg: Sim2SimConfig, specs=()) -> dict:
     the TaskSpecs of ``cfg.task`` and ``cfg.switch_to`` (None: the default task), resolved by
     the caller (``dmpc sim2sim``)."""
     from dmpc_jax.deploy.transport import DdsTransport
-    from dmpc_jax.planner.task import NN_GUIDANCE, TaskSpec
+    from dmpc_jax.planner.task import NN_GUIDANCE
 
     planner = load_exported(cfg)
-    tasks = None
-    if any(s is not None for s in specs):
-        nominal = TaskSpec(name="nominal", command=cfg.command, guidance_scale=NN_GUIDANCE)
-        tasks = [planner.task_inputs(nominal if s is None else s) for s in specs]
+    tasks = planner.task_list(specs, cfg.command, NN_GUIDANCE)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("trajectory*.json"):

@@ -18,6 +18,7 @@ import numpy as np
 
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.envs import obs as obs_lib
+from dmpc_jax.paths import DEFAULT_PRETRAINED
 from dmpc_jax.planner.constraints import no_constraints
 from dmpc_jax.planner.rewards import default_task
 from dmpc_jax.planner.sampler import SamplerConfig
@@ -35,7 +36,7 @@ class DiffusionEvalConfig:
     out_dir: where README.md and results.json go.
     """
 
-    run_dir: str = "checkpoints/diffusion/cpu"
+    run_dir: str = DEFAULT_PRETRAINED
     windows: int = 512
     batch: int = 64
     method: str = "ddpm"

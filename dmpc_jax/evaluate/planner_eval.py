@@ -224,7 +224,7 @@ def plan_latency_ms(planner, scfg, task, cons, s_now, calls: int) -> dict:
 
     plan = planner.plan_fn(scfg)
     if scfg.cache_after:
-        cached = jax.jit(make_cached_plan_fn(plan, planner.dcfg, scfg, planner.scaler))
+        cached = jax.jit(make_cached_plan_fn(plan, scfg, planner.scaler))
         empty = PlanCache.empty(scfg.num_candidates, planner.dcfg.horizon)
         _, cache = jax.block_until_ready(
             cached(planner.params, s_now, task, cons, jax.random.PRNGKey(0), empty)

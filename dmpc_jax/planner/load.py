@@ -51,7 +51,7 @@ class TrainedPlanner:
 
         plan = self.plan_fn(scfg)
         if scfg.cache_after:  # the early-step cache travels as the planner's memory
-            cached = make_cached_plan_fn(plan, self.dcfg, scfg, self.scaler, axis_name=ROBOT_AXIS)
+            cached = make_cached_plan_fn(plan, scfg, self.scaler, axis_name=ROBOT_AXIS)
 
             def plan_cached(args, s_now, key, cache):
                 params, task, cons = args

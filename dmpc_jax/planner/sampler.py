@@ -324,9 +324,7 @@ class PlanCache:
         )
 
 
-def make_cached_plan_fn(
-    plan, dcfg: DiffusionConfig, scfg: SamplerConfig, scaler: dict, *, axis_name: str | None = None
-):
+def make_cached_plan_fn(plan, scfg: SamplerConfig, scaler: dict, *, axis_name: str | None = None):
     """``plan_cached(params, s_now, task, constraints, key, cache) -> (PlanOutput, PlanCache)``
     around ``plan`` (``make_plan_fn`` with ``scfg.cache_after`` > 0).
 
