@@ -90,6 +90,31 @@ def _convert(tp, value, path):
     return value
 
 
+def apply_overrides(spec, overrides: tuple[str, ...] | list[str]):
+    """``["weights.energy=0.05", "base_height_target=0.25", 'boxes=[{"field": "qdot", "hi": 1}]']``
+    applied to a spec (a ``TaskSpec``, or any frozen config dataclass such as ``EnvConfig``):
+    dotted field paths, values parsed as JSON (bare words as strings), and the result validated
+    like a config file."""
+    data = to_dict(spec)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form field.path=value")
+        path, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node, keys = data, path.strip().split(".")
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                raise ConfigError(f"override {item!r}: {k!r} is not a group of fields")
+            node = node[k]
+        if keys[-1] not in node:
+            raise ConfigError(f"override {item!r}: unknown field {path!r}")
+        node[keys[-1]] = value
+    return from_dict(type(spec), data)
+
+
 def save_json(cfg, path: Path) -> None:
     Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 

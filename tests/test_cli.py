@@ -29,7 +29,7 @@ def test_robot_path_tasks_resolve_from_names_and_files(tmp_path):
     from dmpc_jax.config import save_json
     from dmpc_jax.deploy.robot import DeployConfig
     from dmpc_jax.deploy.sim2sim import Sim2SimConfig
-    from dmpc_jax.evaluate.tasks import get_task
+    from dmpc_jax.scenario.tasks import get_task
 
     for cls in (Sim2SimConfig, DeployConfig):
         c = cls(task="energy", switch_to="height_low", switch_at=5.0)

@@ -245,7 +245,7 @@ def test_wrong_action_shape_is_a_clear_error(env, env_fns):
 def test_recovery_collection_settings_tilt_the_start_and_set_the_velocity():
     """The authors' data-collection disturbances: initial roll/pitch in +-init_attitude and pushes
     that *set* the base's horizontal velocity to U(-v, v)^2."""
-    from dmpc_jax.planner.task import apply_overrides
+    from dmpc_jax.config import apply_overrides
 
     cfg = apply_overrides(
         env_preset("tiny"),

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from dmpc_jax.bench.env_throughput import EnvBenchConfig, bench_layout, parse_layout, write_report
+from dmpc_jax.bench.env_throughput import EnvBenchConfig, bench_layout, parse_layout
+from dmpc_jax.bench.report import write_env_page
 
 
 def test_layouts_parse_or_name_the_bad_one():
@@ -37,7 +38,7 @@ def test_page_gives_each_layout_its_ratio_to_one_device(tmp_path):
              "status": "hung (no result in 300 s)"},
         ],
     }  # fmt: skip
-    write_report(cfg, result)
+    write_env_page(cfg, result)
     page = (tmp_path / "README.md").read_text()
     assert "| 1x2 | 256 | 128 | 15,000 | 1.50 | 20.0 | ok |" in page
     assert "| 2x1 | 256 | 128 | - | - | - | hung (no result in 300 s) |" in page

@@ -148,7 +148,7 @@ def tiny_nets():
 def test_resume_restores_state_and_buffer(tiny_nets, tmp_path):
     import optax
 
-    from dmpc_jax.finetune.train import restore_checkpoint, save_checkpoint
+    from dmpc_jax.finetune.update import restore_checkpoint, save_checkpoint
 
     _, _, params = tiny_nets
     opt = optax.adam(1e-3)
@@ -177,8 +177,10 @@ def test_run_dir_resume_may_extend_iterations_only(tmp_path):
     import json
 
     from dmpc_jax.config import ConfigError, to_dict
-    from dmpc_jax.diffusion.train import pretrain_preset, run_pretrain_config
-    from dmpc_jax.finetune.train import finetune_preset, prepare_finetune_run
+    from dmpc_jax.diffusion.artifact import run_pretrain_config
+    from dmpc_jax.diffusion.config import pretrain_preset
+    from dmpc_jax.finetune.config import finetune_preset
+    from dmpc_jax.finetune.loop import prepare_finetune_run
 
     pre = tmp_path / "pre"
     pre.mkdir()

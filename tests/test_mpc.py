@@ -115,11 +115,11 @@ def test_planner_rollout_task_switch_no_recompile_and_deterministic(env):
     (weights, guidance, bounds) is new arrays in the same executable; the same key gives the same
     episode bit for bit; and a hard bound on the action holds in every executed action."""
     from dmpc_jax.diffusion import model as M
-    from dmpc_jax.evaluate.planner_eval import make_planner_rollout
     from dmpc_jax.planner.load import TrainedPlanner
     from dmpc_jax.planner.sampler import SamplerConfig
     from dmpc_jax.planner.task import BoxSpec, RewardWeights, TaskSpec, task_arrays
     from dmpc_jax.robot import go2
+    from dmpc_jax.scenario.harness import make_planner_rollout
 
     dcfg = M.diffusion_preset("tiny")
     nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))

@@ -4,11 +4,12 @@ hard-bound verdicts that fail when a plan breaks a bound."""
 import numpy as np
 import pytest
 
-from dmpc_jax.evaluate import outcomes
 from dmpc_jax.evaluate.planner_eval import verdict
-from dmpc_jax.evaluate.tasks import TASKS
 from dmpc_jax.planner.task import BoxSpec, TaskSpec, build_constraints
+from dmpc_jax.report.markdown import format_falls, format_rate
 from dmpc_jax.robot import go2
+from dmpc_jax.scenario import outcomes
+from dmpc_jax.scenario.tasks import TASKS
 
 Q0 = go2.paper_default_pose().astype(np.float32)
 CAUSES = ("roll", "pitch", "upside_down", "base_contact", "knee_contact", "nonfinite")
@@ -25,7 +26,7 @@ def test_wilson_interval_hand_worked():
     assert hi - lo < 0.100
     with pytest.raises(ValueError, match="successes"):
         outcomes.wilson_interval(5, 4)
-    assert outcomes.format_rate(outcomes.rate(np.array([1, 1, 0, 0], bool))).startswith("50.0% [")
+    assert format_rate(outcomes.rate(np.array([1, 1, 0, 0], bool))).startswith("50.0% [")
 
 
 def _trace(T=10, B=3):
@@ -65,9 +66,9 @@ def test_falls_record_cause_time_and_attitude():
     assert e1 == {"episode": 1, "time_s": 0.1, "causes": ["knee_contact"], "roll": 0.0,
                   "pitch": 0.3}  # fmt: skip
     assert e2["causes"] == ["pitch", "upside_down"] and e2["pitch"] == 1.9
-    assert "knee_contact 1" in outcomes.format_falls(f)
+    assert "knee_contact 1" in format_falls(f)
     none = {k: v[:, :1] for k, v in _trace().items()}  # env 0 only: it never fails
-    assert outcomes.format_falls(outcomes.falls(none, 0.02, CAUSES)) == "no falls"
+    assert format_falls(outcomes.falls(none, 0.02, CAUSES)) == "no falls"
 
 
 def _planner_trace(T=6, B=2, H=24):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dmpc_jax.evaluate.policy_eval import episode_stats, plot_learning_curve
+from dmpc_jax.evaluate.report_policy import plot_learning_curve
+from dmpc_jax.scenario.metrics import episode_stats
 
 
 def _trace(T=10, B=2):

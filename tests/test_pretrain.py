@@ -15,7 +15,8 @@ from helpers import synthetic_dataset
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import ConfigError
 from dmpc_jax.data.dataset import DatasetError
-from dmpc_jax.diffusion.train import pretrain, pretrain_preset
+from dmpc_jax.diffusion.config import pretrain_preset
+from dmpc_jax.diffusion.train import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_resume_cannot_shorten_a_run(tiny_run, tmp_path):
 
 
 def test_lr_factor_is_a_cosine_tail():
-    from dmpc_jax.diffusion.train import lr_factor
+    from dmpc_jax.diffusion.config import lr_factor
 
     cfg = dataclasses.replace(pretrain_preset("tiny"), num_steps=100, lr_decay_from=60)
     f = [float(lr_factor(cfg, s)) for s in (0, 59, 60, 80, 100)]
@@ -111,7 +112,8 @@ def test_wrong_dataset_schema_is_a_clear_error(data_dir, tmp_path):
 
 SCRIPT = """
 import dataclasses, json, sys, jax
-from dmpc_jax.diffusion.train import pretrain, pretrain_preset
+from dmpc_jax.diffusion.config import pretrain_preset
+from dmpc_jax.diffusion.train import pretrain
 cfg = dataclasses.replace(pretrain_preset("tiny"), dataset=sys.argv[1])
 pretrain(cfg, sys.argv[2], max_calls=2, progress=False)
 pretrain(cfg, sys.argv[2], resume=True, progress=False)
@@ -235,7 +237,7 @@ def test_planner_checkpoint_errors_name_the_problem(tiny_run, tmp_path):
     """The shippable planner/ checkpoint: missing, truncated, or from another config."""
     import shutil
 
-    from dmpc_jax.diffusion.train import load_planner_checkpoint
+    from dmpc_jax.diffusion.artifact import load_planner_checkpoint
 
     _, run, state = tiny_run
     nets, ema, _, _ = load_planner_checkpoint(run)  # planner/ (EMA only) is what loads

@@ -24,7 +24,7 @@ def simulated_robot(log, fault: str = "none"):
         _sdk()
     except TransportUnavailable as e:
         skip_without_extra(str(e))
-    sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim2sim", "20", str(log),
+    sim = subprocess.Popen([sys.executable, "-m", "dmpc_jax.deploy.sim_robot", "20", str(log),
                             str(DOMAIN), "lo", "0.001", fault])  # fmt: skip
     transport = DdsTransport(DOMAIN, "lo")
     try:
@@ -98,13 +98,13 @@ def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
 
 
 def test_simulated_robot_process_loads_no_jax():
-    """The simulated robot runs ``python -m dmpc_jax.deploy.sim2sim``: its module must not pull in
+    """The simulated robot runs ``python -m dmpc_jax.deploy.sim_robot``: its module must not pull in
     JAX (a full GC over that heap stalled its 500 Hz LowState for ~50 ms), and its default
     sampler is the planner's real-time default, written out instead of imported."""
     import subprocess
     import sys
 
-    code = "import sys, dmpc_jax.deploy.sim2sim; print(sorted(m for m in ('jax', 'flax') if m in sys.modules))"
+    code = "import sys, dmpc_jax.deploy.sim_robot; print(sorted(m for m in ('jax', 'flax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     from dmpc_jax.deploy.sim2sim import Sim2SimConfig

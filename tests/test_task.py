@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from dmpc_jax.config import ConfigError, load_json, save_json
+from dmpc_jax.config import ConfigError, apply_overrides, load_json, save_json
 from dmpc_jax.planner import constraints as C
 from dmpc_jax.planner.rewards import REWARD_NAMES
 from dmpc_jax.planner.task import (
@@ -14,7 +14,6 @@ from dmpc_jax.planner.task import (
     RateSpec,
     RewardWeights,
     TaskSpec,
-    apply_overrides,
     build_constraints,
     task_params,
 )
@@ -103,7 +102,7 @@ def test_task_file_and_overrides(tmp_path):
 
 
 def test_suite_tasks_build():
-    from dmpc_jax.evaluate.tasks import TASKS
+    from dmpc_jax.scenario.tasks import TASKS
 
     for name, t in TASKS.items():
         assert t.spec.name == name
@@ -112,7 +111,7 @@ def test_suite_tasks_build():
 
 def test_task_metrics_and_verdict_on_hand_made_traces():
     from dmpc_jax.evaluate.planner_eval import task_metrics, verdict
-    from dmpc_jax.evaluate.tasks import TASKS
+    from dmpc_jax.scenario.tasks import TASKS
 
     T, B = 5, 2
     qpos = np.zeros((T, B, 19), np.float32)
@@ -163,11 +162,11 @@ def test_eval_page_command_reproduces_the_config():
 
     import tyro
 
-    from dmpc_jax.evaluate.planner_eval import EvalConfig, eval_command
+    from dmpc_jax.evaluate.planner_eval import EvalConfig
 
     cfg = EvalConfig(task="smooth", analytic_on_x0=False, controllers=("task",), execute=20,
                      out_dir="experiments/tasks/x_k/smooth", set=("weights.energy=0.1",))  # fmt: skip
-    cmd = eval_command(cfg)
+    cmd = cfg.command_line()
     assert "--cfg.no-analytic-on-x0" in cmd and "--cfg.margin" not in cmd
     args = shlex.split(cmd)
     assert args[:2] == ["dmpc", "eval"]
@@ -179,7 +178,7 @@ def test_eval_page_command_reproduces_the_config():
 
 
 def test_default_suite_names_known_tasks():
-    from dmpc_jax.evaluate.tasks import SUITE, TASKS
+    from dmpc_jax.scenario.tasks import SUITE, TASKS
 
     assert SUITE and set(SUITE) <= set(TASKS) and len(set(SUITE)) == len(SUITE)
 

@@ -15,7 +15,6 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import mujoco
@@ -23,6 +22,7 @@ import numpy as np
 from mujoco import rollout as mj_rollout
 
 from dmpc_jax import distributed as dist
+from dmpc_jax.bench import report
 from dmpc_jax.envs.config import EnvConfig
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.wrappers import wrap_for_training
@@ -38,7 +38,7 @@ class EnvBenchConfig:
     layouts: ``PxD`` layouts of the sharded MJX rows (P processes x D devices per process).
     layout_batches: global batch sizes of the sharded rows.
     layout_timeout_s: a layout row still running after this long is reported as hung.
-    out_dir: where README.md and results.json are written.
+    out_dir: where the page and results.json are written.
     """
 
     batches: tuple[int, ...] = (1, 64, 256)
@@ -135,7 +135,7 @@ def run(cfg: EnvBenchConfig = EnvBenchConfig(), env_cfg: EnvConfig = EnvConfig()
         "rows": rows,
         "layouts": layouts,
     }
-    write_report(cfg, result)
+    report.write_env_page(cfg, result)
     return result
 
 
@@ -197,66 +197,3 @@ def _worker(batch: int, n_steps: int, repeats: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         _worker(*(int(x) for x in sys.argv[2:5]))
-
-
-def write_report(cfg: EnvBenchConfig, result: dict) -> None:
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        "# Env throughput: MJX Go2 joystick env vs native MuJoCo",
-        "",
-        "Command: `make bench-env` (`dmpc bench-env`). Machine: "
-        f"{result['machine']}; JAX {result['jax']} on {', '.join(result['jax_devices'])}; "
-        f"MuJoCo {result['mujoco']}.",
-        "",
-        f"Control steps/s (1 control step = {result['n_substeps']} physics substeps, "
-        f"{result['contacts']}-only contacts). MJX: the full env step (physics, observation, rewards, "
-        "randomised model, pushes, fresh auto-reset) with random actions, one jitted scan of "
-        f"{cfg.n_steps} steps, median of {cfg.repeats} calls after a warm-up call; compile time apart. "
-        f"Native: `mujoco.rollout` with {cfg.native_threads} threads stepping the same MJCF "
-        "(physics only, no observation or reward code).",
-        "",
-        "| batch | MJX steps/s | MJX compile (s) | native steps/s | MJX / native |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['batch']} | {r['mjx_steps_per_s']:,.0f} | {r['mjx_compile_s']:.1f} | "
-            f"{r['native_steps_per_s']:,.0f} | {r['mjx_over_native']:.2f} |"
-        )
-    lines += [
-        "",
-        "## The batch split over devices and processes",
-        "",
-        "The same MJX measurement with the env batch split over a 1-D mesh "
-        "(`dmpc_jax.distributed`): `PxD` is P processes (jax.distributed over localhost, gloo) "
-        "x D CPU devices each (`--xla_force_host_platform_device_count`), all on this machine's "
-        f"{os.cpu_count()} cores; steps/s of the whole group, fresh processes per row "
-        f"(compile included in neither column), hung = no result in {cfg.layout_timeout_s:.0f} s.",
-        "",
-        "| layout | batch | per device | MJX steps/s | vs 1x1 at this batch | compile (s) | status |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    base = {
-        r["batch"]: r["mjx_steps_per_s"]
-        for r in result.get("layouts", [])
-        if r["layout"] == "1x1" and r["status"] == "ok"
-    }
-    for r in result.get("layouts", []):
-        n = r["processes"] * r["devices_per_process"]
-        ok = r["status"] == "ok"
-        ratio = (
-            f"{r['mjx_steps_per_s'] / base[r['batch']]:.2f}" if ok and r["batch"] in base else "-"
-        )
-        lines.append(
-            f"| {r['layout']} | {r['batch']} | {r['batch'] // n} | "
-            + (
-                f"{r['mjx_steps_per_s']:,.0f} | {ratio} | {r['mjx_compile_s']:.1f}"
-                if ok
-                else "- | - | -"
-            )
-            + f" | {r['status']} |"
-        )
-    lines += ["", "Numbers: `results.json` beside this page.", ""]
-    (out / "README.md").write_text("\n".join(lines))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmpc_jax.bench import report
 from dmpc_jax.bench.env_throughput import parse_layout
 
 
@@ -86,38 +87,5 @@ def run(cfg: PPOBenchConfig = PPOBenchConfig()) -> dict:
         "preset": cfg.preset,
         "rows": rows,
     }
-    write_report(cfg, result)
+    report.write_ppo_page(cfg, result)
     return result
-
-
-def write_report(cfg: PPOBenchConfig, result: dict) -> None:
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    base = next((r for r in result["rows"] if r["layout"] == "1x1"), None)
-    lines = [
-        "# PPO demonstrator: training throughput by device/process layout",
-        "",
-        f"Command: `make bench-ppo` (`dmpc bench-ppo --cfg.preset {result['preset']}`). Machine: "
-        f"{result['machine']}. Each layout trains the `{result['preset']}` preset for "
-        f"{cfg.epochs} epochs in fresh processes: `PxD` is P processes (jax.distributed over "
-        "localhost, gloo collectives; `dmpc launch`) x D CPU devices each; the env batch is "
-        "split over the P x D devices, the training state replicated. Env steps/s: median of "
-        "the epochs after the first (which compiles). Epoch-1 loss beside 1x1's: the same "
-        "algorithm, keys and batch; the float results differ in their last bits with the "
-        "per-device batch (vectorisation, order of the all-reduces) and the contact-rich "
-        "rollouts amplify that over an epoch's env steps (on the `tiny` preset, one short "
-        "training step, 1x2 and 2x1 agree with 1x1 to 1e-6 and with each other bit for bit).",
-        "",
-        "| layout | env steps/s | vs 1x1 | first epoch (s, compile incl.) | epoch-1 loss | vs 1x1 |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        ratio = f"{r['steps_per_s'] / base['steps_per_s']:.2f}" if base else "-"
-        dl = f"{r['loss_epoch1'] - base['loss_epoch1']:+.1e}" if base else "-"
-        lines.append(
-            f"| {r['layout']} | {r['steps_per_s']:,.0f} | {ratio} | {r['first_epoch_s']:.0f} | "
-            f"{r['loss_epoch1']:.6f} | {dl} |"
-        )
-    lines += ["", f"Numbers: `{out.with_suffix('.json').name}` beside this page.", ""]
-    out.write_text("\n".join(lines))

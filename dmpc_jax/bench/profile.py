@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from dmpc_jax.bench import report
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.planner.constraints import no_constraints
 from dmpc_jax.planner.rewards import default_task
@@ -118,38 +119,5 @@ def run(cfg: ProfileConfig) -> dict:
     res = {"backend": jax.default_backend(), "jax": jax.__version__, "rows": rows,
            "command": "dmpc bench-profile"}  # fmt: skip
     (out / f"profile_{res['backend']}.json").write_text(json.dumps(res, indent=2) + "\n")
-    from dmpc_jax.bench.sampler import write_page
-
-    write_page(out)
+    report.write_sampler_page(out)
     return res
-
-
-def page_lines(out: Path) -> list[str]:
-    """The bench page's profile section from profile_<backend>.json files in ``out``."""
-    lines = []
-    for p in sorted(out.glob("profile_*.json")):
-        res = json.loads(p.read_text())
-        classes = sorted({c for r in res["rows"] for c in r["classes"]})
-        lines += [
-            f"## Where the time goes ({res['backend']}, `dmpc bench-profile`)",
-            "",
-            "One plan (guided, H = 24, analytic terms on x0_hat), traced with `jax.profiler`: "
-            "the time XLA records per op, by class, per plan. Data movement: copies, "
-            "concatenations, pads and slices (mostly the im2col of the temporal convolutions).",
-            "",
-            "| model | sampler | N | wall (ms) | traced op time (ms) | "
-            + " | ".join(f"{c}: ms (share, ops)" for c in classes)
-            + " |",
-            "|---|---|---:|---:|---:|" + "---:|" * len(classes),
-        ]
-        for r in res["rows"]:
-            cells = []
-            for c in classes:
-                v = r["classes"].get(c)
-                cells.append(f"{v['ms']:.1f} ({100 * v['share']:.0f}%, {v['ops']})" if v else "-")
-            lines.append(
-                f"| {r['model']} | {r['variant']} | {r['N']} | {r['wall_ms']:.1f} | "
-                f"{r['op_ms_per_plan']:.1f} | " + " | ".join(cells) + " |"
-            )
-        lines.append("")
-    return lines

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dmpc_jax.bench import report
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.planner.constraints import no_constraints
 from dmpc_jax.planner.rewards import default_task
@@ -61,7 +62,7 @@ class BenchConfig:
         apart; empty: none).
     repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
     max_seconds: time budget of the timed calls of one configuration.
-    out_dir: where README.md, results.json and the plot go.
+    out_dir: where the page, results.json and the plot go.
     """
 
     model: str = "paper"
@@ -369,187 +370,8 @@ def run(cfg: BenchConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results_{backend}.json").write_text(json.dumps(result, indent=2) + "\n")
-    write_page(out)
+    report.write_sampler_page(out)
     return result
-
-
-# ------------------------------------------------------------------ report
-
-
-def _plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in results:
-        h0 = res["config"]["horizons"][0]
-        for variant in res["config"]["variants"]:
-            rows = [
-                r
-                for r in res["rows"]
-                if r["variant"] == variant
-                and r["H"] == h0
-                and r["robots"] == 1
-                and r.get("model", res["model"]) == res["model"]
-            ]
-            ns = [r["N"] for r in rows]
-            ax.plot(
-                ns, [r["p50_ms"] for r in rows], "o-", label=f"JAX {variant} ({res['backend']})"
-            )
-            if rows and "torch_p50_ms" in rows[0]:
-                ax.plot(
-                    ns,
-                    [r["torch_p50_ms"] for r in rows],
-                    "x--",
-                    label=f"PyTorch {variant} ({res['backend']})",
-                )
-    ax.axhline(80, color="r", lw=0.8, ls=":", label="80 ms budget")
-    ax.axhline(20, color="gray", lw=0.8, ls=":", label="20 ms (50 Hz)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("N candidates")
-    ax.set_ylabel("p50 latency of one plan (ms)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _compiled_cells(r: dict) -> str:
-    if "torch_compile_p50_ms" in r:
-        return (f"{r['torch_compile_p50_ms']:.1f} (compile {r['torch_compile_s']:.0f} s) | "
-                f"**{r['speedup_vs_torch_compile']:.2f}x**")  # fmt: skip
-    if "torch_compile_error" in r:
-        return f"did not run: {r['torch_compile_error']} | -"
-    return "- | -"
-
-
-def write_page(out: Path) -> None:
-    """README.md from every results_<backend>.json in ``out`` plus the env/PPO numbers."""
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("results_*.json"))]
-    _plot(results, out / "latency_vs_n.png")
-    lines = [
-        "# Sampler throughput and latency",
-        "",
-        "Command: `make bench` (`dmpc bench`; on a GPU machine `dmpc bench --gpu`). Paper-size U-Net "
-        "(random weights: speed does not depend on them), guided by R_nn at every step, one robot "
-        "per call unless stated. Latency: median (p50) and p99 over repeated calls after two "
-        "warm-up calls; compile time apart. GFLOP/s counts every matmul of the compiled function "
-        "(analytically, from its jaxpr) over the p50 time; the peak is a 2048^3 fp32 matmul timed "
-        "in the same run. PyTorch: the same networks with the same weights "
-        "(`tests/test_bench.py` checks the outputs agree), sampled eagerly step by step from Python "
-        "with autograd guidance, as the authors' code runs, with eager best practice (weights "
-        "frozen so autograd records the sample only, `torch.inference_mode` outside the guidance "
-        "gradient, PyTorch's fused mish, intra-op threads as reported); same process, same "
-        "machine. torch.compile: the same loop with `torch.compile`d networks (compile time "
-        "apart). JAX also evaluates the analytic reward terms (weights 0) that the baseline does "
-        "not have. `(1 CPU)`: the configuration in a child process pinned to one core, as the "
-        "deploy runner runs its planner.",
-        "",
-    ]
-    for res in results:
-        lines += [
-            f"## {res['device']} ({res['backend']}; {res['machine']}; JAX {res['jax']}"
-            + (
-                f", PyTorch {res['torch']} with {res['torch_threads']} threads"
-                if res["torch"]
-                else ", no PyTorch"
-            )
-            + ")",
-            "",
-            f"U-Net {res['unet_params'] / 1e6:.2f} M parameters, R_nn {res['value_params'] / 1e6:.2f} M; "
-            f"matmul peak {res['matmul_peak_gflop_per_s']:.0f} GFLOP/s"
-            + (
-                f", memory read bandwidth {res['memory_bandwidth_gb_per_s']:.1f} GB/s (a jitted "
-                "sum over 512 MB). Floors: compute = matmul FLOPs / peak; weights = fp32 weight "
-                "bytes read per plan (U-Net per step, value net twice per step and once to rank) "
-                "/ bandwidth; x floor = p50 / the higher of the two."
-                if "memory_bandwidth_gb_per_s" in res
-                else "."
-            ),
-            "",
-            "| model | variant | N | H | robots | steps | compile (s) | p50 (ms) | p99 (ms) | plans/s | traj/s | GFLOP/s (% peak) | floor: compute / weights (ms) | x floor | PyTorch p50 (ms) | JAX speed-up | torch.compile p50 (ms) | JAX speed-up |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in res["rows"]:
-            tp = f"{r['torch_p50_ms']:.1f}" if "torch_p50_ms" in r else "-"
-            sp = f"**{r['speedup_vs_torch']:.2f}x**" if "speedup_vs_torch" in r else "-"
-            fl, xf = "-", "-"
-            if "floor_memory_ms" in r:
-                fl = f"{r['floor_compute_ms']:.1f} / {r['floor_memory_ms']:.1f}"
-                xf = f"{r['over_floor']:.1f}x"
-            pin = " (1 CPU)" if "pinned_cpu" in r else ""
-            lines.append(
-                f"| {r.get('model', res['model'])}{pin} | {r['variant']} | {r['N']} | {r['H']} | "
-                f"{r['robots']} | {r['steps']} | "
-                f"{r['compile_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                f"{r['plans_per_s']:.1f} | {r['trajectories_per_s']:.0f} | "
-                f"{r['gflop_per_s']:.1f} ({100 * r['gflop_per_s_over_peak']:.0f}%) | {fl} | {xf} | "
-                f"{tp} | {sp} | {_compiled_cells(r)} |"
-            )
-        rt = [
-            r for r in res["rows"]
-            if r["N"] == 16 and r["H"] == 24 and r["robots"] == 1
-            and r.get("model", res["model"]) == res["model"]
-        ]  # fmt: skip
-        if rt:
-            lines += [
-                "",
-                "Real-time configuration (N = 16, H = 24, paper U-Net) vs the 80 ms planning budget (METHOD §5):",
-                "",
-            ]
-            for r in rt:
-                verdict = "within" if r["p50_ms"] <= 80 else "over"
-                lines.append(
-                    f"- {r['variant']}: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms: {verdict} the budget."
-                )
-        lines.append("")
-    from dmpc_jax.bench.profile import page_lines
-
-    lines += page_lines(out)
-    lines += _other_tables()
-    lines += [
-        "![latency vs N](latency_vs_n.png)",
-        "",
-        "Numbers: `results_<backend>.json` beside this page.",
-        "",
-    ]
-    (out / "README.md").write_text("\n".join(lines))
-
-
-def _other_tables() -> list[str]:
-    """Env and PPO throughput from the other stages' own measurements (not re-run here)."""
-    lines = []
-    env = Path("experiments/env_throughput/results.json")
-    if env.exists():
-        e = json.loads(env.read_text())
-        lines += [
-            "## Env steps/s (from `make bench-env`, experiments/env_throughput/)",
-            "",
-            "| batch | MJX steps/s | native MuJoCo steps/s | MJX / native |",
-            "|---:|---:|---:|---:|",
-        ]
-        for r in e["rows"]:
-            lines.append(
-                f"| {r['batch']} | {r['mjx_steps_per_s']:,.0f} | {r['native_steps_per_s']:,.0f} | {r['mjx_over_native']:.2f} |"
-            )
-        lines.append("")
-    ppo = Path("checkpoints/demonstrator/cpu/metrics.jsonl")
-    if ppo.exists():
-        log = [json.loads(x) for x in ppo.read_text().splitlines() if x.strip()]
-        sps = np.array([m["time/steps_per_s"] for m in log[1:]])
-        lines += [
-            "## PPO training env steps/s (from the shipped cpu demonstrator's metrics.jsonl)",
-            "",
-            f"Median {np.median(sps):,.0f} env steps/s over {len(sps)} epochs (min {sps.min():,.0f}, "
-            f"max {sps.max():,.0f}), {log[-1]['env_steps'] / 1e6:.1f} M steps in "
-            f"{log[-1]['time/wall_s'] / 3600:.2f} h on 2 CPU cores (first epoch, with compile, left out).",
-            "",
-        ]
-    return lines
 
 
 if __name__ == "__main__":  # one pinned configuration (``_pinned_row``)

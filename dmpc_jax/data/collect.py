@@ -43,7 +43,7 @@ class DatasetConfig:
     resample_s: command resampling period, s.
     action_noise: std of Gaussian noise added to the demonstrator's actions.
     env_set: overrides of the collection env's config, ``field.path=json``
-        (``planner.task.apply_overrides``), applied after the command and reward settings, e.g.
+        (``config.apply_overrides``), applied after the command and reward settings, e.g.
         ``push.mode=set push.magnitude=[0,1] push.interval_s=[8,10] init_attitude=0.2`` for the
         authors' recovery-rich collection.
     seed: PRNG seed.
@@ -110,7 +110,7 @@ def collect(
         reward=RewardConfig(preset="finetune", clip_negative=False),
     )
     if cfg.env_set:
-        from dmpc_jax.planner.task import apply_overrides
+        from dmpc_jax.config import apply_overrides
 
         env_cfg = apply_overrides(env_cfg, cfg.env_set)
     env = Go2Joystick(env_cfg)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dmpc_jax.deploy.sim2sim import SIM_FAULTS, Sim2SimConfig, _run_once, load_exported
+from dmpc_jax.deploy import report_sim2sim
+from dmpc_jax.deploy.sim2sim import Sim2SimConfig, _run_once, load_exported
+from dmpc_jax.deploy.sim_robot import SIM_FAULTS
 
 FAULTS = (*SIM_FAULTS, "planner_kill")
 
@@ -98,40 +100,5 @@ def run_faults(cfg: FaultConfig = FaultConfig()) -> dict:
     summary = {"config": dataclasses.asdict(cfg), "rows": rows,
                "source_checkpoint": planner.meta.get("source_checkpoint")}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_page(cfg, summary)
+    report_sim2sim.write_faults_page(cfg, summary)
     return summary
-
-
-def write_page(cfg: FaultConfig, summary: dict) -> None:
-    def ms(v):
-        return "-" if v is None else f"{v:.1f}"
-
-    lines = [
-        "# sim2sim: faults injected over real DDS",
-        "",
-        f"Command: `make sim2sim-faults` (`dmpc sim2sim-faults --cfg.fault-at-s {cfg.fault_at_s:g} "
-        f"--cfg.after-s {cfg.after_s:g}{' --cfg.sim.auto-margin' if cfg.sim.auto_margin else ''}`). "
-        "The runner walks the simulated Go2 (native MuJoCo, its "
-        f"own process, DDS on `{cfg.sim.interface}`) at {tuple(cfg.sim.command)} with the exported "
-        f"planner (`{summary['source_checkpoint']}`) in its own process; {cfg.fault_at_s:g} s "
-        f"after walking starts one fault is injected and the run goes on {cfg.after_s:g} s. "
-        "Detection: after the injection, by the runner (both processes log `time.monotonic`); "
-        "damping received: after the detection, at the simulator (one tick = 2 ms). Commands "
-        "out of range / over torque: every LowCmd the simulator received in the run, against "
-        "the joint limits and (PD torque before the motors' clamp) the torque limits.",
-        "",
-        "| fault | detected as | detection (ms) | damping received (ms) | LowCmds out of joint "
-        "range | LowCmds over torque (max ratio) | robot at the end | earlier faults |",
-        "|---|---|---:|---:|---:|---:|---|---|",
-    ]
-    for r in summary["rows"]:
-        end = "**fell**" if r["fell"] else ("sat down" if r["sat_down"] else "standing")
-        end += f" (z {r['end_base_height_m']:.2f} m, tilt {r['end_tilt_rad']:.2f} rad)"
-        lines.append(
-            f"| {r['fault']} | {r['detected'] or '**not detected**'} | {ms(r['detection_ms'])} | "
-            f"{ms(r['damping_received_ms'])} | {r['lowcmd_out_of_joint_range']} | "
-            f"{r['lowcmd_over_torque']} ({r['lowcmd_max_torque_ratio']:.2f}) | {end} | "
-            f"{'; '.join(r['faults_before_injection']) or 'none'} |"
-        )
-    lines += ["", f"Numbers: `{Path(cfg.out).with_suffix('.json').name}` beside this page.", ""]
-    Path(cfg.out).write_text("\n".join(lines))

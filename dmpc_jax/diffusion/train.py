@@ -15,7 +15,6 @@ what gets shipped.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import time
@@ -36,89 +35,17 @@ from dmpc_jax.checkpointing import (
     restore_state,
     truncate_metrics,
 )
-from dmpc_jax.config import from_dict, prepare_run, to_dict
+from dmpc_jax.config import prepare_run
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.diffusion import model as M
-
-
-@dataclasses.dataclass(frozen=True)
-class PretrainConfig:
-    """Attributes:
-    dataset: dataset directory (``make dataset``).
-    model: the diffusion model.
-    batch_size: windows per optimizer step (global, split over devices).
-    learning_rate: Adam step size.
-    grad_clip: global-norm gradient clip.
-    num_steps: optimizer steps in total.
-    steps_per_call: optimizer steps per jitted call (one log point).
-    checkpoint_every: optimizer steps between checkpoints (a multiple of steps_per_call).
-    lr_decay_from: from this step on, the learning rate follows a cosine from ``learning_rate``
-        down to 0 at ``num_steps`` (None: constant). With ``num_steps`` and ``checkpoint_every``
-        it is one of the fields a ``--resume`` may change, so a run can be extended and annealed.
-    ema_decay: EMA decay of the denoiser/value parameters.
-    ema_start: step from which the EMA tracks (before it, EMA = params).
-    holdout_fraction: fraction of envs held out for evaluation.
-    seed: PRNG seed.
-    """
-
-    dataset: str = "data/cpu"
-    model: M.DiffusionConfig = M.diffusion_preset("cpu")
-    batch_size: int = 256
-    learning_rate: float = 2e-4
-    grad_clip: float = 1.0
-    num_steps: int = 20_000
-    steps_per_call: int = 50
-    checkpoint_every: int = 1000
-    lr_decay_from: int | None = None
-    ema_decay: float = 0.995
-    ema_start: int = 1000
-    holdout_fraction: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.checkpoint_every % self.steps_per_call:
-            raise ValueError(
-                f"PretrainConfig.checkpoint_every ({self.checkpoint_every}) must be a multiple of "
-                f"steps_per_call ({self.steps_per_call})"
-            )
-        if self.num_steps % self.steps_per_call:
-            raise ValueError("PretrainConfig.num_steps must be a multiple of steps_per_call")
-        if not 0 <= self.holdout_fraction < 1:
-            raise ValueError("PretrainConfig.holdout_fraction must be in [0, 1)")
-        if self.lr_decay_from is not None and not 0 <= self.lr_decay_from < self.num_steps:
-            raise ValueError(
-                f"PretrainConfig.lr_decay_from ({self.lr_decay_from}) must be in "
-                f"[0, num_steps = {self.num_steps})"
-            )
-
-
-EXTENDABLE = ("num_steps", "checkpoint_every", "lr_decay_from")  # a --resume may change these
-
-
-def lr_factor(cfg: PretrainConfig, step):
-    """The learning rate at ``step`` relative to ``cfg.learning_rate`` (1 before the decay)."""
-    if cfg.lr_decay_from is None:
-        return jnp.ones(())
-    frac = (step - cfg.lr_decay_from) / (cfg.num_steps - cfg.lr_decay_from)
-    return jnp.where(
-        step < cfg.lr_decay_from, 1.0, 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0, 1)))
-    )
-
-
-def pretrain_preset(name: str) -> PretrainConfig:
-    if name == "tiny":
-        return PretrainConfig(
-            dataset="data/tiny", model=M.diffusion_preset("tiny"), batch_size=8, num_steps=6,
-            steps_per_call=2, checkpoint_every=2, ema_start=2, holdout_fraction=0.25,
-        )  # fmt: skip
-    if name == "cpu":
-        return PretrainConfig()
-    if name == "paper":
-        return PretrainConfig(
-            dataset="data/paper", model=M.diffusion_preset("paper"), batch_size=8192,
-            learning_rate=1e-4, num_steps=200_000, steps_per_call=100, checkpoint_every=5000,
-        )  # fmt: skip
-    raise ValueError(f"unknown pretrain preset {name!r}; choose tiny, cpu or paper")
+from dmpc_jax.diffusion.artifact import save_planner_params
+from dmpc_jax.diffusion.config import (
+    EXTENDABLE,
+    PretrainConfig,
+    initial_state,
+    lr_factor,
+    make_optimizer,
+)
 
 
 def split_envs(n_envs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,22 +112,6 @@ def make_eval(nets, cfg: PretrainConfig):
         return {f"eval/{k.split('/')[-1]}": v for k, v in {**m, **m_v}.items()}
 
     return evaluate
-
-
-def make_optimizer(cfg: PretrainConfig):
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
-
-
-def initial_state(cfg: PretrainConfig, params, optimizer) -> dict:
-    """The training state (params, EMA, Adam state, step, key) a run starts from; also the
-    template that checkpoints are restored into."""
-    return {
-        "params": params,
-        "ema": params,
-        "opt_state": optimizer.init(params),
-        "step": jnp.zeros((), jnp.int32),
-        "key": jax.random.PRNGKey(cfg.seed + 1),
-    }
 
 
 @functools.lru_cache(maxsize=4)
@@ -335,84 +246,3 @@ def pretrain(
 
 def _state_dict(carry) -> dict:
     return dict(zip(("params", "ema", "opt_state", "step", "key"), carry, strict=True))
-
-
-def save_planner_params(mngr: ocp.CheckpointManager, step: int, ema) -> None:
-    """The EMA parameters alone (``checkpoint_manager(run_dir, 1, "planner")``: newest kept)."""
-    mngr.save(step, args=ocp.args.StandardSave({"ema": ema}))
-    mngr.wait_until_finished()
-
-
-def load_planner_checkpoint(run_dir: Path):
-    """(nets, ema params, DiffusionConfig, scaler) of a pretraining run's newest checkpoint:
-    ``planner/`` (EMA only) when present, else the full training state in ``ckpt/``."""
-    run_dir = Path(run_dir)
-    cfg = run_pretrain_config(run_dir)
-    nets, params = M.init_networks(cfg.model, jax.random.PRNGKey(0))
-    planner = checkpoint_manager(run_dir, 1, "planner")
-    if planner.latest_step() is not None:
-        state = restore_state(planner, {"ema": params})
-    else:
-        template = initial_state(cfg, params, make_optimizer(cfg))
-        state = restore_state(checkpoint_manager(run_dir), template)
-    scaler = {
-        k: np.asarray(v, np.float32)
-        for k, v in json.loads((run_dir / "scaler.json").read_text()).items()
-    }
-    return nets, state["ema"], cfg.model, scaler
-
-
-def run_pretrain_config(run_dir: Path) -> PretrainConfig:
-    """The PretrainConfig of a planner run: ``config.json`` of a pretraining run, or the
-    ``pretrain_config.json`` a finetuning run copies from the run it started from."""
-    run_dir = Path(run_dir)
-    path = run_dir / "pretrain_config.json"
-    if not path.exists():
-        path = run_dir / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{run_dir} is not a pretraining or finetuning run (no config.json)"
-        )
-    return from_dict(PretrainConfig, json.loads(path.read_text()))
-
-
-def robot_constants(run_dir: Path) -> dict:
-    """q_default, kp, kd, action_scale of the env that collected a run's dataset (defaults if the
-    dataset does not record it; a finetuning run's ``robot.json``): what the planner's analytic
-    rewards and the robot need."""
-    from dmpc_jax.envs.config import EnvConfig
-    from dmpc_jax.robot import go2
-
-    if (Path(run_dir) / "robot.json").exists():
-        robot = json.loads((Path(run_dir) / "robot.json").read_text())
-        return {k: np.asarray(v, np.float32) if k == "q_default" else float(v)
-                for k, v in robot.items()}  # fmt: skip
-    pcfg = run_pretrain_config(run_dir)
-    meta_path = Path(pcfg.dataset) / "meta.json"
-    env = json.loads(meta_path.read_text()).get("env") if meta_path.exists() else None
-    env = env or to_dict(EnvConfig())
-    pose = go2.paper_default_pose() if env["default_pose"] == "paper" else go2.home_qpos()[7:]
-    return {
-        "q_default": np.asarray(pose, np.float32),
-        "kp": float(env["kp"]),
-        "kd": float(env["kd"]),
-        "action_scale": float(env["action_scale"]),
-    }
-
-
-def checkpoint_digest(run_dir: Path) -> str:
-    """``<step>@<sha256 prefix>`` of the newest planner checkpoint's files (names and bytes)."""
-    import hashlib
-
-    subdir = "planner"
-    step = checkpoint_manager(run_dir, 1, subdir).latest_step()
-    if step is None:
-        subdir, step = "ckpt", checkpoint_manager(run_dir).latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    h = hashlib.sha256()
-    root = Path(run_dir).absolute() / subdir / str(step)
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    return f"{step}@{h.hexdigest()[:16]}"

@@ -22,7 +22,9 @@ from mujoco import mjx
 
 from dmpc_jax.envs import obs as obs_lib
 from dmpc_jax.envs.config import EnvConfig
+from dmpc_jax.envs.randomization import sample_randomization
 from dmpc_jax.envs.rewards import compute_rewards
+from dmpc_jax.envs.terrain import make_terrain_height
 from dmpc_jax.robot import go2
 
 PRIVILEGED_SIZE = 3 + 3 + 3 + 3 + 12 + 12 + 12 + 1 + 4 + 1 + 2  # 56, see _privileged_obs
@@ -66,7 +68,7 @@ class Go2Joystick(Env):
         self._base_probes = jnp.array(
             [[x, y, -sz] for x in (-sx, sx) for y in (-sy, sy)] + [[0.293, 0.0, -0.06 - 0.047]]
         )
-        self._terrain_height = _make_terrain_height(cfg, self.mj_model)
+        self._terrain_height = make_terrain_height(cfg, self.mj_model)
 
     # ------------------------------------------------------------------ brax Env API
     @property
@@ -119,7 +121,7 @@ class Go2Joystick(Env):
         )
         data = mjx.make_data(self.mjx_model, impl="jax", device=jax.local_devices()[0])
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=qpos[7:])
-        dr = self._sample_randomization(k_dr)
+        dr = sample_randomization(self.cfg.randomization, k_dr)
         data = mjx.forward(self._randomized_model(dr), data)
 
         latency_lo, latency_hi = (
@@ -291,29 +293,6 @@ class Go2Joystick(Env):
         steps = jax.random.uniform(key, (), minval=lo, maxval=hi) / self.cfg.ctrl_dt
         return steps.astype(jnp.int32)
 
-    def _sample_randomization(self, key) -> dict:
-        r = self.cfg.randomization
-        ks = jax.random.split(key, 5)
-        if not r.enabled:
-            return {
-                "friction": jnp.ones(()),
-                "added_mass": jnp.zeros(()),
-                "com_offset": jnp.zeros(2),
-                "motor_strength": jnp.ones(()),
-                "damping_scale": jnp.ones(()),
-            }
-
-        def u(k, rng, shape=()):
-            return jax.random.uniform(k, shape, minval=rng[0], maxval=rng[1])
-
-        return {
-            "friction": u(ks[0], r.friction),
-            "added_mass": u(ks[1], r.added_base_mass),
-            "com_offset": u(ks[2], r.com_offset, (2,)),
-            "motor_strength": u(ks[3], r.motor_strength),
-            "damping_scale": u(ks[4], r.joint_damping_scale),
-        }
-
     def _randomized_model(self, dr) -> mjx.Model:
         m, b = self.mjx_model, self._base_id
         contact_geoms = np.concatenate([[self._floor_id], self._foot_ids])
@@ -406,32 +385,6 @@ def delayed_observation(obs_hist, latency, delay_last_action: bool = True):
         return obs
     sl = obs_lib.OBS_SLICES["last_action"]
     return obs.at[sl].set(obs_hist[0, sl])
-
-
-def _make_terrain_height(cfg: EnvConfig, mj_model):
-    """Ground height under points xy [P, 2] -> [P] for the configured terrain."""
-    if cfg.terrain == "flat":
-        return lambda xy: jnp.zeros(xy.shape[:-1])
-    if cfg.terrain == "slope":
-        slope = np.tan(np.deg2rad(cfg.model.slope_deg))
-        return lambda xy: xy[..., 0] * slope
-    heights = jnp.asarray(
-        go2.rough_heights(cfg.model) * mj_model.hfield_size[0, 2], jnp.float32
-    )  # [rows(y), cols(x)]
-    sx, sy = go2.HFIELD_SIZE
-    n = go2.HFIELD_RES
-
-    def height(xy):
-        # bilinear interpolation on the grid, clamped at the edges
-        fx = jnp.clip((xy[..., 0] + sx) / (2 * sx) * (n - 1), 0, n - 1.001)
-        fy = jnp.clip((xy[..., 1] + sy) / (2 * sy) * (n - 1), 0, n - 1.001)
-        ix, iy = jnp.floor(fx).astype(jnp.int32), jnp.floor(fy).astype(jnp.int32)
-        tx, ty = fx - ix, fy - iy
-        h00, h01 = heights[iy, ix], heights[iy, ix + 1]
-        h10, h11 = heights[iy + 1, ix], heights[iy + 1, ix + 1]
-        return (h00 * (1 - tx) + h01 * tx) * (1 - ty) + (h10 * (1 - tx) + h11 * tx) * ty
-
-    return height
 
 
 @functools.cache

@@ -14,12 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmpc_jax.envs.rollout import make_segments
-from dmpc_jax.evaluate.planner_eval import EvalConfig, controller_specs, make_env, motion_metrics
-from dmpc_jax.evaluate.tasks import get_task
+from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.evaluate.video import render_qpos, save_video
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PLANNER
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import SamplerConfig
+from dmpc_jax.scenario.env import make_env
+from dmpc_jax.scenario.harness import controller_specs
+from dmpc_jax.scenario.metrics import motion_metrics
+from dmpc_jax.scenario.tasks import get_task
 
 # the planner `make demo` runs: the best shipped `cpu` planner (experiments/finetune)
 

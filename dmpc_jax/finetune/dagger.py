@@ -40,18 +40,12 @@ from tqdm import tqdm
 
 from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
 from dmpc_jax.diffusion import model as M
-from dmpc_jax.diffusion.train import make_optimizer
+from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.envs.rollout import Controller
+from dmpc_jax.finetune.loop import Evaluator, log_row, prepare_finetune_run
+from dmpc_jax.finetune.rollout import make_env
 from dmpc_jax.finetune.rwr import ReplayBuffer
-from dmpc_jax.finetune.train import (
-    _Evaluator,
-    _log,
-    make_env,
-    make_update,
-    prepare_finetune_run,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 
 
@@ -247,7 +241,8 @@ class MixedWindows:
         self.offline = None
         if self.n_off:
             from dmpc_jax.data.dataset import WindowSampler, load_dataset
-            from dmpc_jax.diffusion.train import run_pretrain_config, split_envs
+            from dmpc_jax.diffusion.artifact import run_pretrain_config
+            from dmpc_jax.diffusion.train import split_envs
 
             pcfg = run_pretrain_config(Path(cfg.pretrained))
             ds = load_dataset(Path(cfg.dataset))
@@ -329,7 +324,7 @@ def dagger(
     )  # fmt: skip
     update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     windows = MixedWindows(cfg, h)
-    evaluator = _Evaluator(cfg, planner) if cfg.eval_every else None
+    evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
 
     from tensorboardX import SummaryWriter
 
@@ -344,7 +339,7 @@ def dagger(
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
     if start == 0 and evaluator is not None and cfg.eval_before:
-        _log(run_dir, writer, {"iteration": 0, "env_steps": 0, **evaluator(ema),
+        log_row(run_dir, writer, {"iteration": 0, "env_steps": 0, **evaluator(ema),
                                "time/wall_s": time.perf_counter() - wall0})  # fmt: skip
     bar = tqdm(total=cfg.iterations, initial=start, unit="it", disable=not progress, desc="dagger")
     for it in range(start + 1, end + 1):
@@ -371,7 +366,7 @@ def dagger(
             row.update(evaluator(ema))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
-        _log(run_dir, writer, row)
+        log_row(run_dir, writer, row)
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "ema": ema, "opt_denoiser": opt_d,
                   "iteration": jnp.asarray(it, jnp.int32)}  # fmt: skip

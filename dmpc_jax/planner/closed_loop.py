@@ -5,7 +5,7 @@ into a controller for B envs at once: the plan is vmapped over robots inside ``m
 ``lax.cond``, so the planner only runs on the steps that plan. A row holds the action (its first
 12 columns, what the env receives) and may go on with the planned state; the rollout's trace
 then records the executed row (``plan/row`` [T, B, Da]) and its index in its plan
-(``plan/index`` [T]), which the hard-bound verdicts read (``evaluate.outcomes``).
+(``plan/index`` [T]), which the hard-bound verdicts read (``scenario.outcomes``).
 """
 
 from __future__ import annotations

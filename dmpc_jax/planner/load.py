@@ -78,7 +78,11 @@ class TrainedPlanner:
 
 
 def load_planner(run_dir: str | Path) -> TrainedPlanner:
-    from dmpc_jax.diffusion.train import checkpoint_digest, load_planner_checkpoint, robot_constants
+    from dmpc_jax.diffusion.artifact import (
+        checkpoint_digest,
+        load_planner_checkpoint,
+        robot_constants,
+    )
 
     run_dir = Path(run_dir)
     if not run_dir.exists():

@@ -18,14 +18,13 @@ is inpainted and never changed), for all joints or a subset named by leg and joi
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
 
-from dmpc_jax.config import ConfigError, from_dict, to_dict
+from dmpc_jax.config import ConfigError
 from dmpc_jax.envs import obs as obs_lib
 from dmpc_jax.planner import constraints as C
 from dmpc_jax.planner.rewards import REWARD_NAMES, TaskParams
@@ -228,28 +227,3 @@ def task_arrays(spec: TaskSpec, horizon: int, *, q_default, action_scale: float)
     """(TaskParams, env-unit Constraints, command [3]): everything the planner takes at run time."""
     cons = build_constraints(spec, horizon, q_default=q_default, action_scale=action_scale)
     return task_params(spec), cons, jnp.asarray(spec.command, jnp.float32)
-
-
-def apply_overrides(spec, overrides: tuple[str, ...] | list[str]):
-    """``["weights.energy=0.05", "base_height_target=0.25", 'boxes=[{"field": "qdot", "hi": 1}]']``
-    applied to a spec (a ``TaskSpec``, or any frozen config dataclass such as ``EnvConfig``):
-    dotted field paths, values parsed as JSON (bare words as strings), and the result validated
-    like a config file."""
-    data = to_dict(spec)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form field.path=value")
-        path, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node, keys = data, path.strip().split(".")
-        for k in keys[:-1]:
-            if not isinstance(node.get(k), dict):
-                raise ConfigError(f"override {item!r}: {k!r} is not a group of fields")
-            node = node[k]
-        if keys[-1] not in node:
-            raise ConfigError(f"override {item!r}: unknown field {path!r}")
-        node[keys[-1]] = value
-    return from_dict(type(spec), data)

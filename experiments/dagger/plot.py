@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dmpc_jax.evaluate.outcomes import wilson_interval  # noqa: E402
+from dmpc_jax.scenario.outcomes import wilson_interval  # noqa: E402
 
 
 def main(run_dir: str, out: str) -> None:

@@ -1,0 +1,188 @@
+"""The simulated Go2 of sim2sim, run as its own process (``python -m dmpc_jax.deploy.sim_robot``):
+native MuJoCo (full collision geometry, 1 ms physics, no MJX) behaving like the robot's low-level
+firmware: rt/lowstate out at 500 Hz, the newest rt/lowcmd applied as motor PD torques
+(tau = kp (q* - q) + kd (dq* - dq) + tau_ff, clipped to the torque limits, recomputed every physics
+step; commands with a bad CRC are dropped). The robot starts lying down. No JAX: a collection of
+its heap would stall the 500 Hz stream."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dmpc_jax.envs.obs import roll_pitch
+from dmpc_jax.robot import go2
+
+LIE_DOWN_POSE = np.tile([0.0, 1.36, -2.65], 4)  # model order (FL, FR, RL, RR)
+
+
+class SimRobot:
+    """Native MuJoCo Go2 with motor-side PD on the LowCmd fields (model order inside)."""
+
+    def __init__(self, physics_dt: float = 0.001):
+        import mujoco
+
+        cfg = go2.ModelConfig(contacts="full", timestep=physics_dt, solver_iterations=20,
+                              ls_iterations=10, foot_condim=3)  # fmt: skip
+        self.mj = mujoco
+        self.model = go2.make_model(cfg)
+        self.model.actuator_gainprm[:, 0] = 0.0  # torques come from qfrc_applied
+        self.model.actuator_biasprm[:, :3] = 0.0
+        self.data = mujoco.MjData(self.model)
+        self.data.qpos[:] = go2.home_qpos()
+        self.data.qpos[7:] = LIE_DOWN_POSE
+        self.data.qpos[2] = go2.standing_height(LIE_DOWN_POSE) + 0.01
+        mujoco.mj_forward(self.model, self.data)
+        self.tau_max = go2.torque_limits()
+        self.sdk_to_model, self.model_to_sdk = go2.sdk_to_model(), go2.model_to_sdk()
+        self.tick = 0
+
+    def step(self, cmd, n_substeps: int) -> None:
+        """Advance ``n_substeps`` physics steps under LowCmd ``cmd`` (SDK order; None: limp)."""
+        d = self.data
+        for _ in range(n_substeps):
+            if cmd is None:
+                tau = np.zeros(12)
+            else:
+                q, dq = d.qpos[7:][self.model_to_sdk], d.qvel[6:][self.model_to_sdk]
+                tau_sdk = cmd.kp * (cmd.q - q) + cmd.kd * (cmd.dq - dq) + cmd.tau
+                tau = tau_sdk[self.sdk_to_model]
+            d.qfrc_applied[6:] = np.clip(tau, -self.tau_max, self.tau_max)
+            self.mj.mj_step(self.model, d)
+        self.tick += 1
+
+    def lowstate(self):
+        from dmpc_jax.deploy.transport import LowState
+
+        d = self.data
+        return LowState(
+            quat_wxyz=d.qpos[3:7].copy(),
+            gyro=d.qvel[3:6].copy(),  # free-joint angular velocity is in the body frame
+            q=d.qpos[7:][self.model_to_sdk].copy(),
+            dq=d.qvel[6:][self.model_to_sdk].copy(),
+            tau_est=d.qfrc_applied[6:][self.model_to_sdk].copy(),
+            tick=self.tick,
+        )
+
+    def base(self) -> dict:
+        w, x, y, z = self.data.qpos[3:7]
+        roll, pitch = roll_pitch(np, self.data.qpos[3:7])
+        return {
+            "x": float(self.data.qpos[0]), "y": float(self.data.qpos[1]),
+            "z": float(self.data.qpos[2]),
+            "yaw": float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))),
+            "roll": float(roll),
+            "pitch": float(pitch),
+        }  # fmt: skip
+
+
+SIM_FAULTS = ("stop", "freeze", "nan")  # injected by the simulated robot on SIGUSR1
+
+
+def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
+          physics_dt: float = 0.001, rate_hz: float = 500.0, fault: str = "none") -> None:  # fmt: skip
+    """The simulated robot's process: 500 Hz lowstate out, lowcmd in, until SIGTERM or
+    ``seconds``; writes the base trajectory (50 Hz) and message counts to ``out`` (JSON).
+
+    ``fault`` (``SIM_FAULTS``) starts on SIGUSR1: ``stop`` publishing rt/lowstate, republish a
+    ``freeze``-frame (same tick and values), or publish ``nan`` in a joint reading; physics and
+    the received LowCmds go on. Every received LowCmd is checked against the joint limits (and
+    its PD torque, before the motor clamp, against the torque limits), and the first damping
+    command is timed (``time.monotonic``, the clock the runner logs with)."""
+    import threading
+
+    from dmpc_jax.deploy.transport import (
+        LOWCMD_TOPIC,
+        LOWSTATE_TOPIC,
+        init_dds,
+        lowcmd_from_sdk,
+        lowstate_to_sdk,
+    )
+
+    if fault not in ("none", *SIM_FAULTS):
+        raise ValueError(f"unknown simulator fault {fault!r}; choose from {SIM_FAULTS}")
+    sdk = init_dds(domain, interface)
+    robot = SimRobot(physics_dt)
+    lock = threading.Lock()
+    latest = {"cmd": None, "received": 0, "bad_crc": 0, "out_of_range": 0, "over_torque": 0,
+              "max_torque_ratio": 0.0, "first_damping_t": None}  # fmt: skip
+    crc = sdk["CRC"]()
+    lo, hi = (np.asarray(x)[robot.model_to_sdk] for x in go2.joint_limits())
+    tau_max = np.asarray(robot.tau_max)[robot.model_to_sdk]
+    faulted = {"t": None, "frame": None}
+    signal.signal(signal.SIGUSR1, lambda *_: faulted.update(t=time.monotonic()))
+
+    def on_cmd(msg):
+        if crc.Crc(msg) != msg.crc:
+            latest["bad_crc"] += 1
+            return
+        cmd = lowcmd_from_sdk(msg)
+        with lock:
+            latest["cmd"], latest["received"] = cmd, latest["received"] + 1
+            if cmd.is_damping():
+                if latest["first_damping_t"] is None:
+                    latest["first_damping_t"] = time.monotonic()
+                return
+            d = robot.data
+            q, dq = d.qpos[7:][robot.model_to_sdk], d.qvel[6:][robot.model_to_sdk]
+            ratio = np.abs(cmd.kp * (cmd.q - q) + cmd.kd * (cmd.dq - dq) + cmd.tau) / tau_max
+            latest["max_torque_ratio"] = max(latest["max_torque_ratio"], float(ratio.max()))
+            latest["over_torque"] += int((ratio > 1.0 + 1e-6).any())
+            latest["out_of_range"] += int(((cmd.q < lo) | (cmd.q > hi)).any())
+
+    pub = sdk["Publisher"](LOWSTATE_TOPIC, sdk["LowState_"])
+    pub.Init()
+    sub = sdk["Subscriber"](LOWCMD_TOPIC, sdk["LowCmd_"])
+    sub.Init(on_cmd, 10)
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    dt = 1.0 / rate_hz
+    n_sub = max(int(round(dt / physics_dt)), 1)
+    traj, late, first_cmd_t = [], 0, None
+    t0 = time.monotonic()
+    k = 0
+    while not stop["flag"] and time.monotonic() - t0 < seconds:
+        with lock:
+            cmd = latest["cmd"]
+        if cmd is not None and first_cmd_t is None:
+            first_cmd_t = k * dt
+        robot.step(cmd, n_sub)
+        st = robot.lowstate()
+        if faulted["t"] is None or fault == "none":
+            pub.Write(lowstate_to_sdk(sdk, st))
+        elif fault == "freeze":
+            faulted["frame"] = faulted["frame"] or lowstate_to_sdk(sdk, st)
+            pub.Write(faulted["frame"])
+        elif fault == "nan":
+            st.q[4] = np.nan
+            pub.Write(lowstate_to_sdk(sdk, st))
+        # "stop": nothing goes out
+        if k % 10 == 0:
+            traj.append({"t": k * dt, **robot.base()})
+        k += 1
+        delay = t0 + k * dt - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -dt:
+            late += 1
+    Path(out).write_text(json.dumps({
+        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0,
+        "lowcmd_received": latest["received"], "lowcmd_bad_crc": latest["bad_crc"],
+        "lowcmd_out_of_joint_range": latest["out_of_range"],
+        "lowcmd_over_torque": latest["over_torque"],
+        "lowcmd_max_torque_ratio": latest["max_torque_ratio"],
+        "fault": fault, "fault_t": faulted["t"],
+        "first_damping_t": latest["first_damping_t"],
+        "first_lowcmd_t": first_cmd_t,
+        "trajectory": traj,
+    }) + "\n")  # fmt: skip
+
+
+if __name__ == "__main__":  # the simulated robot's process (started by run_sim2sim)
+    a = sys.argv[1:]
+    serve(float(a[0]), a[1], int(a[2]), a[3], float(a[4]), fault=a[5] if len(a) > 5 else "none")

@@ -1,0 +1,278 @@
+"""``dmpc finetune``: interactive finetuning of the planner by reward-weighted regression (METHOD §6).
+
+Each iteration:
+
+1. roll out the planner in ``n_envs`` MJX envs for ``steps_per_iter`` steps (synchronous
+   replanning every E steps, N = 1, learned-reward guidance with a scale drawn per env from
+   ``guidance`` and redrawn at each episode end, Gaussian action noise, no constraints; envs
+   auto-reset and continue across iterations; a freshly reset env holds the default pose until
+   the batch's next plan and those steps are not recorded);
+2. split the records at episode ends into pieces >= H, add them to the replay buffer and prune it
+   to the best ``buffer_size`` pieces by mean per-step reward;
+3. every ``value_every`` iterations refit R_nn on windows of the whole buffer; every
+   ``denoiser_every`` iterations keep the top ``top_quantile`` of pieces per yaw-command-sign
+   group (at most ``max_pieces``), weight them by a per-group softmax of their score with
+   ``temperature`` (mean 1), and train the denoiser on their windows with those weights;
+4. every ``eval_every`` iterations (and before the first) measure the success rate of the current
+   planner on the evaluation harness's task (``walk_1.0``: 20 s at 1.0 m/s, pushes on).
+
+The run directory holds ``config.json``, the pretrained run's ``pretrain_config.json``,
+``scaler.json`` and ``robot.json`` (so ``load_planner`` reads it like a pretraining run),
+``metrics.jsonl`` (one line per iteration), TensorBoard events, ``ckpt/`` (params, both Adam
+states, iteration, key), ``buffer.npz`` (the replay buffer, saved with each checkpoint),
+``planner/`` (the parameters the planner uses) and ``learning_curve.png``. ``--resume`` restores
+all of it; the envs restart from fresh resets.
+
+Data-parallel like pretraining (``dmpc_jax.distributed``, ``--distributed``): the rollout's envs and
+each training batch are split over a 1-D ``data`` mesh of every process's devices, parameters and
+optimizer states are replicated. Every process gathers the whole rollout into its own copy of the
+replay buffer and draws the same windows from the same seed, so the buffers stay identical; files
+come from process 0, checkpoints from all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from dmpc_jax import distributed as dist
+from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
+from dmpc_jax.config import prepare_run
+from dmpc_jax.diffusion.artifact import robot_constants
+from dmpc_jax.diffusion.config import make_optimizer
+from dmpc_jax.finetune import report
+from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.finetune.rollout import make_env, make_rollout, nominal_spec, rollout_metrics
+from dmpc_jax.finetune.rwr import ReplayBuffer, effective_sample_size, group_weights, select_top
+from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint, train_network
+from dmpc_jax.planner.load import load_planner
+from dmpc_jax.planner.sampler import SamplerConfig
+from dmpc_jax.scenario.harness import Harness, HarnessConfig
+from dmpc_jax.scenario.metrics import episode_stats
+from dmpc_jax.scenario.tasks import get_task
+
+
+def prepare_finetune_run(
+    cfg, run_dir: Path, *, resume: bool, overwrite: bool, command: str | None = None
+):
+    """The run directory, with the pretrained run's model config, scaling and robot constants
+    (``cfg``: a FinetuneConfig or a DaggerConfig). ``command`` (the CLI invocation) is appended
+    to the run's ``commands.txt``. Files come from the main process; the others wait for them."""
+    if dist.is_main():
+        _prepare_finetune_run(cfg, run_dir, resume=resume, overwrite=overwrite, command=command)
+    dist.barrier("finetune/prepare_run")
+    return Path(run_dir)
+
+
+def _prepare_finetune_run(cfg, run_dir: Path, *, resume: bool, overwrite: bool, command):
+    src = Path(cfg.pretrained)
+    if not (src / "config.json").exists():
+        raise FileNotFoundError(
+            f"pretrained run {src} not found (train one with `make pretrain`, or pass "
+            "--cfg.pretrained)"
+        )
+    saved = run_dir / "config.json"
+    if resume and saved.exists():  # a resumed run may be extended: iterations alone may change
+        done = json.loads(saved.read_text()).get("iterations", cfg.iterations)
+        if cfg.iterations < done:
+            raise ValueError(f"cannot shorten {run_dir} to {cfg.iterations} iterations")
+    run_dir = prepare_run(
+        run_dir.parent, run_dir.name, cfg, resume=resume, overwrite=overwrite,
+        extendable=("iterations",),
+    )  # fmt: skip
+    pre = src / "pretrain_config.json"
+    shutil.copyfile(pre if pre.exists() else src / "config.json", run_dir / "pretrain_config.json")
+    shutil.copyfile(src / "scaler.json", run_dir / "scaler.json")
+    robot = {k: np.asarray(v).tolist() for k, v in robot_constants(src).items()}
+    (run_dir / "robot.json").write_text(json.dumps(robot) + "\n")
+    if command:
+        with (run_dir / "commands.txt").open("a") as f:
+            f.write(command + "\n")
+    return run_dir
+
+
+def finetune(
+    cfg: FinetuneConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_iterations: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Run (or continue) finetuning; returns the final state dict (params, ..., iteration).
+    ``command`` (the CLI invocation) is appended to the run's ``commands.txt``."""
+    run_dir = prepare_finetune_run(
+        cfg, Path(run_dir), resume=resume, overwrite=overwrite, command=command
+    )
+    planner = load_planner(cfg.pretrained)
+    dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
+    if cfg.execute >= h:
+        raise ValueError(f"FinetuneConfig.execute ({cfg.execute}) must be < the horizon ({h})")
+    if cfg.steps_per_iter < h:
+        raise ValueError(
+            f"FinetuneConfig.steps_per_iter ({cfg.steps_per_iter}) must be >= the horizon ({h})"
+        )
+    optimizer = make_optimizer(cfg)  # clip + Adam from cfg.grad_clip / cfg.learning_rate
+    params = planner.params
+    state = {
+        "params": params,
+        "opt_denoiser": optimizer.init(params["denoiser"]),
+        "opt_value": optimizer.init(params["value"]),
+        "iteration": jnp.zeros((), jnp.int32),
+    }
+    buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter)
+    if resume:  # a template laid out on the mesh restores onto it
+        template = dist.to_global(state, dist.replicated(dist.global_mesh()))
+        state, buf = restore_checkpoint(run_dir, template, buf)
+    start = int(dist.to_host(state["iteration"]))
+    main = dist.is_main()
+    if main:
+        truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+    mesh = dist.global_mesh()
+    if cfg.n_envs % mesh.size or cfg.batch_size % mesh.size:
+        raise ValueError(
+            f"n_envs ({cfg.n_envs}) and batch_size ({cfg.batch_size}) must divide over the "
+            f"{mesh.size} devices of the mesh"
+        )
+    replicated = dist.replicated(mesh)
+    batch_sharding = dist.split(mesh, axis=1)  # [S, B, ...]
+
+    env = make_env(cfg)
+    spec = nominal_spec(cfg)
+    _, task, cons = planner.task_args(spec)
+    plan_fn = planner.plan_fn(SamplerConfig(num_candidates=1))
+    r_start, r_run = make_rollout(cfg, env, plan_fn, task, cons)
+    # the rollout carry (env state, chunk, index, fresh, scales): envs split over the mesh
+    envs = dist.split(mesh)
+    carry_sharding = (envs, envs, replicated, envs, envs)
+    r_start = jax.jit(r_start, out_shardings=carry_sharding)
+    records = dist.split(mesh, axis=1)  # [T, B, ...]
+    r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
+    upd_den = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
+    upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
+    evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
+
+    writer = SummaryWriter(str(run_dir / "tb")) if main else None
+    base = jax.random.PRNGKey(cfg.seed)
+    carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))
+    # everything committed to the mesh up front: jit outputs are, and mixing committed and
+    # uncommitted inputs between calls would compile every function twice
+    params, opt_d, opt_v = dist.to_global(
+        (state["params"], state["opt_denoiser"], state["opt_value"]), replicated
+    )
+
+    def evaluate(params):  # the harness runs on each process's own device
+        return evaluator(params if jax.process_count() == 1 else dist.to_host(params))
+
+    end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
+    wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
+    if start == 0 and evaluator is not None:  # the pretrained planner, the "before" number
+        row = {"iteration": 0, "env_steps": 0, **evaluate(params),
+               "time/wall_s": time.perf_counter() - wall0}  # fmt: skip
+        log_row(run_dir, writer, row)
+    bar = tqdm(
+        total=cfg.iterations, initial=start, unit="it", disable=not (progress and main),
+        desc="finetune",
+    )  # fmt: skip
+    for it in range(start + 1, end + 1):
+        t0 = time.perf_counter()
+        key = jax.random.fold_in(base, it)
+        k_roll, k_val, k_den = jax.random.split(key, 3)
+        carry, rec = r_run(carry, np.asarray(k_roll), params)
+        rec = dist.to_host(rec)  # the whole rollout on every process: identical buffers
+        t_roll = time.perf_counter() - t0
+        added = buf.add_rollout(rec, h, it)
+        row = {"iteration": it, "env_steps": it * cfg.n_envs * cfg.steps_per_iter,
+               **rollout_metrics(rec, env.cfg.ctrl_dt), "buffer/pieces": len(buf),
+               "buffer/added": added, "buffer/mean_score": float(buf.score.mean()) if len(buf) else 0.0,
+               "time/rollout_s": t_roll}  # fmt: skip
+        rng = np.random.default_rng([cfg.seed, it])
+        if len(buf) and it % cfg.value_every == 0:
+            params, opt_v, m = train_network(
+                upd_val, params, opt_v, buf, rng, k_val, cfg, np.arange(len(buf)), None,
+                cfg.value_steps, h, batch_sharding,
+            )  # fmt: skip
+            row.update(m)
+        if len(buf) and it % cfg.denoiser_every == 0:
+            keep = select_top(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces)
+            # both weightings of the kept set: one trains, both are logged (their ESS)
+            weights = {
+                name: group_weights(v[keep], buf.group[keep], cfg.temperature)
+                for name, v in (("return", buf.returns), ("mean", buf.score))
+            }
+            w = weights[cfg.weight_by]
+            params, opt_d, m = train_network(
+                upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h,
+                batch_sharding,
+            )  # fmt: skip
+            row.update(m)
+            row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
+                        "rwr/ess": effective_sample_size(w),
+                        "rwr/ess_return": effective_sample_size(weights["return"]),
+                        "rwr/ess_mean": effective_sample_size(weights["mean"]),
+                        "rwr/kept_mean_score": float(buf.score[keep].mean())})  # fmt: skip
+        if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
+            row.update(evaluate(params))
+        row["time/iter_s"] = time.perf_counter() - t0
+        row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
+        log_row(run_dir, writer, row)
+        if it % cfg.checkpoint_every == 0 or it == end:
+            st = {"params": params, "opt_denoiser": opt_d, "opt_value": opt_v,
+                  "iteration": dist.to_global(np.int32(it), replicated)}  # fmt: skip
+            save_checkpoint(run_dir, st, buf)
+        bar.update(1)
+        bar.set_postfix(
+            reward=f"{row['rollout/reward_per_step']:.3f}",
+            falls=f"{row['rollout/falls_per_env_min']:.2f}",
+            **(
+                {"success": f"{row['eval/success_rate']:.2f}"} if "eval/success_rate" in row else {}
+            ),
+        )
+    bar.close()
+    if main:
+        writer.close()
+        report.plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
+    return {"params": params, "iteration": end, "buffer": buf}
+
+
+class Evaluator:
+    """The evaluation harness's task (same env, keys and metric as ``dmpc eval``), run with the
+    current parameters through one compiled rollout."""
+
+    def __init__(self, cfg: FinetuneConfig, planner):
+        self.spec = get_task(cfg.eval_task).spec
+        self.harness = Harness(
+            HarnessConfig(
+                planner_run=cfg.pretrained,
+                demonstrator_run=cfg.demonstrator_run,
+                episodes=cfg.eval_episodes,
+            ),  # fmt: skip
+            planner=planner,
+        )
+
+    def __call__(self, params) -> dict:
+        trace, info = self.harness.run("task", self.spec, self.spec.push_scale, params=params)
+        env = self.harness.env(self.spec.push_scale)
+        s = episode_stats(trace, self.spec.command[0], env.cfg.ctrl_dt)
+        return {"eval/success_rate": s["success_rate"],
+                "eval/tracking_err": s["tracking_err_m_per_s"], "eval/wall_s": info["wall_s"]}  # fmt: skip
+
+
+def log_row(run_dir: Path, writer, row: dict) -> None:
+    if not dist.is_main():
+        return
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    for k, v in row.items():
+        if isinstance(v, int | float) and k != "iteration":
+            writer.add_scalar(k, v, row["iteration"])

@@ -1,0 +1,118 @@
+"""The finetuning rollouts: the demonstrator's env with the finetuning commands and the paper's
+reward, the planner replanning synchronously every E steps with a guidance scale per env and
+action noise, and the per-iteration rollout metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmpc_jax.config import apply_overrides
+from dmpc_jax.envs.config import CommandConfig, RewardConfig
+from dmpc_jax.envs.go2_joystick import Go2Joystick
+from dmpc_jax.envs.wrappers import wrap_for_training
+from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.planner.task import RewardWeights, TaskSpec
+from dmpc_jax.scenario.env import demonstrator_env_config
+
+
+def make_env(cfg: FinetuneConfig, env_set: tuple[str, ...] = ()):
+    """The demonstrator's env (randomisation, pushes, noise, latency) with the finetuning commands
+    and the paper's reward (METHOD §7); ``env_set``: config overrides, ``field.path=json``
+    (``config.apply_overrides``), applied last."""
+    env_cfg = demonstrator_env_config(cfg.demonstrator_run)
+    env_cfg = dataclasses.replace(
+        env_cfg,
+        command=CommandConfig(
+            vx=cfg.vx, vy=(0.0, 0.0), wz=cfg.wz, resample_s=cfg.resample_s, zero_prob=0.0
+        ),  # fmt: skip
+        reward=RewardConfig(preset="finetune", clip_negative=False),
+    )
+    if env_set:
+        env_cfg = apply_overrides(env_cfg, env_set)
+    return Go2Joystick(env_cfg)
+
+
+def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
+    """``(start(key) -> carry, run(carry, key, params) -> (carry, records))``, both jitted.
+
+    ``plan_fn(params, s_now, task, cons, key)`` is the sampler (N = 1); ``task`` carries the
+    learned-reward weight, its guidance scale is replaced per env. Records are [T, B]: obs,
+    action (executed, with noise), reward, done, terminated, valid (a planned step), wz.
+    """
+    wrapped = wrap_for_training(env, env.cfg.episode_steps)
+    b, e = cfg.n_envs, cfg.execute
+    lo, hi = cfg.guidance
+
+    def draw_scales(key):
+        return jax.random.uniform(key, (b,), minval=lo, maxval=hi)
+
+    def start(key):
+        k_env, k_g = jax.random.split(key)
+        state = wrapped.reset(jax.random.split(k_env, b))
+        chunk = jnp.zeros((b, e, 12))  # replaced at the first step (index = E)
+        carry = (state, chunk, jnp.asarray(e, jnp.int32), jnp.zeros(b, bool), draw_scales(k_g))
+        # reset leaves some weakly typed scalars that step makes strong: strip them, so the
+        # first and later ``run`` calls share one compilation
+        return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), carry)
+
+    def plan_batch(params, obs, scales, key):
+        def one(s, k, g):
+            return plan_fn(params, s, task.replace(guidance_scale=g), cons, k).action[:e]
+
+        return jax.vmap(one)(obs, jax.random.split(key, b), scales)
+
+    def body(params, carry, key):
+        state, chunk, index, fresh, scales = carry
+        k_plan, k_noise, k_g = jax.random.split(key, 3)
+        obs = state.obs["state"]
+        need = index >= e
+        chunk = jax.lax.cond(need, lambda: plan_batch(params, obs, scales, k_plan), lambda: chunk)
+        index = jnp.where(need, 0, index)
+        fresh = jnp.where(need, False, fresh)
+        action = chunk[:, index] + cfg.action_noise * jax.random.normal(k_noise, (b, 12))
+        action = jnp.where(fresh[:, None], 0.0, action)
+        nxt = wrapped.step(state, action)
+        done = nxt.done > 0
+        rec = {
+            "obs": obs,
+            "action": action,
+            "reward": nxt.reward,
+            "done": done,
+            "terminated": done & (nxt.info["truncation"] == 0),
+            "valid": ~fresh,
+            "wz": state.info["command"][:, 2],
+        }
+        scales = jnp.where(done, draw_scales(k_g), scales)
+        return (nxt, chunk, index + 1, fresh | done, scales), rec
+
+    def run(carry, key, params):
+        return jax.lax.scan(
+            functools.partial(body, params), carry, jax.random.split(key, cfg.steps_per_iter)
+        )
+
+    return jax.jit(start), jax.jit(run)
+
+
+def rollout_metrics(rec: dict, dt: float) -> dict:
+    valid = np.asarray(rec["valid"])
+    n_env_min = valid.shape[1] * valid.shape[0] * dt / 60.0
+    ended = np.asarray(rec["done"]).sum()
+    falls = np.asarray(rec["terminated"]).sum()
+    return {
+        "rollout/reward_per_step": float(np.asarray(rec["reward"])[valid].mean()),
+        "rollout/falls_per_env_min": float(falls / n_env_min),
+        "rollout/episodes_ended": int(ended),
+        "rollout/episode_success": float((ended - falls) / ended) if ended else float("nan"),
+        "rollout/valid_fraction": float(valid.mean()),
+    }
+
+
+def nominal_spec(cfg: FinetuneConfig) -> TaskSpec:
+    """The rollouts' task: the learned reward only (weight 1), guidance scale replaced per env."""
+    return TaskSpec(name="rwr", command=(cfg.vx[1], 0.0, 0.0), guidance_scale=0.0,
+                    weights=RewardWeights())  # fmt: skip

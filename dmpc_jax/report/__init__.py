@@ -1,0 +1,1 @@
+"""Pages and plots: markdown tables and formatting shared by every stage's report module."""
