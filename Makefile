@@ -13,7 +13,7 @@ STAGE = $(if $(NPROC),$(VENV)/bin/dmpc launch --nproc $(NPROC) --,$(VENV)/bin/dm
 # the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
 PLANNER ?= checkpoints/rwr/$(PRESET)
 
-.PHONY: venv test demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim sim2sim-faults deploy bench lint gl clean
+.PHONY: venv test test-fast demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim sim2sim-faults deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -30,6 +30,10 @@ gl:
 
 test: venv
 	$(PY) -m pytest -q
+
+# logic, shapes and the tiny model only: no MJX compile, no training, no process (tests marked slow)
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
 
 demo: venv gl
 	$(VENV)/bin/dmpc demo
@@ -67,9 +71,9 @@ pretrain: venv
 finetune: venv
 	$(STAGE) finetune --preset $(PRESET) $(ARGS)
 
-# TASK=<name> of dmpc_jax/evaluate/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
+# TASK=<name> of dmpc_jax/scenario/tasks.py; ARGS="--cfg.set weights.energy=0.1" etc.
 TASK ?= walk_1.0
-# SUITE="walk_1.0 energy ..." runs a subset; empty: dmpc_jax/evaluate/tasks.py SUITE
+# SUITE="walk_1.0 energy ..." runs a subset; empty: dmpc_jax/scenario/tasks.py SUITE
 SUITE ?=
 eval: venv gl
 	$(VENV)/bin/dmpc eval --cfg.task $(TASK) --cfg.planner-run $(PLANNER) $(ARGS)

@@ -1,4 +1,6 @@
-"""Shared, compiled-once fixtures: MJX compiles cost 10-30 s each on 2 cores."""
+"""Shared, compiled-once fixtures: MJX compiles cost 10-30 s each on 2 cores. A test that uses one of
+``SLOW_FIXTURES`` is marked ``slow`` here (``make test-fast`` skips it); a test marks itself slow
+when it trains, compiles MJX on its own or starts processes."""
 
 import chex
 import jax
@@ -48,3 +50,14 @@ def plans(model):
     guided = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT)
     plain = make_plan_fn(nets, cfg, scfg, sched, scaler, **ROBOT, guided=False)
     return jax.jit(chex.assert_max_traces(guided, n=1)), jax.jit(plain)
+
+
+# fixtures that compile the MJX env, train a tiny run, or start processes: their tests are slow
+SLOW_FIXTURES = {"env", "env_fns", "tiny_run", "two_device_run", "resumed_run", "cached_plan",
+                 "exported", "tiny_nets"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

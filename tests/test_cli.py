@@ -1,4 +1,5 @@
-"""The dmpc command line: one sub-command per stage, unknown flags rejected."""
+"""The dmpc command line: one sub-command per stage, unknown flags rejected, training stages
+configured by a preset (or a JSON file) plus any ``--cfg.*`` override."""
 
 import pytest
 
@@ -21,6 +22,41 @@ def test_unknown_preset_is_rejected():
     with pytest.raises(SystemExit) as e:
         main(["demonstrator", "--preset", "huge"])
     assert e.value.code != 0
+
+
+def test_cfg_overrides_apply_on_top_of_the_preset(monkeypatch):
+    """``dmpc dataset --preset tiny --cfg.n-envs 8`` is the tiny preset with 8 envs (the preset
+    used to drop every --cfg override)."""
+    import dataclasses
+
+    import dmpc_jax.data.collect as collect_mod
+
+    seen = {}
+    monkeypatch.setattr(collect_mod, "collect", lambda cfg, **kw: seen.update(cfg=cfg))
+    main(["dataset", "--preset", "tiny", "--cfg.n-envs", "8", "--cfg.seed", "3"])
+    want = dataclasses.replace(collect_mod.dataset_preset("tiny"), n_envs=8, seed=3)
+    assert seen["cfg"] == want
+    main(["dataset", "--cfg.n-envs", "8"])  # no preset: the default one (cpu)
+    assert seen["cfg"] == dataclasses.replace(collect_mod.dataset_preset("cpu"), n_envs=8)
+
+
+def test_config_file_sets_the_defaults_and_shorthands_still_apply(monkeypatch, tmp_path):
+    import dataclasses
+
+    import dmpc_jax.diffusion.train as train_mod
+    from dmpc_jax.config import save_json
+    from dmpc_jax.diffusion.config import pretrain_preset
+
+    seen = {}
+    monkeypatch.setattr(train_mod, "pretrain", lambda cfg, run, **kw: seen.update(cfg=cfg, run=run))
+    base = dataclasses.replace(pretrain_preset("tiny"), learning_rate=5e-4)
+    save_json(base, tmp_path / "c.json")
+    main(["pretrain", "--config", str(tmp_path / "c.json"), "--cfg.grad-clip", "0.5",
+          "--num-steps", "8", "--root", str(tmp_path), "--run", "r"])  # fmt: skip
+    assert seen["cfg"] == dataclasses.replace(base, grad_clip=0.5, num_steps=8)
+    assert seen["run"] == tmp_path / "r"
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["pretrain", "--config", str(tmp_path / "missing.json")])
 
 
 def test_robot_path_tasks_resolve_from_names_and_files(tmp_path):

@@ -174,7 +174,7 @@ def write_sampler_page(out: Path) -> None:
         "warm-up calls; compile time apart. GFLOP/s counts every matmul of the compiled function "
         "(analytically, from its jaxpr) over the p50 time; the peak is a 2048^3 fp32 matmul timed "
         "in the same run. PyTorch: the same networks with the same weights "
-        "(`tests/test_bench.py` checks the outputs agree), sampled eagerly step by step from Python "
+        "(`tests/bench/test_bench.py` checks the outputs agree), sampled eagerly step by step from Python "
         "with autograd guidance, as the authors' code runs, with eager best practice (weights "
         "frozen so autograd records the sample only, `torch.inference_mode` outside the guidance "
         "gradient, PyTorch's fused mish, intra-op threads as reported); same process, same "

@@ -2,7 +2,7 @@
 run eagerly step by step from Python as the authors' code (Diffuser + PyTorch) runs it.
 
 Weights are copied from our JAX parameters, so the two implementations compute the same function
-(``tests/test_bench.py`` checks the outputs agree). Layout is PyTorch's channels-first [B, C, H].
+(``tests/bench/test_bench.py`` checks the outputs agree). Layout is PyTorch's channels-first [B, C, H].
 Needs ``torch`` (``pip install -e .[bench]``); importing this module without it raises
 ImportError with that hint.
 """

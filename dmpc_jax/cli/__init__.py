@@ -2,6 +2,8 @@
 (``cli.train``), evaluation (``cli.evaluate``), benchmarks (``cli.bench``) and the robot path
 (``cli.robot``)."""
 
+import functools
+import inspect
 import sys
 
 import tyro
@@ -24,9 +26,10 @@ from dmpc_jax.cli.robot import (
     sim2sim,
     sim2sim_faults,
 )
-from dmpc_jax.cli.train import dagger, dataset, demonstrator, finetune, pretrain
+from dmpc_jax.cli.train import PRESETS, dagger, dataset, demonstrator, finetune, pretrain
+from dmpc_jax.config import load_json
 
-__all__ = ["SUBCOMMANDS", "main", "resolve_task", "robot_task_specs"]
+__all__ = ["SUBCOMMANDS", "main", "resolve_task", "robot_task_specs", "with_preset_defaults"]
 
 SUBCOMMANDS = {
     "demo": demo,
@@ -61,10 +64,49 @@ def launch(nproc: int = 2, devices_per_process: int = 1, gpu: bool = False) -> N
 SUBCOMMANDS["launch"] = launch
 
 
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of ``name`` in ``args`` (``--name value`` or ``--name=value``), else None."""
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def with_preset_defaults(stage: str, args: list[str]):
+    """The training sub-command ``stage`` with the defaults of its ``cfg`` set by the
+    ``--preset`` (or ``--config`` JSON file) in ``args``: tyro then applies every ``--cfg.*``
+    given on top of them, so ``dmpc dataset --preset tiny --cfg.n-envs 8`` is the tiny preset
+    with 8 envs."""
+    cls, registry, default = PRESETS[stage]
+    config = _flag(args, "--config")
+    try:
+        cfg = load_json(cls, config) if config else registry(_flag(args, "--preset") or default)
+    except (ValueError, FileNotFoundError) as e:  # an unknown preset, a bad or missing file
+        raise SystemExit(f"dmpc {stage}: {e}") from None
+    fn = SUBCOMMANDS[stage]
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def stage_fn(**kwargs):
+        return fn(**kwargs)
+
+    stage_fn.__signature__ = sig.replace(
+        parameters=[
+            p.replace(default=cfg) if p.name == "cfg" else p for p in sig.parameters.values()
+        ]
+    )
+    return stage_fn
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["launch"]:  # its arguments after ``--`` belong to the stage: argparse
         from dmpc_jax.launch import main as launch_main
 
         sys.exit(launch_main(args[1:]))
-    tyro.extras.subcommand_cli_from_dict(SUBCOMMANDS, args=args)
+    commands = dict(SUBCOMMANDS)
+    if args[:1] and args[0] in PRESETS:
+        commands[args[0]] = with_preset_defaults(args[0], args[1:])
+    tyro.extras.subcommand_cli_from_dict(commands, args=args)

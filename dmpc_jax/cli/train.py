@@ -1,16 +1,43 @@
-"""``dmpc`` sub-commands of the training stages: demonstrator, dataset, pretraining, RWR finetuning, DAgger."""
+"""``dmpc`` sub-commands of the training stages: demonstrator, dataset, pretraining, RWR
+finetuning, DAgger. Each takes ``--preset NAME`` (or ``--config FILE``, a full JSON config): it
+sets the defaults of every ``--cfg.*`` field, which may then be overridden one by one
+(``dmpc pretrain --preset cpu --cfg.learning-rate 1e-4``; ``cli.with_preset_defaults``)."""
 
+import dataclasses
 import sys
+from pathlib import Path
 from typing import Literal
 
-from dmpc_jax.data.collect import DatasetConfig
+from dmpc_jax import distributed as dist
+from dmpc_jax.data.collect import DatasetConfig, dataset_preset
+from dmpc_jax.diffusion.config import PretrainConfig, pretrain_preset
+from dmpc_jax.finetune.config import FinetuneConfig, finetune_preset
+from dmpc_jax.finetune.dagger import DaggerConfig, dagger_preset
+from dmpc_jax.rl.ppo import DemonstratorConfig, demonstrator_preset
+
+Preset = Literal["tiny", "cpu", "paper"]
+
+# sub-command -> (its config class, its preset registry, the default preset)
+PRESETS = {
+    "demonstrator": (DemonstratorConfig, demonstrator_preset, "cpu"),
+    "dataset": (DatasetConfig, dataset_preset, "cpu"),
+    "pretrain": (PretrainConfig, pretrain_preset, "cpu"),
+    "finetune": (FinetuneConfig, finetune_preset, "cpu"),
+    "dagger": (DaggerConfig, dagger_preset, "cpu"),
+}
+
+
+def _replace(cfg, **fields):
+    """``cfg`` with the fields that were given (not None) replaced."""
+    return dataclasses.replace(cfg, **{k: v for k, v in fields.items() if v is not None})
 
 
 def demonstrator(
-    preset: Literal["tiny", "cpu", "paper"] = "cpu",
+    cfg: DemonstratorConfig = demonstrator_preset("cpu"),
+    preset: Preset = "cpu",
+    config: str | None = None,
     run: str | None = None,
     root: str = "checkpoints/demonstrator",
-    config: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     max_epochs: int | None = None,
@@ -19,63 +46,50 @@ def demonstrator(
     """Train the PPO demonstrator into ROOT/RUN (RUN defaults to the preset name).
 
     Args:
+        cfg: the run's settings: the preset's, each field overridable (``--cfg.ppo.num-envs 64``).
         preset: tiny (tests), cpu (2 cores, hours), paper (GPU, thousands of envs).
+        config: a JSON file with a full DemonstratorConfig: the defaults instead of the preset's.
         run: run directory name under root.
         root: parent directory of runs.
-        config: a JSON file with a full DemonstratorConfig, used instead of the preset.
         resume: continue the run from its newest checkpoint.
         overwrite: delete an existing run of that name first.
         max_epochs: stop after this many epochs in this call (continue later with --resume).
         distributed: join JAX's multi-process runtime (the env batch split over every
             process's devices; started by ``dmpc launch`` or a cluster scheduler, see README).
     """
-    from pathlib import Path
-
-    from dmpc_jax import distributed as dist
-
     dist.initialize(distributed)
-
-    from dmpc_jax.config import load_json
-    from dmpc_jax.rl.ppo import DemonstratorConfig, demonstrator_preset
     from dmpc_jax.rl.train import train
 
-    cfg = load_json(DemonstratorConfig, config) if config else demonstrator_preset(preset)
-    train(
-        cfg,
-        Path(root) / (run or preset),
-        resume=resume,
-        overwrite=overwrite,
-        max_epochs=max_epochs,
-    )
+    train(cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite,
+          max_epochs=max_epochs)  # fmt: skip
 
 
 def dataset(
-    cfg: DatasetConfig = DatasetConfig(),
-    preset: Literal["tiny", "cpu", "paper", "custom"] = "custom",
+    cfg: DatasetConfig = dataset_preset("cpu"),
+    preset: Preset = "cpu",
+    config: str | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Roll out the demonstrator and store the offline trajectory dataset (data/<run>/).
+    """Roll out the demonstrator and store the offline trajectory dataset (``cfg.out``).
 
     Args:
-        cfg: the collection settings (used as given when preset is custom).
-        preset: tiny / cpu / paper sizes instead of cfg (cfg.demonstrator still applies).
+        cfg: the collection settings: the preset's, each field overridable (``--cfg.n-envs 8``).
+        preset: tiny (tests), cpu (2 cores), paper (GPU).
+        config: a JSON file with a full DatasetConfig: the defaults instead of the preset's.
         overwrite: replace an existing dataset directory.
     """
-    import dataclasses
+    from dmpc_jax.data.collect import collect
 
-    from dmpc_jax.data.collect import collect, dataset_preset
-
-    if preset != "custom":
-        cfg = dataclasses.replace(dataset_preset(preset), demonstrator=cfg.demonstrator)
     collect(cfg, overwrite=overwrite)
 
 
 def pretrain(
-    preset: Literal["tiny", "cpu", "paper"] = "cpu",
+    cfg: PretrainConfig = pretrain_preset("cpu"),
+    preset: Preset = "cpu",
+    config: str | None = None,
     dataset: str | None = None,
     run: str | None = None,
     root: str = "checkpoints/diffusion",
-    config: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     max_calls: int | None = None,
@@ -86,49 +100,39 @@ def pretrain(
     """Train the trajectory denoiser and R_nn on a dataset into ROOT/RUN.
 
     Args:
+        cfg: the run's settings: the preset's, each field overridable
+            (``--cfg.learning-rate 1e-4``, ``--cfg.model.unet.dim 64``).
         preset: tiny (tests), cpu (2 cores), paper (GPU, the authors' 16.8 M-parameter U-Net).
-        dataset: dataset directory (default: the preset's).
+        config: a JSON file with a full PretrainConfig: the defaults instead of the preset's.
+        dataset: shorthand for --cfg.dataset.
         run: run directory name under root (default: the preset name).
         root: parent directory of runs.
-        config: a JSON file with a full PretrainConfig, used instead of the preset.
         resume: continue the run from its newest checkpoint.
         overwrite: delete an existing run of that name first.
         max_calls: stop after this many jitted calls in this invocation (continue with --resume).
-        num_steps: the step budget instead of the config's (a --resume may raise it).
-        lr_decay_from: cosine learning-rate decay from this step to 0 at num_steps (a --resume
-            may set it: ``--resume --num-steps 8000 --lr-decay-from 6000`` anneals a run).
+        num_steps: shorthand for --cfg.num-steps (a --resume may raise it).
+        lr_decay_from: shorthand for --cfg.lr-decay-from: cosine learning-rate decay from this
+            step to 0 at num_steps (``--resume --num-steps 8000 --lr-decay-from 6000`` anneals
+            a run).
         distributed: join JAX's multi-process runtime (one mesh over every process's devices;
             started by ``dmpc launch`` or a cluster scheduler, see README).
     """
-    import dataclasses
-    from pathlib import Path
-
-    from dmpc_jax import distributed as dist
-
     dist.initialize(distributed)
-
-    from dmpc_jax.config import load_json
-    from dmpc_jax.diffusion.config import PretrainConfig, pretrain_preset
     from dmpc_jax.diffusion.train import pretrain as run_pretrain
 
-    cfg = load_json(PretrainConfig, config) if config else pretrain_preset(preset)
-    if dataset is not None:
-        cfg = dataclasses.replace(cfg, dataset=dataset)
-    if num_steps is not None:
-        cfg = dataclasses.replace(cfg, num_steps=num_steps)
-    if lr_decay_from is not None:
-        cfg = dataclasses.replace(cfg, lr_decay_from=lr_decay_from)
+    cfg = _replace(cfg, dataset=dataset, num_steps=num_steps, lr_decay_from=lr_decay_from)
     run_pretrain(
         cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite, max_calls=max_calls
     )
 
 
 def finetune(
-    preset: Literal["tiny", "cpu", "paper"] = "cpu",
+    cfg: FinetuneConfig = finetune_preset("cpu"),
+    preset: Preset = "cpu",
+    config: str | None = None,
     pretrained: str | None = None,
     run: str | None = None,
     root: str = "checkpoints/rwr",
-    config: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     max_iterations: int | None = None,
@@ -140,36 +144,26 @@ def finetune(
     ROOT/RUN (METHOD §6), then write the results page.
 
     Args:
+        cfg: the run's settings: the preset's, each field overridable
+            (``--cfg.learning-rate 1e-4``, ``--cfg.demonstrator-run ...``).
         preset: tiny (tests), cpu (2 cores), paper (GPU: 4096 envs, 150 iterations).
-        pretrained: the pretraining run to start from (default: the preset's).
+        config: a JSON file with a full FinetuneConfig: the defaults instead of the preset's.
+        pretrained: shorthand for --cfg.pretrained, the pretraining run to start from.
         run: run directory name under root (default: the preset name).
         root: parent directory of runs.
-        config: a JSON file with a full FinetuneConfig, used instead of the preset.
         resume: continue the run from its newest checkpoint (replay buffer included).
         overwrite: delete an existing run of that name first.
         max_iterations: stop after this many iterations in this invocation (continue with --resume).
-        iterations: total iterations (overrides the preset; with --resume, extends a finished run).
+        iterations: shorthand for --cfg.iterations (with --resume, extends a finished run).
         page: directory of the results page (page + learning curve); empty to skip it.
         distributed: join JAX's multi-process runtime (envs and batches split over every
             process's devices; started by ``dmpc launch`` or a cluster scheduler, see README).
     """
-    import dataclasses
-    from pathlib import Path
-
-    from dmpc_jax import distributed as dist
-
     dist.initialize(distributed)
-
-    from dmpc_jax.config import load_json
-    from dmpc_jax.finetune.config import FinetuneConfig, finetune_preset
     from dmpc_jax.finetune.loop import finetune as run_finetune
     from dmpc_jax.finetune.report import write_page
 
-    cfg = load_json(FinetuneConfig, config) if config else finetune_preset(preset)
-    if pretrained is not None:
-        cfg = dataclasses.replace(cfg, pretrained=pretrained)
-    if iterations is not None:
-        cfg = dataclasses.replace(cfg, iterations=iterations)
+    cfg = _replace(cfg, pretrained=pretrained, iterations=iterations)
     run_dir = Path(root) / (run or preset)
     run_finetune(
         cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations,
@@ -180,11 +174,12 @@ def finetune(
 
 
 def dagger(
+    cfg: DaggerConfig = dagger_preset("cpu"),
     preset: Literal["tiny", "cpu"] = "cpu",
+    config: str | None = None,
     pretrained: str | None = None,
     run: str | None = None,
     root: str = "checkpoints/dagger",
-    config: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     max_iterations: int | None = None,
@@ -195,28 +190,20 @@ def dagger(
     ROOT/RUN.
 
     Args:
+        cfg: the run's settings: the preset's, each field overridable.
         preset: tiny (tests) or cpu (2 cores).
-        pretrained: the planner run to start from (default: the preset's).
+        config: a JSON file with a full DaggerConfig: the defaults instead of the preset's.
+        pretrained: shorthand for --cfg.pretrained, the planner run to start from.
         run: run directory name under root (default: the preset name).
         root: parent directory of runs.
-        config: a JSON file with a full DaggerConfig, used instead of the preset.
         resume: continue the run from its newest checkpoint (replay buffer included).
         overwrite: delete an existing run of that name first.
         max_iterations: stop after this many iterations in this invocation (continue with --resume).
-        iterations: total iterations (overrides the preset; with --resume, extends a run).
+        iterations: shorthand for --cfg.iterations (with --resume, extends a run).
     """
-    import dataclasses
-    from pathlib import Path
-
-    from dmpc_jax.config import load_json
-    from dmpc_jax.finetune.dagger import DaggerConfig, dagger_preset
     from dmpc_jax.finetune.dagger import dagger as run_dagger
 
-    cfg = load_json(DaggerConfig, config) if config else dagger_preset(preset)
-    if pretrained is not None:
-        cfg = dataclasses.replace(cfg, pretrained=pretrained)
-    if iterations is not None:
-        cfg = dataclasses.replace(cfg, iterations=iterations)
+    cfg = _replace(cfg, pretrained=pretrained, iterations=iterations)
     run_dagger(
         cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite,
         max_iterations=max_iterations, command="dmpc dagger " + " ".join(sys.argv[2:]),

@@ -332,7 +332,7 @@ def dagger(
     base = jax.random.PRNGKey(cfg.seed)
     dev = jax.devices()[0]
     params, ema, opt_d = jax.device_put((state["params"], state["ema"], state["opt_denoiser"]), dev)
-    args = jax.device_put((ema,) + tuple(args[1:]), dev)
+    args = jax.device_put(args._replace(params=ema), dev)
     decay = cfg.ema_decay**cfg.steps_per_call  # the EMA moves once per call of that many steps
     ema_step = jax.jit(functools.partial(M.ema_update, decay=decay))
     carry = r_start(jax.random.fold_in(base, 10_000_000 + start), args)
@@ -345,7 +345,7 @@ def dagger(
     for it in range(start + 1, end + 1):
         t0 = time.perf_counter()
         k_roll, k_den = jax.random.split(jax.random.fold_in(base, it))
-        args = (ema,) + tuple(args[1:])
+        args = args._replace(params=ema)
         carry, rec = r_run(carry, k_roll, args)
         rec = jax.device_get(rec)
         t_roll = time.perf_counter() - t0

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from dmpc_jax.diffusion.model import DiffusionConfig, Networks, schedule_for
 from dmpc_jax.planner.sampler import SamplerConfig, make_cached_plan_fn, make_plan_fn
+
+
+class PlannerInputs(NamedTuple):
+    """The runtime input of a planner's rollouts and plans (a pytree: new values, no recompile).
+
+    Attributes:
+        params: the networks' parameters {'denoiser', 'value'}.
+        task: ``planner.rewards.TaskParams`` (reward weights, targets, guidance scale).
+        cons: env-unit ``planner.constraints.Constraints`` (the hard bounds).
+    """
+
+    params: Any
+    task: Any
+    cons: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +47,8 @@ class TrainedPlanner:
             **self.robot, guided=guided,
         )  # fmt: skip
 
-    def task_args(self, spec) -> tuple:
-        """``(params, TaskParams, env-unit Constraints)`` of a ``TaskSpec``: the runtime input of
+    def task_args(self, spec) -> PlannerInputs:
+        """``PlannerInputs(params, task, cons)`` of a ``TaskSpec``: the runtime input of
         ``controller``'s rollouts."""
         from dmpc_jax.planner.task import task_arrays
 
@@ -41,7 +56,7 @@ class TrainedPlanner:
             spec, self.dcfg.horizon, q_default=self.robot["q_default"],
             action_scale=self.robot["action_scale"],
         )  # fmt: skip
-        return self.params, task, cons
+        return PlannerInputs(self.params, task, cons)
 
     def controller(self, scfg: SamplerConfig, mcfg):
         """The receding-horizon planner as a batched env controller whose rollout args are

@@ -165,9 +165,9 @@ class Harness:
         if kind == "planner":
             args = self.planner.task_args(spec)
             if params is not None:
-                args = (params,) + tuple(args[1:])
+                args = args._replace(params=params)
             final, trace = self._rollout(kind, push_scale, model)(self.key, command, args)
-            info = {"task": args[1], "cons": args[2], "s_last": final.obs["state"][0]}
+            info = {"task": args.task, "cons": args.cons, "s_last": final.obs["state"][0]}
         else:
             _, trace = self._rollout(kind, push_scale, model)(self.key, command)
         trace = jax.device_get(trace)

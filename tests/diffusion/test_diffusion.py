@@ -55,6 +55,7 @@ def test_unet_paper_size_and_shapes():
     assert M.apply_value(nets, params["value"], x, jnp.arange(3)).shape == (3,)
 
 
+@pytest.mark.slow
 def test_state_conditioning_is_opt_in_and_reaches_the_output():
     """UNetConfig.state_cond adds an MLP of the measured state (row 0) to the time embedding;
     off by default, so shipped checkpoints keep their parameter tree."""
@@ -120,6 +121,7 @@ def test_loss_weights():
     np.testing.assert_allclose(w[1:, 20], disc[1:], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_weighted_loss_equals_plain_loss_under_uniform_weights():
     cfg = M.diffusion_preset("tiny")
     nets, params = M.init_networks(cfg, jax.random.PRNGKey(0))

@@ -42,6 +42,7 @@ def test_same_key_same_plan_bitwise(model, plans):
     assert not np.array_equal(np.asarray(a.tau), np.asarray(c.tau))
 
 
+@pytest.mark.slow
 def test_zero_guidance_on_x0_reproduces_the_unguided_sampler(model, plans):
     cfg, nets, params, sched, scaler = model
     scfg = SamplerConfig(num_candidates=4, analytic_on_x0=True)
@@ -63,6 +64,7 @@ def test_zero_guidance_reproduces_the_unguided_sampler(model, plans):
         np.testing.assert_array_equal(np.asarray(a.tau), np.asarray(b.tau))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_x0", [False, True])
 def test_guidance_raises_the_analytic_reward(model, on_x0):
     """On x_k (METHOD) or on the clean estimate x0_hat (``analytic_on_x0``)."""
@@ -148,6 +150,7 @@ def test_returned_plan_satisfies_hard_bounds(model, plans):
 @pytest.mark.parametrize(
     "method, steps, expected", [("ddim", 5, [9, 7, 5, 3, 1]), ("ddpm", 10, list(range(9, -1, -1)))]
 )
+@pytest.mark.slow
 def test_denoiser_call_count(model, method, steps, expected):
     """K = 10: DDIM with 5 steps runs the denoiser 5 times (really skips), DDPM 10 times."""
     import dataclasses
@@ -195,6 +198,7 @@ def _counting_plan(model, scfg):
     return fn, calls, args
 
 
+@pytest.mark.slow
 def test_cache_runs_only_the_remaining_steps(model):
     cfg = model[0]
     fn, calls, args = _counting_plan(model, SamplerConfig(num_candidates=1, cache_after=3))
@@ -290,6 +294,7 @@ def test_command_change_over_the_threshold_refreshes_the_cache(model, cached_pla
     )
 
 
+@pytest.mark.slow
 def test_batched_cache_refreshes_each_robot_as_alone(model):
     """Two robots vmapped with the axis named, one refreshing (its command changed) and one not:
     each gets the plan and cache it would get alone; with no robot refreshing, no full plan runs."""
@@ -326,6 +331,7 @@ def test_batched_cache_refreshes_each_robot_as_alone(model):
     assert np.asarray(steady.age).tolist() == [1, 1]
 
 
+@pytest.mark.slow
 def test_cache_max_age_refreshes(model):
     plan, calls, (params, s_now, task, cons, key) = _cached(model, cache_max_age=2)
     _, cache = plan(params, s_now, task, cons, key)
@@ -350,6 +356,7 @@ def test_sampler_variants():
             base.with_variant(bad, 10)
 
 
+@pytest.mark.slow
 def test_warm_start_denoises_from_the_shifted_previous_plan(model):
     """warm_start = 2 of K = 4: a plan given ``warm`` runs the last two steps only, starting from
     the warm trajectory noised to step 1; without ``warm`` it runs all four."""
@@ -445,6 +452,7 @@ def test_committed_actions_are_inpainted_into_the_first_rows(model, plans):
     assert not np.allclose(np.asarray(with_prefix.action[4:]), np.asarray(free.action[4:]))
 
 
+@pytest.mark.slow
 def test_standardize_scaling_keeps_the_condition_and_the_bounds_in_env_units(model):
     """With a dataset mean/std scaler (shift != 0) the inpainted state, the committed actions and
     the hard bounds still hold in env units."""

@@ -242,6 +242,7 @@ def test_wrong_action_shape_is_a_clear_error(env, env_fns):
         env.step(s, jnp.zeros((4, 12)))
 
 
+@pytest.mark.slow
 def test_recovery_collection_settings_tilt_the_start_and_set_the_velocity():
     """The authors' data-collection disturbances: initial roll/pitch in +-init_attitude and pushes
     that *set* the base's horizontal velocity to U(-v, v)^2."""

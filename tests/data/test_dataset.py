@@ -76,6 +76,7 @@ def test_stats_saved(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_tiny_collection_through_the_env(tmp_path):
     import dataclasses
 

@@ -92,6 +92,7 @@ def stand_setup():
     return model, native, sim, n1
 
 
+@pytest.mark.slow
 def test_stands_10s_under_pd_native_and_mjx(stand_setup):
     model, native, sim, n1 = stand_setup
     # nominal: the loaded steady-state height under Kp 40 (the kinematic height minus the PD sag)

@@ -111,6 +111,7 @@ def test_corrupt_or_missing_artifact(exported, tmp_path):
         ExportedPlanner(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
     """An artifact exported with early-step caching: the first call (empty cache) equals the
     in-process full plan, the second call from the returned cache equals the in-process cached

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from helpers import skip_without_extra
 
 DOMAIN = 57  # away from the default domain 0 of a real robot or another run
@@ -51,6 +52,7 @@ def hold_pose_runner(transport, stand_s: float):
     return Runner(cfg, transport, lambda obs, seq, task=0: np.zeros((24, 12)))
 
 
+@pytest.mark.slow
 def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
     log = tmp_path / "sim.json"
     with simulated_robot(log) as (_, transport):
@@ -75,6 +77,7 @@ def test_sim2sim_and_deploy_default_to_the_demo_planner():
     assert Sim2SimConfig().planner_run == DEFAULT_PLANNER
 
 
+@pytest.mark.slow
 def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
     """The simulated robot republishes one frame (same tick) from SIGUSR1 on: the runner sees the
     tick stop and sends damping; no command it sent left the joint range (checked by the
@@ -97,6 +100,7 @@ def test_a_frozen_state_over_real_dds_ends_in_damping(tmp_path):
     assert res["lowcmd_out_of_joint_range"] == 0
 
 
+@pytest.mark.slow
 def test_simulated_robot_process_loads_no_jax():
     """The simulated robot runs ``python -m dmpc_jax.deploy.sim_robot``: its module must not pull in
     JAX (a full GC over that heap stalled its 500 Hz LowState for ~50 ms), and its default

@@ -155,6 +155,7 @@ def test_data_parallel_over_two_devices_matches_one(tiny_run, two_device_run):
     np.testing.assert_allclose(two, one, rtol=1e-5)  # all-reduce order: ~1e-7 seen
 
 
+@pytest.mark.slow
 def test_two_processes_match_two_devices_and_resume_across_a_restart(
     data_dir, tiny_run, two_device_run, tmp_path
 ):
@@ -178,6 +179,7 @@ def test_two_processes_match_two_devices_and_resume_across_a_restart(
     assert json.loads((tmp_path / "mp" / "config.json").read_text())["num_steps"] == 6
 
 
+@pytest.mark.slow
 def test_launch_stops_the_group_when_a_process_fails(data_dir, tmp_path):
     """Process 0 refuses an existing run directory (no --resume/--overwrite) while process 1
     waits for it at the barrier: the launch fails with process 0's status and stops process 1

@@ -5,6 +5,7 @@ failure in CI: DMPC_REQUIRE_EXTRAS)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import skip_without_extra
 
 from dmpc_jax.diffusion import model as M
@@ -15,6 +16,7 @@ except ImportError:
     skip_without_extra("the bench extra (pip install -e '.[bench]') is absent: no torch")
 
 
+@pytest.mark.slow
 def test_torch_networks_match_jax():
     from dmpc_jax.bench.torch_ref import from_jax
 

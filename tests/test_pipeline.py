@@ -1,0 +1,74 @@
+"""The whole pipeline at the tiny presets, through the ``dmpc`` command as a user runs it:
+demonstrator -> dataset -> pretrain -> finetune (one iteration, then a resume to two) -> eval ->
+export, and the exported plan against the in-process plan of the same finetuned planner."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dmpc_jax.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _dmpc(*args: str) -> None:
+    main([str(a) for a in args])
+
+
+def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # every relative default (data/, experiments/) lands here
+    demo, data, pre, rwr = "ck/demonstrator/tiny", "data/tiny", "ck/diffusion/tiny", "ck/rwr/tiny"
+
+    _dmpc("demonstrator", "--preset", "tiny", "--root", "ck/demonstrator", "--max-epochs", 1)
+    assert (tmp_path / demo / "config.json").exists()
+
+    _dmpc("dataset", "--preset", "tiny", "--cfg.demonstrator", demo, "--cfg.n-envs", 2)
+    meta = json.loads((tmp_path / data / "meta.json").read_text())
+    assert meta["transitions"] == 2 * 60  # the --cfg override on top of the tiny preset
+
+    _dmpc("pretrain", "--preset", "tiny", "--dataset", data, "--root", "ck/diffusion")
+    assert (tmp_path / pre / "planner").exists()
+
+    common = ("finetune", "--preset", "tiny", "--pretrained", pre, "--root", "ck/rwr",
+              "--cfg.demonstrator-run", demo, "--page", "")  # fmt: skip
+    _dmpc(*common, "--max-iterations", 1)
+    rows = [json.loads(x) for x in (tmp_path / rwr / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1]
+    _dmpc(*common, "--resume")
+    rows = [json.loads(x) for x in (tmp_path / rwr / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["rollout/reward_per_step"]) for r in rows)
+
+    _dmpc("eval", "--cfg.task", "walk_1.0", "--cfg.planner-run", rwr, "--cfg.demonstrator-run",
+          demo, "--cfg.episodes", 2, "--cfg.episode-s", 1, "--cfg.execute", 3, "--cfg.margin", 1,
+          "--cfg.controllers", "task",
+          "demonstrator", "--cfg.rules", "strict", "--cfg.no-video", "--cfg.latency-calls", 0,
+          "--cfg.out-dir", "out/eval")  # fmt: skip
+    result = json.loads((tmp_path / "out/eval/results.json").read_text())
+    assert set(result["controllers"]) == {"task", "demonstrator"}
+    assert result["controllers"]["task"]["episodes"] == 2
+    assert (tmp_path / "out/eval/README.md").exists()
+
+    _dmpc("export", "--run-dir", rwr, "--out", "exp", "--sampler", "ddim2")  # K = 4 in tiny
+    from dmpc_jax.deploy.exported import ExportedPlanner
+    from dmpc_jax.planner.load import load_planner
+    from dmpc_jax.planner.sampler import REALTIME_CANDIDATES, SamplerConfig
+    from dmpc_jax.scenario.tasks import get_task
+
+    exported = ExportedPlanner(tmp_path / "exp")
+    planner = load_planner(tmp_path / rwr)
+    scfg = SamplerConfig(num_candidates=REALTIME_CANDIDATES, analytic_on_x0=True).with_variant(
+        "ddim2", planner.dcfg.num_steps
+    )
+    spec = get_task("energy").spec
+    params, task, cons = planner.task_args(spec)
+    s_now = np.zeros(49, np.float32)
+    s_now[6:9] = [0, 0, -1]
+    s_now[9] = 2.0
+    key = jax.random.PRNGKey(3)
+    ref = jax.jit(planner.plan_fn(scfg))(params, s_now, task, cons, key)
+    got = exported(s_now, *exported.task_inputs(spec), np.asarray(jax.random.key_data(key)))
+    np.testing.assert_allclose(np.asarray(got["action"]), np.asarray(ref.action), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(got["obs"]), np.asarray(ref.obs), atol=1e-4)
