@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
+from dmpc_jax.report.logger import read_jsonl
 
 
 def write_env_page(cfg, result: dict) -> None:
@@ -271,7 +272,7 @@ def _other_tables() -> list[str]:
         lines.append("")
     ppo = Path(DEFAULT_DEMONSTRATOR) / "metrics.jsonl"
     if ppo.exists():
-        log = [json.loads(x) for x in ppo.read_text().splitlines() if x.strip()]
+        log = read_jsonl(ppo)
         sps = np.array([m["time/steps_per_s"] for m in log[1:]])
         lines += [
             "## PPO training env steps/s (from the shipped cpu demonstrator's metrics.jsonl)",

@@ -38,6 +38,7 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
             if cfg.switch_to
             else ""
         )  # fmt: skip
+        + (f" --cfg.blend-s {cfg.blend_s:g}" if cfg.blend_s else "")
         + f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
         f"on `{cfg.interface}` (domain {cfg.domain}): the simulated Go2 (native MuJoCo, full "
         f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd fields, "

@@ -35,6 +35,8 @@ class DeployConfig:
         thread of the runner's process.
     planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
         or a list ``2,3`` (``planner_process.planner_cpus``).
+    blend_s: walking time over which the executed action ramps from the standing pose into the
+        plan's (``RunnerConfig.blend_s``).
     task, switch_to, switch_at: a test-time task and a switch to a second one after
         ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
     """
@@ -46,6 +48,7 @@ class DeployConfig:
     seconds: float = 20.0
     guidance: float = 0.1
     damping_s: float = 1.0
+    blend_s: float = 0.0
     seed: int = 0
     budget_calls: int = 30
     auto_margin: bool = False
@@ -72,7 +75,11 @@ def run_robot(cfg: DeployConfig, specs=()) -> dict:
     )
     switch = cfg.switch_at if tasks is not None and len(tasks) > 1 else None
     rcfg = RunnerConfig.from_meta(
-        planner.meta, command=tuple(cfg.command), live=live, switch_at_s=switch
+        planner.meta,
+        command=tuple(cfg.command),
+        live=live,
+        switch_at_s=switch,
+        blend_s=cfg.blend_s,
     )
     rcfg, _ = fit_budget(  # refuses a machine too slow for the timeline before any DDS
         plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls, cfg.auto_margin,

@@ -8,7 +8,8 @@ switch is a stalled planner, and the robot goes to damping.
 
 Modes: ``wait`` (no state yet: nothing is sent) -> ``stand`` (interpolate from the measured pose to
 the default pose over ``stand_s``) -> ``ready`` (hold the pose until the first plan arrives) ->
-``walk``. Any fault latches ``damping`` (kp = 0, kd > 0, tau = 0) from the tick it is detected
+``walk`` (the first ``blend_s`` of planned actions scaled up from 0, the default pose, to the
+plan's: the robot eases into the first plan instead of jumping to it). Any fault latches ``damping`` (kp = 0, kd > 0, tau = 0) from the tick it is detected
 on: NaN/Inf or bad orientation in the state, a state older than ``stale_state_s`` or one whose
 tick has not advanced for that long (a frozen, republished state), the loop's own overrun (more
 than ``max_tick_gap_s`` between two ticks), a missing, failed or out-of-limits plan, a
@@ -55,6 +56,9 @@ class RunnerConfig:
     policy_every: ticks per policy step (500 / 10 = 50 Hz).
     execute, margin: E and D of the asynchronous receding horizon.
     stand_s: duration of the stand-up interpolation.
+    blend_s: walking time over which the executed action ramps linearly from 0 (the standing
+        pose) to the plan's (policy step k of n = blend_s * 50 Hz executes (k + 1) / n of its
+        row; the observation's last action is the executed one); 0: the plan from its first row.
     first_plan_timeout_s: longest wait for the first plan after standing up.
     kp, kd, action_scale, q_default: the PD gains, action scale and default pose of the trained
         planner (``ExportedPlanner.meta``).
@@ -71,6 +75,7 @@ class RunnerConfig:
     execute: int = 11
     margin: int = 4
     stand_s: float = 2.0
+    blend_s: float = 0.0
     first_plan_timeout_s: float = 2.0
     kp: float = 40.0
     kd: float = 1.0
@@ -81,6 +86,8 @@ class RunnerConfig:
     switch_at_s: float | None = None
 
     def __post_init__(self):
+        if self.blend_s < 0:
+            raise ValueError(f"RunnerConfig.blend_s must be >= 0, got {self.blend_s}")
         if not 0 < self.margin < self.execute:
             raise ValueError(f"RunnerConfig.margin must be in (0, execute), got {self.margin}")
         if len(self.q_default) != 12:
@@ -296,12 +303,17 @@ class Runner:
             if fault:
                 return fault
             self._index = d
-        action = self._chunk[self._index]
+        action = self._chunk[self._index] * self._blend()
         self._index += 1
         self._last_action = action
         self._q_target = self.q_default + self.cfg.action_scale * action
         self.policy_steps += 1
         return None
+
+    def _blend(self) -> float:
+        """The share of the planned action executed at this policy step (``blend_s``)."""
+        n = round(self.cfg.blend_s * self.cfg.tick_hz / self.cfg.policy_every)
+        return 1.0 if n <= 0 else min((self.policy_steps + 1) / n, 1.0)
 
     def _accept(self, res) -> str | None:
         if isinstance(res, Exception):

@@ -36,6 +36,8 @@ class Sim2SimConfig:
     command: velocity command while walking.
     walk_s: seconds of walking after the planner takes over.
     stand_s: stand-up interpolation.
+    blend_s: walking time over which the executed action ramps from the standing pose into the
+        plan's (``RunnerConfig.blend_s``; 0: the first plan row at once).
     domain, interface: DDS domain id and network interface (``lo``: loopback).
     physics_dt: MuJoCo step of the simulated robot, s.
     out_dir: where results.json and the page go.
@@ -67,6 +69,7 @@ class Sim2SimConfig:
     command: tuple[float, float, float] = (0.5, 0.0, 0.0)
     walk_s: float = 10.0
     stand_s: float = 2.0
+    blend_s: float = 0.0
     domain: int = 0
     interface: str = "lo"
     physics_dt: float = 0.001
@@ -158,7 +161,8 @@ def _run_once(
     warmup_s = time.perf_counter() - t
     switch = cfg.switch_at if tasks is not None and len(tasks) > 1 else None
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
-                                  stand_s=cfg.stand_s, live=True, switch_at_s=switch)  # fmt: skip
+                                  stand_s=cfg.stand_s, blend_s=cfg.blend_s, live=True,
+                                  switch_at_s=switch)  # fmt: skip
     sim_log = out / "sim_log.json"
     walk_s = cfg.walk_s if fault is None else fault_at_s + after_s
     total = cfg.stand_s + 1.0 + walk_s

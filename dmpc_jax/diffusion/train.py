@@ -14,7 +14,6 @@ what gets shipped.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
@@ -31,9 +30,7 @@ from tqdm import tqdm
 from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
-    previous_wall_time,
     restore_state,
-    truncate_metrics,
 )
 from dmpc_jax.config import prepare_run
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
@@ -46,6 +43,7 @@ from dmpc_jax.diffusion.config import (
     lr_factor,
     make_optimizer,
 )
+from dmpc_jax.report.logger import RunLogger
 
 
 def split_envs(n_envs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,14 +182,10 @@ def pretrain(
         state = restore_state(mngr, state)
     planner_mngr = checkpoint_manager(run_dir, 1, "planner")
     start = int(dist.to_host(state["step"]))
-    if main:
-        truncate_metrics(run_dir / "metrics.jsonl", start, key="step")
+    logger = RunLogger(run_dir, start, key="step", main=main)
     state = dist.to_global(state, replicated)
     carry = (state["params"], state["ema"], state["opt_state"], state["step"], state["key"])
 
-    from tensorboardX import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir / "tb")) if main else None
     rng = np.random.default_rng([cfg.seed, start])
     n_calls = (cfg.num_steps - start) // cfg.steps_per_call
     if max_calls is not None:
@@ -200,47 +194,39 @@ def pretrain(
         total=cfg.num_steps, initial=start, unit="step", disable=not (progress and main),
         desc="pretrain",
     )  # fmt: skip
-    wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
-    with (run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
-        for _ in range(n_calls):
-            t0 = time.perf_counter()
-            host = sampler.sample(rng, cfg.steps_per_call * cfg.batch_size)
-            host = {
-                k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:])
-                for k, v in host.items()
-            }
-            tau, target = batch_to_tau(scaler, host)
-            batches = dist.to_global({"tau": tau, "target": target}, data_sharding)
-            carry, metrics = train_call(carry, batches)
-            step = int(dist.to_host(carry[3]))
-            metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
-            if holdout is not None:
-                hb = holdout.sample(np.random.default_rng(step), cfg.batch_size)
-                held = dist.to_global(
-                    (*batch_to_tau(scaler, hb), jax.random.PRNGKey(step)), replicated
-                )
-                metrics.update(
-                    {k: float(v) for k, v in dist.to_host(evaluate(carry[1], *held)).items()}
-                )
-            metrics.update({"step": step, "time/call_s": time.perf_counter() - t0,
-                            "time/wall_s": prev_wall + time.perf_counter() - wall0})  # fmt: skip
-            if main:
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
-                for k, v in metrics.items():
-                    writer.add_scalar(k, v, step)
-            bar.update(cfg.steps_per_call)
-            bar.set_postfix(loss=f"{metrics['loss/denoiser']:.4f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
-                mngr.save(step, args=ocp.args.StandardSave(_state_dict(carry)))
-                mngr.wait_until_finished()
-                save_planner_params(planner_mngr, step, carry[1])
+    wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
+    for _ in range(n_calls):
+        t0 = time.perf_counter()
+        host = sampler.sample(rng, cfg.steps_per_call * cfg.batch_size)
+        host = {
+            k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:])
+            for k, v in host.items()
+        }
+        tau, target = batch_to_tau(scaler, host)
+        batches = dist.to_global({"tau": tau, "target": target}, data_sharding)
+        carry, metrics = train_call(carry, batches)
+        step = int(dist.to_host(carry[3]))
+        metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
+        if holdout is not None:
+            hb = holdout.sample(np.random.default_rng(step), cfg.batch_size)
+            held = dist.to_global((*batch_to_tau(scaler, hb), jax.random.PRNGKey(step)), replicated)
+            metrics.update(
+                {k: float(v) for k, v in dist.to_host(evaluate(carry[1], *held)).items()}
+            )
+        metrics.update({"step": step, "time/call_s": time.perf_counter() - t0,
+                        "time/wall_s": prev_wall + time.perf_counter() - wall0})  # fmt: skip
+        logger.log(metrics, step)
+        bar.update(cfg.steps_per_call)
+        bar.set_postfix(loss=f"{metrics['loss/denoiser']:.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+            mngr.save(step, args=ocp.args.StandardSave(_state_dict(carry)))
+            mngr.wait_until_finished()
+            save_planner_params(planner_mngr, step, carry[1])
     bar.close()
     step = int(dist.to_host(carry[3]))
     if step and planner_mngr.latest_step() != step:
         save_planner_params(planner_mngr, step, carry[1])  # a run finished before planner/ existed
-    if main:
-        writer.close()
+    logger.close()
     return nets, _state_dict(carry)
 
 

@@ -14,6 +14,7 @@ from flax import nnx
 
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.unet import TemporalUNet, ValueNet, count_params
+from dmpc_jax.report.logger import read_jsonl
 
 
 def write_results(cfg, result: dict, pcfg, digest: str) -> None:
@@ -57,7 +58,7 @@ def plot_learning_curve(metrics: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    log = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    log = read_jsonl(metrics)
     steps = np.array([m["step"] for m in log])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for ax, (title, keys) in zip(
@@ -81,7 +82,7 @@ def plot_learning_curve(metrics: Path, path: Path) -> None:
 
 def write_model_card(run: Path, pcfg, result: dict, digest: str) -> None:
     """MODEL_CARD.md in the run directory: how it was trained (its own logs) and how it does."""
-    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    log = read_jsonl(run / "metrics.jsonl")
     step = int(digest.split("@")[0])
     at = next((m for m in log if m["step"] == step), log[-1])
     d, dx = pcfg.model, M.TRANSITION_DIM

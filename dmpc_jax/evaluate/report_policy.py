@@ -13,6 +13,7 @@ import numpy as np
 
 from dmpc_jax.checkpointing import checkpoint_manager
 from dmpc_jax.config import from_dict
+from dmpc_jax.report.logger import read_jsonl
 from dmpc_jax.report.markdown import format_rate
 from dmpc_jax.rl.ppo import DemonstratorConfig
 
@@ -25,7 +26,7 @@ def plot_learning_curve(metrics_path: Path, out: Path) -> None:
 
     if not metrics_path.exists():
         return
-    log = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
+    log = read_jsonl(metrics_path)
     steps = np.array([m["env_steps"] for m in log]) / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     series = {
@@ -100,7 +101,7 @@ def _table(result: dict) -> list[str]:
 def write_model_card(cfg, result: dict) -> None:
     """MODEL_CARD.md in the run directory: how it was trained (from its own logs) and how it does."""
     run = Path(cfg.run_dir)
-    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    log = read_jsonl(run / "metrics.jsonl")
     step = checkpoint_manager(run).latest_step()
     at = next((m for m in log if m["epoch"] == step), log[-1])
     run_cfg = json.loads((run / "config.json").read_text())

@@ -38,15 +38,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.envs.rollout import Controller
-from dmpc_jax.finetune.loop import Evaluator, log_row, prepare_finetune_run
+from dmpc_jax.finetune.loop import Evaluator, prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
 from dmpc_jax.finetune.rwr import ReplayBuffer
 from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
+from dmpc_jax.report.logger import RunLogger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +303,7 @@ def dagger(
     if resume:
         state, buf = restore_checkpoint(run_dir, state, buf)
     start = int(state["iteration"])
-    truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+    logger = RunLogger(run_dir, start, key="iteration")
 
     env = make_env(cfg, cfg.env_set)
     spec = TaskSpec(name="nominal", command=(cfg.vx[1], 0.0, 0.0),
@@ -326,9 +326,6 @@ def dagger(
     windows = MixedWindows(cfg, h)
     evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
 
-    from tensorboardX import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir / "tb"))
     base = jax.random.PRNGKey(cfg.seed)
     dev = jax.devices()[0]
     params, ema, opt_d = jax.device_put((state["params"], state["ema"], state["opt_denoiser"]), dev)
@@ -337,10 +334,10 @@ def dagger(
     ema_step = jax.jit(functools.partial(M.ema_update, decay=decay))
     carry = r_start(jax.random.fold_in(base, 10_000_000 + start), args)
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
-    wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
+    wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
     if start == 0 and evaluator is not None and cfg.eval_before:
-        log_row(run_dir, writer, {"iteration": 0, "env_steps": 0, **evaluator(ema),
-                               "time/wall_s": time.perf_counter() - wall0})  # fmt: skip
+        logger.log({"iteration": 0, "env_steps": 0, **evaluator(ema),
+                    "time/wall_s": time.perf_counter() - wall0}, 0, skip=("iteration",))  # fmt: skip
     bar = tqdm(total=cfg.iterations, initial=start, unit="it", disable=not progress, desc="dagger")
     for it in range(start + 1, end + 1):
         t0 = time.perf_counter()
@@ -366,7 +363,7 @@ def dagger(
             row.update(evaluator(ema))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
-        log_row(run_dir, writer, row)
+        logger.log(row, it, skip=("iteration",))
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "ema": ema, "opt_denoiser": opt_d,
                   "iteration": jnp.asarray(it, jnp.int32)}  # fmt: skip
@@ -379,7 +376,7 @@ def dagger(
             ),
         )
     bar.close()
-    writer.close()
+    logger.close()
     return {"params": params, "ema": ema, "iteration": end, "buffer": buf}
 
 

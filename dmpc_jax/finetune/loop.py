@@ -40,11 +40,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
-from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
 from dmpc_jax.config import prepare_run
 from dmpc_jax.diffusion.artifact import robot_constants
 from dmpc_jax.diffusion.config import make_optimizer
@@ -55,6 +53,7 @@ from dmpc_jax.finetune.rwr import ReplayBuffer, effective_sample_size, group_wei
 from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint, train_network
 from dmpc_jax.planner.load import load_planner
 from dmpc_jax.planner.sampler import SamplerConfig
+from dmpc_jax.report.logger import RunLogger
 from dmpc_jax.scenario.harness import Harness, HarnessConfig
 from dmpc_jax.scenario.metrics import episode_stats
 from dmpc_jax.scenario.tasks import get_task
@@ -136,8 +135,7 @@ def finetune(
         state, buf = restore_checkpoint(run_dir, template, buf)
     start = int(dist.to_host(state["iteration"]))
     main = dist.is_main()
-    if main:
-        truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+    logger = RunLogger(run_dir, start, key="iteration", main=main)
     mesh = dist.global_mesh()
     if cfg.n_envs % mesh.size or cfg.batch_size % mesh.size:
         raise ValueError(
@@ -162,7 +160,6 @@ def finetune(
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
     evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
 
-    writer = SummaryWriter(str(run_dir / "tb")) if main else None
     base = jax.random.PRNGKey(cfg.seed)
     carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))
     # everything committed to the mesh up front: jit outputs are, and mixing committed and
@@ -175,11 +172,11 @@ def finetune(
         return evaluator(params if jax.process_count() == 1 else dist.to_host(params))
 
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
-    wall0, prev_wall = time.perf_counter(), previous_wall_time(run_dir / "metrics.jsonl")
+    wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
     if start == 0 and evaluator is not None:  # the pretrained planner, the "before" number
         row = {"iteration": 0, "env_steps": 0, **evaluate(params),
                "time/wall_s": time.perf_counter() - wall0}  # fmt: skip
-        log_row(run_dir, writer, row)
+        logger.log(row, 0, skip=("iteration",))
     bar = tqdm(
         total=cfg.iterations, initial=start, unit="it", disable=not (progress and main),
         desc="finetune",
@@ -225,7 +222,7 @@ def finetune(
             row.update(evaluate(params))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
-        log_row(run_dir, writer, row)
+        logger.log(row, it, skip=("iteration",))
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "opt_denoiser": opt_d, "opt_value": opt_v,
                   "iteration": dist.to_global(np.int32(it), replicated)}  # fmt: skip
@@ -239,8 +236,8 @@ def finetune(
             ),
         )
     bar.close()
+    logger.close()
     if main:
-        writer.close()
         report.plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
     return {"params": params, "iteration": end, "buffer": buf}
 
@@ -266,13 +263,3 @@ class Evaluator:
         s = episode_stats(trace, self.spec.command[0], env.cfg.ctrl_dt)
         return {"eval/success_rate": s["success_rate"],
                 "eval/tracking_err": s["tracking_err_m_per_s"], "eval/wall_s": info["wall_s"]}  # fmt: skip
-
-
-def log_row(run_dir: Path, writer, row: dict) -> None:
-    if not dist.is_main():
-        return
-    with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps(row) + "\n")
-    for k, v in row.items():
-        if isinstance(v, int | float) and k != "iteration":
-            writer.add_scalar(k, v, row["iteration"])

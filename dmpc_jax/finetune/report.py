@@ -9,6 +9,7 @@ from pathlib import Path
 from dmpc_jax.config import to_dict
 from dmpc_jax.diffusion.artifact import checkpoint_digest
 from dmpc_jax.finetune.config import FinetuneConfig, load_config
+from dmpc_jax.report.logger import read_jsonl
 
 
 def plot_learning_curve(metrics_path: Path, out: Path) -> None:
@@ -19,7 +20,7 @@ def plot_learning_curve(metrics_path: Path, out: Path) -> None:
 
     if not metrics_path.exists():
         return
-    log = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
+    log = read_jsonl(metrics_path)
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     ev = [(m["iteration"], m["eval/success_rate"]) for m in log if "eval/success_rate" in m]
     if ev:
@@ -54,7 +55,7 @@ def write_page(run_dir: Path, out: Path) -> None:
     """experiments/finetune/README.md: success before/after, the learning curve, the settings."""
     run_dir, out = Path(run_dir), Path(out)
     cfg = load_config(run_dir)
-    log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    log = read_jsonl(run_dir / "metrics.jsonl")
     out.mkdir(parents=True, exist_ok=True)
     plot_learning_curve(run_dir / "metrics.jsonl", out / "learning_curve.png")
     evals = [m for m in log if "eval/success_rate" in m]
@@ -168,7 +169,7 @@ def _attempts_section(out: Path, cfg: FinetuneConfig) -> list[str]:
     lines = []
     for d in sorted(p for p in out.glob("attempt*") if (p / "metrics.jsonl").exists()):
         acfg = load_config(d)
-        log = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        log = read_jsonl(d / "metrics.jsonl")
         plot_learning_curve(d / "metrics.jsonl", d / "learning_curve.png")
         diff = {k: v for k, v in to_dict(acfg).items() if to_dict(cfg)[k] != v}
         succ = ", ".join(

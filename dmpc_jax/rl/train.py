@@ -15,7 +15,6 @@ threefry), so 1 device and many run the same numbers up to the order of the redu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -28,12 +27,11 @@ from tqdm import tqdm
 from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
-    previous_wall_time,
     restore_state,
-    truncate_metrics,
 )
 from dmpc_jax.config import from_dict, prepare_run
 from dmpc_jax.envs.go2_joystick import Go2Joystick
+from dmpc_jax.report.logger import RunLogger
 from dmpc_jax.rl.ppo import DemonstratorConfig, TrainingState, make_trainer, params_tuple
 
 
@@ -81,12 +79,7 @@ def train(
     if resume and mngr.latest_step() is not None:
         start_epoch = mngr.latest_step()
         ts = restore_state(mngr, ts, start_epoch)
-    if main:
-        truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
-
-    from tensorboardX import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir / "tb")) if main else None
+    logger = RunLogger(run_dir, start_epoch, key="epoch", main=main)
     env_key = jax.random.fold_in(jax.random.PRNGKey(cfg.ppo.seed + 1), start_epoch)
     env_state = reset_envs(np.asarray(env_key))  # host key: the same on every process
     steps_per_epoch = cfg.ppo.env_steps_per_epoch
@@ -101,40 +94,33 @@ def train(
         disable=not (progress and main),
         desc="demonstrator",
     )
-    wall0 = time.perf_counter()
-    prev_wall = previous_wall_time(run_dir / "metrics.jsonl")
-    with (run_dir / "metrics.jsonl").open("a") if main else contextlib.nullcontext() as log:
-        for ep in range(start_epoch, end_epoch):
-            t0 = time.perf_counter()
-            ts, env_state, metrics = epoch_fn(ts, env_state)
-            metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
-            dt = time.perf_counter() - t0
-            env_steps = int(dist.to_host(ts.training_steps)) * cfg.ppo.env_steps_per_training_step
-            metrics.update(
-                {
-                    "epoch": ep + 1,
-                    "env_steps": env_steps,
-                    "time/epoch_s": dt,
-                    "time/steps_per_s": steps_per_epoch / dt,
-                    "time/wall_s": prev_wall + time.perf_counter() - wall0,
-                }
-            )
-            if main:
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
-                for k, v in metrics.items():
-                    writer.add_scalar(k, v, env_steps)
-            bar.update(steps_per_epoch)
-            bar.set_postfix(
-                reward=f"{metrics.get('episode/sum_reward', float('nan')):.2f}",
-                len=f"{metrics.get('episode/length', float('nan')):.0f}",
-            )
-            if (ep + 1) % cfg.ppo.checkpoint_every_epochs == 0 or ep + 1 == end_epoch:
-                mngr.save(ep + 1, args=ocp.args.StandardSave(ts))
-                mngr.wait_until_finished()
+    wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
+    for ep in range(start_epoch, end_epoch):
+        t0 = time.perf_counter()
+        ts, env_state, metrics = epoch_fn(ts, env_state)
+        metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
+        dt = time.perf_counter() - t0
+        env_steps = int(dist.to_host(ts.training_steps)) * cfg.ppo.env_steps_per_training_step
+        metrics.update(
+            {
+                "epoch": ep + 1,
+                "env_steps": env_steps,
+                "time/epoch_s": dt,
+                "time/steps_per_s": steps_per_epoch / dt,
+                "time/wall_s": prev_wall + time.perf_counter() - wall0,
+            }
+        )
+        logger.log(metrics, env_steps)
+        bar.update(steps_per_epoch)
+        bar.set_postfix(
+            reward=f"{metrics.get('episode/sum_reward', float('nan')):.2f}",
+            len=f"{metrics.get('episode/length', float('nan')):.0f}",
+        )
+        if (ep + 1) % cfg.ppo.checkpoint_every_epochs == 0 or ep + 1 == end_epoch:
+            mngr.save(ep + 1, args=ocp.args.StandardSave(ts))
+            mngr.wait_until_finished()
     bar.close()
-    if main:
-        writer.close()
+    logger.close()
     return make_policy, params_tuple(ts), ts
 
 

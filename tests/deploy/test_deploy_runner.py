@@ -7,6 +7,7 @@ import dataclasses
 import threading
 
 import numpy as np
+import pytest
 from helpers import skip_without_extra
 
 from dmpc_jax.deploy.runner import MODEL_TO_SDK, Runner, RunnerConfig
@@ -93,6 +94,27 @@ def test_plan_timeline_asks_at_e_minus_d_and_switches_at_row_d():
     assert runner.mode == "walk" and not runner.stats()["faults"]
     cmd = tr.sent[-1]
     assert np.all(cmd.kp == runner.cfg.kp) and np.all(cmd.kd == runner.cfg.kd)
+
+
+def test_walking_starts_by_blending_from_the_standing_pose_into_the_plan():
+    """blend_s = 0.1 s = 5 policy steps: step k executes (k + 1) / 5 of the plan's row k, then
+    the plan itself; without a blend the first row is executed at once."""
+    for blend_s in (0.0, 0.1):
+        tr, pl = FakeTransport(), Planner()
+        cfg = RunnerConfig(stand_s=0.1, blend_s=blend_s, live=True)
+        runner = Runner(cfg, tr, pl)
+        t = to_walk(runner, tr)
+        n_walk = len(tr.sent)
+        drive(runner, tr, t, 10 * 7)
+        plan = pl(np.zeros(49, np.float32), 0)  # the first plan (seq 0)
+        for k in range(7):
+            share = min((k + 1) / 5, 1.0) if blend_s else 1.0
+            want = (Q0 + cfg.action_scale * share * plan[k])[MODEL_TO_SDK]
+            # walk tick 0 (sent when entering walk) executes row 0; each row holds 10 ticks
+            np.testing.assert_allclose(tr.sent[n_walk - 1 + 10 * k].q, want, atol=1e-9)
+        assert not runner.stats()["faults"]
+    with pytest.raises(ValueError, match="blend_s"):
+        RunnerConfig(blend_s=-1.0)
 
 
 def test_nan_state_goes_to_damping_within_one_tick():
