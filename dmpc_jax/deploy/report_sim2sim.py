@@ -19,6 +19,7 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
             f"{r.get('mean_forward_speed_m_per_s', 0):.2f} / "
             f"{r.get('mean_lateral_speed_m_per_s', 0):.2f} | "
             f"{r.get('mean_yaw_rate_rad_per_s', 0):.2f} | "
+            f"{r.get('start_rise_m', nan):.3f} / {r.get('start_tilt_rad', nan):.2f} | "
             f"{lat.get('p50', nan):.1f} / {lat.get('p99', nan):.1f} | "
             f"{per.get('p50', nan):.2f} / {per.get('p99', nan):.2f} | "
             f"{r['sim']['lowcmd_received']} ({r['sim']['lowcmd_bad_crc']}) | "
@@ -63,10 +64,10 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         f"**{ok} of {n} runs walked {cfg.walk_s:g} s without falling or a fault.**",
         "",
         "| seed | walked | fell | faults (-> damping) | path | forward / lateral speed, body "
-        "frame (m/s) | yaw rate (rad/s, command 0) | plan latency p50 / p99 (ms, budget 80) | "
+        "frame (m/s) | yaw rate (rad/s, command 0) | start: base rise in 0.5 s (m) / max tilt in 1 s (rad) | plan latency p50 / p99 (ms, budget 80) | "
         "LowCmd period p50 / p99 (ms, target 2) | LowCmd received (bad CRC) | robot ticks late "
         "> 2 ms |",
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"Artifact: {summary['artifact_bytes'] / 1e6:.1f} MB, loaded in "

@@ -258,6 +258,10 @@ def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> d
                 (step * heading[:, ::-1] * [-1, 1]).sum(-1).mean() * 50),
             "mean_yaw_rate_rad_per_s": float((yaw[-1] - yaw[0]) / (len(seg) / 50)),
             "base_height_walking_m": float(np.mean([p["z"] for p in seg])),
+            # the stand-to-walk transition: how far the base rises in the first 0.5 s of
+            # walking, and the largest roll or pitch in the first 1 s (RunnerConfig.blend_s)
+            "start_rise_m": float(z[i0 : i0 + 25].max() - z[i0]),
+            "start_tilt_rad": float(tilt[i0 : i0 + 50].max()),
         })  # fmt: skip
     out.update({
         "fell": fell,
