@@ -62,17 +62,25 @@ def run_pretrain_config(run_dir: Path) -> PretrainConfig:
 
 
 def robot_constants(run_dir: Path) -> dict:
-    """q_default, kp, kd, action_scale of the env that collected a run's dataset (defaults if the
-    dataset does not record it; a finetuning run's ``robot.json``): what the planner's analytic
-    rewards and the robot need."""
-    if (Path(run_dir) / "robot.json").exists():
-        robot = json.loads((Path(run_dir) / "robot.json").read_text())
+    """q_default, kp, kd, action_scale of the env that collected a run's dataset: what the
+    planner's analytic rewards and the robot need. Read from the run's ``robot.json`` (written at
+    the start of pretraining, copied by finetuning); a run without it reads its dataset's
+    ``meta.json`` (``EnvConfig`` defaults when that dataset records no env, as a hand-made one);
+    a run with neither is an error, never a silent default."""
+    path = Path(run_dir) / "robot.json"
+    if path.exists():
+        robot = json.loads(path.read_text())
         return {k: np.asarray(v, np.float32) if k == "q_default" else float(v)
                 for k, v in robot.items()}  # fmt: skip
     pcfg = run_pretrain_config(run_dir)
     meta_path = Path(pcfg.dataset) / "meta.json"
-    env = json.loads(meta_path.read_text()).get("env") if meta_path.exists() else None
-    env = env or to_dict(EnvConfig())
+    if not meta_path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} has no robot.json and its dataset's {meta_path} is missing: the planner's "
+            "robot constants (default pose, kp, kd, action scale) are unknown. Re-create the "
+            "dataset (`make dataset`) or write robot.json into the run (`save_robot_constants`)"
+        )
+    env = json.loads(meta_path.read_text()).get("env") or to_dict(EnvConfig())
     pose = go2.paper_default_pose() if env["default_pose"] == "paper" else go2.home_qpos()[7:]
     return {
         "q_default": np.asarray(pose, np.float32),
@@ -80,6 +88,12 @@ def robot_constants(run_dir: Path) -> dict:
         "kd": float(env["kd"]),
         "action_scale": float(env["action_scale"]),
     }
+
+
+def save_robot_constants(run_dir: Path, robot: dict) -> None:
+    """``robot.json``: the run's robot constants, so loading it never needs the dataset."""
+    data = {k: np.asarray(v).tolist() for k, v in robot.items()}
+    (Path(run_dir) / "robot.json").write_text(json.dumps(data) + "\n")
 
 
 def checkpoint_digest(run_dir: Path) -> str:

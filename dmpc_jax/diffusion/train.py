@@ -6,7 +6,8 @@ replicated, and XLA inserts the gradient all-reduce (one device runs the same co
 draws the same global batch from the same seed and places only its own devices' slices, so
 1 process x 2 devices and 2 processes x 1 device run the same program on the same numbers. Each jitted call runs ``steps_per_call`` optimizer steps in a ``lax.scan``
 over batches sampled on the host. A run directory holds ``config.json``, ``scaler.json``,
-``metrics.jsonl``, TensorBoard events and orbax checkpoints of params, EMA params, optimizer
+``robot.json`` (the dataset env's default pose, gains and action scale: the run loads without its
+dataset), ``metrics.jsonl``, TensorBoard events and orbax checkpoints of params, EMA params, optimizer
 state, step and key in ``ckpt/`` (``--resume`` continues from the newest one), and beside them
 the EMA parameters alone in ``planner/``: all the planner needs, a quarter of the size; that is
 what gets shipped.
@@ -35,7 +36,7 @@ from dmpc_jax.checkpointing import (
 from dmpc_jax.config import prepare_run
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
 from dmpc_jax.diffusion import model as M
-from dmpc_jax.diffusion.artifact import save_planner_params
+from dmpc_jax.diffusion.artifact import robot_constants, save_planner_params, save_robot_constants
 from dmpc_jax.diffusion.config import (
     EXTENDABLE,
     PretrainConfig,
@@ -156,6 +157,8 @@ def pretrain(
             json.dumps({"path": str(ds.path), "transitions": ds.meta.get("transitions"),
                         "schema_version": ds.meta["schema_version"]}) + "\n"
         )  # fmt: skip
+        if not (run_dir / "robot.json").exists():  # the run stands without its dataset from now on
+            save_robot_constants(run_dir, robot_constants(run_dir))
     dist.barrier("pretrain/prepare_run")
     run_dir = Path(run_dir)
 

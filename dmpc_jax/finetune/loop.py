@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
 from dmpc_jax.config import prepare_run
-from dmpc_jax.diffusion.artifact import robot_constants
+from dmpc_jax.diffusion.artifact import robot_constants, save_robot_constants
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune import report
 from dmpc_jax.finetune.config import FinetuneConfig
@@ -90,8 +90,7 @@ def _prepare_finetune_run(cfg, run_dir: Path, *, resume: bool, overwrite: bool, 
     pre = src / "pretrain_config.json"
     shutil.copyfile(pre if pre.exists() else src / "config.json", run_dir / "pretrain_config.json")
     shutil.copyfile(src / "scaler.json", run_dir / "scaler.json")
-    robot = {k: np.asarray(v).tolist() for k, v in robot_constants(src).items()}
-    (run_dir / "robot.json").write_text(json.dumps(robot) + "\n")
+    save_robot_constants(run_dir, robot_constants(src))
     if command:
         with (run_dir / "commands.txt").open("a") as f:
             f.write(command + "\n")

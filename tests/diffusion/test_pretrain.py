@@ -283,3 +283,30 @@ def test_resume_of_a_shipped_run_without_training_state_refuses(tiny_run, tmp_pa
     with pytest.raises(FileNotFoundError, match="no training state"):
         pretrain(cfg, shipped, resume=True, progress=False)
     assert (shipped / "metrics.jsonl").read_text() == before
+
+
+def test_robot_constants_travel_with_the_run_not_the_dataset(tiny_run, tmp_path):
+    """Pretraining writes robot.json, so a shipped run loads without its (git-ignored) dataset;
+    a run with neither robot.json nor its dataset's meta.json is a clear error, not a default."""
+    import shutil
+
+    from dmpc_jax.diffusion.artifact import robot_constants
+
+    _, run, _ = tiny_run
+    written = json.loads((run / "robot.json").read_text())
+    assert (
+        set(written) == {"q_default", "kp", "kd", "action_scale"}
+        and len(written["q_default"]) == 12
+    )
+
+    moved = tmp_path / "moved"  # the dataset gone, robot.json kept: loads
+    shutil.copytree(run, moved)
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["dataset"] = str(tmp_path / "no_such_dataset")
+    (moved / "config.json").write_text(json.dumps(cfg))
+    robot = robot_constants(moved)
+    np.testing.assert_array_equal(robot["q_default"], np.asarray(written["q_default"], np.float32))
+
+    (moved / "robot.json").unlink()  # neither: an error that says what is missing
+    with pytest.raises(FileNotFoundError, match="no robot.json"):
+        robot_constants(moved)

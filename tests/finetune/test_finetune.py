@@ -188,16 +188,15 @@ def test_run_dir_resume_may_extend_iterations_only(tmp_path):
     (pre / "scaler.json").write_text(
         json.dumps({k: v.tolist() for k, v in M.paper_scaler().items()})
     )
+    robot = {"q_default": [0.1] * 12, "kp": 35.0, "kd": 0.8, "action_scale": 0.25}
+    (pre / "robot.json").write_text(json.dumps(robot))  # pretraining writes it
     cfg = dataclasses.replace(finetune_preset("tiny"), pretrained=str(pre))
     run = prepare_finetune_run(cfg, tmp_path / "ft", resume=False, overwrite=False)
-    # the run reads like a pretraining run for load_planner
+    # the run reads like a pretraining run for load_planner, with the same robot constants
     assert run_pretrain_config(run) == pretrain_preset("tiny")
-    assert set(json.loads((run / "robot.json").read_text())) == {
-        "q_default",
-        "kp",
-        "kd",
-        "action_scale",
-    }
+    got = json.loads((run / "robot.json").read_text())
+    np.testing.assert_allclose(got["q_default"], robot["q_default"], rtol=1e-6)
+    assert (got["kp"], got["kd"], got["action_scale"]) == (35.0, 0.8, 0.25)
     longer = dataclasses.replace(cfg, iterations=cfg.iterations + 5)
     prepare_finetune_run(longer, run, resume=True, overwrite=False)
     assert json.loads((run / "config.json").read_text())["iterations"] == cfg.iterations + 5
