@@ -144,16 +144,12 @@ def planner_states(cfg: OfflineConfig, env, planner, args, key) -> jax.Array:
 def run_offline(cfg: OfflineConfig) -> dict:
     from dmpc_jax.planner.load import load_planner
     from dmpc_jax.planner.task import TaskSpec
-    from dmpc_jax.rl.train import load_policy
+    from dmpc_jax.rl.train import load_batched_policy
     from dmpc_jax.scenario.env import make_env
 
     env = make_env(cfg.demonstrator_run, 30.0)
-    make_policy, pparams, _ = load_policy(Path(cfg.demonstrator_run))
-    inference = make_policy(pparams, deterministic=True)
+    policy = load_batched_policy(Path(cfg.demonstrator_run))
     key = jax.random.PRNGKey(cfg.seed)
-
-    def policy(obs, k):
-        return jax.vmap(lambda o: inference(o, k)[0])(obs)
 
     def pi(s):  # [..., 49] -> [..., 12]: the demonstrator on observation rows
         # the env always writes zeros into the lin_vel and friction slots, so the demonstrator's

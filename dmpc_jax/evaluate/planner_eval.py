@@ -203,7 +203,7 @@ def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | Non
             row.update(task_metrics(trace, run_spec, info["cons"], robot, dt))
             if name == "task" and cfg.latency_calls:
                 row["plan_latency_ms"] = plan_latency_ms(
-                    hs.planner, hs.scfg, info["task"], info["cons"], info["s_last"],
+                    hs.planner, hs.cfg.sampler, info["task"], info["cons"], info["s_last"],
                     cfg.latency_calls,
                 )  # fmt: skip
         row.update(rule_outcomes(hs, name, run_spec, spec.push_scale, trace, cfg.rules))

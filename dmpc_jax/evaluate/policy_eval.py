@@ -3,9 +3,10 @@
 Success: a full episode (20 s by default) with pushes, domain randomisation, noise and latency on,
 without a termination (roll/pitch limit, base or knee contact), with its Wilson 95% interval.
 Tracking error: mean |v_xy - v_cmd| over the steps before a fall. Energy per metre
-(``scenario.metrics.energy_per_metre``, the same on every page): mechanical work sum |tau . qdot| dt over the
-distance travelled along the body's forward axis, pooled over every episode's steps before a fall.
-Writes ``results.json``, a README table, a learning-curve plot and a video.
+(``scenario.metrics.energy_per_metre``, the same on every page): mechanical work
+sum |tau . qdot| dt over the distance travelled along the body's forward axis, pooled over every
+episode's steps before a fall. Writes ``results.json``, the page (``report_policy``), a
+learning-curve plot and a video.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.rollout import make_rollout
 from dmpc_jax.evaluate import report_policy
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
-from dmpc_jax.rl.train import load_policy
-from dmpc_jax.scenario.env import held_command
+from dmpc_jax.rl.train import load_batched_policy
+from dmpc_jax.scenario.env import make_env
 from dmpc_jax.scenario.metrics import episode_stats
 
 
@@ -53,18 +53,9 @@ class PolicyEvalConfig:
 def evaluate_policy(cfg: PolicyEvalConfig) -> dict:
     """Rolls the deterministic policy at each speed (same keys per speed index), writes the
     results, the page, the video and (``model_card``) the run's model card."""
-    make_policy, params, run_cfg = load_policy(Path(cfg.run_dir))
-    env_cfg = dataclasses.replace(
-        run_cfg.env,
-        episode_length_s=cfg.episode_s,
-        command=held_command(cfg.episode_s),
-    )
-    env = Go2Joystick(env_cfg)
-    inference = make_policy(params, deterministic=True)
-
-    def policy(obs, key):
-        return jax.vmap(lambda o: inference(o, key)[0])(obs)
-
+    env = make_env(cfg.run_dir, cfg.episode_s)  # the demonstrator's env, command held per rollout
+    env_cfg = env.cfg
+    policy = load_batched_policy(Path(cfg.run_dir))
     n_steps = env_cfg.episode_steps
     rollout = make_rollout(env, policy, n_steps, batch=cfg.episodes)
     rows, traces = [], {}

@@ -108,7 +108,12 @@ def run_sweep(
         }  # fmt: skip
         if cfg.latency_calls:
             row["plan_latency_ms"] = plan_latency_ms(
-                planner, hs.scfg, info["task"], info["cons"], info["s_last"], cfg.latency_calls
+                planner,
+                hs.cfg.sampler,
+                info["task"],
+                info["cons"],
+                info["s_last"],
+                cfg.latency_calls,
             )
         rows.append(row)
         curves[v.label] = survival(trace)

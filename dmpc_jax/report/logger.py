@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tensorboardX import SummaryWriter
-
 from dmpc_jax.checkpointing import previous_wall_time, truncate_metrics
 
 
@@ -22,7 +20,11 @@ class RunLogger:
         if main:
             truncate_metrics(self.path, start, key=key)
         self.prev_wall_s = previous_wall_time(self.path)
-        self._writer = SummaryWriter(str(Path(run_dir) / "tb")) if main else None
+        self._writer = None
+        if main:  # imported here: tensorboardX costs ~0.8 s, and only a training run needs it
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(str(Path(run_dir) / "tb"))
         self._file = self.path.open("a") if main else None
 
     def log(self, row: dict, step: int, skip: tuple[str, ...] = ()) -> None:

@@ -136,6 +136,18 @@ def load_policy(run_dir: Path, cfg: DemonstratorConfig | None = None):
     return make_policy, params_tuple(ts), cfg
 
 
+def load_batched_policy(run_dir: Path):
+    """``policy(obs [B, ...], key) -> actions [B, 12]``: the deterministic demonstrator of a run's
+    newest checkpoint over a batch of observations (an ``envs.rollout`` policy)."""
+    make_policy, params, _ = load_policy(run_dir)
+    inference = make_policy(params, deterministic=True)
+
+    def policy(obs, key):
+        return jax.vmap(lambda o: inference(o, key)[0])(obs)
+
+    return policy
+
+
 def normalizer_count(ts: TrainingState) -> int:
     """Observations folded into the running normaliser (brax stores a UInt64 pair or an array)."""
     c = ts.normalizer_params.count

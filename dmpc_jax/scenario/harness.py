@@ -19,7 +19,7 @@ from dmpc_jax.planner.load import load_planner
 from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.planner.sampler import PlanCache, SamplerConfig, make_cached_plan_fn
 from dmpc_jax.planner.task import NN_GUIDANCE, RewardWeights, TaskSpec
-from dmpc_jax.rl.train import load_policy
+from dmpc_jax.rl.train import load_batched_policy
 from dmpc_jax.scenario.env import make_env
 
 
@@ -112,10 +112,6 @@ class Harness:
         self._envs, self._rollouts, self._runs = {}, {}, {}
         self._planner = planner
 
-    @property
-    def scfg(self) -> SamplerConfig:
-        return self.cfg.sampler
-
     def env(self, push_scale: float, model: str = "strict"):
         if (push_scale, model) not in self._envs:
             self._envs[(push_scale, model)] = make_env(
@@ -137,12 +133,8 @@ class Harness:
                     env, self.planner, c.sampler, c.mpc, env.cfg.episode_steps, c.episodes
                 )
             else:
-                make_policy, params, _ = load_policy(Path(c.demonstrator_run))
-                inference = make_policy(params, deterministic=True)
-                fn = make_rollout(
-                    env, lambda obs, k: jax.vmap(lambda o: inference(o, k)[0])(obs),
-                    env.cfg.episode_steps, c.episodes,
-                )  # fmt: skip
+                policy = load_batched_policy(Path(c.demonstrator_run))
+                fn = make_rollout(env, policy, env.cfg.episode_steps, c.episodes)
             self._rollouts[(kind, push_scale, model)] = fn
         return self._rollouts[(kind, push_scale, model)]
 
