@@ -96,9 +96,13 @@ export: venv
 ROBOT_TASK = $(if $(filter command line environment,$(origin TASK)),--cfg.task $(TASK))
 
 # The deploy runner walks a native-MuJoCo Go2 over DDS on loopback (installs the robot extra).
+# SIM=unitree UNITREE_MUJOCO=<checkout>: Unitree's own Go2 model and Python bridge instead
+# (git clone https://github.com/unitreerobotics/unitree_mujoco; page: experiments/sim2sim/unitree).
+SIM ?= ours
+PEER = $(if $(filter unitree,$(SIM)),--cfg.sim unitree --cfg.unitree-mujoco "$(UNITREE_MUJOCO)")
 sim2sim: venv
 	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
-	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ROBOT_TASK) $(ARGS)
+	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ROBOT_TASK) $(PEER) $(ARGS)
 
 # Faults over real DDS (simulator stops / freezes / sends NaN, planner process killed)
 sim2sim-faults: venv

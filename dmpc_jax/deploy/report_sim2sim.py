@@ -9,6 +9,7 @@ from pathlib import Path
 def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
     """experiments/sim2sim/README.md: a row per run (``dmpc sim2sim``)."""
     nan = float("nan")
+    peer = getattr(cfg, "sim", "ours") == "unitree"
     rows = []
     for r in summary["runs"]:
         st = r["runner"]
@@ -27,7 +28,9 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         )
     n, ok = summary["repeats"], summary["successes"]
     lines = [
-        "# sim2sim: the deploy runner drives a native-MuJoCo Go2 over DDS",
+        "# sim2sim: the deploy runner drives "
+        + ("Unitree's own MuJoCo Go2 (unitree_mujoco)" if peer else "a native-MuJoCo Go2")
+        + " over DDS",
         "",
         f"Command: `make sim2sim` (`dmpc sim2sim --cfg.planner-run {cfg.planner_run} "
         f"--cfg.repeats {cfg.repeats} --cfg.seed {cfg.seed} --cfg.walk-s {cfg.walk_s:g} "
@@ -40,11 +43,23 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
             else ""
         )  # fmt: skip
         + (f" --cfg.blend-s {cfg.blend_s:g}" if cfg.blend_s else "")
+        + (" --cfg.sim unitree --cfg.unitree-mujoco <checkout>" if peer else "")
         + f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
-        f"on `{cfg.interface}` (domain {cfg.domain}): the simulated Go2 (native MuJoCo, full "
-        f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd fields, "
-        "CRC checked, a fresh process per run, starting lying down) publishes rt/lowstate at "
-        "500 Hz; the runner (`dmpc_jax/deploy/runner.py`) reads it, stands the robot up (2 s), and "
+        f"on `{cfg.interface}` (domain {cfg.domain}): "
+        + (
+            "Unitree's Go2 model and Python bridge from their unitree_mujoco "
+            f"(`{summary['runs'][0]['sim'].get('physics_dt', 0) * 1e3 if summary['runs'] else 0:g}"
+            " ms` physics, their setting; tau computed at each LowCmd and held until the next; "
+            "run headless on a flat floor with our firmware stamps, tick and CRC, on its "
+            "rt/lowstate: `dmpc_jax/deploy/unitree_peer.py`; a fresh process per run, starting "
+            "lying down) publishes rt/lowstate at every physics step"
+            if peer
+            else "the simulated Go2 (native MuJoCo, full "
+            f"collision geometry, {1e3 * cfg.physics_dt:g} ms physics, motor PD on the LowCmd "
+            "fields, CRC checked, a fresh process per run, starting lying down) publishes "
+            "rt/lowstate at 500 Hz"
+        )
+        + "; the runner (`dmpc_jax/deploy/runner.py`) reads it, stands the robot up (2 s), and "
         f"walks it for {cfg.walk_s:g} s at the command {tuple(cfg.command)} with the exported "
         f"planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}, {cfg.sampler}) in "
         f"its own {'process' if cfg.planner_process else 'thread'}"
@@ -65,8 +80,8 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         "",
         "| seed | walked | fell | faults (-> damping) | path | forward / lateral speed, body "
         "frame (m/s) | yaw rate (rad/s, command 0) | start: base rise in 0.5 s (m) / max tilt in 1 s (rad) | plan latency p50 / p99 (ms, budget 80) | "
-        "LowCmd period p50 / p99 (ms, target 2) | LowCmd received (bad CRC) | robot ticks late "
-        "> 2 ms |",
+        "LowCmd period p50 / p99 (ms, target 2) | LowCmd received (bad CRC) | "
+        + ("robot physics steps late > 1 step |" if peer else "robot ticks late > 2 ms |"),
         "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",

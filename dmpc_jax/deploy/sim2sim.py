@@ -22,7 +22,10 @@ import numpy as np
 
 from dmpc_jax.deploy import report_sim2sim
 from dmpc_jax.deploy.sim_robot import SIM_FAULTS
+from dmpc_jax.deploy.unitree_peer import check_checkout
 from dmpc_jax.paths import DEFAULT_PLANNER
+
+SIMULATORS = ("ours", "unitree")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,11 @@ class Sim2SimConfig:
         command stays ``command``.
     switch_to: a second task, planned from ``switch_at`` s of walking on (empty: none).
     switch_at: walking time of the switch, s.
+    sim: the robot's simulator: ``ours`` (``sim_robot``: our Go2 model, native MuJoCo) or
+        ``unitree`` (``unitree_peer``: Unitree's own model and Python bridge, from the
+        ``unitree_mujoco`` checkout; its physics step is theirs, ``physics_dt`` is ours only).
+    unitree_mujoco: path to a unitree_mujoco checkout (``sim = unitree``; its pages go to
+        experiments/sim2sim/unitree unless ``out_dir`` is given).
     """
 
     exported: str = "exported/sim2sim"
@@ -84,6 +92,25 @@ class Sim2SimConfig:
     task: str = ""
     switch_to: str = ""
     switch_at: float = 10.0
+    sim: str = "ours"
+    unitree_mujoco: str = ""
+
+    def __post_init__(self):
+        if self.sim not in SIMULATORS:
+            raise ValueError(f"Sim2SimConfig.sim must be one of {SIMULATORS}, got {self.sim!r}")
+        if self.sim == "unitree":
+            check_checkout(self.unitree_mujoco)
+            if self.out_dir == "experiments/sim2sim":  # the default: keep our own page
+                object.__setattr__(self, "out_dir", "experiments/sim2sim/unitree")
+
+    def robot_process(self, seconds: float, log: Path, fault: str) -> list[str]:
+        """The command line of one run's simulated robot."""
+        common = [str(seconds), str(log), str(self.domain), self.interface]
+        if self.sim == "unitree":
+            return [sys.executable, "-m", "dmpc_jax.deploy.unitree_peer", *common,
+                    str(check_checkout(self.unitree_mujoco)), fault]  # fmt: skip
+        return [sys.executable, "-m", "dmpc_jax.deploy.sim_robot", *common,
+                str(self.physics_dt), fault]  # fmt: skip
 
 
 def load_exported(cfg: Sim2SimConfig):
@@ -168,11 +195,9 @@ def _run_once(
     total = cfg.stand_s + 1.0 + walk_s
     t_launch = time.monotonic()
     sim = subprocess.Popen(
-        [sys.executable, "-m", "dmpc_jax.deploy.sim_robot", str(total + 30), str(sim_log),
-         str(cfg.domain), cfg.interface, str(cfg.physics_dt),
-         fault if fault in SIM_FAULTS else "none"],
+        cfg.robot_process(total + 30, sim_log, fault if fault in SIM_FAULTS else "none"),
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )  # fmt: skip
+    )
     injected = None
     try:
         while True:  # a state from this robot process (not the previous run's)

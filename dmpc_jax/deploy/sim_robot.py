@@ -70,14 +70,62 @@ class SimRobot:
         )
 
     def base(self) -> dict:
-        w, x, y, z = self.data.qpos[3:7]
-        roll, pitch = roll_pitch(np, self.data.qpos[3:7])
+        return base_pose(self.data.qpos)
+
+
+def base_pose(qpos) -> dict:
+    """Base position, yaw, roll and pitch (rad) from a free-joint qpos (the 50 Hz trajectory)."""
+    w, x, y, z = qpos[3:7]
+    roll, pitch = roll_pitch(np, qpos[3:7])
+    return {
+        "x": float(qpos[0]), "y": float(qpos[1]), "z": float(qpos[2]),
+        "yaw": float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))),
+        "roll": float(roll),
+        "pitch": float(pitch),
+    }  # fmt: skip
+
+
+class CommandLog:
+    """What a simulated robot saw of rt/lowcmd: counts, bad CRCs, commands outside the joint
+    limits, PD torques (before the motor clamp) beyond the torque limits, the first damping
+    command (``time.monotonic``, the clock the runner logs with). SDK joint order."""
+
+    def __init__(self, crc):
+        self.crc = crc
+        m2s = go2.model_to_sdk()
+        self.lo, self.hi = (np.asarray(x)[m2s] for x in go2.joint_limits())
+        self.tau_max = np.asarray(go2.torque_limits())[m2s]
+        self.received = self.bad_crc = self.out_of_range = self.over_torque = 0
+        self.max_torque_ratio = 0.0
+        self.first_damping_t = None
+
+    def check(self, msg, q, dq):
+        """The LowCmd of ``msg``, or None when its CRC is bad (dropped, as the firmware does);
+        ``q``, ``dq``: the joints now (SDK order)."""
+        from dmpc_jax.deploy.transport import lowcmd_from_sdk
+
+        if self.crc.Crc(msg) != msg.crc:
+            self.bad_crc += 1
+            return None
+        cmd = lowcmd_from_sdk(msg)
+        self.received += 1
+        if cmd.is_damping():
+            if self.first_damping_t is None:
+                self.first_damping_t = time.monotonic()
+            return cmd
+        ratio = np.abs(cmd.kp * (cmd.q - q) + cmd.kd * (cmd.dq - dq) + cmd.tau) / self.tau_max
+        self.max_torque_ratio = max(self.max_torque_ratio, float(ratio.max()))
+        self.over_torque += int((ratio > 1.0 + 1e-6).any())
+        self.out_of_range += int(((cmd.q < self.lo) | (cmd.q > self.hi)).any())
+        return cmd
+
+    def summary(self) -> dict:
         return {
-            "x": float(self.data.qpos[0]), "y": float(self.data.qpos[1]),
-            "z": float(self.data.qpos[2]),
-            "yaw": float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))),
-            "roll": float(roll),
-            "pitch": float(pitch),
+            "lowcmd_received": self.received, "lowcmd_bad_crc": self.bad_crc,
+            "lowcmd_out_of_joint_range": self.out_of_range,
+            "lowcmd_over_torque": self.over_torque,
+            "lowcmd_max_torque_ratio": self.max_torque_ratio,
+            "first_damping_t": self.first_damping_t,
         }  # fmt: skip
 
 
@@ -100,7 +148,6 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         LOWCMD_TOPIC,
         LOWSTATE_TOPIC,
         init_dds,
-        lowcmd_from_sdk,
         lowstate_to_sdk,
     )
 
@@ -109,31 +156,17 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
     sdk = init_dds(domain, interface)
     robot = SimRobot(physics_dt)
     lock = threading.Lock()
-    latest = {"cmd": None, "received": 0, "bad_crc": 0, "out_of_range": 0, "over_torque": 0,
-              "max_torque_ratio": 0.0, "first_damping_t": None}  # fmt: skip
-    crc = sdk["CRC"]()
-    lo, hi = (np.asarray(x)[robot.model_to_sdk] for x in go2.joint_limits())
-    tau_max = np.asarray(robot.tau_max)[robot.model_to_sdk]
+    latest = {"cmd": None}
+    log = CommandLog(sdk["CRC"]())
     faulted = {"t": None, "frame": None}
     signal.signal(signal.SIGUSR1, lambda *_: faulted.update(t=time.monotonic()))
 
     def on_cmd(msg):
-        if crc.Crc(msg) != msg.crc:
-            latest["bad_crc"] += 1
-            return
-        cmd = lowcmd_from_sdk(msg)
         with lock:
-            latest["cmd"], latest["received"] = cmd, latest["received"] + 1
-            if cmd.is_damping():
-                if latest["first_damping_t"] is None:
-                    latest["first_damping_t"] = time.monotonic()
-                return
             d = robot.data
-            q, dq = d.qpos[7:][robot.model_to_sdk], d.qvel[6:][robot.model_to_sdk]
-            ratio = np.abs(cmd.kp * (cmd.q - q) + cmd.kd * (cmd.dq - dq) + cmd.tau) / tau_max
-            latest["max_torque_ratio"] = max(latest["max_torque_ratio"], float(ratio.max()))
-            latest["over_torque"] += int((ratio > 1.0 + 1e-6).any())
-            latest["out_of_range"] += int(((cmd.q < lo) | (cmd.q > hi)).any())
+            cmd = log.check(msg, d.qpos[7:][robot.model_to_sdk], d.qvel[6:][robot.model_to_sdk])
+            if cmd is not None:
+                latest["cmd"] = cmd
 
     pub = sdk["Publisher"](LOWSTATE_TOPIC, sdk["LowState_"])
     pub.Init()
@@ -171,14 +204,8 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         elif delay < -dt:
             late += 1
     Path(out).write_text(json.dumps({
-        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0,
-        "lowcmd_received": latest["received"], "lowcmd_bad_crc": latest["bad_crc"],
-        "lowcmd_out_of_joint_range": latest["out_of_range"],
-        "lowcmd_over_torque": latest["over_torque"],
-        "lowcmd_max_torque_ratio": latest["max_torque_ratio"],
-        "fault": fault, "fault_t": faulted["t"],
-        "first_damping_t": latest["first_damping_t"],
-        "first_lowcmd_t": first_cmd_t,
+        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, **log.summary(),
+        "fault": fault, "fault_t": faulted["t"], "first_lowcmd_t": first_cmd_t,
         "trajectory": traj,
     }) + "\n")  # fmt: skip
 

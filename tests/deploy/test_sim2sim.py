@@ -108,7 +108,7 @@ def test_simulated_robot_process_loads_no_jax():
     import subprocess
     import sys
 
-    code = "import sys, dmpc_jax.deploy.sim_robot; print(sorted(m for m in ('jax', 'flax') if m in sys.modules))"
+    code = "import sys, dmpc_jax.deploy.sim_robot, dmpc_jax.deploy.unitree_peer; print(sorted(m for m in ('jax', 'flax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     from dmpc_jax.deploy.sim2sim import Sim2SimConfig
