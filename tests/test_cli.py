@@ -80,3 +80,23 @@ def test_robot_path_tasks_resolve_from_names_and_files(tmp_path):
     spec = get_task("height_low").spec
     save_json(spec, tmp_path / "t.json")
     assert resolve_task(str(tmp_path / "t.json")) == spec
+
+
+def test_eval_sweep_writes_where_cfg_out_dir_says(monkeypatch):
+    """``dmpc eval-sweep --cfg.out-dir D`` writes into D (it used to write experiments/mpc_sweep
+    whatever --cfg.out-dir said); --out and --cfg.out-dir that disagree are an error."""
+    from pathlib import Path
+
+    from dmpc_jax.cli.evaluate import eval_sweep
+    from dmpc_jax.evaluate import sweep
+    from dmpc_jax.evaluate.planner_eval import EvalConfig
+
+    seen = []
+    monkeypatch.setattr(
+        sweep, "run_sweep", lambda cfg, variants, demonstrator, out: seen.append(out)
+    )
+    eval_sweep(EvalConfig(out_dir="here"), variants=("11/4",))
+    eval_sweep(EvalConfig(), variants=("11/4",))
+    assert seen == [Path("here"), Path("experiments/mpc_sweep")]
+    with pytest.raises(ValueError, match="disagree"):
+        eval_sweep(EvalConfig(out_dir="here"), variants=("11/4",), out="there")

@@ -72,7 +72,7 @@ def eval_sweep(
     cfg: EvalConfig = EvalConfig(task="walk_1.0", episodes=64, seed=1),
     variants: tuple[str, ...] = ("4/1", "11/4", "16/4", "20/4", "24/4"),
     demonstrator: bool = True,
-    out: str = "experiments/mpc_sweep",
+    out: str = "",
 ) -> None:
     """Closed-loop success of one planner across receding-horizon settings (chunk length E,
     margin D, warm start, candidates) on one task, same keys for every variant; writes ``out``.
@@ -82,10 +82,15 @@ def eval_sweep(
             num_candidates are taken from each variant.
         variants: ``E/D[/warm_start[/N]]`` each, e.g. ``20/4`` or ``11/4/5`` or ``20/4/0/4``.
         demonstrator: add the PPO demonstrator on the same keys.
-        out: output directory.
+        out: output directory (or ``--cfg.out-dir``; default experiments/mpc_sweep).
     """
     from pathlib import Path
 
     from dmpc_jax.evaluate.sweep import run_sweep
 
-    run_sweep(cfg, variants, demonstrator=demonstrator, out=Path(out))
+    if out and cfg.out_dir and Path(out) != Path(cfg.out_dir):
+        raise ValueError(
+            f"eval-sweep: --out {out} and --cfg.out-dir {cfg.out_dir} disagree; give one"
+        )
+    run_sweep(cfg, variants, demonstrator=demonstrator,
+              out=Path(out or cfg.out_dir or "experiments/mpc_sweep"))  # fmt: skip

@@ -6,6 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _num(v, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"  # "-": not recorded by the run's version
+
+
+def _fell(r: dict) -> str:
+    if r["fell"]:
+        return "**yes**"
+    return "after the stop" if r.get("fell_after_stop") else "no"
+
+
 def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
     """experiments/sim2sim/README.md: a row per run (``dmpc sim2sim``)."""
     nan = float("nan")
@@ -15,12 +25,12 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         st = r["runner"]
         lat, per = st.get("plan_latency_ms", {}), st.get("lowcmd_period_ms", {})
         rows.append(
-            f"| {r['seed']} | {r['walked_s']:.2f} s | {'**yes**' if r['fell'] else 'no'} | "
+            f"| {r['seed']} | {r['walked_s']:.2f} s | {_fell(r)} | "
             f"{'; '.join(st['faults']) or 'none'} | {r.get('path_length_m', 0):.2f} m | "
             f"{r.get('mean_forward_speed_m_per_s', 0):.2f} / "
             f"{r.get('mean_lateral_speed_m_per_s', 0):.2f} | "
             f"{r.get('mean_yaw_rate_rad_per_s', 0):.2f} | "
-            f"{r.get('start_rise_m', nan):.3f} / {r.get('start_tilt_rad', nan):.2f} | "
+            f"{_num(r.get('start_rise_m'), 3)} / {_num(r.get('start_tilt_rad'), 2)} | "
             f"{lat.get('p50', nan):.1f} / {lat.get('p99', nan):.1f} | "
             f"{per.get('p50', nan):.2f} / {per.get('p99', nan):.2f} | "
             f"{r['sim']['lowcmd_received']} ({r['sim']['lowcmd_bad_crc']}) | "
@@ -77,6 +87,11 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         + ".",
         "",
         f"**{ok} of {n} runs walked {cfg.walk_s:g} s without falling or a fault.**",
+        "",
+        "Fell: the base below 0.15 m or roll/pitch beyond 1 rad while walking (after a fault: "
+        "at any time). A walk that ends by time stops sending LowCmds and the robot holds its "
+        "last target; a fall after that stop is marked `after the stop` and does not fail the "
+        "walk.",
         "",
         "| seed | walked | fell | faults (-> damping) | path | forward / lateral speed, body "
         "frame (m/s) | yaw rate (rad/s, command 0) | start: base rise in 0.5 s (m) / max tilt in 1 s (rad) | plan latency p50 / p99 (ms, budget 80) | "

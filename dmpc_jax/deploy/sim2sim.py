@@ -157,6 +157,7 @@ def run_sim2sim(cfg: Sim2SimConfig, specs=()) -> dict:
     finally:
         transport.close()
     summary = {
+        "config": dataclasses.asdict(cfg),
         "runs": runs,
         "successes": sum(r["success"] for r in runs),
         "repeats": len(runs),
@@ -256,21 +257,42 @@ def _inject(fault: str, sim, worker) -> float:
     return time.monotonic()  # the simulator logs its own start time (fault_t) too
 
 
+def walk_start_index(sim_res: dict, events: list, n: int) -> int:
+    """Index in the sim's 50 Hz trajectory of the tick the runner started walking (the sim's
+    first LowCmd + the runner's stand -> walk delay); ``n`` when it never walked."""
+    t_stand = next((e["t"] for e in events if e["event"].endswith("-> stand")), None)
+    t_walk = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
+    if t_walk is None or sim_res.get("first_lowcmd_t") is None:
+        return n
+    return int(round((sim_res["first_lowcmd_t"] + t_walk - t_stand) * 50))
+
+
+def fall_flags(traj: list, i0: int, walked_s: float, faulted: bool) -> tuple[bool, bool]:
+    """(fell, fell after the stop). A fall: the base below 0.15 m or roll/pitch beyond 1 rad
+    from the start of walking (tipping over while standing up counts too). A walk that ends by
+    time stops sending and the motors hold the last target: a fall after that is the stop's, not
+    the walk's (the second flag); after a fault, a fall at any time is the fault's."""
+    z = np.array([p["z"] for p in traj])
+    tilt = np.array([max(abs(p["roll"]), abs(p["pitch"])) for p in traj])
+    down = (z < 0.15) | (tilt > 1.0)
+    down[:i0] = tilt[:i0] > 1.0  # lying down before the stand-up is not a fall
+    end = i0 + int(round(walked_s * 50)) + 1
+    walking = bool(down[:end].any())
+    fell = walking or (faulted and bool(down[end:].any()))
+    return fell, bool(not faulted and not walking and down[end:].any())
+
+
 def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> dict:
     """Walking metrics over the sim's 50 Hz base trajectory from the tick the runner started
     walking (the sim's first LowCmd + the runner's stand -> walk delay)."""
-    t_stand = next((e["t"] for e in events if e["event"].endswith("-> stand")), None)
-    t_walk = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
     z = np.array([p["z"] for p in traj])
     tilt = np.array([max(abs(p["roll"]), abs(p["pitch"])) for p in traj])
     walked_s = stats["policy_steps"] * 0.02
     out = {"command": list(cfg.command), "walked_s": walked_s}
-    if t_walk is None or sim_res.get("first_lowcmd_t") is None:
-        i0 = len(traj)
-    else:
-        i0 = int(round((sim_res["first_lowcmd_t"] + t_walk - t_stand) * 50))
+    i0 = walk_start_index(sim_res, events, len(traj))
     seg = traj[i0 : i0 + int(round(walked_s * 50)) + 1]
-    fell = bool((z[i0:] < 0.15).any() or (tilt > 1.0).any())
+    faulted = stats["mode"] == "damping"
+    fell, fell_after_stop = fall_flags(traj, i0, walked_s, faulted)
     if len(seg) > 1:
         xy = np.array([[p["x"], p["y"]] for p in seg])
         yaw = np.unwrap([p["yaw"] for p in seg])
@@ -290,7 +312,8 @@ def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> d
         })  # fmt: skip
     out.update({
         "fell": fell,
-        "faulted": stats["mode"] == "damping",
+        "fell_after_stop": fell_after_stop,
+        "faulted": faulted,
         "success": bool(not fell and stats["mode"] == "walk" and walked_s >= cfg.walk_s - 0.1),
         "runner": stats,
         "loop_overruns": timing["overruns"],

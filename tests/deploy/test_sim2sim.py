@@ -115,3 +115,20 @@ def test_simulated_robot_process_loads_no_jax():
     from dmpc_jax.planner.sampler import REALTIME_VARIANT
 
     assert Sim2SimConfig().sampler == REALTIME_VARIANT
+
+
+def test_a_fall_is_the_walks_until_it_stops_and_the_faults_after_it():
+    """fall_flags: lying before the stand-up is no fall; a fall while walking is; after a walk
+    that ended by time (no fault) a fall is the stop's, reported apart; after a fault it counts."""
+    from dmpc_jax.deploy.sim2sim import fall_flags
+
+    def traj(
+        z_walk, z_after
+    ):  # 50 Hz: 1 s lying, 2 s walking (the last sample is the stop), 1 s after
+        pose = lambda z: {"z": z, "roll": 0.0, "pitch": 0.0}  # noqa: E731
+        return [pose(0.1)] * 50 + [pose(z_walk)] * 100 + [pose(z_after)] * 50
+
+    assert fall_flags(traj(0.3, 0.3), 50, 2.0, False) == (False, False)
+    assert fall_flags(traj(0.1, 0.1), 50, 2.0, False) == (True, False)
+    assert fall_flags(traj(0.3, 0.1), 50, 1.98, False) == (False, True)
+    assert fall_flags(traj(0.3, 0.1), 50, 1.98, True) == (True, False)
