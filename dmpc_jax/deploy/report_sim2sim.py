@@ -10,6 +10,39 @@ def _num(v, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"  # "-": not recorded by the run's version
 
 
+def _switch_cell(r: dict) -> str:
+    sw = r.get("switch")
+    if not sw:
+        return "- |"
+    b, a = sw["before"], sw["after"]
+    return (
+        f"{b['forward_speed_m_per_s']:.2f}, {_num(b.get('energy_J_per_m'), 0)} / "
+        f"{a['forward_speed_m_per_s']:.2f}, {_num(a.get('energy_J_per_m'), 0)} | "
+    )
+
+
+def _switch_summary(summary: dict, cfg) -> list[str]:
+    """Median speed and energy before and after the switch over the runs that walked past it."""
+    import numpy as np
+
+    sw = [r["switch"] for r in summary["runs"] if r.get("switch")]
+    if not sw:
+        return ["", f"No run walked past the switch at {cfg.switch_at:g} s."]
+
+    def med(part, key):
+        v = [s[part].get(key) for s in sw if s[part].get(key) is not None]
+        return float(np.median(v)) if v else float("nan")
+
+    return [
+        "",
+        f"The switch to `{cfg.switch_to}` at {cfg.switch_at:g} s of walking, over the {len(sw)} "
+        "runs that walked past it (median; energy: the motors' mechanical work over the forward "
+        f"distance): speed {med('before', 'forward_speed_m_per_s'):.2f} -> "
+        f"{med('after', 'forward_speed_m_per_s'):.2f} m/s, energy "
+        f"{med('before', 'energy_J_per_m'):.0f} -> {med('after', 'energy_J_per_m'):.0f} J/m.",
+    ]
+
+
 def _fell(r: dict) -> str:
     if r["fell"]:
         return "**yes**"
@@ -20,6 +53,7 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
     """experiments/sim2sim/README.md: a row per run (``dmpc sim2sim``)."""
     nan = float("nan")
     peer = getattr(cfg, "sim", "ours") == "unitree"
+    switch = bool(cfg.switch_to)
     rows = []
     for r in summary["runs"]:
         st = r["runner"]
@@ -29,8 +63,9 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
             f"{'; '.join(st['faults']) or 'none'} | {r.get('path_length_m', 0):.2f} m | "
             f"{r.get('mean_forward_speed_m_per_s', 0):.2f} / "
             f"{r.get('mean_lateral_speed_m_per_s', 0):.2f} | "
-            f"{r.get('mean_yaw_rate_rad_per_s', 0):.2f} | "
-            f"{_num(r.get('start_rise_m'), 3)} / {_num(r.get('start_tilt_rad'), 2)} | "
+            f"{r.get('mean_yaw_rate_rad_per_s', 0):.2f} | {_num(r.get('energy_J_per_m'), 0)} | "
+            + (_switch_cell(r) if switch else "")
+            + f"{_num(r.get('start_rise_m'), 3)} / {_num(r.get('start_tilt_rad'), 2)} | "
             f"{lat.get('p50', nan):.1f} / {lat.get('p99', nan):.1f} | "
             f"{per.get('p50', nan):.2f} / {per.get('p99', nan):.2f} | "
             f"{r['sim']['lowcmd_received']} ({r['sim']['lowcmd_bad_crc']}) | "
@@ -94,11 +129,20 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         "walk.",
         "",
         "| seed | walked | fell | faults (-> damping) | path | forward / lateral speed, body "
-        "frame (m/s) | yaw rate (rad/s, command 0) | start: base rise in 0.5 s (m) / max tilt in 1 s (rad) | plan latency p50 / p99 (ms, budget 80) | "
+        "frame (m/s) | yaw rate (rad/s, command 0) | energy (J/m) | "
+        + (
+            f"before / after the switch to {cfg.switch_to}: speed (m/s), energy (J/m) | "
+            if switch
+            else ""
+        )
+        + "start: base rise in 0.5 s (m) / max tilt in 1 s (rad) | plan latency p50 / p99 (ms, budget 80) | "
         "LowCmd period p50 / p99 (ms, target 2) | LowCmd received (bad CRC) | "
         + ("robot physics steps late > 1 step |" if peer else "robot ticks late > 2 ms |"),
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---|---:|---:|---:|---:|"
+        + ("---|" if switch else "")
+        + "---:|---:|---:|---:|---:|",
         *rows,
+        *(_switch_summary(summary, cfg) if switch else []),
         "",
         f"Artifact: {summary['artifact_bytes'] / 1e6:.1f} MB, loaded in "
         f"{summary['artifact_load_s']:.2f} s; the first call (XLA compile) takes "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +64,7 @@ def run_robot(cfg: DeployConfig, specs=()) -> dict:
     from dmpc_jax.deploy.exported import ExportedPlanner
     from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
-    from dmpc_jax.deploy.transport import DdsTransport, LowCmd
+    from dmpc_jax.deploy.transport import DdsTransport
 
     live = os.environ.get("LIVE") == "1"
     planner = ExportedPlanner(cfg.exported)
@@ -94,12 +93,7 @@ def run_robot(cfg: DeployConfig, specs=()) -> dict:
     except KeyboardInterrupt:
         print("interrupted: damping", flush=True)
     finally:
-        damp = LowCmd.damping(rcfg.safety.damping_kd)
-        end = time.monotonic() + cfg.damping_s
-        while live and time.monotonic() < end:
-            transport.send(damp)
-            time.sleep(1.0 / rcfg.tick_hz)
-        runner.close()
+        runner.finish(cfg.damping_s)
         transport.close()
     stats = runner.stats()
     print(json.dumps(stats), flush=True)

@@ -387,5 +387,14 @@ class Runner:
                                       "max": float(lat.max()), "plans": int(len(lat))}  # fmt: skip
         return out
 
+    def finish(self, damping_s: float) -> None:
+        """End a run as on the robot: damping (live) for ``damping_s``, logged, then close."""
+        t, damp = time.monotonic(), LowCmd.damping(self.cfg.safety.damping_kd)
+        self.events.append({"t": t, "event": f"finish -> damping for {damping_s:g} s"})
+        while self.cfg.live and time.monotonic() < t + damping_s:
+            self.transport.send(damp)
+            time.sleep(1.0 / self.cfg.tick_hz)
+        self.close()
+
     def close(self) -> None:
         self.worker.close()

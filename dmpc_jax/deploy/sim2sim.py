@@ -65,6 +65,7 @@ class Sim2SimConfig:
         ``unitree_mujoco`` checkout; its physics step is theirs, ``physics_dt`` is ours only).
     unitree_mujoco: path to a unitree_mujoco checkout (``sim = unitree``; its pages go to
         experiments/sim2sim/unitree unless ``out_dir`` is given).
+    damping_s: damping sent at the end of each run, as ``dmpc deploy`` ends one.
     """
 
     exported: str = "exported/sim2sim"
@@ -94,6 +95,7 @@ class Sim2SimConfig:
     switch_at: float = 10.0
     sim: str = "ours"
     unitree_mujoco: str = ""
+    damping_s: float = 1.0
 
     def __post_init__(self):
         if self.sim not in SIMULATORS:
@@ -229,7 +231,7 @@ def _run_once(
             t2 = runner.run(0.02 if fault and injected is None else 0.1)  # inject on time
             timing = {k: timing[k] + t2[k] for k in timing}
         stats = runner.stats()
-        runner.close()
+        runner.finish(cfg.damping_s)  # as dmpc deploy ends a run
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=30)
@@ -257,29 +259,49 @@ def _inject(fault: str, sim, worker) -> float:
     return time.monotonic()  # the simulator logs its own start time (fault_t) too
 
 
-def walk_start_index(sim_res: dict, events: list, n: int) -> int:
-    """Index in the sim's 50 Hz trajectory of the tick the runner started walking (the sim's
-    first LowCmd + the runner's stand -> walk delay); ``n`` when it never walked."""
+def walk_window(sim_res: dict, events: list, walked_s: float, n: int) -> tuple[int, int]:
+    """[start, end) of the walk in the sim's 50 Hz trajectory (sample k at the sim's ``t0`` +
+    k / 50 s). Both processes log ``time.monotonic``: the walk starts at the runner's
+    stand -> walk event and ends at its finish event (damping follows; in logs without it: the
+    newest LowCmd the sim received), or after the walked time if that is sooner (a fault). Logs from before the sim recorded those times: the sim's first LowCmd + the
+    runner's stand -> walk delay, and the walked time after it. ``(n, n)``: it never walked."""
     t_stand = next((e["t"] for e in events if e["event"].endswith("-> stand")), None)
     t_walk = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
     if t_walk is None or sim_res.get("first_lowcmd_t") is None:
-        return n
-    return int(round((sim_res["first_lowcmd_t"] + t_walk - t_stand) * 50))
+        return n, n
+    if sim_res.get("t0") is not None and sim_res.get("last_lowcmd_t") is not None:
+        i0 = int(round((t_walk - sim_res["t0"]) * 50))
+        t_end = next((e["t"] for e in events if e["event"].startswith("finish")), None)
+        stop = int(round(((t_end or sim_res["last_lowcmd_t"]) - sim_res["t0"]) * 50)) + 1
+        return i0, min(stop, i0 + int(round(walked_s * 50)) + 1)  # after a fault: damping
+    i0 = int(round((sim_res["first_lowcmd_t"] + t_walk - t_stand) * 50))
+    return i0, i0 + int(round(walked_s * 50)) + 1
 
 
-def fall_flags(traj: list, i0: int, walked_s: float, faulted: bool) -> tuple[bool, bool]:
-    """(fell, fell after the stop). A fall: the base below 0.15 m or roll/pitch beyond 1 rad
-    from the start of walking (tipping over while standing up counts too). A walk that ends by
-    time stops sending and the motors hold the last target: a fall after that is the stop's, not
-    the walk's (the second flag); after a fault, a fall at any time is the fault's."""
+def fall_flags(traj: list, i0: int, end: int, faulted: bool) -> tuple[bool, bool]:
+    """(fell, fell after the stop) for a walk over trajectory samples [i0, end). While walking
+    a fall is the base below 0.15 m or roll/pitch beyond 1 rad; before it (lying, standing up)
+    and after it (damping: the robot sits down) only roll/pitch beyond 1 rad is. A fall after a
+    walk that ended by time is the stop's, not the walk's (the second flag); after a fault it is
+    the fault's (the first)."""
     z = np.array([p["z"] for p in traj])
-    tilt = np.array([max(abs(p["roll"]), abs(p["pitch"])) for p in traj])
-    down = (z < 0.15) | (tilt > 1.0)
-    down[:i0] = tilt[:i0] > 1.0  # lying down before the stand-up is not a fall
-    end = i0 + int(round(walked_s * 50)) + 1
-    walking = bool(down[:end].any())
-    fell = walking or (faulted and bool(down[end:].any()))
-    return fell, bool(not faulted and not walking and down[end:].any())
+    tilt = np.array([max(abs(p["roll"]), abs(p["pitch"])) for p in traj]) > 1.0
+    walking = bool(tilt[:end].any() or (z[i0:end] < 0.15).any())
+    after = bool(tilt[end:].any())
+    return walking or (faulted and after), bool(not faulted and not walking and after)
+
+
+def gait_metrics(seg: list) -> dict:
+    """Forward speed (body frame) and energy per metre (the motors' mechanical work over the
+    forward distance, the eval pages' definition) over a piece of the 50 Hz trajectory."""
+    xy = np.array([[p["x"], p["y"]] for p in seg])
+    yaw = np.array([p["yaw"] for p in seg[:-1]])
+    forward = (np.diff(xy, axis=0) * np.stack([np.cos(yaw), np.sin(yaw)], -1)).sum()
+    out = {"forward_speed_m_per_s": float(forward / ((len(seg) - 1) / 50))}
+    if "work" in seg[0]:  # recorded by the simulators since the task-switch row
+        work = seg[-1]["work"] - seg[0]["work"]
+        out["energy_J_per_m"] = float(work / forward) if forward > 0.05 else None
+    return out
 
 
 def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> dict:
@@ -289,10 +311,10 @@ def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> d
     tilt = np.array([max(abs(p["roll"]), abs(p["pitch"])) for p in traj])
     walked_s = stats["policy_steps"] * 0.02
     out = {"command": list(cfg.command), "walked_s": walked_s}
-    i0 = walk_start_index(sim_res, events, len(traj))
-    seg = traj[i0 : i0 + int(round(walked_s * 50)) + 1]
+    i0, end = walk_window(sim_res, events, walked_s, len(traj))
+    seg = traj[i0:end]
     faulted = stats["mode"] == "damping"
-    fell, fell_after_stop = fall_flags(traj, i0, walked_s, faulted)
+    fell, fell_after_stop = fall_flags(traj, i0, end, faulted)
     if len(seg) > 1:
         xy = np.array([[p["x"], p["y"]] for p in seg])
         yaw = np.unwrap([p["yaw"] for p in seg])
@@ -309,7 +331,11 @@ def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> d
             # walking, and the largest roll or pitch in the first 1 s (RunnerConfig.blend_s)
             "start_rise_m": float(z[i0 : i0 + 25].max() - z[i0]),
             "start_tilt_rad": float(tilt[i0 : i0 + 50].max()),
+            **gait_metrics(seg),
         })  # fmt: skip
+        if cfg.switch_to and len(seg) > int(cfg.switch_at * 50) + 1:
+            k = int(round(cfg.switch_at * 50))
+            out["switch"] = {"before": gait_metrics(seg[: k + 1]), "after": gait_metrics(seg[k:])}
     out.update({
         "fell": fell,
         "fell_after_stop": fell_after_stop,

@@ -41,6 +41,7 @@ class SimRobot:
         self.tau_max = go2.torque_limits()
         self.sdk_to_model, self.model_to_sdk = go2.sdk_to_model(), go2.model_to_sdk()
         self.tick = 0
+        self.work = 0.0  # mechanical work of the motors, sum |tau . dq| dt (J)
 
     def step(self, cmd, n_substeps: int) -> None:
         """Advance ``n_substeps`` physics steps under LowCmd ``cmd`` (SDK order; None: limp)."""
@@ -54,6 +55,9 @@ class SimRobot:
                 tau = tau_sdk[self.sdk_to_model]
             d.qfrc_applied[6:] = np.clip(tau, -self.tau_max, self.tau_max)
             self.mj.mj_step(self.model, d)
+            self.work += (
+                float(np.abs(d.qfrc_applied[6:] * d.qvel[6:]).sum()) * self.model.opt.timestep
+            )
         self.tick += 1
 
     def lowstate(self):
@@ -98,6 +102,7 @@ class CommandLog:
         self.received = self.bad_crc = self.out_of_range = self.over_torque = 0
         self.max_torque_ratio = 0.0
         self.first_damping_t = None
+        self.last_t = None  # the newest LowCmd (time.monotonic): when the runner stopped sending
 
     def check(self, msg, q, dq):
         """The LowCmd of ``msg``, or None when its CRC is bad (dropped, as the firmware does);
@@ -109,6 +114,7 @@ class CommandLog:
             return None
         cmd = lowcmd_from_sdk(msg)
         self.received += 1
+        self.last_t = time.monotonic()
         if cmd.is_damping():
             if self.first_damping_t is None:
                 self.first_damping_t = time.monotonic()
@@ -126,6 +132,7 @@ class CommandLog:
             "lowcmd_over_torque": self.over_torque,
             "lowcmd_max_torque_ratio": self.max_torque_ratio,
             "first_damping_t": self.first_damping_t,
+            "last_lowcmd_t": self.last_t,
         }  # fmt: skip
 
 
@@ -196,7 +203,7 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
             pub.Write(lowstate_to_sdk(sdk, st))
         # "stop": nothing goes out
         if k % 10 == 0:
-            traj.append({"t": k * dt, **robot.base()})
+            traj.append({"t": k * dt, **robot.base(), "work": robot.work})
         k += 1
         delay = t0 + k * dt - time.monotonic()
         if delay > 0:
@@ -204,7 +211,7 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         elif delay < -dt:
             late += 1
     Path(out).write_text(json.dumps({
-        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, **log.summary(),
+        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, "t0": t0, **log.summary(),
         "fault": fault, "fault_t": faulted["t"], "first_lowcmd_t": first_cmd_t,
         "trajectory": traj,
     }) + "\n")  # fmt: skip

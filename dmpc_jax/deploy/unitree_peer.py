@@ -31,6 +31,8 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
+
 from dmpc_jax.deploy.sim_robot import LIE_DOWN_POSE, SIM_FAULTS, CommandLog, base_pose
 from dmpc_jax.robot import go2
 
@@ -166,12 +168,13 @@ def serve(seconds: float, out: str, domain: int, interface: str, checkout: str,
     signal.signal(signal.SIGUSR1, lambda *_: stamp["s"].start_fault())
     dt = model.opt.timestep
     every = max(int(round(0.02 / dt)), 1)
-    traj, late, k = [], 0, 0
+    traj, late, k, work = [], 0, 0, 0.0
     t0 = time.monotonic()
     while not stop["flag"] and time.monotonic() - t0 < seconds:
         mujoco.mj_step(model, data)
+        work += float(np.abs(data.actuator_force * data.actuator_velocity).sum()) * dt
         if k % every == 0:
-            traj.append({"t": k * dt, **base_pose(data.qpos)})
+            traj.append({"t": k * dt, **base_pose(data.qpos), "work": work})
         k += 1
         delay = t0 + k * dt - time.monotonic()
         if delay > 0:
@@ -180,7 +183,7 @@ def serve(seconds: float, out: str, domain: int, interface: str, checkout: str,
             late += 1
     s = stamp.get("s")
     Path(out).write_text(json.dumps({
-        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, **log.summary(),
+        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, "t0": t0, **log.summary(),
         "fault": fault, "fault_t": s.fault_t if s else None, "first_lowcmd_t": first["t"],
         "simulator": "unitree_mujoco", "physics_dt": dt,
         "lowstate_sent": s.sent if s else 0,

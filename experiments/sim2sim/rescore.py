@@ -12,7 +12,7 @@ from pathlib import Path
 import tyro
 
 from dmpc_jax.deploy import report_sim2sim
-from dmpc_jax.deploy.sim2sim import Sim2SimConfig, fall_flags, walk_start_index
+from dmpc_jax.deploy.sim2sim import Sim2SimConfig, fall_flags, walk_window
 
 
 def main(cfg: Sim2SimConfig) -> None:
@@ -20,8 +20,8 @@ def main(cfg: Sim2SimConfig) -> None:
     summary = json.loads((out / "results.json").read_text())
     for r in summary["runs"]:
         traj = json.loads((out / f"trajectory_{r['seed']}.json").read_text())
-        i0 = walk_start_index(r["sim"], r["events"], len(traj))
-        r["fell"], r["fell_after_stop"] = fall_flags(traj, i0, r["walked_s"], r["faulted"])
+        i0, end = walk_window(r["sim"], r["events"], r["walked_s"], len(traj))
+        r["fell"], r["fell_after_stop"] = fall_flags(traj, i0, end, r["faulted"])
         r["success"] = bool(
             not r["fell"] and r["runner"]["mode"] == "walk" and r["walked_s"] >= cfg.walk_s - 0.1
         )

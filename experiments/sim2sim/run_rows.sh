@@ -2,13 +2,19 @@
 # The sim2sim rows of the robot-path issue beyond the 0.5 m/s page (experiments/sim2sim/README.md):
 # 1.0 m/s, a task switch (nominal -> energy at 10 s), and Unitree's own simulator at 0.5 m/s.
 # 20 runs of 20 s each, a fresh robot process per run. Run with nothing else on the machine.
-# Usage: bash experiments/sim2sim/run_rows.sh [repeats] [unitree_mujoco checkout]
+# Usage: bash experiments/sim2sim/run_rows.sh [repeats] [unitree_mujoco checkout] [rows...]
+#   rows: walk_1.0 switch unitree (default: all three)
 set -euo pipefail
 N=${1:-20}
 UM=${2:-}
+shift $(( $# < 2 ? $# : 2 ))
+ROWS=${*:-walk_1.0 switch unitree}
 common="--cfg.repeats $N --cfg.walk-s 20 --cfg.auto-margin"
-make sim2sim ARGS="$common --cfg.command 1.0 0 0 --cfg.out-dir experiments/sim2sim/walk_1.0"
-make sim2sim ARGS="$common --cfg.switch-to energy --cfg.switch-at 10 --cfg.out-dir experiments/sim2sim/switch_energy"
-if [ -n "$UM" ]; then
-  make sim2sim SIM=unitree UNITREE_MUJOCO="$UM" ARGS="$common"
-fi
+for row in $ROWS; do
+  case $row in
+    walk_1.0) make sim2sim ARGS="$common --cfg.command 1.0 0 0 --cfg.out-dir experiments/sim2sim/walk_1.0" ;;
+    switch) make sim2sim ARGS="$common --cfg.switch-to energy --cfg.switch-at 10 --cfg.out-dir experiments/sim2sim/switch_energy" ;;
+    unitree) if [ -n "$UM" ]; then make sim2sim SIM=unitree UNITREE_MUJOCO="$UM" ARGS="$common"; fi ;;
+    *) echo "unknown row $row" >&2; exit 2 ;;
+  esac
+done

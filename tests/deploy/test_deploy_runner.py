@@ -458,3 +458,15 @@ def test_task_switch_requests_task_1_from_switch_at_on():
     runner2, tr2, pl2 = make()
     drive(runner2, tr2, to_walk(runner2, tr2), 10 * 40)
     assert set(pl2.tasks) == {0}
+
+
+def test_a_run_finishes_with_damping_logged():
+    """Runner.finish (the end of dmpc deploy and of every sim2sim run) sends damping for the
+    given time, logs when, and stops the planner; a dry run sends nothing."""
+    runner, tr, _ = make()
+    runner.finish(0.05)
+    assert tr.sent and all(c.is_damping() for c in tr.sent)
+    assert runner.events[-1]["event"].startswith("finish -> damping")
+    dry = Runner(RunnerConfig(stand_s=0.1, live=False), FakeTransport(), Planner())
+    dry.finish(0.05)
+    assert dry.transport.sent == []

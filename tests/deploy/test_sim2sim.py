@@ -118,17 +118,35 @@ def test_simulated_robot_process_loads_no_jax():
 
 
 def test_a_fall_is_the_walks_until_it_stops_and_the_faults_after_it():
-    """fall_flags: lying before the stand-up is no fall; a fall while walking is; after a walk
-    that ended by time (no fault) a fall is the stop's, reported apart; after a fault it counts."""
+    """fall_flags: lying before the stand-up and sitting down in damping after it are no falls; a
+    low base or a tilt while walking is; a tilt after a walk that ended by time is the stop's,
+    reported apart; after a fault it counts."""
     from dmpc_jax.deploy.sim2sim import fall_flags
 
-    def traj(
-        z_walk, z_after
-    ):  # 50 Hz: 1 s lying, 2 s walking (the last sample is the stop), 1 s after
-        pose = lambda z: {"z": z, "roll": 0.0, "pitch": 0.0}  # noqa: E731
-        return [pose(0.1)] * 50 + [pose(z_walk)] * 100 + [pose(z_after)] * 50
+    def traj(walk, after):  # 50 Hz: 1 s lying, 2 s walking [50, 150), 1 s after; (z, roll)
+        pose = lambda z, roll: {"z": z, "roll": roll, "pitch": 0.0}  # noqa: E731
+        return [pose(0.1, 0.0)] * 50 + [pose(*walk)] * 100 + [pose(*after)] * 50
 
-    assert fall_flags(traj(0.3, 0.3), 50, 2.0, False) == (False, False)
-    assert fall_flags(traj(0.1, 0.1), 50, 2.0, False) == (True, False)
-    assert fall_flags(traj(0.3, 0.1), 50, 1.98, False) == (False, True)
-    assert fall_flags(traj(0.3, 0.1), 50, 1.98, True) == (True, False)
+    up, sat, low, tipped = (0.3, 0.0), (0.08, 0.0), (0.1, 0.0), (0.2, 1.2)
+    assert fall_flags(traj(up, up), 50, 150, False) == (False, False)
+    assert fall_flags(traj(up, sat), 50, 150, False) == (False, False)
+    assert fall_flags(traj(low, up), 50, 150, False) == (True, False)
+    assert fall_flags(traj(tipped, up), 50, 150, False) == (True, False)
+    assert fall_flags(traj(up, tipped), 50, 150, False) == (False, True)
+    assert fall_flags(traj(up, tipped), 50, 150, True) == (True, False)
+    assert fall_flags(traj(up, sat), 50, 150, True) == (False, False)
+
+
+def test_gait_metrics_give_speed_and_energy_per_metre():
+    """1 m/s straight ahead at 100 W of motor work is 100 J/m; sideways progress is not forward."""
+    from dmpc_jax.deploy.sim2sim import gait_metrics
+
+    seg = [{"x": t / 50, "y": 0.0, "yaw": 0.0, "work": 2.0 * t} for t in range(101)]
+    m = gait_metrics(seg)
+    assert m["forward_speed_m_per_s"] == pytest.approx(1.0)
+    assert m["energy_J_per_m"] == pytest.approx(100.0)
+    side = gait_metrics([{**p, "yaw": np.pi / 2} for p in seg])
+    assert abs(side["forward_speed_m_per_s"]) < 1e-9 and side["energy_J_per_m"] is None
+    assert "energy_J_per_m" not in gait_metrics(
+        [{k: p[k] for k in "xy"} | {"yaw": 0.0} for p in seg]
+    )
