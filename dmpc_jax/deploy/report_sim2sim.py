@@ -151,7 +151,7 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         "through the gyro only.",
         "",
         "Machine: the 2-core CPU development machine (the planner and the simulator share it). "
-        "Numbers: `results.json`; base trajectories (50 Hz): `trajectory_<seed>.json`.",
+        "Numbers: `results.json`; base trajectories (50 Hz): `trajectory_<seed>.json.gz`.",
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))

@@ -10,6 +10,7 @@ DDS domain and interface are configurable; loopback by default.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import signal
@@ -115,6 +116,23 @@ class Sim2SimConfig:
                 str(self.physics_dt), fault]  # fmt: skip
 
 
+def save_trajectory(out: Path, seed: int, traj: list) -> None:
+    """trajectory_<seed>.json.gz: the sim's 50 Hz base trajectory, values rounded to 1e-4
+    (mm, 0.1 mrad, 0.1 mJ), gzipped: ~1/8 of the plain JSON."""
+    rows = [{k: round(v, 4) for k, v in p.items()} for p in traj]
+    with gzip.open(out / f"trajectory_{seed}.json.gz", "wt") as f:
+        json.dump(rows, f, separators=(",", ":"))
+
+
+def load_trajectory(out: Path, seed: int) -> list:
+    """A run's trajectory (``save_trajectory``'s file, or the plain JSON of older pages)."""
+    plain = out / f"trajectory_{seed}.json"
+    if plain.exists():
+        return json.loads(plain.read_text())
+    with gzip.open(out / f"trajectory_{seed}.json.gz", "rt") as f:
+        return json.load(f)
+
+
 def load_exported(cfg: Sim2SimConfig):
     """The exported planner of ``cfg``, (re-)exported first when absent or from another run, N
     or sampling path."""
@@ -134,7 +152,7 @@ def load_exported(cfg: Sim2SimConfig):
 
 def run_sim2sim(cfg: Sim2SimConfig, specs=()) -> dict:
     """``repeats`` runs (planner keys seed, seed + 1, ...), each with a fresh simulated robot
-    process; writes results.json (every run), trajectory_<seed>.json and the page. ``specs``:
+    process; writes results.json (every run), trajectory_<seed>.json.gz and the page. ``specs``:
     the TaskSpecs of ``cfg.task`` and ``cfg.switch_to`` (None: the default task), resolved by
     the caller (``dmpc sim2sim``)."""
     from dmpc_jax.deploy.transport import DdsTransport
@@ -144,14 +162,14 @@ def run_sim2sim(cfg: Sim2SimConfig, specs=()) -> dict:
     tasks = planner.task_list(specs, cfg.command, NN_GUIDANCE)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("trajectory*.json"):
+    for old in out.glob("trajectory*.json*"):
         old.unlink()
     transport = DdsTransport(cfg.domain, cfg.interface)
     runs = []
     try:
         for seed in range(cfg.seed, cfg.seed + cfg.repeats):
             result, traj = _run_once(cfg, seed, planner, transport, out, tasks=tasks)
-            (out / f"trajectory_{seed}.json").write_text(json.dumps(traj) + "\n")
+            save_trajectory(out, seed, traj)
             runs.append(result)
             print(json.dumps({"seed": seed, "success": result["success"],
                               "walked_s": result["walked_s"], "fell": result["fell"]}),

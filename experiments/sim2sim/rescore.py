@@ -1,4 +1,4 @@
-"""Re-score a sim2sim page from its results.json and trajectory_<seed>.json with the current fall
+"""Re-score a sim2sim page from its results.json and trajectories with the current fall
 rule (``deploy.sim2sim.fall_flags``) and re-render it; no run is repeated. Give the flags of the
 ``dmpc sim2sim`` command that made the page (it renders the command line from them).
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import tyro
 
 from dmpc_jax.deploy import report_sim2sim
-from dmpc_jax.deploy.sim2sim import Sim2SimConfig, fall_flags, walk_window
+from dmpc_jax.deploy.sim2sim import Sim2SimConfig, fall_flags, load_trajectory, walk_window
 
 
 def main(cfg: Sim2SimConfig) -> None:
     out = Path(cfg.out_dir)
     summary = json.loads((out / "results.json").read_text())
     for r in summary["runs"]:
-        traj = json.loads((out / f"trajectory_{r['seed']}.json").read_text())
+        traj = load_trajectory(out, r["seed"])
         i0, end = walk_window(r["sim"], r["events"], r["walked_s"], len(traj))
         r["fell"], r["fell_after_stop"] = fall_flags(traj, i0, end, r["faulted"])
         r["success"] = bool(

@@ -150,3 +150,17 @@ def test_gait_metrics_give_speed_and_energy_per_metre():
     assert "energy_J_per_m" not in gait_metrics(
         [{k: p[k] for k in "xy"} | {"yaw": 0.0} for p in seg]
     )
+
+
+def test_trajectories_are_saved_rounded_and_compressed(tmp_path):
+    """save_trajectory writes trajectory_<seed>.json.gz rounded to 1e-4; load_trajectory reads it
+    (and the plain JSON of older pages)."""
+    import json
+
+    from dmpc_jax.deploy.sim2sim import load_trajectory, save_trajectory
+
+    traj = [{"t": 0.02 * k, "z": 0.3123456789, "roll": -0.000012} for k in range(50)]
+    save_trajectory(tmp_path, 3, traj)
+    assert load_trajectory(tmp_path, 3)[7] == {"t": 0.14, "z": 0.3123, "roll": -0.0}
+    (tmp_path / "trajectory_4.json").write_text(json.dumps(traj))
+    assert load_trajectory(tmp_path, 4) == traj
