@@ -136,6 +136,24 @@ class CommandLog:
         }  # fmt: skip
 
 
+def pace(t0: float, k: int, dt: float) -> int:
+    """Sleep until step ``k``'s time ``t0 + k dt`` (real time); 1 if already more than a step
+    late (a late step, counted), else 0."""
+    delay = t0 + k * dt - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return int(delay < -dt)
+
+
+def write_log(out: str, t0: float, k: int, late: int, log: CommandLog, traj: list, **extra) -> None:
+    """A simulated robot's log for sim2sim: steps, late steps, wall time, its start
+    (``time.monotonic``), the LowCmd checks, ``extra`` and the 50 Hz base trajectory."""
+    Path(out).write_text(json.dumps({
+        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, "t0": t0,
+        **log.summary(), **extra, "trajectory": traj,
+    }) + "\n")  # fmt: skip
+
+
 SIM_FAULTS = ("stop", "freeze", "nan")  # injected by the simulated robot on SIGUSR1
 
 
@@ -205,16 +223,9 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         if k % 10 == 0:
             traj.append({"t": k * dt, **robot.base(), "work": robot.work})
         k += 1
-        delay = t0 + k * dt - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        elif delay < -dt:
-            late += 1
-    Path(out).write_text(json.dumps({
-        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, "t0": t0, **log.summary(),
-        "fault": fault, "fault_t": faulted["t"], "first_lowcmd_t": first_cmd_t,
-        "trajectory": traj,
-    }) + "\n")  # fmt: skip
+        late += pace(t0, k, dt)
+    write_log(out, t0, k, late, log, traj, fault=fault, fault_t=faulted["t"],
+              first_lowcmd_t=first_cmd_t)  # fmt: skip
 
 
 if __name__ == "__main__":  # the simulated robot's process (started by run_sim2sim)

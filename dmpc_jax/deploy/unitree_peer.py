@@ -24,7 +24,6 @@ What we add, and why:
 from __future__ import annotations
 
 import copy
-import json
 import signal
 import sys
 import time
@@ -33,7 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dmpc_jax.deploy.sim_robot import LIE_DOWN_POSE, SIM_FAULTS, CommandLog, base_pose
+from dmpc_jax.deploy.sim_robot import (
+    LIE_DOWN_POSE,
+    SIM_FAULTS,
+    CommandLog,
+    base_pose,
+    pace,
+    write_log,
+)
 from dmpc_jax.robot import go2
 
 BRIDGE = "simulate_python/unitree_sdk2py_bridge.py"
@@ -176,19 +182,11 @@ def serve(seconds: float, out: str, domain: int, interface: str, checkout: str,
         if k % every == 0:
             traj.append({"t": k * dt, **base_pose(data.qpos), "work": work})
         k += 1
-        delay = t0 + k * dt - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        elif delay < -dt:
-            late += 1
+        late += pace(t0, k, dt)
     s = stamp.get("s")
-    Path(out).write_text(json.dumps({
-        "ticks": k, "late_ticks": late, "wall_s": time.monotonic() - t0, "t0": t0, **log.summary(),
-        "fault": fault, "fault_t": s.fault_t if s else None, "first_lowcmd_t": first["t"],
-        "simulator": "unitree_mujoco", "physics_dt": dt,
-        "lowstate_sent": s.sent if s else 0,
-        "trajectory": traj,
-    }) + "\n")  # fmt: skip
+    write_log(out, t0, k, late, log, traj, fault=fault, fault_t=s.fault_t if s else None,
+              first_lowcmd_t=first["t"], simulator="unitree_mujoco", physics_dt=dt,
+              lowstate_sent=s.sent if s else 0)  # fmt: skip
 
 
 if __name__ == "__main__":  # the peer robot's process (started by run_sim2sim, --cfg.sim unitree)
