@@ -52,7 +52,7 @@ def _fell(r: dict) -> str:
 def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
     """experiments/sim2sim/README.md: a row per run (``dmpc sim2sim``)."""
     nan = float("nan")
-    peer = getattr(cfg, "sim", "ours") == "unitree"
+    peer = cfg.sim == "unitree"
     switch = bool(cfg.switch_to)
     rows = []
     for r in summary["runs"]:
@@ -123,10 +123,11 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         "",
         f"**{ok} of {n} runs walked {cfg.walk_s:g} s without falling or a fault.**",
         "",
-        "Fell: the base below 0.15 m or roll/pitch beyond 1 rad while walking (after a fault: "
-        "at any time). A walk that ends by time stops sending LowCmds and the robot holds its "
-        "last target; a fall after that stop is marked `after the stop` and does not fail the "
-        "walk.",
+        "Fell: the base below 0.15 m or roll/pitch beyond 1 rad while walking; before and after "
+        "the walk only roll/pitch beyond 1 rad (sitting down in damping is no fall). A run ends "
+        "as `dmpc deploy` ends one, with damping (runs made before that existed just stopped "
+        "sending); a fall after a walk that ended by time is marked `after the stop` and does "
+        "not fail the walk, a fall after a fault is the fault's.",
         "",
         "| seed | walked | fell | faults (-> damping) | path | forward / lateral speed, body "
         "frame (m/s) | yaw rate (rad/s, command 0) | energy (J/m) | "

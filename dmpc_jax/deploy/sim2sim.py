@@ -281,8 +281,9 @@ def walk_window(sim_res: dict, events: list, walked_s: float, n: int) -> tuple[i
     """[start, end) of the walk in the sim's 50 Hz trajectory (sample k at the sim's ``t0`` +
     k / 50 s). Both processes log ``time.monotonic``: the walk starts at the runner's
     stand -> walk event and ends at its finish event (damping follows; in logs without it: the
-    newest LowCmd the sim received), or after the walked time if that is sooner (a fault). Logs from before the sim recorded those times: the sim's first LowCmd + the
-    runner's stand -> walk delay, and the walked time after it. ``(n, n)``: it never walked."""
+    newest LowCmd the sim received), or after the walked time if that is sooner (a fault).
+    Logs from before the sim recorded those times: the sim's first LowCmd + the runner's
+    stand -> walk delay, and the walked time after it. ``(n, n)``: it never walked."""
     t_stand = next((e["t"] for e in events if e["event"].endswith("-> stand")), None)
     t_walk = next((e["t"] for e in events if e["event"].endswith("-> walk")), None)
     if t_walk is None or sim_res.get("first_lowcmd_t") is None:
@@ -307,6 +308,12 @@ def fall_flags(traj: list, i0: int, end: int, faulted: bool) -> tuple[bool, bool
     walking = bool(tilt[:end].any() or (z[i0:end] < 0.15).any())
     after = bool(tilt[end:].any())
     return walking or (faulted and after), bool(not faulted and not walking and after)
+
+
+def run_success(fell: bool, mode: str, walked_s: float, walk_s: float) -> bool:
+    """A run succeeds when the robot walked the whole ``walk_s`` (still walking: no fault) and
+    did not fall while walking."""
+    return bool(not fell and mode == "walk" and walked_s >= walk_s - 0.1)
 
 
 def gait_metrics(seg: list) -> dict:
@@ -338,9 +345,11 @@ def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> d
         yaw = np.unwrap([p["yaw"] for p in seg])
         step = np.diff(xy, axis=0)
         heading = np.stack([np.cos(yaw[:-1]), np.sin(yaw[:-1])], -1)
+        gait = gait_metrics(seg)
         out.update({
             "path_length_m": float(np.linalg.norm(step, axis=-1).sum()),
-            "mean_forward_speed_m_per_s": float((step * heading).sum(-1).mean() * 50),
+            "mean_forward_speed_m_per_s": gait["forward_speed_m_per_s"],
+            "energy_J_per_m": gait.get("energy_J_per_m"),
             "mean_lateral_speed_m_per_s": float(
                 (step * heading[:, ::-1] * [-1, 1]).sum(-1).mean() * 50),
             "mean_yaw_rate_rad_per_s": float((yaw[-1] - yaw[0]) / (len(seg) / 50)),
@@ -349,16 +358,15 @@ def summarize(cfg, stats, timing, sim_res, traj, events, warmup_s, planner) -> d
             # walking, and the largest roll or pitch in the first 1 s (RunnerConfig.blend_s)
             "start_rise_m": float(z[i0 : i0 + 25].max() - z[i0]),
             "start_tilt_rad": float(tilt[i0 : i0 + 50].max()),
-            **gait_metrics(seg),
         })  # fmt: skip
-        if cfg.switch_to and len(seg) > int(cfg.switch_at * 50) + 1:
-            k = int(round(cfg.switch_at * 50))
+        k = int(round(cfg.switch_at * 50))  # the switch's sample in the walk
+        if cfg.switch_to and len(seg) > k + 1:
             out["switch"] = {"before": gait_metrics(seg[: k + 1]), "after": gait_metrics(seg[k:])}
     out.update({
         "fell": fell,
         "fell_after_stop": fell_after_stop,
         "faulted": faulted,
-        "success": bool(not fell and stats["mode"] == "walk" and walked_s >= cfg.walk_s - 0.1),
+        "success": run_success(fell, stats["mode"], walked_s, cfg.walk_s),
         "runner": stats,
         "loop_overruns": timing["overruns"],
         "sim": sim_res,

@@ -12,7 +12,13 @@ from pathlib import Path
 import tyro
 
 from dmpc_jax.deploy import report_sim2sim
-from dmpc_jax.deploy.sim2sim import Sim2SimConfig, fall_flags, load_trajectory, walk_window
+from dmpc_jax.deploy.sim2sim import (
+    Sim2SimConfig,
+    fall_flags,
+    load_trajectory,
+    run_success,
+    walk_window,
+)
 
 
 def main(cfg: Sim2SimConfig) -> None:
@@ -22,9 +28,7 @@ def main(cfg: Sim2SimConfig) -> None:
         traj = load_trajectory(out, r["seed"])
         i0, end = walk_window(r["sim"], r["events"], r["walked_s"], len(traj))
         r["fell"], r["fell_after_stop"] = fall_flags(traj, i0, end, r["faulted"])
-        r["success"] = bool(
-            not r["fell"] and r["runner"]["mode"] == "walk" and r["walked_s"] >= cfg.walk_s - 0.1
-        )
+        r["success"] = run_success(r["fell"], r["runner"]["mode"], r["walked_s"], cfg.walk_s)
     summary["successes"] = sum(r["success"] for r in summary["runs"])
     summary["rescored_with"] = "experiments/sim2sim/rescore.py (deploy.sim2sim.fall_flags)"
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
