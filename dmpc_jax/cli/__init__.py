@@ -26,7 +26,15 @@ from dmpc_jax.cli.robot import (
     sim2sim,
     sim2sim_faults,
 )
-from dmpc_jax.cli.train import PRESETS, dagger, dataset, demonstrator, finetune, pretrain
+from dmpc_jax.cli.train import (
+    PRESETS,
+    dagger,
+    dataset,
+    demonstrator,
+    finetune,
+    finetune_curve,
+    pretrain,
+)
 from dmpc_jax.config import load_json
 
 __all__ = ["SUBCOMMANDS", "main", "resolve_task", "robot_task_specs", "with_preset_defaults"]
@@ -40,6 +48,7 @@ SUBCOMMANDS = {
     "dataset": dataset,
     "pretrain": pretrain,
     "finetune": finetune,
+    "finetune-curve": finetune_curve,
     "dagger": dagger,
     "eval-diffusion": eval_diffusion,
     "eval": eval,

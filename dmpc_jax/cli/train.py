@@ -128,7 +128,7 @@ def pretrain(
 
 def finetune(
     cfg: FinetuneConfig = finetune_preset("cpu"),
-    preset: Preset = "cpu",
+    preset: Literal["tiny", "cpu", "cpu_paper", "paper"] = "cpu",
     config: str | None = None,
     pretrained: str | None = None,
     run: str | None = None,
@@ -146,7 +146,9 @@ def finetune(
     Args:
         cfg: the run's settings: the preset's, each field overridable
             (``--cfg.learning-rate 1e-4``, ``--cfg.demonstrator-run ...``).
-        preset: tiny (tests), cpu (2 cores), paper (GPU: 4096 envs, 150 iterations).
+        preset: tiny (tests), cpu (2 cores: the shipped run), cpu_paper (2 cores: the paper's
+            30.7 M env steps and settings from the 6 k planner), paper (GPU: 4096 envs, 150
+            iterations).
         config: a JSON file with a full FinetuneConfig: the defaults instead of the preset's.
         pretrained: shorthand for --cfg.pretrained, the pretraining run to start from.
         run: run directory name under root (default: the preset name).
@@ -171,6 +173,23 @@ def finetune(
     )  # fmt: skip
     if page and dist.is_main():
         write_page(run_dir, Path(page))
+
+
+def finetune_curve(
+    run_dir: str = "checkpoints/rwr/cpu_paper", out: str = "experiments/finetune/paper_scale"
+) -> None:
+    """Write a finetuning run's learning-curve page (success under the box, paper and strict
+    rules against env steps, R_nn fit, ESS, kept fraction, falls, wall time; its numbers in
+    results.json) from its metrics; safe to run while the run trains.
+
+    Args:
+        run_dir: the finetuning run directory.
+        out: the page's directory.
+    """
+    from dmpc_jax.finetune.report_curve import curve_results, write_curve_page
+
+    command = f"dmpc finetune-curve --run-dir {run_dir} --out {out}"
+    write_curve_page(curve_results(Path(run_dir)), Path(out), command)
 
 
 def dagger(

@@ -29,6 +29,9 @@ class CommandConfig:
         wz: yaw rate range, rad/s.
         resample_s: period of command resampling, s.
         zero_prob: probability that a drawn command is exactly zero (standing).
+        wz_deadband: a drawn yaw rate with |wz| below this is set to 0 (the authors' finetuning
+            env clears commands below 0.1, so straight walking is a command class of its own);
+            0 keeps every draw.
     """
 
     vx: tuple[float, float] = (-1.0, 1.0)
@@ -36,6 +39,7 @@ class CommandConfig:
     wz: tuple[float, float] = (-1.0, 1.0)
     resample_s: float = 5.0
     zero_prob: float = 0.05
+    wz_deadband: float = 0.0
 
     def __post_init__(self):
         for name in ("vx", "vy", "wz"):
@@ -44,6 +48,8 @@ class CommandConfig:
             raise ValueError(f"CommandConfig.resample_s must be > 0 s, got {self.resample_s}")
         if not 0.0 <= self.zero_prob <= 1.0:
             raise ValueError(f"CommandConfig.zero_prob must be in [0, 1], got {self.zero_prob}")
+        if self.wz_deadband < 0:
+            raise ValueError(f"CommandConfig.wz_deadband must be >= 0, got {self.wz_deadband}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -286,6 +286,7 @@ class Go2Joystick(Env):
                 jax.random.uniform(k3, (), minval=c.wz[0], maxval=c.wz[1]),
             ]
         )
+        cmd = cmd.at[2].set(jnp.where(jnp.abs(cmd[2]) < c.wz_deadband, 0.0, cmd[2]))
         return jnp.where(jax.random.bernoulli(k4, c.zero_prob), 0.0, cmd)
 
     def _sample_push_interval(self, key):

@@ -233,13 +233,22 @@ def branch_metrics(rec: dict, dt: float) -> dict:
 
 
 class MixedWindows:
-    """Batches of H-step windows: ``offline_fraction`` from the offline dataset's training envs
-    (the pretraining run's split), the rest from the replay buffer (uniform over its windows)."""
+    """Stacks of batches of H-step windows: in *every* batch, ``n_offline`` windows from
+    ``offline`` (``sample(rng, n) -> dict``: the offline dataset's ``WindowSampler``; None when
+    ``n_offline`` is 0) and the rest from the replay buffer (uniform over its windows)."""
 
-    def __init__(self, cfg: DaggerConfig, horizon: int):
-        self.horizon, self.n_off = horizon, int(round(cfg.offline_fraction * cfg.batch_size))
-        self.offline = None
-        if self.n_off:
+    def __init__(self, n_offline: int, horizon: int, offline=None):
+        if n_offline and offline is None:
+            raise ValueError("MixedWindows: n_offline > 0 needs an offline sampler")
+        self.n_off, self.horizon, self.offline = n_offline, horizon, offline
+
+    @classmethod
+    def from_config(cls, cfg: DaggerConfig, horizon: int) -> MixedWindows:
+        """``offline_fraction`` of each batch from the offline dataset's training envs (the
+        pretraining run's split)."""
+        n_off = int(round(cfg.offline_fraction * cfg.batch_size))
+        offline = None
+        if n_off:
             from dmpc_jax.data.dataset import WindowSampler, load_dataset
             from dmpc_jax.diffusion.artifact import run_pretrain_config
             from dmpc_jax.diffusion.train import split_envs
@@ -247,19 +256,29 @@ class MixedWindows:
             pcfg = run_pretrain_config(Path(cfg.pretrained))
             ds = load_dataset(Path(cfg.dataset))
             train_envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
-            self.offline = WindowSampler(ds, horizon, envs=train_envs)
+            offline = WindowSampler(ds, horizon, envs=train_envs)
+        return cls(n_off, horizon, offline)
 
-    def sample(self, rng, buf: ReplayBuffer, batch: int) -> dict[str, np.ndarray]:
-        n_off = self.n_off  # 0 exactly when there is no offline sampler
+    def sample(self, rng, buf: ReplayBuffer, steps: int, batch: int) -> dict[str, np.ndarray]:
+        """[steps, batch, ...] obs, action, reward and weight (all 1); in each of the ``steps``
+        batches the first ``batch - n_offline`` rows come from the buffer, the rest offline."""
+        if not 0 <= self.n_off <= batch:
+            raise ValueError(
+                f"MixedWindows: {self.n_off} offline windows do not fit a batch of {batch}"
+            )
         parts = []
-        if batch - n_off:
-            w = buf.windows(rng, np.arange(len(buf)), None, batch - n_off, self.horizon)
-            parts.append({k: w[k] for k in ("obs", "action", "reward")})
-        if n_off:
-            w = self.offline.sample(rng, n_off)
-            parts.append({k: w[k] for k in ("obs", "action", "reward")})
-        out = {k: np.concatenate([p[k] for p in parts]) for k in ("obs", "action", "reward")}
-        out["weight"] = np.ones(batch, np.float32)
+        for n, draw in (
+            (batch - self.n_off, lambda k: buf.windows(rng, np.arange(len(buf)), None, k, self.horizon)),
+            (self.n_off, lambda k: self.offline.sample(rng, k)),
+        ):  # fmt: skip
+            if n:
+                w = draw(steps * n)
+                parts.append({k: w[k].reshape((steps, n) + w[k].shape[1:])
+                              for k in ("obs", "action", "reward")})  # fmt: skip
+        out = {
+            k: np.concatenate([p[k] for p in parts], axis=1) for k in ("obs", "action", "reward")
+        }
+        out["weight"] = np.ones((steps, batch), np.float32)
         return out
 
 
@@ -323,7 +342,7 @@ def dagger(
         branch_steps=cfg.branch_steps, hold_steps=cfg.execute,
     )  # fmt: skip
     update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
-    windows = MixedWindows(cfg, h)
+    windows = MixedWindows.from_config(cfg, h)
     evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
 
     base = jax.random.PRNGKey(cfg.seed)
@@ -353,9 +372,7 @@ def dagger(
         rng = np.random.default_rng([cfg.seed, it])
         if len(buf):
             for i in range(cfg.denoiser_steps // cfg.steps_per_call):
-                win = windows.sample(rng, buf, cfg.steps_per_call * cfg.batch_size)
-                batches = {k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:])
-                           for k, v in win.items()}  # fmt: skip
+                batches = windows.sample(rng, buf, cfg.steps_per_call, cfg.batch_size)
                 params, opt_d, m = update(params, opt_d, batches, jax.random.fold_in(k_den, i))
                 ema = ema_step(ema, params)
             row.update({k: float(v) for k, v in jax.device_get(m).items()})

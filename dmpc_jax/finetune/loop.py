@@ -49,11 +49,25 @@ from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune import report
 from dmpc_jax.finetune.config import FinetuneConfig
 from dmpc_jax.finetune.rollout import make_env, make_rollout, nominal_spec, rollout_metrics
-from dmpc_jax.finetune.rwr import ReplayBuffer, effective_sample_size, group_weights, select_top
-from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint, train_network
+from dmpc_jax.finetune.rwr import (
+    ReplayBuffer,
+    effective_sample_size,
+    group_weights,
+    minibatch_weights,
+    select_pieces,
+    select_top,
+)
+from dmpc_jax.finetune.update import (
+    make_update,
+    restore_checkpoint,
+    save_checkpoint,
+    train_network,
+    update_steps,
+)
 from dmpc_jax.planner.load import load_planner
 from dmpc_jax.planner.sampler import SamplerConfig
 from dmpc_jax.report.logger import RunLogger
+from dmpc_jax.scenario import outcomes
 from dmpc_jax.scenario.harness import Harness, HarnessConfig
 from dmpc_jax.scenario.metrics import episode_stats
 from dmpc_jax.scenario.tasks import get_task
@@ -83,9 +97,9 @@ def _prepare_finetune_run(cfg, run_dir: Path, *, resume: bool, overwrite: bool, 
         done = json.loads(saved.read_text()).get("iterations", cfg.iterations)
         if cfg.iterations < done:
             raise ValueError(f"cannot shorten {run_dir} to {cfg.iterations} iterations")
-    run_dir = prepare_run(
+    run_dir = prepare_run(  # what a resume may change: the length and when it evaluates/saves
         run_dir.parent, run_dir.name, cfg, resume=resume, overwrite=overwrite,
-        extendable=("iterations",),
+        extendable=("iterations", "eval_every", "checkpoint_every"),
     )  # fmt: skip
     pre = src / "pretrain_config.json"
     shutil.copyfile(pre if pre.exists() else src / "config.json", run_dir / "pretrain_config.json")
@@ -128,7 +142,7 @@ def finetune(
         "opt_value": optimizer.init(params["value"]),
         "iteration": jnp.zeros((), jnp.int32),
     }
-    buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter)
+    buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes)
     if resume:  # a template laid out on the mesh restores onto it
         template = dist.to_global(state, dist.replicated(dist.global_mesh()))
         state, buf = restore_checkpoint(run_dir, template, buf)
@@ -147,7 +161,8 @@ def finetune(
     env = make_env(cfg)
     spec = nominal_spec(cfg)
     _, task, cons = planner.task_args(spec)
-    plan_fn = planner.plan_fn(SamplerConfig(num_candidates=1))
+    scfg = SamplerConfig(num_candidates=1).with_variant(cfg.rollout_sampler, dcfg.num_steps)
+    plan_fn = planner.plan_fn(scfg)
     r_start, r_run = make_rollout(cfg, env, plan_fn, task, cons)
     # the rollout carry (env state, chunk, index, fresh, scales): envs split over the mesh
     envs = dist.split(mesh)
@@ -157,7 +172,7 @@ def finetune(
     r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
     upd_den = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
-    evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
 
     base = jax.random.PRNGKey(cfg.seed)
     carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))
@@ -167,13 +182,17 @@ def finetune(
         (state["params"], state["opt_denoiser"], state["opt_value"]), replicated
     )
 
-    def evaluate(params):  # the harness runs on each process's own device
-        return evaluator(params if jax.process_count() == 1 else dist.to_host(params))
+    def evaluate(params, it):  # the harness runs on each process's own device
+        row = evaluator(params if jax.process_count() == 1 else dist.to_host(params))
+        if main:  # per-episode outcomes on the fixed keys: arms compare episode by episode
+            with (run_dir / "eval_episodes.jsonl").open("a") as f:
+                f.write(json.dumps({"iteration": it, **evaluator.episodes}) + "\n")
+        return row
 
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
     if start == 0 and evaluator is not None:  # the pretrained planner, the "before" number
-        row = {"iteration": 0, "env_steps": 0, **evaluate(params),
+        row = {"iteration": 0, "env_steps": 0, **evaluate(params, 0),
                "time/wall_s": time.perf_counter() - wall0}  # fmt: skip
         logger.log(row, 0, skip=("iteration",))
     bar = tqdm(
@@ -194,38 +213,53 @@ def finetune(
                "time/rollout_s": t_roll}  # fmt: skip
         rng = np.random.default_rng([cfg.seed, it])
         if len(buf) and it % cfg.value_every == 0:
+            t_val = time.perf_counter()
             params, opt_v, m = train_network(
                 upd_val, params, opt_v, buf, rng, k_val, cfg, np.arange(len(buf)), None,
                 cfg.value_steps, h, batch_sharding,
             )  # fmt: skip
             row.update(m)
+            row["time/value_s"] = time.perf_counter() - t_val
         if len(buf) and it % cfg.denoiser_every == 0:
-            keep = select_top(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces)
-            # both weightings of the kept set: one trains, both are logged (their ESS)
-            weights = {
-                name: group_weights(v[keep], buf.group[keep], cfg.temperature)
-                for name, v in (("return", buf.returns), ("mean", buf.score))
-            }
-            w = weights[cfg.weight_by]
+            t_upd = time.perf_counter()
+            keep = select_pieces(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces,
+                                 cfg.selection, rng)  # fmt: skip
+            # both weightings: one trains, both are logged (their ESS over the kept set); the
+            # return is divided by the full piece length, so the temperature acts on one scale
+            scores = {"return": buf.returns / cfg.steps_per_iter, "mean": buf.score}
+            weights = {name: group_weights(v[keep], buf.group[keep], cfg.temperature)
+                       for name, v in scores.items()}  # fmt: skip
+            score = scores[cfg.weight_by]
+            batch_w, batch_ess = None, []
+            if cfg.weight_scope == "minibatch":
+                batch_w = minibatch_weigher(score, buf.group, cfg.temperature, batch_ess)
+
+            n_steps = update_steps(cfg, buf, keep, h)
             params, opt_d, m = train_network(
-                upd_den, params, opt_d, buf, rng, k_den, cfg, keep, w, cfg.denoiser_steps, h,
-                batch_sharding,
+                upd_den, params, opt_d, buf, rng, k_den, cfg, keep, weights[cfg.weight_by],
+                n_steps, h, batch_sharding, batch_weights=batch_w,
             )  # fmt: skip
             row.update(m)
+            w = weights[cfg.weight_by]
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
                         "rwr/ess": effective_sample_size(w),
                         "rwr/ess_return": effective_sample_size(weights["return"]),
                         "rwr/ess_mean": effective_sample_size(weights["mean"]),
-                        "rwr/kept_mean_score": float(buf.score[keep].mean())})  # fmt: skip
+                        "rwr/kept_mean_score": float(buf.score[keep].mean()),
+                        "rwr/denoiser_steps": n_steps,
+                        "time/update_s": time.perf_counter() - t_upd})  # fmt: skip
+            if batch_ess:
+                row["rwr/ess_batch_fraction"] = float(np.mean(batch_ess))
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            row.update(evaluate(params))
+            row.update(evaluate(params, it))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
         logger.log(row, it, skip=("iteration",))
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "opt_denoiser": opt_d, "opt_value": opt_v,
                   "iteration": dist.to_global(np.int32(it), replicated)}  # fmt: skip
-            save_checkpoint(run_dir, st, buf)
+            kept = select_top(buf.score, buf.group, cfg.top_quantile, cfg.buffer_size)
+            save_checkpoint(run_dir, st, buf, kept=kept)
         bar.update(1)
         bar.set_postfix(
             reward=f"{row['rollout/reward_per_step']:.3f}",
@@ -241,12 +275,28 @@ def finetune(
     return {"params": params, "iteration": end, "buffer": buf}
 
 
-class Evaluator:
-    """The evaluation harness's task (same env, keys and metric as ``dmpc eval``), run with the
-    current parameters through one compiled rollout."""
+def minibatch_weigher(score, group, temperature: float, ess_out: list):
+    """``piece [S, B] -> weights [S, B]``: ``minibatch_weights`` of the windows' pieces; appends
+    each batch's ESS / B to ``ess_out``."""
 
-    def __init__(self, cfg: FinetuneConfig, planner):
+    def weigh(piece):
+        w = minibatch_weights(score[piece], group[piece], temperature)
+        ess_out.extend(effective_sample_size(x) / len(x) for x in w)
+        return w
+
+    return weigh
+
+
+class Evaluator:
+    """The evaluation harness's task with the current parameters: the same env, keys, sampler
+    (N = 1, DDPM, analytic rewards on x0_hat) and receding horizon as ``dmpc eval`` (its
+    ``HarnessConfig`` defaults), one compiled rollout per env model. Success under each of
+    ``rules`` (``scenario.outcomes``); ``episodes`` keeps the last call's per-episode successes
+    {rule: [B] bool}, so arms on the same keys can be compared episode by episode."""
+
+    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",)):
         self.spec = get_task(cfg.eval_task).spec
+        self.rules = rules
         self.harness = Harness(
             HarnessConfig(
                 planner_run=cfg.pretrained,
@@ -255,10 +305,24 @@ class Evaluator:
             ),  # fmt: skip
             planner=planner,
         )
+        self.episodes: dict[str, list[bool]] = {}
 
     def __call__(self, params) -> dict:
-        trace, info = self.harness.run("task", self.spec, self.spec.push_scale, params=params)
-        env = self.harness.env(self.spec.push_scale)
-        s = episode_stats(trace, self.spec.command[0], env.cfg.ctrl_dt)
-        return {"eval/success_rate": s["success_rate"],
-                "eval/tracking_err": s["tracking_err_m_per_s"], "eval/wall_s": info["wall_s"]}  # fmt: skip
+        spec, push = self.spec, self.spec.push_scale
+        t0 = time.perf_counter()
+        traces = {}
+        for model in dict.fromkeys(outcomes.rollout_model(r) for r in ("strict", *self.rules)):
+            traces[model], _ = self.harness.run("task", spec, push, params=params, model=model)
+        env = self.harness.env(push)
+        s = episode_stats(traces["strict"], spec.command[0], env.cfg.ctrl_dt)
+        row = {"eval/success_rate": s["success_rate"],
+               "eval/tracking_err": s["tracking_err_m_per_s"]}  # fmt: skip
+        self.episodes = {}
+        for rule in self.rules:
+            ok = outcomes.success(traces[outcomes.rollout_model(rule)], rule)
+            r = outcomes.rate(ok)
+            row[f"eval/{rule}"] = r["rate"]
+            row[f"eval/{rule}_lo"], row[f"eval/{rule}_hi"] = r["ci95"]
+            self.episodes[rule] = [bool(x) for x in ok]
+        row["eval/wall_s"] = time.perf_counter() - t0
+        return row

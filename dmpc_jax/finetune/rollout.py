@@ -22,16 +22,24 @@ from dmpc_jax.scenario.env import demonstrator_env_config
 
 def make_env(cfg: FinetuneConfig, env_set: tuple[str, ...] = ()):
     """The demonstrator's env (randomisation, pushes, noise, latency) with the finetuning commands
-    and the paper's reward (METHOD §7); ``env_set``: config overrides, ``field.path=json``
+    and the paper's reward (METHOD §7), on ``cfg.env_model``'s contacts and terminations;
+    ``env_set``: config overrides, ``field.path=json``
     (``config.apply_overrides``), applied last."""
     env_cfg = demonstrator_env_config(cfg.demonstrator_run)
     env_cfg = dataclasses.replace(
         env_cfg,
         command=CommandConfig(
-            vx=cfg.vx, vy=(0.0, 0.0), wz=cfg.wz, resample_s=cfg.resample_s, zero_prob=0.0
+            vx=cfg.vx,
+            vy=(0.0, 0.0),
+            wz=cfg.wz,
+            resample_s=cfg.resample_s,
+            zero_prob=0.0,
+            wz_deadband=cfg.wz_deadband,
         ),  # fmt: skip
         reward=RewardConfig(preset="finetune", clip_negative=False),
     )
+    if cfg.env_model == "paper":  # as scenario.make_env's paper model: roll/pitch end episodes
+        env_cfg = dataclasses.replace(env_cfg, contacts="full", terminate_on_contact=False)
     if env_set:
         env_cfg = apply_overrides(env_cfg, env_set)
     return Go2Joystick(env_cfg)
@@ -43,9 +51,16 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     ``plan_fn(params, s_now, task, cons, key)`` is the sampler (N = 1); ``task`` carries the
     learned-reward weight, its guidance scale is replaced per env. Records are [T, B]: obs,
     action (executed, with noise), reward, done, terminated, valid (a planned step), wz.
+
+    Timeline: the batch replans every E steps (index 0 .. E-1 into each env's chunk). An env that
+    resets is *fresh*: with ``cfg.replan_at_reset`` up to ``cfg.reset_plans`` fresh envs plan at
+    their next step and enter the batch's timeline at its current index (their plan's first row
+    is executed at index i, so the chunk holds it rolled by i); otherwise a fresh env holds the
+    default pose (action 0, not recorded) until the batch's next plan.
     """
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
     b, e = cfg.n_envs, cfg.execute
+    m = min(cfg.reset_plans, b)
     lo, hi = cfg.guidance
 
     def draw_scales(key):
@@ -64,16 +79,32 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         def one(s, k, g):
             return plan_fn(params, s, task.replace(guidance_scale=g), cons, k).action[:e]
 
-        return jax.vmap(one)(obs, jax.random.split(key, b), scales)
+        return jax.vmap(one)(obs, jax.random.split(key, obs.shape[0]), scales)
+
+    def serve_fresh(params, obs, scales, chunk, index, fresh, key):
+        """Plans for up to ``m`` fresh envs, rolled to start at ``index``; they stop being fresh."""
+        ids = jnp.argsort(~fresh, stable=True)[:m]  # the fresh envs first
+        sel = fresh[ids]
+
+        def serve(chunk):
+            plans = plan_batch(params, obs[ids], scales[ids], key)
+            plans = jax.vmap(lambda p: jnp.roll(p, index, axis=0))(plans)
+            return chunk.at[ids].set(jnp.where(sel[:, None, None], plans, chunk[ids]))
+
+        chunk = jax.lax.cond(fresh.any(), serve, lambda c: c, chunk)
+        return chunk, fresh.at[ids].set(fresh[ids] & ~sel)
 
     def body(params, carry, key):
         state, chunk, index, fresh, scales = carry
         k_plan, k_noise, k_g = jax.random.split(key, 3)
+        k_reset = jax.random.fold_in(key, 3)
         obs = state.obs["state"]
         need = index >= e
         chunk = jax.lax.cond(need, lambda: plan_batch(params, obs, scales, k_plan), lambda: chunk)
         index = jnp.where(need, 0, index)
         fresh = jnp.where(need, False, fresh)
+        if cfg.replan_at_reset:
+            chunk, fresh = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
         action = chunk[:, index] + cfg.action_noise * jax.random.normal(k_noise, (b, 12))
         action = jnp.where(fresh[:, None], 0.0, action)
         nxt = wrapped.step(state, action)

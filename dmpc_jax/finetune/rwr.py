@@ -59,6 +59,45 @@ def select_top(
     return np.concatenate(keep) if keep else np.zeros(0, np.int64)
 
 
+def select_pieces(
+    scores: np.ndarray, groups: np.ndarray, quantile: float, max_total: int, mode: str,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The pieces a denoiser update trains on. ``best``: ``select_top``. ``random`` (the authors'
+    ``diffusion_mini_batch_generator``): the top ``quantile`` of each group, then ``max_total``
+    of their union drawn at random without replacement (all of it when smaller); sorted."""
+    if mode == "best":
+        return select_top(scores, groups, quantile, max_total)
+    if mode != "random":
+        raise ValueError(f"selection must be 'best' or 'random', got {mode!r}")
+    union = select_top(scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1))
+    if len(union) <= max_total:
+        return np.sort(union)
+    return np.sort(rng.choice(union, size=max_total, replace=False))
+
+
+def yaw_group(wz: np.ndarray, classes: int) -> np.ndarray:
+    """The yaw-command group of each piece from the commanded yaw rate at its start: with 2
+    classes 0 (wz < 0) and 1 (wz >= 0); with 3 (the authors' ``np.sign`` of the command) 0
+    (wz < 0), 1 (wz == 0, straight: the env clears |wz| below its deadband) and 2 (wz > 0)."""
+    wz = np.asarray(wz)
+    if classes == 2:
+        return (wz >= 0).astype(np.int8)
+    if classes == 3:
+        return (np.sign(wz) + 1).astype(np.int8)
+    raise ValueError(f"yaw classes must be 2 or 3, got {classes}")
+
+
+def minibatch_weights(scores: np.ndarray, groups: np.ndarray, temperature: float) -> np.ndarray:
+    """[S, B] weights of stacked batches of windows: within each batch, a ``rwr_weights`` softmax
+    over each group's windows (the authors normalise per class within each minibatch), so every
+    group of every batch has mean weight 1. ``scores``/``groups``: [S, B], each window's piece's."""
+    w = np.zeros(scores.shape, np.float32)
+    for i in range(scores.shape[0]):
+        w[i] = group_weights(scores[i], groups[i], temperature)
+    return w
+
+
 def group_weights(scores: np.ndarray, groups: np.ndarray, temperature: float) -> np.ndarray:
     """Per-group ``rwr_weights`` (each group's weights have mean 1, so the overall mean is 1)."""
     w = np.zeros(len(scores), np.float32)
@@ -89,8 +128,9 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
 @dataclass
 class ReplayBuffer:
     """Pieces padded to ``max_len`` steps: obs [P, L, 49], action [P, L, 12], reward [P, L],
-    length [P], score [P] (mean per-step reward), group [P] (sign of the yaw command at the
-    piece's start: 0 for wz < 0, 1 otherwise), added [P] (iteration it was collected in).
+    length [P], score [P] (mean per-step reward), group [P] (``yaw_group`` of the yaw command
+    at the piece's start, with ``yaw_classes`` classes), added [P] (iteration it was collected
+    in).
     ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
     where a low-reward recovery is as much worth keeping as a high-reward stride)."""
 
@@ -99,6 +139,7 @@ class ReplayBuffer:
     obs_dim: int = 49
     act_dim: int = 12
     keep: str = "best"
+    yaw_classes: int = 2
 
     def __post_init__(self):
         if self.keep not in ("best", "newest"):
@@ -130,14 +171,15 @@ class ReplayBuffer:
         act = np.zeros((n, self.max_len, self.act_dim), np.float32)
         rew = np.zeros((n, self.max_len), np.float32)
         length = np.zeros(n, np.int32)
-        group = np.zeros(n, np.int8)
+        wz0 = np.zeros(n, np.float32)
         for i, (e, s, t) in enumerate(pieces):
             ln = min(t - s, self.max_len)
             obs[i, :ln] = rec["obs"][s : s + ln, e]
             act[i, :ln] = rec["action"][s : s + ln, e]
             rew[i, :ln] = rec["reward"][s : s + ln, e]
             length[i] = ln
-            group[i] = int(rec["wz"][s, e] >= 0)
+            wz0[i] = rec["wz"][s, e]
+        group = yaw_group(wz0, self.yaw_classes)
         score = rew.sum(1) / length
         self.obs = np.concatenate([self.obs, obs])
         self.action = np.concatenate([self.action, act])
@@ -182,7 +224,16 @@ class ReplayBuffer:
             "weight": (
                 np.ones(batch, np.float32) if weights is None else np.asarray(weights)[which]
             ),
+            "piece": p,
         }
+
+    def subset(self, idx: np.ndarray) -> ReplayBuffer:
+        """A buffer of the same capacity and layout holding the pieces ``idx`` (in that order)."""
+        out = ReplayBuffer(self.capacity, self.max_len, self.obs_dim, self.act_dim, self.keep,
+                           self.yaw_classes)  # fmt: skip
+        for name in ("obs", "action", "reward", "length", "score", "group", "added"):
+            setattr(out, name, getattr(self, name)[np.asarray(idx)])
+        return out
 
     # ---------------------------------------------------------------- persistence
 
@@ -193,7 +244,7 @@ class ReplayBuffer:
         np.savez(
             tmp, capacity=self.capacity, max_len=self.max_len, obs=self.obs, action=self.action,
             reward=self.reward, length=self.length, score=self.score, group=self.group,
-            added=self.added, keep=self.keep,
+            added=self.added, keep=self.keep, yaw_classes=self.yaw_classes,
         )  # fmt: skip
         os.replace(tmp, path)
 
@@ -205,8 +256,9 @@ class ReplayBuffer:
         try:
             with np.load(path) as f:
                 keep = str(f["keep"]) if "keep" in f.files else "best"  # older files: RWR's
+                classes = int(f["yaw_classes"]) if "yaw_classes" in f.files else 2
                 buf = cls(int(f["capacity"]), int(f["max_len"]), f["obs"].shape[2],
-                          f["action"].shape[2], keep)  # fmt: skip
+                          f["action"].shape[2], keep, classes)  # fmt: skip
                 for name in ("obs", "action", "reward", "length", "score", "group", "added"):
                     setattr(buf, name, f[name])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:

@@ -57,9 +57,11 @@ def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: s
 
 def train_network(
     update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
-    sharding: NamedSharding | None = None,
+    sharding: NamedSharding | None = None, batch_weights=None,
 ):  # fmt: skip
     """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
+    ``weights``: per piece of ``pieces`` (None: 1), or ``batch_weights(piece [S, B]) -> [S, B]``
+    computes them from each stack of batches' buffer piece indices (the per-minibatch softmax);
     ``sharding`` lays each stack of batches [S, B, ...] out over the mesh (B split)."""
     metrics = {}
     for i in range(n_steps // cfg.steps_per_call):
@@ -67,6 +69,9 @@ def train_network(
         batches = {
             k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:]) for k, v in win.items()
         }
+        piece = batches.pop("piece")
+        if batch_weights is not None:
+            batches["weight"] = batch_weights(piece)
         if sharding is not None:
             batches = dist.to_global(batches, sharding)
         k = np.asarray(jax.random.fold_in(key, i))  # host key: the same on every process
@@ -75,15 +80,30 @@ def train_network(
     return params, opt_state, metrics
 
 
+def update_steps(cfg, buf, pieces: np.ndarray, horizon: int) -> int:
+    """Denoiser steps of one update: ``cfg.update_epochs`` epochs over the windows of ``pieces``
+    (rounded up to whole calls of ``steps_per_call``), or ``cfg.denoiser_steps`` when that is 0."""
+    if cfg.update_epochs <= 0:
+        return cfg.denoiser_steps
+    n_windows = int((buf.length[pieces] - horizon + 1).sum())
+    steps = cfg.update_epochs * n_windows / cfg.batch_size
+    return max(int(np.ceil(steps / cfg.steps_per_call)), 1) * cfg.steps_per_call
+
+
 def save_checkpoint(
-    run_dir: Path, state: dict, buf: ReplayBuffer, planner_key: str = "params"
-) -> None:
+    run_dir: Path, state: dict, buf: ReplayBuffer, planner_key: str = "params",
+    kept: np.ndarray | None = None,
+) -> None:  # fmt: skip
     """The training state (ckpt/), the replay buffer (buffer.npz, written first: a checkpoint
     step never exists without the buffer it was saved with) and the planner's parameters
-    (``state[planner_key]`` into planner/, what ``load_planner`` and the demo read)."""
+    (``state[planner_key]`` into planner/, what ``load_planner`` and the demo read). ``kept``:
+    buffer indices also written to kept.npz, the small part of the buffer (the pieces the
+    denoiser trains on) that a run moved to another machine resumes from."""
     it = int(dist.to_host(state["iteration"]))
     if dist.is_main():
         buf.save(Path(run_dir) / "buffer.npz")
+        if kept is not None:
+            buf.subset(kept).save(Path(run_dir) / "kept.npz")
     mngr = checkpoint_manager(run_dir)
     mngr.save(it, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
@@ -91,19 +111,22 @@ def save_checkpoint(
 
 
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
-    """(state, buffer) of the newest checkpoint; ``(template, buf)`` unchanged if there is none."""
+    """(state, buffer) of the newest checkpoint; ``(template, buf)`` unchanged if there is none.
+    Without buffer.npz (a run moved to another machine) the buffer restarts from kept.npz, and
+    fresh rollouts refill the rest."""
     mngr = checkpoint_manager(run_dir)
     if mngr.latest_step() is None:
         return template, buf
     state = restore_state(mngr, template)
-    loaded = ReplayBuffer.load(Path(run_dir) / "buffer.npz")
+    full, kept = Path(run_dir) / "buffer.npz", Path(run_dir) / "kept.npz"
+    loaded = ReplayBuffer.load(full if full.exists() or not kept.exists() else kept)
     have, want = (
-        (loaded.capacity, loaded.max_len, loaded.keep),
-        (buf.capacity, buf.max_len, buf.keep),
+        (loaded.capacity, loaded.max_len, loaded.keep, loaded.yaw_classes),
+        (buf.capacity, buf.max_len, buf.keep, buf.yaw_classes),
     )
     if have != want:
         raise ValueError(
-            f"replay buffer in {run_dir} has capacity/piece length/pruning {have}, the config "
-            f"wants {want}"
+            f"replay buffer in {run_dir} has capacity/piece length/pruning/yaw classes {have}, "
+            f"the config wants {want}"
         )
     return state, loaded

@@ -45,7 +45,7 @@ class HarnessConfig:
     episode_s: float = 20.0
     seed: int = 0
     env_set: tuple[str, ...] = ()
-    sampler: SamplerConfig = SamplerConfig(analytic_on_x0=True)
+    sampler: SamplerConfig = SamplerConfig(num_candidates=1, analytic_on_x0=True)
     mpc: MPCConfig = MPCConfig()
 
 

@@ -73,13 +73,37 @@ def test_buffer_keep_newest_drops_the_oldest_whatever_their_reward(tmp_path):
         ReplayBuffer(3, 10, keep="oldest")
 
 
-def test_mixed_windows_without_offline_data_come_from_the_buffer():
-    cfg = DaggerConfig(dataset="", offline_fraction=0.0, batch_size=8)
+class _Offline:
+    """A stand-in offline sampler: every window's obs is -1 (the buffer's are +5)."""
+
+    def sample(self, rng, n):
+        return {"obs": np.full((n, 6, 49), -1.0, np.float32),
+                "action": np.zeros((n, 6, 12), np.float32), "reward": np.zeros((n, 6), np.float32)}  # fmt: skip
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5, 0.0])
+def test_every_batch_of_a_call_holds_the_offline_share(fraction):
+    # the cpu run's shapes: 20 batches of 256 per call. The bug this guards against sized the
+    # offline share for one batch and reshaped a call's worth: 19 of 20 batches had none.
+    cfg = DaggerConfig(dataset="x", offline_fraction=fraction) if fraction else DaggerConfig(
+        dataset="", offline_fraction=0.0)  # fmt: skip
+    steps, batch = cfg.steps_per_call, cfg.batch_size
+    assert (steps, batch) == (20, 256)
     buf = ReplayBuffer(10, 12, keep="newest")
     buf.add_rollout(_rec(12, 2, 5.0), 6, 1)
-    w = MixedWindows(cfg, 6).sample(np.random.default_rng(0), buf, 8)
-    assert w["obs"].shape == (8, 6, 49) and (w["obs"] == 5.0).all()
+    n_off = int(round(fraction * batch))
+    mixed = MixedWindows(n_off, 6, _Offline() if n_off else None)
+    w = mixed.sample(np.random.default_rng(0), buf, steps, batch)
+    assert w["obs"].shape == (steps, batch, 6, 49) and w["weight"].shape == (steps, batch)
+    offline_per_batch = (w["obs"][:, :, 0, 0] == -1.0).sum(1)
+    np.testing.assert_array_equal(offline_per_batch, n_off)
+    np.testing.assert_array_equal((w["obs"][:, :, 0, 0] == 5.0).sum(1), batch - n_off)
     np.testing.assert_array_equal(w["weight"], 1.0)
+
+
+def test_mixed_windows_need_an_offline_sampler_for_an_offline_share():
+    with pytest.raises(ValueError, match="offline sampler"):
+        MixedWindows(4, 6, None)
 
 
 def test_config_errors_are_clear():

@@ -1,0 +1,48 @@
+"""JAX's persistent compilation cache, on for every ``dmpc`` command, its child processes and the
+tests: a compiled MJX env or planner is written once per user and read back by the next process
+that compiles the same function (same shapes, flags, jax and XLA versions).
+
+``DMPC_COMPILE_CACHE`` chooses where: unset, the per-user directory
+``$XDG_CACHE_HOME/dmpc_jax/xla`` (``~/.cache/dmpc_jax/xla``); a path moves it; ``off`` (or ``0``,
+``false``, ``no``, empty) turns it off. A ``JAX_COMPILATION_CACHE_DIR`` the user set wins.
+
+Nothing here imports JAX: processes that must not load it (the simulated robot) stay free of it.
+The setting travels by environment variable, which JAX reads when it is first imported, so
+child processes inherit it; where JAX is already imported, its config is updated as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ENV_VAR = "DMPC_COMPILE_CACHE"
+OFF = ("", "0", "off", "false", "no")
+
+
+def cache_dir(environ: dict | None = None) -> Path | None:
+    """The cache directory ``DMPC_COMPILE_CACHE`` selects, or None when it is off."""
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_VAR)
+    if value is None:
+        base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "dmpc_jax" / "xla"
+    if value.strip().lower() in OFF:
+        return None
+    return Path(value).expanduser()
+
+
+def enable() -> Path | None:
+    """Turn the cache on as ``DMPC_COMPILE_CACHE`` says; returns the directory in use (None: off).
+    Compilations shorter than 1 s are not written (JAX's default threshold)."""
+    path = cache_dir()
+    if path is None:
+        return None
+    path = Path(os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(path)))
+    if "jax" in sys.modules:  # already imported: its flag was read before we set the variable
+        import jax
+
+        if not jax.config.jax_compilation_cache_dir:
+            jax.config.update("jax_compilation_cache_dir", str(path))
+    return path

@@ -1,0 +1,29 @@
+"""The finetuning loops' in-loop evaluation plans exactly as ``dmpc eval`` does (the same harness
+settings: N = 1, DDPM, analytic rewards on x0_hat, E / D, keys), so its success figures are
+``dmpc eval``'s. It once planned with the harness default of 16 candidates."""
+
+import dataclasses
+
+from dmpc_jax.evaluate.planner_eval import EvalConfig
+from dmpc_jax.finetune.config import finetune_preset
+from dmpc_jax.finetune.dagger import dagger_preset
+from dmpc_jax.finetune.loop import Evaluator
+from dmpc_jax.scenario.harness import HarnessConfig
+
+
+def test_in_loop_evaluation_uses_dmpc_eval_harness_settings():
+    for cfg in (finetune_preset("cpu_paper"), finetune_preset("cpu"), dagger_preset("cpu")):
+        ev = Evaluator(cfg, planner=object())  # a stand-in: nothing is loaded or run here
+        want = EvalConfig(
+            task=cfg.eval_task, episodes=cfg.eval_episodes, planner_run=cfg.pretrained,
+            demonstrator_run=cfg.demonstrator_run,
+        ).harness_config()  # fmt: skip
+        assert ev.harness.cfg == want
+        assert ev.harness.cfg.sampler.num_candidates == 1
+
+
+def test_the_harness_default_sampler_is_dmpc_evals():
+    h = HarnessConfig(planner_run="p", demonstrator_run="d", episodes=1)
+    assert h.sampler == EvalConfig().harness_config().sampler
+    assert h.mpc == EvalConfig().harness_config().mpc
+    assert dataclasses.replace(h, episodes=2).sampler.num_candidates == 1

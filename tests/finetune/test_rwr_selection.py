@@ -1,0 +1,229 @@
+"""RWR at the authors' settings (METHOD §6, their diffuser_rollout_storage.py), with the shapes
+the cpu_paper run uses: three yaw classes, random draws from the kept union, weights normalised
+per class within each minibatch, the update volume in epochs, the return arm on the mean's
+scale."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dmpc_jax.finetune.config import FinetuneConfig, finetune_preset
+from dmpc_jax.finetune.rwr import (
+    ReplayBuffer,
+    effective_sample_size,
+    group_weights,
+    minibatch_weights,
+    select_pieces,
+    select_top,
+    yaw_group,
+)
+from dmpc_jax.finetune.update import train_network, update_steps
+
+PAPER = finetune_preset("cpu_paper")
+
+
+def test_the_cpu_paper_preset_is_the_paper_scale():
+    c = PAPER
+    assert c.n_envs * c.steps_per_iter * c.iterations == 4096 * 50 * 150  # 30.7 M env steps
+    assert c.n_envs * c.steps_per_iter * c.denoiser_every == pytest.approx(1.0e6, rel=0.03)
+    assert (c.guidance, c.action_noise, c.top_quantile, c.buffer_size) == ((0.0, 1.0), 0.3,
+                                                                          0.015, 100_000)  # fmt: skip
+    assert (c.yaw_classes, c.selection, c.weight_scope, c.env_model) == (3, "random",
+                                                                         "minibatch", "strict")  # fmt: skip
+    assert c.replan_at_reset and c.value_every == 1
+
+
+def test_three_yaw_classes_put_straight_walking_in_a_class_of_its_own():
+    wz = np.array([-0.7, -0.0, 0.0, 0.3, -1e-3])
+    np.testing.assert_array_equal(yaw_group(wz, 3), [0, 1, 1, 2, 0])
+    np.testing.assert_array_equal(yaw_group(wz, 2), [0, 1, 1, 1, 0])  # straight shares with left
+    with pytest.raises(ValueError, match="yaw classes"):
+        yaw_group(wz, 4)
+
+
+def _paper_buffer_scores(rng, n=100_000):
+    groups = rng.choice(np.array([0, 1, 2], np.int8), size=n, p=[0.45, 0.1, 0.45])
+    return rng.normal(0.2, 0.05, n).astype(np.float32), groups
+
+
+def test_random_selection_draws_the_cap_from_the_union_of_each_class_top():
+    rng = np.random.default_rng(0)
+    scores, groups = _paper_buffer_scores(rng)
+    union = set(select_top(scores, groups, 0.015, len(scores) * 3).tolist())
+    # 1.5% of each class: ceil per class, so the union is 1500-1502 of 100 k
+    assert 1500 <= len(union) <= 1503
+    picked = select_pieces(scores, groups, 0.015, 1000, "random", np.random.default_rng(1))
+    assert len(picked) == 1000 and len(set(picked.tolist())) == 1000
+    assert set(picked.tolist()) <= union
+    # the straight class is kept at its own top 1.5%, not crowded out by the turning ones
+    straight = np.flatnonzero(groups == 1)
+    assert sum(i in union for i in straight) == int(np.ceil(0.015 * len(straight)))
+    # "best" keeps the cap split evenly over the classes, best first
+    best = select_pieces(scores, groups, 0.015, 1500, "best")
+    assert all((groups[best] == g).sum() <= 500 for g in range(3))
+    with pytest.raises(ValueError, match="selection"):
+        select_pieces(scores, groups, 0.015, 1500, "worst")
+
+
+def test_minibatch_weights_are_a_softmax_per_class_within_each_batch():
+    rng = np.random.default_rng(2)
+    steps, batch = PAPER.steps_per_call, PAPER.batch_size
+    scores = rng.normal(0.2, 0.05, (steps, batch))
+    groups = rng.integers(0, 3, (steps, batch)).astype(np.int8)
+    w = minibatch_weights(scores, groups, PAPER.temperature)
+    assert w.shape == (steps, batch) and (w >= 0).all()
+    for i in range(steps):
+        for g in range(3):
+            m = groups[i] == g
+            np.testing.assert_allclose(w[i, m].mean(), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(w[i], group_weights(scores[i], groups[i], 0.02), rtol=1e-6)
+
+
+def _buffer(rng, n_pieces=40, max_len=50, lengths=None):
+    buf = ReplayBuffer(capacity=1000, max_len=max_len, yaw_classes=3)
+    t = max_len
+    rec = {
+        "obs": rng.normal(size=(t, n_pieces, 49)).astype(np.float32),
+        "action": rng.normal(size=(t, n_pieces, 12)).astype(np.float32),
+        "reward": (0.2 + 0.02 * rng.standard_normal((t, n_pieces))).astype(np.float32),
+        "wz": rng.choice(np.array([-0.5, 0.0, 0.5], np.float32), size=(t, n_pieces)),
+        "valid": np.ones((t, n_pieces), bool),
+        "done": np.zeros((t, n_pieces), bool),
+    }
+    if lengths is not None:  # pieces that end early: an episode end after ``lengths[e]`` steps
+        for e, n in enumerate(lengths):
+            rec["valid"][n:, e] = False
+    buf.add_rollout(rec, 24, 1)
+    return buf
+
+
+def test_return_arm_on_the_mean_scale_weighs_full_pieces_as_the_mean_arm():
+    rng = np.random.default_rng(3)
+    buf = _buffer(rng)
+    assert set(buf.group.tolist()) <= {0, 1, 2} and (buf.length == 50).all()
+    as_return = group_weights(buf.returns / 50, buf.group, 0.02)
+    as_mean = group_weights(buf.score, buf.group, 0.02)
+    np.testing.assert_allclose(as_return, as_mean, rtol=1e-4)
+    # the raw return at 0.02 puts nearly all weight on one piece per class (ESS ~ classes)
+    raw = group_weights(buf.returns, buf.group, 0.02)
+    assert effective_sample_size(raw) < 4 < 0.5 * effective_sample_size(as_mean)
+    # a shorter piece with the same mean weighs less under the return arm
+    short = _buffer(np.random.default_rng(4), n_pieces=4, lengths=[50, 50, 50, 30])
+    short.reward[:] = 0.2 * (np.arange(50) < short.length[:, None])
+    short.group[:] = 0
+    w = group_weights(short.returns / 50, short.group, 0.02)
+    assert w[3] < w[0] == pytest.approx(w[1])
+
+
+def test_update_volume_in_epochs_over_the_kept_windows():
+    rng = np.random.default_rng(5)
+    buf = _buffer(rng, n_pieces=30)
+    keep = np.arange(30)
+    n_windows = 30 * (50 - 24 + 1)  # 810
+    cfg = dataclasses.replace(PAPER, update_epochs=10.0)
+    steps = update_steps(cfg, buf, keep, 24)
+    assert steps % cfg.steps_per_call == 0
+    assert steps * cfg.batch_size >= 10 * n_windows > (steps - cfg.steps_per_call) * cfg.batch_size
+    assert update_steps(dataclasses.replace(cfg, update_epochs=0.0), buf, keep, 24) == (
+        cfg.denoiser_steps
+    )
+
+
+def test_train_network_feeds_the_per_minibatch_weights_to_the_update():
+    rng = np.random.default_rng(6)
+    buf = _buffer(rng, n_pieces=60)
+    cfg = PAPER
+    seen = []
+
+    def fake_update(params, opt_state, batches, key):
+        seen.append(batches)
+        return params, opt_state, {"loss": np.float32(0.0)}
+
+    def weigh(piece):
+        return minibatch_weights(buf.score[piece], buf.group[piece], cfg.temperature)
+
+    train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg, np.arange(60),
+                  None, 2 * cfg.steps_per_call, 24, batch_weights=weigh)  # fmt: skip
+    assert len(seen) == 2
+    for b in seen:
+        assert "piece" not in b
+        assert b["obs"].shape == (cfg.steps_per_call, cfg.batch_size, 24, 49)
+        assert b["weight"].shape == (cfg.steps_per_call, cfg.batch_size)
+        assert not np.allclose(b["weight"], 1.0)  # weighted, not uniform
+        np.testing.assert_allclose(b["weight"].mean(1), 1.0, atol=0.35)
+
+
+def test_config_rejects_unknown_choices():
+    for field, bad in (("selection", "worst"), ("weight_scope", "all"), ("env_model", "soft"),
+                       ("yaw_classes", 4), ("eval_rules", ("strict", "easy")),
+                       ("rollout_sampler", "cache2")):  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            FinetuneConfig(**{field: bad})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replan", [True, False])
+def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan):
+    # a fake planner whose row h is 0.01 (h + 1): the executed action tells which plan row runs
+    import flax
+    import jax
+    import jax.numpy as jnp
+
+    from dmpc_jax.finetune.rollout import make_rollout
+
+    @flax.struct.dataclass
+    class Task:
+        guidance_scale: jax.Array
+
+    @flax.struct.dataclass
+    class Out:
+        action: jax.Array
+
+    def plan_fn(params, s, task, cons, key):
+        return Out(jnp.tile(0.01 * (jnp.arange(24.0)[:, None] + 1.0), (1, 12)))
+
+    e, steps = 3, env.cfg.episode_steps + 8  # every env times out once, at the same step
+    cfg = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=steps, execute=e,
+                              action_noise=0.0, replan_at_reset=replan, reset_plans=2)  # fmt: skip
+    start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
+    _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+    done, valid = np.asarray(rec["done"]), np.asarray(rec["valid"])
+    row = np.rint(np.asarray(rec["action"])[..., 0] / 0.01).astype(int) - 1  # plan row, -1: none
+    t_end = int(np.flatnonzero(done.all(1))[0])
+    index = np.arange(steps) % e  # the batch's timeline: plans at t = 0, e, 2e, ...
+    after = np.arange(t_end + 1, steps)
+    if replan:  # two envs plan at once, the other two a step later; each runs its plan from row 0
+        assert valid[t_end + 1].sum() == 2 and valid[t_end + 2].all()
+        for env_id in range(4):
+            t0 = t_end + 1 if valid[t_end + 1, env_id] else t_end + 2
+            t1 = t0 + max(int(np.argmax(index[t0 + 1 :] == 0)) + 1, 1)  # next batch plan
+            np.testing.assert_array_equal(row[t0:t1, env_id], np.arange(t1 - t0))
+    else:  # the fresh envs hold still, unrecorded, until the batch's next plan
+        first = after[index[after] == 0][0]
+        assert not valid[t_end + 1 : first].any() and valid[first:].all()
+        np.testing.assert_array_equal(row[t_end + 1 : first], -1)
+    # the batch timeline goes on for every env that is not fresh
+    ok = valid[after]
+    np.testing.assert_array_equal(row[after][ok & (index[after] == 0)[:, None]], 0)
+
+
+def test_a_run_moved_without_its_buffer_resumes_from_the_kept_set(tmp_path):
+    import jax.numpy as jnp
+
+    from dmpc_jax.finetune.update import restore_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(7)
+    buf = _buffer(rng, n_pieces=40)
+    kept = select_top(buf.score, buf.group, 0.1, 1000)
+    state = {"params": {"w": jnp.arange(3.0)}, "iteration": jnp.asarray(4, jnp.int32)}
+    save_checkpoint(tmp_path, state, buf, kept=kept)
+    (tmp_path / "buffer.npz").unlink()  # what stays behind when only the commit moves
+    template = {"params": {"w": jnp.zeros(3)}, "iteration": jnp.asarray(0, jnp.int32)}
+    restored, rbuf = restore_checkpoint(tmp_path, template, ReplayBuffer(1000, 50, yaw_classes=3))
+    assert int(restored["iteration"]) == 4
+    np.testing.assert_array_equal(rbuf.obs, buf.obs[kept])
+    np.testing.assert_array_equal(rbuf.score, buf.score[kept])
+    assert rbuf.yaw_classes == 3 and rbuf.capacity == 1000
+    with pytest.raises(ValueError, match="yaw classes"):
+        restore_checkpoint(tmp_path, template, ReplayBuffer(1000, 50, yaw_classes=2))

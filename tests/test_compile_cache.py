@@ -1,0 +1,38 @@
+"""The persistent compilation cache (dmpc_jax/compile_cache.py): per-user by default, moved or
+turned off by DMPC_COMPILE_CACHE, inherited by child processes, on in this test process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+
+from dmpc_jax.compile_cache import cache_dir
+
+
+def test_default_is_per_user_and_the_variable_moves_or_disables_it(tmp_path):
+    home = Path.home()
+    assert cache_dir({}) == home / ".cache" / "dmpc_jax" / "xla"
+    assert cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "dmpc_jax" / "xla"
+    assert cache_dir({"DMPC_COMPILE_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
+    for off in ("off", "0", "false", "NO", ""):
+        assert cache_dir({"DMPC_COMPILE_CACHE": off}) is None
+
+
+def test_this_process_compiles_through_the_cache():
+    # conftest imports JAX before the package: enable() must still have set JAX's flag
+    assert jax.config.jax_compilation_cache_dir == os.environ["JAX_COMPILATION_CACHE_DIR"]
+
+
+def _child_cache_dir(env: dict) -> str:
+    code = "import jax, dmpc_jax; print(jax.config.jax_compilation_cache_dir)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_a_child_process_inherits_moves_or_drops_the_cache(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    assert _child_cache_dir({**env, "DMPC_COMPILE_CACHE": str(tmp_path)}) == str(tmp_path)
+    assert _child_cache_dir({**env, "DMPC_COMPILE_CACHE": "off"}) == "None"
