@@ -100,3 +100,14 @@ def test_eval_sweep_writes_where_cfg_out_dir_says(monkeypatch):
     assert seen == [Path("here"), Path("experiments/mpc_sweep")]
     with pytest.raises(ValueError, match="disagree"):
         eval_sweep(EvalConfig(out_dir="here"), variants=("11/4",), out="there")
+
+
+def test_dmpc_starts_without_the_optional_warp_backend_message():
+    # mujoco.mjx prints "Failed to import warp" when its optional GPU backend is absent
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "dmpc_jax.cli", "--help"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert "finetune" in out.stdout
+    assert "warp" not in out.stdout + out.stderr

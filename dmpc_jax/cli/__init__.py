@@ -2,11 +2,18 @@
 (``cli.train``), evaluation (``cli.evaluate``), benchmarks (``cli.bench``) and the robot path
 (``cli.robot``)."""
 
+import contextlib
 import functools
 import inspect
+import io
 import sys
 
 import tyro
+
+# mujoco.mjx prints "Failed to import warp" (twice) when its optional Warp backend is absent: a
+# GPU backend we do not use, which a new user reads as an error. Import it once, quietly.
+with contextlib.redirect_stdout(io.StringIO()):
+    import mujoco.mjx  # noqa: F401
 
 from dmpc_jax.cli.bench import bench, bench_env, bench_ppo, bench_profile
 from dmpc_jax.cli.evaluate import (

@@ -137,7 +137,7 @@ def finetune(
     overwrite: bool = False,
     max_iterations: int | None = None,
     iterations: int | None = None,
-    page: str | None = "experiments/finetune",
+    page: str | None = None,
     distributed: bool = False,
 ) -> None:
     """Finetune a pretrained planner by reward-weighted regression on its own rollouts into
@@ -157,7 +157,10 @@ def finetune(
         overwrite: delete an existing run of that name first.
         max_iterations: stop after this many iterations in this invocation (continue with --resume).
         iterations: shorthand for --cfg.iterations (with --resume, extends a finished run).
-        page: directory of the results page (page + learning curve); empty to skip it.
+        page: directory of the results page; empty to skip it. By default the shipped run
+            (RUN cpu) writes experiments/finetune (page, learning curve, model card) and any
+            other run its learning-curve page (``dmpc finetune-curve``) to
+            experiments/finetune/RUN.
         distributed: join JAX's multi-process runtime (envs and batches split over every
             process's devices; started by ``dmpc launch`` or a cluster scheduler, see README).
     """
@@ -171,12 +174,15 @@ def finetune(
         cfg, run_dir, resume=resume, overwrite=overwrite, max_iterations=max_iterations,
         command="dmpc finetune " + " ".join(sys.argv[2:]),
     )  # fmt: skip
-    if page and dist.is_main():
-        write_page(run_dir, Path(page))
+    if page != "" and dist.is_main():
+        if (run or preset) == "cpu":
+            write_page(run_dir, Path(page or "experiments/finetune"))
+        else:
+            finetune_curve(str(run_dir), page or f"experiments/finetune/{run or preset}")
 
 
 def finetune_curve(
-    run_dir: str = "checkpoints/rwr/cpu_paper", out: str = "experiments/finetune/paper_scale"
+    run_dir: str = "checkpoints/rwr/cpu_paper", out: str = "experiments/finetune/cpu_paper"
 ) -> None:
     """Write a finetuning run's learning-curve page (success under the box, paper and strict
     rules against env steps, R_nn fit, ESS, kept fraction, falls, wall time; its numbers in

@@ -184,7 +184,7 @@ def finetune_preset(name: str) -> FinetuneConfig:
         # x 2400 iterations = 30.7 M env steps (the paper's 4096 x 50 x 150), one denoiser update
         # per 80 iterations (1.02 M env steps, as their one per 5 iterations of 204,800), R_nn
         # refit every iteration, from the 6 k standardize planner; the update volume is scaled to
-        # the CPU as epochs over the kept set (experiments/finetune/paper_scale). Kept from ours:
+        # the CPU as epochs over the kept set (experiments/finetune/cpu_paper). Kept from ours:
         # the strict env (feet-only contacts, base/knee contact ends an episode): the authors'
         # full-contact env steps 2.2x slower here (336 vs 728 env steps/s with the planner in the
         # loop), and vx up to the evaluation speed of 1.0 m/s (theirs: 0.9). The rollouts plan

@@ -3,23 +3,28 @@
 Each iteration:
 
 1. roll out the planner in ``n_envs`` MJX envs for ``steps_per_iter`` steps (synchronous
-   replanning every E steps, N = 1, learned-reward guidance with a scale drawn per env from
-   ``guidance`` and redrawn at each episode end, Gaussian action noise, no constraints; envs
-   auto-reset and continue across iterations; a freshly reset env holds the default pose until
-   the batch's next plan and those steps are not recorded);
+   replanning every E steps, N = 1 on ``rollout_sampler``'s path, learned-reward guidance with a
+   scale drawn per env from ``guidance`` and redrawn at each episode end, Gaussian action noise,
+   no constraints; envs auto-reset and continue across iterations; a freshly reset env plans at
+   its next step with ``replan_at_reset``, else holds the default pose until the batch's next
+   plan, and those steps are not recorded; ``rollout.make_rollout`` draws the timeline);
 2. split the records at episode ends into pieces >= H, add them to the replay buffer and prune it
    to the best ``buffer_size`` pieces by mean per-step reward;
 3. every ``value_every`` iterations refit R_nn on windows of the whole buffer; every
-   ``denoiser_every`` iterations keep the top ``top_quantile`` of pieces per yaw-command-sign
-   group (at most ``max_pieces``), weight them by a per-group softmax of their score with
-   ``temperature`` (mean 1), and train the denoiser on their windows with those weights;
-4. every ``eval_every`` iterations (and before the first) measure the success rate of the current
-   planner on the evaluation harness's task (``walk_1.0``: 20 s at 1.0 m/s, pushes on).
+   ``denoiser_every`` iterations keep the top ``top_quantile`` of pieces per yaw-command group
+   (``yaw_classes``) and train the denoiser on windows of the ``max_pieces`` best of them or of
+   as many drawn at random (``selection``), weighted by a per-group softmax of their score with
+   ``temperature`` over the kept set or within each minibatch (``weight_scope``), for
+   ``denoiser_steps`` steps or ``update_epochs`` (expected) epochs over the kept windows;
+4. every ``eval_every`` iterations (and before the first) measure success on the evaluation
+   harness's task (``walk_1.0``: 20 s at 1.0 m/s, pushes on) under ``eval_rules``, planned as
+   ``dmpc eval`` plans, each episode's outcome kept in ``eval_episodes.jsonl``.
 
 The run directory holds ``config.json``, the pretrained run's ``pretrain_config.json``,
 ``scaler.json`` and ``robot.json`` (so ``load_planner`` reads it like a pretraining run),
 ``metrics.jsonl`` (one line per iteration), TensorBoard events, ``ckpt/`` (params, both Adam
 states, iteration, key), ``buffer.npz`` (the replay buffer, saved with each checkpoint),
+``kept.npz`` (its top-quantile pieces: what a run moved without buffer.npz resumes from),
 ``planner/`` (the parameters the planner uses) and ``learning_curve.png``. ``--resume`` restores
 all of it; the envs restart from fresh resets.
 
@@ -242,13 +247,13 @@ def finetune(
             row.update(m)
             w = weights[cfg.weight_by]
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
-                        "rwr/ess": effective_sample_size(w),
+                        "rwr/ess": effective_sample_size(w),  # over the kept set (scope kept)
                         "rwr/ess_return": effective_sample_size(weights["return"]),
                         "rwr/ess_mean": effective_sample_size(weights["mean"]),
                         "rwr/kept_mean_score": float(buf.score[keep].mean()),
                         "rwr/denoiser_steps": n_steps,
                         "time/update_s": time.perf_counter() - t_upd})  # fmt: skip
-            if batch_ess:
+            if batch_ess:  # the weights that trained: ESS / B of the minibatches
                 row["rwr/ess_batch_fraction"] = float(np.mean(batch_ess))
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
             row.update(evaluate(params, it))

@@ -14,6 +14,7 @@ import numpy as np
 
 from dmpc_jax.finetune.config import load_config
 from dmpc_jax.report.logger import read_jsonl
+from dmpc_jax.scenario import outcomes
 
 RULES = ("box", "paper", "strict")
 TARGETS = {"box": 0.988, "paper": 0.97, "strict": 0.90}  # the finetuning issue's acceptance
@@ -63,6 +64,15 @@ def curve_results(run_dir: Path) -> dict:
                 p[rule] = [m[f"eval/{rule}"], m[f"eval/{rule}_lo"], m[f"eval/{rule}_hi"]]
         p["tracking_err"] = m.get("eval/tracking_err")
         points.append(p)
+    # each point against the starting planner on the same keys, episode by episode
+    episodes = {r["iteration"]: r for r in read_jsonl(run_dir / "eval_episodes.jsonl")} if (
+        run_dir / "eval_episodes.jsonl").exists() else {}  # fmt: skip
+    first = episodes.get(points[0]["iteration"]) if points else None
+    for p in points:
+        now = episodes.get(p["iteration"])
+        if first is not None and now is not None and p is not points[0]:
+            p["vs_start"] = {r: outcomes.paired(first[r], now[r]) for r in RULES
+                             if r in first and r in now}  # fmt: skip
     series = {"env_steps": [m["iteration"] * per_iter for m in log if m["iteration"] > 0]}
     for key, name in SERIES.items():
         series[name] = [m.get(key) for m in log if m["iteration"] > 0]
@@ -156,8 +166,8 @@ def write_curve_page(res: dict, out: Path, command: str) -> None:
         "",
         "![curve](curve.png)",
         "",
-        "| env steps (M) | box | paper | strict | \\|v - v_cmd\\| (m/s) |",
-        "|---:|---|---|---|---:|",
+        "| env steps (M) | box | paper | strict | \\|v - v_cmd\\| (m/s) | strict vs start: won / lost (p) |",
+        "|---:|---|---|---|---:|---|",
     ]
     for p in res["points"]:
         cells = [
@@ -165,8 +175,10 @@ def write_curve_page(res: dict, out: Path, command: str) -> None:
             for r in RULES
         ]
         err = p.get("tracking_err")
+        vs = p.get("vs_start", {}).get("strict")
+        vs = "-" if vs is None else f"{vs['won']} / {vs['lost']} ({vs['p_value']:.2g})"
         lines.append(f"| {p['env_steps'] / 1e6:.2f} | " + " | ".join(cells)
-                     + f" | {'-' if err is None else f'{err:.3f}'} |")  # fmt: skip
+                     + f" | {'-' if err is None else f'{err:.3f}'} | {vs} |")  # fmt: skip
     lines += ["", "| rule | target | slope (points per M env steps) | projected env steps |",
               "|---|---:|---:|---:|"]  # fmt: skip
     for rule in RULES:

@@ -16,6 +16,8 @@ The authors' finetuning env ends an episode as a time-out (a success) once the r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 RULES = ("strict", "paper", "box")
@@ -53,6 +55,22 @@ def rate(success: np.ndarray) -> dict:
     success = np.asarray(success, bool)
     k, n = int(success.sum()), int(success.size)
     return {"rate": k / n, "successes": k, "episodes": n, "ci95": list(wilson_interval(k, n))}
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    """Two controllers' successes [B] on the same keys, episode by episode: ``won`` (b succeeded
+    where a failed), ``lost`` (the reverse), ``ties``, and the exact two-sided sign-test p-value
+    of the discordant pairs (McNemar's exact test): how likely a split at least this uneven is
+    if neither arm is better."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(
+            f"paired outcomes need two [B] arrays on the same keys, got {a.shape}, {b.shape}"
+        )
+    won, lost = int((b & ~a).sum()), int((a & ~b).sum())
+    n, k = won + lost, min(won, lost)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n if n else 1.0
+    return {"won": won, "lost": lost, "ties": int(a.size - n), "p_value": min(1.0, 2.0 * tail)}
 
 
 def fall_steps(trace: dict) -> np.ndarray:

@@ -122,3 +122,20 @@ def test_q_bound_and_action_bound_count_what_was_executed():
     assert verdict(narrow, {"task": {"success_rate": 1.0, **r}})["moved"] is False
     tr["done_any"][4:, 0] = True  # after a fall nothing counts
     assert _report(narrow.spec, tr)["action_violations"] == 0
+
+
+def test_paired_counts_episodes_won_and_lost_with_an_exact_sign_test():
+    from dmpc_jax.scenario.outcomes import paired
+
+    a = np.array([1, 1, 0, 0, 0, 1, 0, 0], bool)
+    b = np.array([1, 0, 1, 1, 1, 1, 0, 1], bool)
+    r = paired(a, b)
+    assert (r["won"], r["lost"], r["ties"]) == (4, 1, 3)
+    # 5 discordant pairs split 4:1 -> P(X <= 1) = (1 + 5) / 32, two-sided 12 / 32
+    assert r["p_value"] == pytest.approx(12 / 32)
+    assert paired(a, a) == {"won": 0, "lost": 0, "ties": 8, "p_value": 1.0}
+    # 20 won, 0 lost: 2 / 2^20
+    many = paired(np.zeros(20, bool), np.ones(20, bool))
+    assert many["p_value"] == pytest.approx(2 / 2**20)
+    with pytest.raises(ValueError, match="same keys"):
+        paired(a, b[:4])
