@@ -228,7 +228,7 @@ def finetune(
         if len(buf) and it % cfg.denoiser_every == 0:
             t_upd = time.perf_counter()
             keep = select_pieces(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces,
-                                 cfg.selection, rng)  # fmt: skip
+                                 cfg.selection, rng, buf.group_sizes())  # fmt: skip
             # both weightings: one trains, both are logged (their ESS over the kept set); the
             # return is divided by the full piece length, so the temperature acts on one scale
             scores = {"return": buf.returns / cfg.steps_per_iter, "mean": buf.score}
@@ -263,7 +263,8 @@ def finetune(
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "opt_denoiser": opt_d, "opt_value": opt_v,
                   "iteration": dist.to_global(np.int32(it), replicated)}  # fmt: skip
-            kept = select_top(buf.score, buf.group, cfg.top_quantile, cfg.buffer_size)
+            kept = select_top(buf.score, buf.group, cfg.top_quantile, cfg.buffer_size,
+                              buf.group_sizes())  # fmt: skip
             save_checkpoint(run_dir, st, buf, kept=kept)
         bar.update(1)
         bar.set_postfix(

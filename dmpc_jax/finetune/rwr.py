@@ -40,11 +40,13 @@ def effective_sample_size(weights: np.ndarray) -> float:
 
 
 def select_top(
-    scores: np.ndarray, groups: np.ndarray, quantile: float, max_total: int
-) -> np.ndarray:
+    scores: np.ndarray, groups: np.ndarray, quantile: float, max_total: int,
+    sizes: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Indices of the top ``quantile`` fraction of pieces by score within each group (at least one
     per non-empty group), at most ``max_total // n_groups`` per group; sorted best first per
-    group, groups in ascending order."""
+    group, groups in ascending order. ``sizes`` [groups]: each group's size the quantile is
+    taken of, when it holds more pieces than ``groups`` shows (``ReplayBuffer.group_sizes``)."""
     if not 0 < quantile <= 1:
         raise ValueError(f"top quantile must be in (0, 1], got {quantile}")
     scores, groups = np.asarray(scores), np.asarray(groups)
@@ -53,7 +55,8 @@ def select_top(
     keep = []
     for g in present:
         idx = np.flatnonzero(groups == g)
-        n = min(max(int(np.ceil(quantile * len(idx))), 1), cap)
+        size = len(idx) if sizes is None else max(int(sizes[g]), len(idx))
+        n = min(max(int(np.ceil(quantile * size)), 1), cap, len(idx))
         order = idx[np.argsort(-scores[idx], kind="stable")]
         keep.append(order[:n])
     return np.concatenate(keep) if keep else np.zeros(0, np.int64)
@@ -61,16 +64,18 @@ def select_top(
 
 def select_pieces(
     scores: np.ndarray, groups: np.ndarray, quantile: float, max_total: int, mode: str,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | None = None, sizes: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """The pieces a denoiser update trains on. ``best``: ``select_top``. ``random`` (the authors'
     ``diffusion_mini_batch_generator``): the top ``quantile`` of each group, then ``max_total``
     of their union drawn at random without replacement (all of it when smaller); sorted."""
     if mode == "best":
-        return select_top(scores, groups, quantile, max_total)
+        return select_top(scores, groups, quantile, max_total, sizes)
     if mode != "random":
         raise ValueError(f"selection must be 'best' or 'random', got {mode!r}")
-    union = select_top(scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1))
+    union = select_top(
+        scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1), sizes
+    )
     if len(union) <= max_total:
         return np.sort(union)
     return np.sort(rng.choice(union, size=max_total, replace=False))
@@ -125,14 +130,23 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
     return out
 
 
+STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq")
+
+
 @dataclass
 class ReplayBuffer:
     """Pieces padded to ``max_len`` steps: obs [P, L, 49], action [P, L, 12], reward [P, L],
     length [P], score [P] (mean per-step reward), group [P] (``yaw_group`` of the yaw command
     at the piece's start, with ``yaw_classes`` classes), added [P] (iteration it was collected
-    in).
+    in), seq [P] (order of arrival).
     ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
-    where a low-reward recovery is as much worth keeping as a high-reward stride)."""
+    where a low-reward recovery is as much worth keeping as a high-reward stride).
+    ``absent`` [yaw_classes]: pieces per group that count towards each group's size for the top
+    quantile but are not held: the part of a buffer that stayed behind when only its kept set
+    moved (``subset(..., count_rest=True)``); new pieces displace them first.
+
+    Storage is allocated up to ``capacity`` once; at capacity the pieces a rollout displaces are
+    overwritten in place, so an iteration copies only its new pieces (a 100 k buffer is ~1.3 GB)."""
 
     capacity: int
     max_len: int
@@ -144,16 +158,39 @@ class ReplayBuffer:
     def __post_init__(self):
         if self.keep not in ("best", "newest"):
             raise ValueError(f"ReplayBuffer.keep must be 'best' or 'newest', got {self.keep!r}")
-        self.obs = np.zeros((0, self.max_len, self.obs_dim), np.float32)
-        self.action = np.zeros((0, self.max_len, self.act_dim), np.float32)
-        self.reward = np.zeros((0, self.max_len), np.float32)
-        self.length = np.zeros(0, np.int32)
-        self.score = np.zeros(0, np.float32)
-        self.group = np.zeros(0, np.int8)
-        self.added = np.zeros(0, np.int32)
+        self._n = 0
+        self._store = {
+            k: np.zeros((0, *shape), dtype) for k, (shape, dtype) in self._layout().items()
+        }
+        self.absent = np.zeros(self.yaw_classes, np.int64)
+        self._sync()
+
+    def _layout(self) -> dict:
+        f32, i32 = np.float32, np.int32
+        return {"obs": ((self.max_len, self.obs_dim), f32), "action": ((self.max_len, self.act_dim), f32),
+                "reward": ((self.max_len,), f32), "length": ((), i32), "score": ((), f32),
+                "group": ((), np.int8), "added": ((), i32), "seq": ((), np.int64)}  # fmt: skip
+
+    def _sync(self) -> None:
+        for k in STORED:
+            setattr(self, k, self._store[k][: self._n])
+
+    def _reserve(self, rows: int) -> None:
+        have = len(self._store["length"])
+        if rows <= have:
+            return
+        size = max(rows, min(2 * have, self.capacity))
+        for k, (shape, dtype) in self._layout().items():
+            grown = np.zeros((size, *shape), dtype)
+            grown[: self._n] = self._store[k][: self._n]
+            self._store[k] = grown
+
+    def _put(self, slots: np.ndarray, rows: dict, which: np.ndarray) -> None:
+        for k in STORED:
+            self._store[k][slots] = rows[k][which]
 
     def __len__(self) -> int:
-        return len(self.length)
+        return self._n
 
     @property
     def returns(self) -> np.ndarray:
@@ -179,30 +216,53 @@ class ReplayBuffer:
             rew[i, :ln] = rec["reward"][s : s + ln, e]
             length[i] = ln
             wz0[i] = rec["wz"][s, e]
-        group = yaw_group(wz0, self.yaw_classes)
-        score = rew.sum(1) / length
-        self.obs = np.concatenate([self.obs, obs])
-        self.action = np.concatenate([self.action, act])
-        self.reward = np.concatenate([self.reward, rew])
-        self.length = np.concatenate([self.length, length])
-        self.score = np.concatenate([self.score, score.astype(np.float32)])
-        self.group = np.concatenate([self.group, group])
-        self.added = np.concatenate([self.added, np.full(n, iteration, np.int32)])
-        self.prune()
+        first = int(self.seq.max()) + 1 if self._n else 0
+        self.insert({"obs": obs, "action": act, "reward": rew, "length": length,
+                     "score": (rew.sum(1) / length).astype(np.float32),
+                     "group": yaw_group(wz0, self.yaw_classes),
+                     "added": np.full(n, iteration, np.int32),
+                     "seq": np.arange(first, first + n, dtype=np.int64)})  # fmt: skip
         return n
 
-    def prune(self) -> None:
-        """Keep the best ``capacity`` pieces by score (newest first among equal scores), or the
-        newest ``capacity`` (``keep="newest"``; later pieces of one iteration count as newer)."""
-        if len(self) <= self.capacity:
-            return
+    def insert(self, rows: dict) -> None:
+        """Add pieces (a dict of the ``STORED`` arrays), then keep ``capacity``: the best by score
+        (the newer first among equal scores) or the newest (``keep="newest"``). Absent pieces
+        are displaced before any held one."""
+        k, n = len(rows["length"]), self._n
+        spare = self.capacity - n - int(self.absent.sum())
+        if spare < k and self.absent.any():  # new pieces displace absent ones first
+            self._displace_absent(min(k - max(spare, 0), int(self.absent.sum())))
+        free = self.capacity - n
+        if k <= free:
+            self._reserve(n + k)
+            self._put(np.arange(n, n + k), rows, np.arange(k))
+            self._n = n + k
+            return self._sync()
+        score = np.concatenate([self.score, rows["score"]])
+        seq = np.concatenate([self.seq, rows["seq"]])
         if self.keep == "newest":
-            order = np.arange(len(self))[-self.capacity :]
+            order = np.argsort(-seq, kind="stable")
         else:
-            order = np.lexsort((-self.added, -self.score))[: self.capacity]
-        order = np.sort(order)
-        for name in ("obs", "action", "reward", "length", "score", "group", "added"):
-            setattr(self, name, getattr(self, name)[order])
+            order = np.lexsort((-seq, -score))
+        survive = np.zeros(n + k, bool)
+        survive[order[: self.capacity]] = True
+        slots = np.concatenate([np.arange(n, self.capacity), np.flatnonzero(~survive[:n])])
+        new = np.flatnonzero(survive[n:])
+        self._reserve(self.capacity)
+        self._put(slots[: len(new)], rows, new)
+        self._n = self.capacity
+        self._sync()
+
+    def _displace_absent(self, count: int) -> None:
+        share = self.absent / self.absent.sum()
+        cut = np.minimum(np.floor(share * count).astype(np.int64), self.absent)
+        for g in np.argsort(-self.absent)[: count - int(cut.sum())]:  # the remainder, largest first
+            cut[g] += 1
+        self.absent = self.absent - np.minimum(cut, self.absent)
+
+    def group_sizes(self) -> np.ndarray:
+        """[yaw_classes] pieces per group, absent ones included (the base of the top quantile)."""
+        return np.bincount(self.group, minlength=self.yaw_classes) + self.absent
 
     def windows(
         self, rng: np.random.Generator, pieces: np.ndarray, weights: np.ndarray | None,
@@ -227,12 +287,18 @@ class ReplayBuffer:
             "piece": p,
         }
 
-    def subset(self, idx: np.ndarray) -> ReplayBuffer:
-        """A buffer of the same capacity and layout holding the pieces ``idx`` (in that order)."""
+    def subset(self, idx: np.ndarray, count_rest: bool = False) -> ReplayBuffer:
+        """A buffer of the same capacity and layout holding the pieces ``idx`` (in that order);
+        ``count_rest``: the pieces left out still count, as ``absent``, towards their groups'
+        sizes (a moved run's top quantile stays the top quantile of the whole buffer)."""
         out = ReplayBuffer(self.capacity, self.max_len, self.obs_dim, self.act_dim, self.keep,
                            self.yaw_classes)  # fmt: skip
-        for name in ("obs", "action", "reward", "length", "score", "group", "added"):
-            setattr(out, name, getattr(self, name)[np.asarray(idx)])
+        idx = np.asarray(idx, np.int64)
+        out.insert({k: getattr(self, k)[idx] for k in STORED})
+        if count_rest:
+            out.absent = self.group_sizes() - np.bincount(
+                self.group[idx], minlength=self.yaw_classes
+            )
         return out
 
     # ---------------------------------------------------------------- persistence
@@ -242,9 +308,9 @@ class ReplayBuffer:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
-            tmp, capacity=self.capacity, max_len=self.max_len, obs=self.obs, action=self.action,
-            reward=self.reward, length=self.length, score=self.score, group=self.group,
-            added=self.added, keep=self.keep, yaw_classes=self.yaw_classes,
+            tmp, capacity=self.capacity, max_len=self.max_len, keep=self.keep,
+            yaw_classes=self.yaw_classes, absent=self.absent,
+            **{k: getattr(self, k) for k in STORED},
         )  # fmt: skip
         os.replace(tmp, path)
 
@@ -259,8 +325,12 @@ class ReplayBuffer:
                 classes = int(f["yaw_classes"]) if "yaw_classes" in f.files else 2
                 buf = cls(int(f["capacity"]), int(f["max_len"]), f["obs"].shape[2],
                           f["action"].shape[2], keep, classes)  # fmt: skip
-                for name in ("obs", "action", "reward", "length", "score", "group", "added"):
-                    setattr(buf, name, f[name])
+                rows = {k: f[k] for k in STORED if k in f.files}
+                n = len(rows["length"])
+                rows.setdefault("seq", np.arange(n, dtype=np.int64))  # older files: file order
+                buf.insert(rows)
+                if "absent" in f.files:
+                    buf.absent = f["absent"].astype(np.int64)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise RuntimeError(
                 f"replay buffer {path} is unreadable ({e}); it may be truncated"

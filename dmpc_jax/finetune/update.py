@@ -103,7 +103,7 @@ def save_checkpoint(
     if dist.is_main():
         buf.save(Path(run_dir) / "buffer.npz")
         if kept is not None:
-            buf.subset(kept).save(Path(run_dir) / "kept.npz")
+            buf.subset(kept, count_rest=True).save(Path(run_dir) / "kept.npz")
     mngr = checkpoint_manager(run_dir)
     mngr.save(it, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()

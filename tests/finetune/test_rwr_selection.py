@@ -225,5 +225,59 @@ def test_a_run_moved_without_its_buffer_resumes_from_the_kept_set(tmp_path):
     np.testing.assert_array_equal(rbuf.obs, buf.obs[kept])
     np.testing.assert_array_equal(rbuf.score, buf.score[kept])
     assert rbuf.yaw_classes == 3 and rbuf.capacity == 1000
+    np.testing.assert_array_equal(rbuf.group_sizes(), buf.group_sizes())  # the rest still counts
     with pytest.raises(ValueError, match="yaw classes"):
         restore_checkpoint(tmp_path, template, ReplayBuffer(1000, 50, yaw_classes=2))
+
+
+def _rows(rng, k, first_seq, it, max_len=6):
+    return {"obs": rng.normal(size=(k, max_len, 49)).astype(np.float32),
+            "action": np.zeros((k, max_len, 12), np.float32),
+            "reward": np.zeros((k, max_len), np.float32), "length": np.full(k, max_len, np.int32),
+            "score": rng.choice(np.float32([0.1, 0.2, 0.3, 0.4]), k),  # ties: newer first
+            "group": rng.integers(0, 3, k).astype(np.int8), "added": np.full(k, it, np.int32),
+            "seq": np.arange(first_seq, first_seq + k, dtype=np.int64)}  # fmt: skip
+
+
+@pytest.mark.parametrize("keep", ["best", "newest"])
+def test_at_capacity_pieces_are_replaced_in_place_with_the_same_survivors(keep):
+    # the reference: every piece ever added, the capacity best (newer first on ties) or newest
+    rng = np.random.default_rng(8)
+    buf = ReplayBuffer(capacity=50, max_len=6, keep=keep, yaw_classes=3)
+    every = []
+    for it in range(12):
+        rows = _rows(rng, 13, 13 * it, it)
+        every += list(zip(rows["score"].tolist(), rows["seq"].tolist(), strict=True))
+        buf.insert(rows)
+        if it == 4:
+            storage = buf._store["obs"]
+        if keep == "best":
+            want = sorted(every, key=lambda r: (-r[0], -r[1]))[:50]
+        else:
+            want = sorted(every, key=lambda r: -r[1])[:50]
+        got = list(zip(buf.score.tolist(), buf.seq.tolist(), strict=True))
+        assert sorted(got) == sorted(want)
+    assert buf._store["obs"] is storage  # no reallocation once full: only new pieces copied
+    # each held piece still carries its own data
+    seq_of = {s: i for i, s in enumerate(buf.seq.tolist())}
+    last = _rows(np.random.default_rng(8), 13, 0, 0)  # the first batch, regenerated
+    for j, s in enumerate(last["seq"].tolist()):
+        if s in seq_of:
+            np.testing.assert_array_equal(buf.obs[seq_of[s]], last["obs"][j])
+
+
+def test_a_moved_kept_set_keeps_the_quantile_of_the_whole_buffer():
+    rng = np.random.default_rng(9)
+    full = ReplayBuffer(capacity=1000, max_len=6, yaw_classes=3)
+    for it in range(8):
+        full.insert(_rows(rng, 120, 120 * it, it))
+    assert len(full) == 960
+    kept = select_top(full.score, full.group, 0.05, 10**6, full.group_sizes())
+    moved = full.subset(kept, count_rest=True)
+    np.testing.assert_array_equal(moved.group_sizes(), full.group_sizes())
+    again = select_top(moved.score, moved.group, 0.05, 10**6, moved.group_sizes())
+    assert len(again) == len(kept)  # not 5% of the few pieces it holds
+    # new pieces displace absent ones first, so the held pieces survive as the buffer refills
+    moved.insert(_rows(rng, 120, 10_000, 9))
+    assert len(moved) == len(kept) + 120
+    assert moved.group_sizes().sum() == 1000 and moved.absent.sum() == 1000 - len(moved)
