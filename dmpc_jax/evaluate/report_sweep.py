@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dmpc_jax.report.markdown import falls_section, format_falls, format_rate
+from dmpc_jax.scenario import outcomes
 
 
 def rows_by_label(result: dict):
@@ -25,7 +26,7 @@ def plot_survival(curves: dict, dt: float, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, c in curves.items():
-        ax.plot(np.arange(len(c)) * dt, 100 * c, label=label)
+        ax.plot(outcomes.fall_time_s(np.arange(len(c)), dt), 100 * c, label=label)  # after step t
     ax.set_xlabel("time (s)")
     ax.set_ylabel("robots still up (%)")
     ax.set_ylim(0, 102)

@@ -80,12 +80,6 @@ def survival(trace: dict) -> np.ndarray:
     return 1.0 - np.asarray(trace["done_any"]).mean(1)
 
 
-def fall_times_s(trace: dict, dt: float) -> list[float]:
-    steps = outcomes.fall_steps(trace)
-    fell = steps < np.asarray(trace["done_any"]).shape[0]
-    return sorted((steps[fell] * dt).round(2).tolist())
-
-
 def run_sweep(
     cfg: EvalConfig, variants: tuple[str, ...], *, demonstrator: bool = True, out: Path
 ) -> dict:
@@ -104,7 +98,7 @@ def run_sweep(
             "plans_every": v.execute - v.margin,
             **episode_stats(trace, spec.command[0], dt),
             **rule_outcomes(hs, "task", spec, spec.push_scale, trace, cfg.rules),
-            "fall_times_s": fall_times_s(trace, dt), "wall_s": info["wall_s"],
+            "fall_times_s": outcomes.fall_times_s(trace, dt), "wall_s": info["wall_s"],
         }  # fmt: skip
         if cfg.latency_calls:
             row["plan_latency_ms"] = plan_latency_ms(
@@ -127,7 +121,7 @@ def run_sweep(
         result["demonstrator"] = {
             **episode_stats(trace, spec.command[0], dt),
             **rule_outcomes(hs, "demonstrator", spec, spec.push_scale, trace, cfg.rules),
-            "fall_times_s": fall_times_s(trace, dt),
+            "fall_times_s": outcomes.fall_times_s(trace, dt),
         }
         curves["demonstrator (PPO)"] = survival(trace)
     out.mkdir(parents=True, exist_ok=True)

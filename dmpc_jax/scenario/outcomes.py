@@ -79,6 +79,19 @@ def fall_steps(trace: dict) -> np.ndarray:
     return np.where(done[-1], done.argmax(0), done.shape[0])
 
 
+def fall_time_s(step, dt: float):
+    """The time of a fall at step index ``step``: the end of that control step, (step + 1) dt
+    (a fall in the first step is at dt, one at the last step of a T-step episode at T dt)."""
+    return (np.asarray(step) + 1) * dt
+
+
+def fall_times_s(trace: dict, dt: float) -> list[float]:
+    """Sorted fall times of the episodes that fell (``fall_time_s``), rounded to 10 ms."""
+    steps = fall_steps(trace)
+    fell = steps < np.asarray(trace["done_any"]).shape[0]
+    return sorted(np.round(fall_time_s(steps[fell], dt), 2).tolist())
+
+
 def box_exit_steps(trace: dict, half_width: float = BOX_HALF_WIDTH_M) -> np.ndarray:
     """First step at which the base is more than ``half_width`` from its start along x or y [B];
     T where it never is."""
@@ -113,7 +126,7 @@ def falls(trace: dict, dt: float, causes: tuple[str, ...]) -> dict:
         for c in held:
             by_cause[c] += 1
         events.append({
-            "episode": int(b), "time_s": round((s + 1) * dt, 2), "causes": held,
+            "episode": int(b), "time_s": round(float(fall_time_s(s, dt)), 2), "causes": held,
             "roll": round(float(np.asarray(trace["state/roll"])[s, b]), 3),
             "pitch": round(float(np.asarray(trace["state/pitch"])[s, b]), 3),
         })  # fmt: skip

@@ -139,3 +139,15 @@ def test_paired_counts_episodes_won_and_lost_with_an_exact_sign_test():
     assert many["p_value"] == pytest.approx(2 / 2**20)
     with pytest.raises(ValueError, match="same keys"):
         paired(a, b[:4])
+
+
+def test_fall_times_are_the_end_of_the_failing_step_everywhere():
+    # episode 0 fails in its first step, episode 1 at step 2, episode 2 never: [T=4, B=3]
+    done = np.zeros((4, 3), bool)
+    done[0:, 0] = True
+    done[2:, 1] = True
+    trace = {"done_any": done, "state/roll": np.zeros((4, 3)), "state/pitch": np.zeros((4, 3)),
+             "fall/roll": done.astype(float)}  # fmt: skip
+    assert outcomes.fall_times_s(trace, 0.02) == [0.02, 0.06]
+    events = outcomes.falls(trace, 0.02, ("roll",))["events"]
+    assert sorted(e["time_s"] for e in events) == outcomes.fall_times_s(trace, 0.02)
