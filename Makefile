@@ -13,7 +13,7 @@ STAGE = $(if $(NPROC),$(VENV)/bin/dmpc launch --nproc $(NPROC) --,$(VENV)/bin/dm
 # the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
 PLANNER ?= checkpoints/rwr/$(PRESET)
 
-.PHONY: venv test test-fast demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim sim2sim-faults deploy bench lint gl clean
+.PHONY: venv test test-fast check-pages demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim sim2sim-faults deploy bench lint gl clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: venv
 # logic, shapes and the tiny model only: no MJX compile, no training, no process (tests marked slow)
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
+
+# every experiments page a renderer knows, rendered again from its results.json and compared (also
+# a test of make test: tests/evaluate/test_pages.py)
+check-pages: venv
+	$(VENV)/bin/dmpc check-pages
 
 demo: venv gl
 	$(VENV)/bin/dmpc demo

@@ -17,6 +17,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 
 from dmpc_jax.cli.bench import bench, bench_env, bench_ppo, bench_profile
 from dmpc_jax.cli.evaluate import (
+    check_pages,
     demo,
     diagnose_offline,
     eval,  # noqa: A004
@@ -68,6 +69,7 @@ SUBCOMMANDS = {
     "deploy": deploy,
     "bench": bench,
     "bench-profile": bench_profile,
+    "check-pages": check_pages,
 }
 
 

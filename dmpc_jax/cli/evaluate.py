@@ -1,6 +1,7 @@
 """``dmpc`` sub-commands of the evaluation and the demo: the demonstrator, the model, the planner in closed loop."""
 
 import json
+from pathlib import Path
 
 from dmpc_jax.evaluate.model_quality import DiffusionEvalConfig
 from dmpc_jax.evaluate.offline_fidelity import OfflineConfig
@@ -94,3 +95,28 @@ def eval_sweep(
         )
     run_sweep(cfg, variants, demonstrator=demonstrator,
               out=Path(out or cfg.out_dir or "experiments/mpc_sweep"))  # fmt: skip
+
+
+def check_pages(root: str = "experiments") -> None:
+    """Render every experiments page whose results.json a renderer knows again from that file and
+    compare it with the committed page; exit 1 naming each page that differs (a number edited by
+    hand, or a page its renderer left behind). Pages no renderer knows are counted, not checked.
+
+    Args:
+        root: the directory searched for results.json files.
+    """
+    import sys
+    from collections import Counter
+
+    from dmpc_jax.evaluate.report_pages import check_pages as check
+
+    rows = check(Path(root))
+    for r in rows:
+        if r["status"] == "stale":
+            print(
+                f"STALE {r['page']} ({r['kind']} page): differs from its results.json\n{r['diff']}"
+            )
+    counts = Counter(r["status"] for r in rows)
+    print("check-pages: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if counts["stale"]:
+        sys.exit(1)

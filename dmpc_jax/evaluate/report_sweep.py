@@ -46,7 +46,18 @@ def _latency(row: dict) -> str:
 
 
 def write_page(result: dict, out: Path, command: str) -> None:
-    cfg = result["config"]
+    """README.md of a sweep (``result`` carries its ``command``, results.json is written by the
+    caller)."""
+    (out / "README.md").write_text(render_sweep_page({**result, "command": command}))
+
+
+def is_sweep_result(result: dict) -> bool:
+    return {"task", "config", "variants", "command"} <= set(result)
+
+
+def render_sweep_page(result: dict) -> str:
+    """A sweep's README.md from its results.json alone."""
+    cfg, command = result["config"], result["command"]
     lines = [
         "# Receding-horizon settings in closed loop",
         "",
@@ -84,4 +95,4 @@ def write_page(result: dict, out: Path, command: str) -> None:
         )
     lines += ["", "![survival](survival.png)", ""]
     lines += falls_section(dict(rows_by_label(result)))
-    (out / "README.md").write_text("\n".join(lines))
+    return "\n".join(lines)

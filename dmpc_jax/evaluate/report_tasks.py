@@ -90,6 +90,22 @@ def write_results(cfg, result: dict, traces: dict, env, out: Path) -> None:
 
         frames = render_qpos(env.mj_model, np.asarray(traces["task"]["qpos"])[:500:2, 0])
         save_video(frames, out / "task.mp4", fps=25)
+    (out / "README.md").write_text(render_task_page(result))
+
+
+def is_task_result(result: dict) -> bool:
+    """A ``dmpc eval`` results.json of the current format (success under every rule)."""
+    return {"task", "controllers", "verdict", "config", "spec"} <= set(result) and all(
+        isinstance(row, dict) and "success" in row for row in result["controllers"].values()
+    )
+
+
+def render_task_page(result: dict) -> str:
+    """A task's README.md from its results.json alone."""
+    from dmpc_jax.config import from_dict
+    from dmpc_jax.evaluate.planner_eval import EvalConfig
+
+    cfg = from_dict(EvalConfig, result["config"])
     ctrl = result["controllers"]
     lines = [
         f"# Task `{result['task']}`",
@@ -161,7 +177,7 @@ def write_results(cfg, result: dict, traces: dict, env, out: Path) -> None:
         "Video: `task.mp4` (first episode of the task controller, 10 s). Numbers: `results.json`.",
         "",
     ]
-    (out / "README.md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def _plot(traces: dict, dt: float, path: Path) -> None:

@@ -125,7 +125,8 @@ def run_sweep(
         }
         curves["demonstrator (PPO)"] = survival(trace)
     out.mkdir(parents=True, exist_ok=True)
+    result["command"] = "dmpc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     (out / "results.json").write_text(json.dumps(result, indent=2))
     report_sweep.plot_survival(curves, dt, out / "survival.png")
-    report_sweep.write_page(result, out, "dmpc " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    report_sweep.write_page(result, out, result["command"])
     return result

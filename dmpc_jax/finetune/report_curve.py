@@ -150,11 +150,22 @@ def plot_curve(res: dict, out: Path) -> None:
 
 def write_curve_page(res: dict, out: Path, command: str) -> None:
     """README.md and curve.png of ``out`` from ``res`` (``curve_results``), which is also written
-    as results.json."""
+    as results.json with the ``command`` that made it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    res = {**res, "command": command}
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     plot_curve(res, out / "curve.png")
+    (out / "README.md").write_text(render_curve_page(res))
+
+
+def is_curve_result(res: dict) -> bool:
+    return {"points", "fits", "series", "time_s", "command"} <= set(res)
+
+
+def render_curve_page(res: dict) -> str:
+    """The learning-curve README.md from its results.json alone."""
+    command = res["command"]
     lines = [
         f"# Learning curve: `{res['run']}`",
         "",
@@ -195,4 +206,4 @@ def write_curve_page(res: dict, out: Path, command: str) -> None:
     lines += [f"| {k} | {v:.0f} | {100 * v / total:.0f}% |" for k, v in t.items()]
     lines += ["", f"Rollouts: {'-' if rate is None else f'{rate:.0f}'} env steps/s with the planner "
               "in the loop."]  # fmt: skip
-    (out / "README.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
