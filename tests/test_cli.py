@@ -111,3 +111,13 @@ def test_dmpc_starts_without_the_optional_warp_backend_message():
                          text=True, check=True)  # fmt: skip
     assert "finetune" in out.stdout
     assert "warp" not in out.stdout + out.stderr
+
+
+def test_cfg_flags_carry_their_field_docs_in_help():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "dmpc_jax.cli", "finetune", "--help"],
+                         capture_output=True, text=True, check=True, env={"COLUMNS": "200"})  # fmt: skip
+    assert "parallel envs of the planner rollouts" in out.stdout  # --cfg.n-envs
+    assert "softmax temperature of the weights" in out.stdout  # --cfg.temperature

@@ -130,3 +130,10 @@ def test_default_paths_defined_once():
         if p.name != "paths.py" and pattern.search(p.read_text())
     ]
     assert not bad, f"default artifact paths written outside paths.py: {bad}"
+
+
+def test_config_docstrings_document_each_field_where_tyro_reads_it():
+    # tyro shows a field's help only from a Google-style "Attributes:" block after a summary line
+    # (one entry per field); a docstring that *starts* with "Attributes:" shows none
+    bad = [str(p.relative_to(PKG)) for p in _modules() if '"""Attributes:' in p.read_text()]
+    assert not bad, f"config docstrings that tyro cannot read per field: {bad}"

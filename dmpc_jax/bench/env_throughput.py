@@ -30,15 +30,17 @@ from dmpc_jax.envs.wrappers import wrap_for_training
 
 @dataclasses.dataclass(frozen=True)
 class EnvBenchConfig:
-    """Attributes:
-    batches: env batch sizes to time.
-    n_steps: control steps per timed call (one jitted scan).
-    repeats: timed calls per batch size (median reported), after one warm-up call.
-    native_threads: threads of ``mujoco.rollout``.
-    layouts: ``PxD`` layouts of the sharded MJX rows (P processes x D devices per process).
-    layout_batches: global batch sizes of the sharded rows.
-    layout_timeout_s: a layout row still running after this long is reported as hung.
-    out_dir: where the page and results.json are written.
+    """The ``EnvBenchConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        batches: env batch sizes to time.
+        n_steps: control steps per timed call (one jitted scan).
+        repeats: timed calls per batch size (median reported), after one warm-up call.
+        native_threads: threads of ``mujoco.rollout``.
+        layouts: ``PxD`` layouts of the sharded MJX rows (P processes x D devices per process).
+        layout_batches: global batch sizes of the sharded rows.
+        layout_timeout_s: a layout row still running after this long is reported as hung.
+        out_dir: where the page and results.json are written.
     """
 
     batches: tuple[int, ...] = (1, 64, 256)

@@ -27,11 +27,13 @@ from dmpc_jax.bench.env_throughput import parse_layout
 
 @dataclasses.dataclass(frozen=True)
 class PPOBenchConfig:
-    """Attributes:
-    preset: demonstrator preset to train.
-    layouts: ``PxD`` layouts (P processes x D CPU devices each).
-    epochs: epochs per layout (the first one compiles; at least 2).
-    out: results page (markdown) and, beside it, ``<stem>.json``.
+    """The ``PPOBenchConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        preset: demonstrator preset to train.
+        layouts: ``PxD`` layouts (P processes x D CPU devices each).
+        epochs: epochs per layout (the first one compiles; at least 2).
+        out: results page (markdown) and, beside it, ``<stem>.json``.
     """
 
     preset: str = "cpu"

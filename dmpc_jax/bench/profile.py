@@ -38,10 +38,12 @@ RUNTIME = re.compile(r"^\$|Thunk|Pjit|PjRt|Await|Parse|^while|^Handle|^end:")
 
 @dataclasses.dataclass(frozen=True)
 class ProfileConfig:
-    """Attributes:
-    configs: ``model:variant:N`` each (variant: ddpm, ddim<S>, cache<R>).
-    plans: traced plans per configuration.
-    out_dir: where profile_<backend>.json goes (the bench page reads it).
+    """The ``ProfileConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        configs: ``model:variant:N`` each (variant: ddpm, ddim<S>, cache<R>).
+        plans: traced plans per configuration.
+        out_dir: where profile_<backend>.json goes (the bench page reads it).
     """
 
     configs: tuple[str, ...] = ("cpu:ddpm:1", "cpu:ddim5:1", "paper:ddpm:1", "paper:ddpm:16")

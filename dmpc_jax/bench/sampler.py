@@ -43,26 +43,28 @@ VARIANTS = {
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    """Attributes:
-    model: diffusion preset of the U-Net (``paper``: 16.8 M parameters; random weights).
-    candidates: N values of the main grid.
-    variants: sampler variants (ddpm10, ddim5, cache2).
-    horizons: H values (the first is the main grid; the others at ``extra_h_candidates``).
-    extra_h_candidates: N values run at the other horizons.
-    robots: robots per call (vmapped) run at N = ``robots_candidates`` (JAX only).
-    robots_candidates: N of the robots rows.
-    extra_models: further diffusion presets (e.g. ``cpu``, the shipped planner's size) run at
-        the first horizon with ``extra_model_candidates``.
-    pinned_candidates: N values of the extra models also run in a child process pinned to one
-        CPU (how the deploy runner runs its planner: ``deploy/planner_process.planner_cpus``).
-    torch: also run the PyTorch baseline (skipped with a message if torch is absent).
-    torch_threads: intra-op threads of the baseline (0: torch's default).
-    torch_compile_candidates: N values of the main model's first variant and horizon also run
-        with ``torch.compile``d networks (a second baseline; its compile time is reported
-        apart; empty: none).
-    repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
-    max_seconds: time budget of the timed calls of one configuration.
-    out_dir: where the page, results.json and the plot go.
+    """The ``BenchConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        model: diffusion preset of the U-Net (``paper``: 16.8 M parameters; random weights).
+        candidates: N values of the main grid.
+        variants: sampler variants (ddpm10, ddim5, cache2).
+        horizons: H values (the first is the main grid; the others at ``extra_h_candidates``).
+        extra_h_candidates: N values run at the other horizons.
+        robots: robots per call (vmapped) run at N = ``robots_candidates`` (JAX only).
+        robots_candidates: N of the robots rows.
+        extra_models: further diffusion presets (e.g. ``cpu``, the shipped planner's size) run at
+            the first horizon with ``extra_model_candidates``.
+        pinned_candidates: N values of the extra models also run in a child process pinned to one
+            CPU (how the deploy runner runs its planner: ``deploy/planner_process.planner_cpus``).
+        torch: also run the PyTorch baseline (skipped with a message if torch is absent).
+        torch_threads: intra-op threads of the baseline (0: torch's default).
+        torch_compile_candidates: N values of the main model's first variant and horizon also run
+            with ``torch.compile``d networks (a second baseline; its compile time is reported
+            apart; empty: none).
+        repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
+        max_seconds: time budget of the timed calls of one configuration.
+        out_dir: where the page, results.json and the plot go.
     """
 
     model: str = "paper"

@@ -32,21 +32,23 @@ from dmpc_jax.robot import go2
 
 @dataclasses.dataclass(frozen=True)
 class DatasetConfig:
-    """Attributes:
-    demonstrator: the demonstrator run directory (config.json + ckpt/).
-    out: the dataset directory to write.
-    n_envs: parallel envs (E).
-    n_steps: control steps per env (T).
-    chunk: steps per jitted call (progress and memory granularity).
-    vx: forward command range, m/s.
-    wz: yaw-rate command range, rad/s.
-    resample_s: command resampling period, s.
-    action_noise: std of Gaussian noise added to the demonstrator's actions.
-    env_set: overrides of the collection env's config, ``field.path=json``
-        (``config.apply_overrides``), applied after the command and reward settings, e.g.
-        ``push.mode=set push.magnitude=[0,1] push.interval_s=[8,10] init_attitude=0.2`` for the
-        authors' recovery-rich collection.
-    seed: PRNG seed.
+    """The ``DatasetConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        demonstrator: the demonstrator run directory (config.json + ckpt/).
+        out: the dataset directory to write.
+        n_envs: parallel envs (E).
+        n_steps: control steps per env (T).
+        chunk: steps per jitted call (progress and memory granularity).
+        vx: forward command range, m/s.
+        wz: yaw-rate command range, rad/s.
+        resample_s: command resampling period, s.
+        action_noise: std of Gaussian noise added to the demonstrator's actions.
+        env_set: overrides of the collection env's config, ``field.path=json``
+            (``config.apply_overrides``), applied after the command and reward settings, e.g.
+            ``push.mode=set push.magnitude=[0,1] push.interval_s=[8,10] init_attitude=0.2`` for the
+            authors' recovery-rich collection.
+        seed: PRNG seed.
     """
 
     demonstrator: str = DEFAULT_DEMONSTRATOR

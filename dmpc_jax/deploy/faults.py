@@ -29,13 +29,15 @@ FAULTS = (*SIM_FAULTS, "planner_kill")
 
 @dataclasses.dataclass(frozen=True)
 class FaultConfig:
-    """Attributes:
-    sim: the sim2sim settings (planner, command, DDS domain/interface, ...).
-    faults: which faults to inject, one run each.
-    fault_at_s: seconds of walking before the fault (0.1: inside the first chunk, before the
-        first plan switch, so that a planner too slow for this machine cannot stall first).
-    after_s: seconds the run goes on after it (the robot in damping sits down).
-    out: the page (markdown); ``<stem>.json`` beside it.
+    """The ``FaultConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        sim: the sim2sim settings (planner, command, DDS domain/interface, ...).
+        faults: which faults to inject, one run each.
+        fault_at_s: seconds of walking before the fault (0.1: inside the first chunk, before the
+            first plan switch, so that a planner too slow for this machine cannot stall first).
+        after_s: seconds the run goes on after it (the robot in damping sits down).
+        out: the page (markdown); ``<stem>.json`` beside it.
     """
 
     sim: Sim2SimConfig = Sim2SimConfig()

@@ -16,28 +16,34 @@ import os
 
 @dataclasses.dataclass(frozen=True)
 class DeployConfig:
-    """Attributes:
-    exported: exported planner directory (``make export``).
-    interface: network interface wired to the robot (e.g. ``eth0``).
-    domain: DDS domain id.
-    command: velocity command (vx, vy, wz).
-    seconds: run length (stand-up included).
-    guidance: learned-reward guidance scale.
-    damping_s: damping sent after the run or Ctrl-C.
-    seed: planner key seed.
-    budget_calls: timed plan calls for the start-up budget check (``deploy/budget.py``): a
-        plan p99 over D x 20 ms is refused with the numbers before anything is sent.
-    auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
-    budget_headroom: the measured p99 is multiplied by this before the comparison (the
-        loop's own load is not in the measurement).
-    planner_process: the planner in its own process (``deploy/planner_process.py``); False: a
-        thread of the runner's process.
-    planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
-        or a list ``2,3`` (``planner_process.planner_cpus``).
-    blend_s: walking time over which the executed action ramps from the standing pose into the
-        plan's (``RunnerConfig.blend_s``).
-    task, switch_to, switch_at: a test-time task and a switch to a second one after
-        ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
+    """The ``DeployConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        exported: exported planner directory (``make export``).
+        interface: network interface wired to the robot (e.g. ``eth0``).
+        domain: DDS domain id.
+        command: velocity command (vx, vy, wz).
+        seconds: run length (stand-up included).
+        guidance: learned-reward guidance scale.
+        damping_s: damping sent after the run or Ctrl-C.
+        seed: planner key seed.
+        budget_calls: timed plan calls for the start-up budget check (``deploy/budget.py``): a
+            plan p99 over D x 20 ms is refused with the numbers before anything is sent.
+        auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
+        budget_headroom: the measured p99 is multiplied by this before the comparison (the
+            loop's own load is not in the measurement).
+        planner_process: the planner in its own process (``deploy/planner_process.py``); False: a
+            thread of the runner's process.
+        planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
+            or a list ``2,3`` (``planner_process.planner_cpus``).
+        blend_s: walking time over which the executed action ramps from the standing pose into the
+            plan's (``RunnerConfig.blend_s``).
+        task: a test-time task and a switch to a second one after
+            ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
+        switch_to: a test-time task and a switch to a second one after
+            ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
+        switch_at: a test-time task and a switch to a second one after
+            ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
     """
 
     exported: str = "exported/sim2sim"

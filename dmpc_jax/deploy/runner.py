@@ -22,7 +22,6 @@ damping or sport-mode recovery from the remote). Every fault is logged (``loggin
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import threading
@@ -33,11 +32,10 @@ from collections.abc import Callable
 import numpy as np
 
 from dmpc_jax.deploy.observation import ProprioState, build_robot_observation
+from dmpc_jax.deploy.runner_config import RunnerConfig
 from dmpc_jax.deploy.safety import (
     Limits,
-    SafetyConfig,
     command_fault,
-    gains_fault,
     state_fault,
 )
 from dmpc_jax.deploy.transport import LowCmd
@@ -46,62 +44,6 @@ from dmpc_jax.robot import go2
 log = logging.getLogger("dmpc.deploy")
 SDK_TO_MODEL = go2.sdk_to_model()
 MODEL_TO_SDK = go2.model_to_sdk()
-
-
-@dataclasses.dataclass(frozen=True)
-class RunnerConfig:
-    """Attributes:
-    command: (vx, vy, wz) velocity command.
-    tick_hz: LowCmd rate.
-    policy_every: ticks per policy step (500 / 10 = 50 Hz).
-    execute, margin: E and D of the asynchronous receding horizon.
-    stand_s: duration of the stand-up interpolation.
-    blend_s: walking time over which the executed action ramps linearly from 0 (the standing
-        pose) to the plan's (policy step k of n = blend_s * 50 Hz executes (k + 1) / n of its
-        row; the observation's last action is the executed one); 0: the plan from its first row.
-    first_plan_timeout_s: longest wait for the first plan after standing up.
-    kp, kd, action_scale, q_default: the PD gains, action scale and default pose of the trained
-        planner (``ExportedPlanner.meta``).
-    safety: limits and watchdogs.
-    live: send commands (False: dry run).
-    switch_at_s: walking time (s) from which plans are requested for task 1 instead of task 0
-        (the plan function's task list, e.g. ``ExportedPlanner.plan_fn(tasks=...)``); None: task
-        0 throughout.
-    """
-
-    command: tuple[float, float, float] = (0.5, 0.0, 0.0)
-    tick_hz: float = 500.0
-    policy_every: int = 10
-    execute: int = 11
-    margin: int = 4
-    stand_s: float = 2.0
-    blend_s: float = 0.0
-    first_plan_timeout_s: float = 2.0
-    kp: float = 40.0
-    kd: float = 1.0
-    action_scale: float = 0.5
-    q_default: tuple[float, ...] = tuple(go2.paper_default_pose())
-    safety: SafetyConfig = SafetyConfig()
-    live: bool = False
-    switch_at_s: float | None = None
-
-    def __post_init__(self):
-        if self.blend_s < 0:
-            raise ValueError(f"RunnerConfig.blend_s must be >= 0, got {self.blend_s}")
-        if not 0 < self.margin < self.execute:
-            raise ValueError(f"RunnerConfig.margin must be in (0, execute), got {self.margin}")
-        if len(self.q_default) != 12:
-            raise ValueError("RunnerConfig.q_default must have 12 joints")
-        bad = gains_fault(self.kp, self.kd)
-        if bad:
-            raise ValueError(f"RunnerConfig: {bad} (from the exported planner's meta.json?)")
-
-    @classmethod
-    def from_meta(cls, meta: dict, **kw) -> RunnerConfig:
-        """Gains, action scale and default pose from an exported planner's meta.json."""
-        return cls(kp=float(meta["kp"]), kd=float(meta["kd"]),
-                   action_scale=float(meta["action_scale"]),
-                   q_default=tuple(float(v) for v in meta["q_default"]), **kw)  # fmt: skip
 
 
 # (obs [49], seq, task) -> actions [H, 12]; task: index into the plan function's task list

@@ -16,20 +16,23 @@ from dmpc_jax.robot import go2
 
 @dataclasses.dataclass(frozen=True)
 class SafetyConfig:
-    """Attributes:
-    stale_state_s: no new LowState for this long -> damping; also how long the LowState's tick
-        may stay unchanged (a frozen, republished state) before it counts as stale.
-    max_tick_gap_s: the runner's own loop: more than this between two of its ticks (an overrun;
-        the motors hold the last PD target meanwhile) -> damping. Normal jitter on the 2-core
-        development machine: LowCmd period p99 3.1-4.0 ms at 500 Hz (experiments/sim2sim).
-    max_roll, max_pitch: orientation beyond these (rad) -> damping.
-    joint_margin: targets are clamped this far (rad) inside the joint limits.
-    plan_tolerance: a planned target this far (rad) outside the joint limits is a bad plan.
-    torque_scale: fraction of the motor torque limits the PD command may ask for.
-    damping_kd: kd of the damping command (kp = 0, tau = 0), N m s / rad.
-    max_joint_speed: |dq| above this (rad/s) -> damping.
-    check_tick: require the LowState tick to advance (the Go2 and our sim bridge count it up;
-        turn off only for a simulator that leaves it constant).
+    """The ``SafetyConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        stale_state_s: no new LowState for this long -> damping; also how long the LowState's tick
+            may stay unchanged (a frozen, republished state) before it counts as stale.
+        max_tick_gap_s: the runner's own loop: more than this between two of its ticks (an overrun;
+            the motors hold the last PD target meanwhile) -> damping. Normal jitter on the 2-core
+            development machine: LowCmd period p99 3.1-4.0 ms at 500 Hz (experiments/sim2sim).
+        max_roll: orientation beyond these (rad) -> damping.
+        max_pitch: orientation beyond these (rad) -> damping.
+        joint_margin: targets are clamped this far (rad) inside the joint limits.
+        plan_tolerance: a planned target this far (rad) outside the joint limits is a bad plan.
+        torque_scale: fraction of the motor torque limits the PD command may ask for.
+        damping_kd: kd of the damping command (kp = 0, tau = 0), N m s / rad.
+        max_joint_speed: |dq| above this (rad/s) -> damping.
+        check_tick: require the LowState tick to advance (the Go2 and our sim bridge count it up;
+            turn off only for a simulator that leaves it constant).
     """
 
     stale_state_s: float = 0.05

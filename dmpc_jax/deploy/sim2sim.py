@@ -31,42 +31,45 @@ SIMULATORS = ("ours", "unitree")
 
 @dataclasses.dataclass(frozen=True)
 class Sim2SimConfig:
-    """Attributes:
-    exported: exported planner directory; (re)created from ``planner_run`` with
-        ``num_candidates`` when absent or exported from another run or N.
-    planner_run: the planner run exported when ``exported`` does not exist.
-    num_candidates: N of that export.
-    sampler: its sampling path (``ddpm``, ``ddim<S>``, ``cache<R>``: ``dmpc export --sampler``).
-    command: velocity command while walking.
-    walk_s: seconds of walking after the planner takes over.
-    stand_s: stand-up interpolation.
-    blend_s: walking time over which the executed action ramps from the standing pose into the
-        plan's (``RunnerConfig.blend_s``; 0: the first plan row at once).
-    domain, interface: DDS domain id and network interface (``lo``: loopback).
-    physics_dt: MuJoCo step of the simulated robot, s.
-    out_dir: where results.json and the page go.
-    seed: planner key seed of the first run.
-    repeats: runs, each with a fresh robot process and the next seed.
-    budget_calls: timed plan calls before each run for the start-up budget check
-        (``deploy/budget.py``): a plan p99 over D x 20 ms is refused with the numbers.
-    auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
-    budget_headroom: the measured p99 is multiplied by this before the comparison (the
-        loop's own load is not in the measurement).
-    planner_process: run the planner in its own process (``deploy/planner_process.py``), so the
-        500 Hz loop and the state reader never wait on it; False: a thread of the runner's.
-    planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
-        or a list ``2,3`` (``planner_process.planner_cpus``).
-    task: the test-time task walked (a TaskSpec JSON file or a suite task name, as in
-        ``dmpc eval``); empty: the learned reward alone at the nominal guidance. The velocity
-        command stays ``command``.
-    switch_to: a second task, planned from ``switch_at`` s of walking on (empty: none).
-    switch_at: walking time of the switch, s.
-    sim: the robot's simulator: ``ours`` (``sim_robot``: our Go2 model, native MuJoCo) or
-        ``unitree`` (``unitree_peer``: Unitree's own model and Python bridge, from the
-        ``unitree_mujoco`` checkout; its physics step is theirs, ``physics_dt`` is ours only).
-    unitree_mujoco: path to a unitree_mujoco checkout (``sim = unitree``; its pages go to
-        experiments/sim2sim/unitree unless ``out_dir`` is given).
-    damping_s: damping sent at the end of each run, as ``dmpc deploy`` ends one.
+    """The ``Sim2SimConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        exported: exported planner directory; (re)created from ``planner_run`` with
+            ``num_candidates`` when absent or exported from another run or N.
+        planner_run: the planner run exported when ``exported`` does not exist.
+        num_candidates: N of that export.
+        sampler: its sampling path (``ddpm``, ``ddim<S>``, ``cache<R>``: ``dmpc export --sampler``).
+        command: velocity command while walking.
+        walk_s: seconds of walking after the planner takes over.
+        stand_s: stand-up interpolation.
+        blend_s: walking time over which the executed action ramps from the standing pose into the
+            plan's (``RunnerConfig.blend_s``; 0: the first plan row at once).
+        domain: DDS domain id and network interface (``lo``: loopback).
+        interface: DDS domain id and network interface (``lo``: loopback).
+        physics_dt: MuJoCo step of the simulated robot, s.
+        out_dir: where results.json and the page go.
+        seed: planner key seed of the first run.
+        repeats: runs, each with a fresh robot process and the next seed.
+        budget_calls: timed plan calls before each run for the start-up budget check
+            (``deploy/budget.py``): a plan p99 over D x 20 ms is refused with the numbers.
+        auto_margin: instead of refusing, use the smallest D < E whose budget the p99 fits.
+        budget_headroom: the measured p99 is multiplied by this before the comparison (the
+            loop's own load is not in the measurement).
+        planner_process: run the planner in its own process (``deploy/planner_process.py``), so the
+            500 Hz loop and the state reader never wait on it; False: a thread of the runner's.
+        planner_cpus: CPUs of the planner process: ``last`` (one core, the last; default), ``all``
+            or a list ``2,3`` (``planner_process.planner_cpus``).
+        task: the test-time task walked (a TaskSpec JSON file or a suite task name, as in
+            ``dmpc eval``); empty: the learned reward alone at the nominal guidance. The velocity
+            command stays ``command``.
+        switch_to: a second task, planned from ``switch_at`` s of walking on (empty: none).
+        switch_at: walking time of the switch, s.
+        sim: the robot's simulator: ``ours`` (``sim_robot``: our Go2 model, native MuJoCo) or
+            ``unitree`` (``unitree_peer``: Unitree's own model and Python bridge, from the
+            ``unitree_mujoco`` checkout; its physics step is theirs, ``physics_dt`` is ours only).
+        unitree_mujoco: path to a unitree_mujoco checkout (``sim = unitree``; its pages go to
+            experiments/sim2sim/unitree unless ``out_dir`` is given).
+        damping_s: damping sent at the end of each run, as ``dmpc deploy`` ends one.
     """
 
     exported: str = "exported/sim2sim"

@@ -14,22 +14,24 @@ from dmpc_jax.diffusion import model as M
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-    """Attributes:
-    dataset: dataset directory (``make dataset``).
-    model: the diffusion model.
-    batch_size: windows per optimizer step (global, split over devices).
-    learning_rate: Adam step size.
-    grad_clip: global-norm gradient clip.
-    num_steps: optimizer steps in total.
-    steps_per_call: optimizer steps per jitted call (one log point).
-    checkpoint_every: optimizer steps between checkpoints (a multiple of steps_per_call).
-    lr_decay_from: from this step on, the learning rate follows a cosine from ``learning_rate``
-        down to 0 at ``num_steps`` (None: constant). With ``num_steps`` and ``checkpoint_every``
-        it is one of the fields a ``--resume`` may change, so a run can be extended and annealed.
-    ema_decay: EMA decay of the denoiser/value parameters.
-    ema_start: step from which the EMA tracks (before it, EMA = params).
-    holdout_fraction: fraction of envs held out for evaluation.
-    seed: PRNG seed.
+    """The ``PretrainConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        dataset: dataset directory (``make dataset``).
+        model: the diffusion model.
+        batch_size: windows per optimizer step (global, split over devices).
+        learning_rate: Adam step size.
+        grad_clip: global-norm gradient clip.
+        num_steps: optimizer steps in total.
+        steps_per_call: optimizer steps per jitted call (one log point).
+        checkpoint_every: optimizer steps between checkpoints (a multiple of steps_per_call).
+        lr_decay_from: from this step on, the learning rate follows a cosine from ``learning_rate``
+            down to 0 at ``num_steps`` (None: constant). With ``num_steps`` and ``checkpoint_every``
+            it is one of the fields a ``--resume`` may change, so a run can be extended and annealed.
+        ema_decay: EMA decay of the denoiser/value parameters.
+        ema_start: step from which the EMA tracks (before it, EMA = params).
+        holdout_fraction: fraction of envs held out for evaluation.
+        seed: PRNG seed.
     """
 
     dataset: str = "data/cpu"

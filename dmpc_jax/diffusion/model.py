@@ -39,14 +39,16 @@ PAPER_OBS_SCALE = {
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionConfig:
-    """Attributes:
-    horizon: H, rows per trajectory (multiple of 2^(levels-1)).
-    num_steps: K, diffusion steps.
-    unet: denoiser and value-net widths.
-    discount: horizon discount of the loss weights (mean-normalised over h).
-    action_weight: loss weight of the first action a_0.
-    scaling: ``paper`` (METHOD §1 per-slice multipliers) or ``standardize`` (dataset mean/std).
-    cosine_s: offset s of the cosine schedule.
+    """The ``DiffusionConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        horizon: H, rows per trajectory (multiple of 2^(levels-1)).
+        num_steps: K, diffusion steps.
+        unet: denoiser and value-net widths.
+        discount: horizon discount of the loss weights (mean-normalised over h).
+        action_weight: loss weight of the first action a_0.
+        scaling: ``paper`` (METHOD §1 per-slice multipliers) or ``standardize`` (dataset mean/std).
+        cosine_s: offset s of the cosine schedule.
     """
 
     horizon: int = 24

@@ -18,17 +18,19 @@ from flax import nnx
 
 @dataclasses.dataclass(frozen=True)
 class UNetConfig:
-    """Attributes:
-    dim: base channel width.
-    dim_mults: channel multiplier per level; len - 1 downsamplings.
-    attention: linear attention in every level.
-    kernel_size: temporal convolution width.
-    value_dim: base width of the value net R_nn.
-    state_cond: the denoiser also reads the measured state (the inpainted row 0, clean at every
-        diffusion step) through an MLP whose output is added to the time embedding, so every
-        residual block sees it (FiLM-style observation conditioning, as in Diffusion Policy).
-        Beyond the paper, whose denoiser sees s_0 only as one row of its input; the value net
-        is unchanged.
+    """The ``UNetConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        dim: base channel width.
+        dim_mults: channel multiplier per level; len - 1 downsamplings.
+        attention: linear attention in every level.
+        kernel_size: temporal convolution width.
+        value_dim: base width of the value net R_nn.
+        state_cond: the denoiser also reads the measured state (the inpainted row 0, clean at every
+            diffusion step) through an MLP whose output is added to the time embedding, so every
+            residual block sees it (FiLM-style observation conditioning, as in Diffusion Policy).
+            Beyond the paper, whose denoiser sees s_0 only as one row of its input; the value net
+            is unchanged.
     """
 
     dim: int = 64

@@ -27,14 +27,16 @@ from dmpc_jax.planner.sampler import SamplerConfig
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionEvalConfig:
-    """Attributes:
-    run_dir: pretraining run (config.json, scaler.json, ckpt/).
-    windows: held-out windows to plan from.
-    batch: windows planned per jitted call.
-    method: sampler ``ddpm`` or ``ddim``.
-    ddim_steps: DDIM steps when method is ddim.
-    seed: PRNG seed.
-    out_dir: where the page and results.json go.
+    """The ``DiffusionEvalConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        run_dir: pretraining run (config.json, scaler.json, ckpt/).
+        windows: held-out windows to plan from.
+        batch: windows planned per jitted call.
+        method: sampler ``ddpm`` or ``ddim``.
+        ddim_steps: DDIM steps when method is ddim.
+        seed: PRNG seed.
+        out_dir: where the page and results.json go.
     """
 
     run_dir: str = DEFAULT_PRETRAINED

@@ -33,19 +33,21 @@ from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PLANNER
 
 @dataclasses.dataclass(frozen=True)
 class OfflineConfig:
-    """Attributes:
-    planner_run: the planner; demonstrator_run: the PPO run whose env and policy are used.
-    states: held-out states planned from (taken after ``warmup_s`` of walking).
-    states_from: whose closed loop visits them: ``demonstrator`` (fresh demonstrator rollouts)
-        or ``planner`` (the planner's own closed loop, async E = 11 / D = 4 as ``dmpc eval``:
-        robots still standing, so the states a planner meets before it falls are among them).
-    samples: plans per state (fresh keys), averaged.
-    rows: plan rows compared (h = 0 .. rows-1: E = 11 are executed).
-    command: the held velocity command (vx, vy, wz).
-    guidance: learned-reward guidance scale (0.1: the nominal planner of ``dmpc eval``).
-    pitch_delta: pitch perturbation, rad (nose down); pitch_rate_delta: rad/s.
-    warmup_s: walking time before states are taken, s.
-    seed: PRNG seed; out_dir: output directory.
+    """The ``OfflineConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        planner_run: the planner; demonstrator_run: the PPO run whose env and policy are used.
+        states: held-out states planned from (taken after ``warmup_s`` of walking).
+        states_from: whose closed loop visits them: ``demonstrator`` (fresh demonstrator rollouts)
+            or ``planner`` (the planner's own closed loop, async E = 11 / D = 4 as ``dmpc eval``:
+            robots still standing, so the states a planner meets before it falls are among them).
+        samples: plans per state (fresh keys), averaged.
+        rows: plan rows compared (h = 0 .. rows-1: E = 11 are executed).
+        command: the held velocity command (vx, vy, wz).
+        guidance: learned-reward guidance scale (0.1: the nominal planner of ``dmpc eval``).
+        pitch_delta: pitch perturbation, rad (nose down); pitch_rate_delta: rad/s.
+        warmup_s: walking time before states are taken, s.
+        seed: PRNG seed; out_dir: output directory.
     """
 
     planner_run: str = DEFAULT_PLANNER

@@ -45,39 +45,42 @@ CONTROLLERS = ("task", "nominal", "unguided", "demonstrator")
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Attributes:
-    task: a suite task name (``scenario/tasks.py``).
-    task_file: a TaskSpec JSON file used instead of the named task's spec.
-    set: overrides of the task spec, ``field.path=json`` (e.g. ``weights.energy=0.05``).
-    planner_run: pretraining/finetuning run of the planner.
-    demonstrator_run: PPO run for the baseline.
-    controllers: which of task, nominal, unguided, demonstrator to run.
-    rules: success rules to measure (``scenario.outcomes.RULES``): ``strict`` always runs;
-        ``paper`` or ``box`` add a rollout of every controller on the full-contact model.
-    episodes: episodes (envs) per controller. 384 bounds the Wilson 95% half-width by 5.0
-        points at any rate (3.5 at 10% or 90%), at about 6-7x the cost of a 64-episode run
-        (measured: walk_1.0, planner + demonstrator on both env models, 34 min on 2 cores;
-        README "What success means"); the suite and sweep pages ran 64 (``--cfg.episodes 64``).
-    episode_s: episode length, s.
-    num_candidates: N plans per call (best kept).
-    method: ddpm or ddim; ddim_steps: its step count.
-    warm_start: reverse steps skipped by starting each plan from the previous one (0: cold).
-    cache_after: early-step caching (``SamplerConfig.cache_after``; 8 of K = 10 is "cache-2"):
-        later plans run the remaining steps from the cache; refreshed on reset and when the
-        command moves by more than ``cache_refresh`` (diffusion scale).
-    analytic_on_x0: analytic task rewards guide the clean estimate x0_hat (sampler docstring);
-        on by default here: on x_k they barely moved the measured quantities.
-    execute, margin: E and D of the receding horizon (async timeline).
-    mode: ``async`` (the robot's timeline) or ``sync`` (plan and execute E rows; E = 1 replans
-        every step).
-    inpaint_committed: async: inpaint the D in-flight actions into the new plan (MPCConfig).
-    env_set: overrides of the evaluation env's config, ``field.path=json`` (e.g.
-        ``noise.enabled=false``, ``push.enabled=false``, ``noise.delay_last_action=false``);
-        applied to both env models.
-    seed: PRNG seed (every controller gets the same keys).
-    out_dir: output directory (default experiments/tasks/<task>).
-    video: render the first episode of the task controller.
-    latency_calls: timed single-robot plan calls for the latency column.
+    """The ``EvalConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        task: a suite task name (``scenario/tasks.py``).
+        task_file: a TaskSpec JSON file used instead of the named task's spec.
+        set: overrides of the task spec, ``field.path=json`` (e.g. ``weights.energy=0.05``).
+        planner_run: pretraining/finetuning run of the planner.
+        demonstrator_run: PPO run for the baseline.
+        controllers: which of task, nominal, unguided, demonstrator to run.
+        rules: success rules to measure (``scenario.outcomes.RULES``): ``strict`` always runs;
+            ``paper`` or ``box`` add a rollout of every controller on the full-contact model.
+        episodes: episodes (envs) per controller. 384 bounds the Wilson 95% half-width by 5.0
+            points at any rate (3.5 at 10% or 90%), at about 6-7x the cost of a 64-episode run
+            (measured: walk_1.0, planner + demonstrator on both env models, 34 min on 2 cores;
+            README "What success means"); the suite and sweep pages ran 64 (``--cfg.episodes 64``).
+        episode_s: episode length, s.
+        num_candidates: N plans per call (best kept).
+        method: ddpm or ddim; ddim_steps: its step count.
+        warm_start: reverse steps skipped by starting each plan from the previous one (0: cold).
+        cache_after: early-step caching (``SamplerConfig.cache_after``; 8 of K = 10 is "cache-2"):
+            later plans run the remaining steps from the cache; refreshed on reset and when the
+            command moves by more than ``cache_refresh`` (diffusion scale).
+        analytic_on_x0: analytic task rewards guide the clean estimate x0_hat (sampler docstring);
+            on by default here: on x_k they barely moved the measured quantities.
+        execute: E and D of the receding horizon (async timeline).
+        margin: E and D of the receding horizon (async timeline).
+        mode: ``async`` (the robot's timeline) or ``sync`` (plan and execute E rows; E = 1 replans
+            every step).
+        inpaint_committed: async: inpaint the D in-flight actions into the new plan (MPCConfig).
+        env_set: overrides of the evaluation env's config, ``field.path=json`` (e.g.
+            ``noise.enabled=false``, ``push.enabled=false``, ``noise.delay_last_action=false``);
+            applied to both env models.
+        seed: PRNG seed (every controller gets the same keys).
+        out_dir: output directory (default experiments/tasks/<task>).
+        video: render the first episode of the task controller.
+        latency_calls: timed single-robot plan calls for the latency column.
     """
 
     task: str = "walk_1.0"

@@ -29,15 +29,17 @@ from dmpc_jax.scenario.metrics import episode_stats
 
 @dataclasses.dataclass(frozen=True)
 class PolicyEvalConfig:
-    """Attributes:
-    run_dir: the demonstrator run (config.json + ckpt/).
-    speeds: forward command speeds to evaluate, m/s.
-    episodes: episodes per speed.
-    episode_s: episode length, s.
-    seed: PRNG seed.
-    out_dir: where the page, results.json, plots and the video go.
-    video_speed: speed of the episode rendered to video (m/s); negative: no video.
-    model_card: write the model card into the run directory (training facts + this table).
+    """The ``PolicyEvalConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        run_dir: the demonstrator run (config.json + ckpt/).
+        speeds: forward command speeds to evaluate, m/s.
+        episodes: episodes per speed.
+        episode_s: episode length, s.
+        seed: PRNG seed.
+        out_dir: where the page, results.json, plots and the video go.
+        video_speed: speed of the episode rendered to video (m/s); negative: no video.
+        model_card: write the model card into the run directory (training facts + this table).
     """
 
     run_dir: str = DEFAULT_DEMONSTRATOR

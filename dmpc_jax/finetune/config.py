@@ -15,57 +15,70 @@ from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PRETRAINED
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-    """Attributes:
-    pretrained: the pretraining run the planner starts from.
-    demonstrator_run: the PPO run whose env config (randomisation, pushes, noise) is used.
-    n_envs: parallel envs of the planner rollouts.
-    steps_per_iter: control steps per env per iteration.
-    iterations: iterations in total.
-    execute: E, actions executed per plan (synchronous replanning).
-    action_noise: std of the Gaussian noise added to executed actions (action units).
-    rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
-        K steps) or ``ddim<S>`` (S strided steps, about K / S times cheaper); N = 1 either way.
-    guidance: range of the per-env learned-reward guidance scale.
-    vx, wz: command ranges of the finetuning env (m/s, rad/s; vy = 0), resampled every
-        ``resample_s``.
-    wz_deadband: a drawn yaw rate with |wz| below it is set to 0 (the authors' env: 0.1), so
-        straight walking is a command class of its own (``yaw_classes`` 3).
-    env_model: ``strict`` (the demonstrator's env: feet-only contacts, an episode ends at the
-        first base or knee contact) or ``paper`` (the authors' terms: full collision geometry,
-        only roll > 1.0 / pitch > 1.6 rad end an episode, so a rollout can hold a recovery from
-        a nose contact for RWR to select).
-    replan_at_reset: an env that resets plans at its next step (up to ``reset_plans`` envs per
-        step; the rest the step after) and joins the batch's replanning timeline; otherwise it
-        holds the default pose until the batch's next plan and those steps are not recorded.
-    reset_plans: envs served per step by the reset replanning (static: the plan's batch).
-    buffer_size: pieces kept in the replay buffer (best by mean per-step reward).
-    value_every, value_steps: R_nn refit period (iterations) and optimizer steps per refit.
-    denoiser_every, denoiser_steps: denoiser update period (iterations) and steps per update.
-    update_epochs: when > 0, each denoiser update runs this many epochs over the windows of
-        the kept pieces (steps rounded up to a multiple of ``steps_per_call``) instead of
-        ``denoiser_steps``.
-    top_quantile, max_pieces: per-group fraction of the buffer kept for the denoiser, and the cap.
-    yaw_classes: the groups: 2 (wz < 0, wz >= 0) or 3 (wz < 0, wz == 0, wz > 0: the authors').
-    selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
-        ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
-        authors').
-    temperature: softmax temperature of the weights.
-    weight_by: what the softmax weights are taken over: ``return`` (the piece's summed reward,
-        as METHOD §6 words it, divided by the full piece length ``steps_per_iter`` so that the
-        temperature acts on the scale of a mean: a full-length piece weighs as under ``mean``,
-        a shorter one less) or ``mean`` (its mean per-step reward, the score the top-quantile
-        filter uses, and what the authors' release weights by: ``traj["rewards"].mean()`` in
-        rsl_rl/storage/diffuser_rollout_storage.py).
-    weight_scope: ``kept``: the softmax runs over each group of the kept set; ``minibatch``:
-        over each group's windows within each batch (the authors').
-    batch_size, learning_rate, grad_clip: optimizer (Adam) settings of both networks.
-    steps_per_call: optimizer steps per jitted call.
-    checkpoint_every: iterations between checkpoints (buffer included).
-    eval_every, eval_episodes, eval_task: success-rate evaluation (0 disables it), planned as
-        ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
-    eval_rules: success rules measured (``scenario.outcomes.RULES``); ``paper`` and ``box`` add
-        a rollout on the full-contact model.
-    seed: PRNG seed.
+    """The ``FinetuneConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        pretrained: the pretraining run the planner starts from.
+        demonstrator_run: the PPO run whose env config (randomisation, pushes, noise) is used.
+        n_envs: parallel envs of the planner rollouts.
+        steps_per_iter: control steps per env per iteration.
+        iterations: iterations in total.
+        execute: E, actions executed per plan (synchronous replanning).
+        action_noise: std of the Gaussian noise added to executed actions (action units).
+        rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
+            K steps) or ``ddim<S>`` (S strided steps, about K / S times cheaper); N = 1 either way.
+        guidance: range of the per-env learned-reward guidance scale.
+        vx: command ranges of the finetuning env (m/s, rad/s; vy = 0), resampled every
+            ``resample_s``.
+        wz: command ranges of the finetuning env (m/s, rad/s; vy = 0), resampled every
+            ``resample_s``.
+        wz_deadband: a drawn yaw rate with |wz| below it is set to 0 (the authors' env: 0.1), so
+            straight walking is a command class of its own (``yaw_classes`` 3).
+        env_model: ``strict`` (the demonstrator's env: feet-only contacts, an episode ends at the
+            first base or knee contact) or ``paper`` (the authors' terms: full collision geometry,
+            only roll > 1.0 / pitch > 1.6 rad end an episode, so a rollout can hold a recovery from
+            a nose contact for RWR to select).
+        replan_at_reset: an env that resets plans at its next step (up to ``reset_plans`` envs per
+            step; the rest the step after) and joins the batch's replanning timeline; otherwise it
+            holds the default pose until the batch's next plan and those steps are not recorded.
+        reset_plans: envs served per step by the reset replanning (static: the plan's batch).
+        buffer_size: pieces kept in the replay buffer (best by mean per-step reward).
+        value_every: R_nn refit period (iterations) and optimizer steps per refit.
+        value_steps: R_nn refit period (iterations) and optimizer steps per refit.
+        denoiser_every: denoiser update period (iterations) and steps per update.
+        denoiser_steps: denoiser update period (iterations) and steps per update.
+        update_epochs: when > 0, each denoiser update runs this many epochs over the windows of
+            the kept pieces (steps rounded up to a multiple of ``steps_per_call``) instead of
+            ``denoiser_steps``.
+        top_quantile: per-group fraction of the buffer kept for the denoiser, and the cap.
+        max_pieces: per-group fraction of the buffer kept for the denoiser, and the cap.
+        yaw_classes: the groups: 2 (wz < 0, wz >= 0) or 3 (wz < 0, wz == 0, wz > 0: the authors').
+        selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
+            ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
+            authors').
+        temperature: softmax temperature of the weights.
+        weight_by: what the softmax weights are taken over: ``return`` (the piece's summed reward,
+            as METHOD §6 words it, divided by the full piece length ``steps_per_iter`` so that the
+            temperature acts on the scale of a mean: a full-length piece weighs as under ``mean``,
+            a shorter one less) or ``mean`` (its mean per-step reward, the score the top-quantile
+            filter uses, and what the authors' release weights by: ``traj["rewards"].mean()`` in
+            rsl_rl/storage/diffuser_rollout_storage.py).
+        weight_scope: ``kept``: the softmax runs over each group of the kept set; ``minibatch``:
+            over each group's windows within each batch (the authors').
+        batch_size: optimizer (Adam) settings of both networks.
+        learning_rate: optimizer (Adam) settings of both networks.
+        grad_clip: optimizer (Adam) settings of both networks.
+        steps_per_call: optimizer steps per jitted call.
+        checkpoint_every: iterations between checkpoints (buffer included).
+        eval_every: success-rate evaluation (0 disables it), planned as
+            ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
+        eval_episodes: success-rate evaluation (0 disables it), planned as
+            ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
+        eval_task: success-rate evaluation (0 disables it), planned as
+            ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
+        eval_rules: success rules measured (``scenario.outcomes.RULES``); ``paper`` and ``box`` add
+            a rollout on the full-contact model.
+        seed: PRNG seed.
     """
 
     pretrained: str = DEFAULT_PRETRAINED

@@ -28,7 +28,6 @@ A run directory looks like a finetuning run's (``config.json``, ``pretrain_confi
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -41,111 +40,12 @@ from tqdm import tqdm
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.envs.rollout import Controller
+from dmpc_jax.finetune.dagger_config import DaggerConfig, dagger_preset
 from dmpc_jax.finetune.loop import Evaluator, prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
 from dmpc_jax.finetune.rwr import ReplayBuffer
 from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint
-from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 from dmpc_jax.report.logger import RunLogger
-
-
-@dataclasses.dataclass(frozen=True)
-class DaggerConfig:
-    """Attributes:
-    pretrained: the planner run to start from (pretraining or finetuning run).
-    demonstrator_run: the PPO run that labels the planner's states; its env is used.
-    dataset: offline dataset mixed into every batch ("" for none): the pretrained run's data.
-    offline_fraction: share of each batch drawn from ``dataset`` (its training envs only); 1.0
-        trains on the offline data alone (the control run: the same optimisation without the
-        planner's states).
-    n_envs: planner envs (and as many demonstrator branches).
-    steps_per_iter: control steps per env per iteration.
-    iterations: iterations in total.
-    branch_steps: (lo, hi) steps a branch is driven by the demonstrator before the next fork,
-        drawn uniformly per branch; lo >= H so every branch can yield a window.
-    execute, margin: E and D of the planner's asynchronous receding horizon (as ``dmpc eval``).
-    guidance_scale: learned-reward guidance of the planner's rollouts (``dmpc eval``'s nominal).
-    vx, wz: command ranges (m/s, rad/s; vy = 0), resampled every ``resample_s``.
-    env_set: overrides of the rollout env's config, ``field.path=json``.
-    buffer_size: branch pieces kept (the newest).
-    denoiser_steps: optimizer steps per iteration.
-    batch_size, learning_rate, grad_clip, steps_per_call: the denoiser's Adam settings.
-    ema_decay: per-step decay of the EMA of the parameters, which is the planner (rollouts,
-        evaluation, ``planner/``), as in pretraining; 0 uses the trained parameters.
-    checkpoint_every: iterations between checkpoints (buffer included).
-    eval_every, eval_episodes, eval_task: success on the evaluation harness (0: off).
-    eval_before: also measure the starting planner (iteration 0) when a run starts.
-    seed: PRNG seed.
-    """
-
-    pretrained: str = "checkpoints/diffusion/cpu_standardize_recovery_6k"
-    demonstrator_run: str = DEFAULT_DEMONSTRATOR
-    dataset: str = "data/cpu_recovery"
-    offline_fraction: float = 0.5
-    n_envs: int = 128
-    steps_per_iter: int = 100
-    iterations: int = 30
-    branch_steps: tuple[int, int] = (24, 48)
-    execute: int = 11
-    margin: int = 4
-    guidance_scale: float = 0.1
-    vx: tuple[float, float] = (0.3, 1.5)
-    wz: tuple[float, float] = (-0.5, 0.5)
-    resample_s: float = 5.0
-    env_set: tuple[str, ...] = ()
-    buffer_size: int = 20_000
-    denoiser_steps: int = 200
-    batch_size: int = 256
-    learning_rate: float = 1e-4
-    grad_clip: float = 1.0
-    steps_per_call: int = 20
-    ema_decay: float = 0.995
-    checkpoint_every: int = 1
-    eval_every: int = 5
-    eval_episodes: int = 64
-    eval_task: str = "walk_1.0"
-    eval_before: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("n_envs", "steps_per_iter", "iterations", "execute", "buffer_size",
-                     "batch_size", "steps_per_call", "checkpoint_every"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"DaggerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.denoiser_steps % self.steps_per_call:
-            raise ValueError(
-                f"DaggerConfig.denoiser_steps ({self.denoiser_steps}) must be a multiple of "
-                f"steps_per_call ({self.steps_per_call})"
-            )
-        lo, hi = self.branch_steps
-        if not 1 <= lo <= hi:
-            raise ValueError(f"DaggerConfig.branch_steps must be 1 <= lo <= hi, got {(lo, hi)}")
-        if not 0 < self.margin < self.execute:
-            raise ValueError("DaggerConfig.margin must be in (0, execute)")
-        if not 0 <= self.offline_fraction <= 1:
-            raise ValueError(
-                f"DaggerConfig.offline_fraction must be in [0, 1], got {self.offline_fraction}"
-            )
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"DaggerConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.offline_fraction > 0 and not self.dataset:
-            raise ValueError("DaggerConfig.offline_fraction > 0 needs a dataset")
-        if self.eval_every < 0 or self.eval_episodes < 1:
-            raise ValueError("DaggerConfig.eval_every must be >= 0 and eval_episodes >= 1")
-
-
-def dagger_preset(name: str) -> DaggerConfig:
-    if name == "tiny":
-        return DaggerConfig(
-            pretrained="checkpoints/diffusion/tiny", demonstrator_run="checkpoints/demonstrator/tiny",
-            dataset="", offline_fraction=0.0, n_envs=2, steps_per_iter=16, iterations=2,
-            branch_steps=(8, 10), execute=3, margin=1, buffer_size=20, denoiser_steps=2,
-            batch_size=4, steps_per_call=2, eval_every=0,
-        )  # fmt: skip
-    if name == "cpu":
-        return DaggerConfig()
-    raise ValueError(f"unknown dagger preset {name!r}; choose tiny or cpu")
-
 
 # ------------------------------------------------------------------ rollouts
 

@@ -26,11 +26,13 @@ class PlannerInputs(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class TrainedPlanner:
-    """Attributes:
-    nets: graph definitions; params: EMA parameters {'denoiser', 'value'}.
-    dcfg: the model config; scaler: diffusion-space scaling {'shift', 'scale'} [61].
-    robot: q_default [12], kp, kd, action_scale of the env the data came from.
-    source: ``<run_dir>:<step>@<digest>`` of the checkpoint.
+    """The ``TrainedPlanner`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        nets: graph definitions; params: EMA parameters {'denoiser', 'value'}.
+        dcfg: the model config; scaler: diffusion-space scaling {'shift', 'scale'} [61].
+        robot: q_default [12], kp, kd, action_scale of the env the data came from.
+        source: ``<run_dir>:<step>@<digest>`` of the checkpoint.
     """
 
     nets: Networks

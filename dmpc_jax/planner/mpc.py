@@ -42,13 +42,15 @@ from dmpc_jax.diffusion.model import ACTION_DIM  # a chunk row starts with the a
 
 @dataclasses.dataclass(frozen=True)
 class MPCConfig:
-    """Attributes:
-    execute: E, actions executed per plan.
-    margin: D, actions left of the old chunk when the next plan starts (async mode only).
-    mode: ``async`` (robot timeline above) or ``sync`` (training).
-    inpaint_committed: async only: the D actions still to run from the old chunk are inpainted
-        into rows 0 .. D-1 of the new plan (``plan_batch(obs, key, prefix=)``), so the plan
-        starts from what will really be executed before it takes over at row D.
+    """The ``MPCConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        execute: E, actions executed per plan.
+        margin: D, actions left of the old chunk when the next plan starts (async mode only).
+        mode: ``async`` (robot timeline above) or ``sync`` (training).
+        inpaint_committed: async only: the D actions still to run from the old chunk are inpainted
+            into rows 0 .. D-1 of the new plan (``plan_batch(obs, key, prefix=)``), so the plan
+            starts from what will really be executed before it takes over at row D.
     """
 
     execute: int = 11

@@ -62,24 +62,26 @@ from dmpc_jax.planner.rewards import TaskParams, compute_analytic_rewards
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    """Attributes:
-    num_candidates: N plans sampled per call; the best is returned.
-    method: ``ddpm`` (every step) or ``ddim`` (deterministic, strided).
-    ddim_steps: steps of the DDIM path (really skips: 5 of 10 calls the denoiser 5 times).
-    cache_after: steps after which the partial sample is returned for caching (0: no cache).
-        With a cache, later plans run only the remaining steps from it (``make_cached_plan_fn``):
-        cache_after = 8 of K = 10 is METHOD §3's "cache-2".
-    cache_refresh: a cached plan is replaced by a full one when the command (diffusion scale)
-        moved by more than this since the cache was made (METHOD §3: 0.5).
-    cache_max_age: also refresh after this many plans from one cache (0: never by age).
-    warm_start: reverse steps skipped when the plan starts from the previous plan (``warm=``):
-        the previous trajectory, shifted to now, is noised to the level of step
-        ``steps[warm_start]`` and denoised from there (SDEdit-style). 0: always start from noise.
-        Measured on the cpu planner: it lowers closed-loop success (32% -> 11% at E = 20,
-        warm_start = 5; experiments/mpc_sweep), so it is off everywhere by default.
-    variance_scaled_guidance: multiply the guidance step by the posterior variance of step k.
-    analytic_on_x0: take the analytic rewards' gradient step on the clean estimate x0_hat of
-        every step (R_nn keeps guiding x_k) instead of on x_k (module docstring).
+    """The ``SamplerConfig`` settings, one ``--cfg.<field>`` flag each.
+
+    Attributes:
+        num_candidates: N plans sampled per call; the best is returned.
+        method: ``ddpm`` (every step) or ``ddim`` (deterministic, strided).
+        ddim_steps: steps of the DDIM path (really skips: 5 of 10 calls the denoiser 5 times).
+        cache_after: steps after which the partial sample is returned for caching (0: no cache).
+            With a cache, later plans run only the remaining steps from it (``make_cached_plan_fn``):
+            cache_after = 8 of K = 10 is METHOD §3's "cache-2".
+        cache_refresh: a cached plan is replaced by a full one when the command (diffusion scale)
+            moved by more than this since the cache was made (METHOD §3: 0.5).
+        cache_max_age: also refresh after this many plans from one cache (0: never by age).
+        warm_start: reverse steps skipped when the plan starts from the previous plan (``warm=``):
+            the previous trajectory, shifted to now, is noised to the level of step
+            ``steps[warm_start]`` and denoised from there (SDEdit-style). 0: always start from noise.
+            Measured on the cpu planner: it lowers closed-loop success (32% -> 11% at E = 20,
+            warm_start = 5; experiments/mpc_sweep), so it is off everywhere by default.
+        variance_scaled_guidance: multiply the guidance step by the posterior variance of step k.
+        analytic_on_x0: take the analytic rewards' gradient step on the clean estimate x0_hat of
+            every step (R_nn keeps guiding x_k) instead of on x_k (module docstring).
     """
 
     num_candidates: int = 16
