@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dmpc_jax.deploy.observation import ProprioState, build_robot_observation
+from dmpc_jax.deploy.realtime import PLANNER_PRIORITY, raise_priority, realtime
 from dmpc_jax.deploy.runner_config import RunnerConfig
 from dmpc_jax.deploy.safety import (
     Limits,
@@ -88,6 +89,7 @@ class PlannerWorker:
             self._cv.notify_all()
 
     def _loop(self) -> None:
+        raise_priority(PLANNER_PRIORITY)  # this thread only: below the loop, above other work
         while True:
             with self._cv:
                 while self._request is None and not self._stop:
@@ -298,20 +300,22 @@ class Runner:
 
     def run(self, seconds: float, stop: threading.Event | None = None) -> dict:
         """Tick at ``tick_hz`` for ``seconds`` (absolute deadlines; a late tick runs at once and
-        counts as an overrun). Returns timing statistics."""
+        counts as an overrun) at real-time priority (``realtime.realtime``). Returns timing
+        statistics and the priority obtained."""
         dt = 1.0 / self.cfg.tick_hz
-        t0 = time.monotonic()
-        k, overruns = 0, 0
-        while time.monotonic() - t0 < seconds and not (stop is not None and stop.is_set()):
-            deadline = t0 + k * dt
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -dt:
-                overruns += 1
-            self.tick(time.monotonic())
-            k += 1
-        return {"ticks": k, "overruns": overruns}
+        with realtime() as priority:  # the loop at real-time priority, the caller's restored after
+            t0 = time.monotonic()
+            k, overruns = 0, 0
+            while time.monotonic() - t0 < seconds and not (stop is not None and stop.is_set()):
+                deadline = t0 + k * dt
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -dt:
+                    overruns += 1
+                self.tick(time.monotonic())
+                k += 1
+        return {"ticks": k, "overruns": overruns, "priority": priority}
 
     def stats(self) -> dict:
         """LowCmd period and plan latency percentiles (ms), faults and mode."""

@@ -169,6 +169,7 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
     command is timed (``time.monotonic``, the clock the runner logs with)."""
     import threading
 
+    from dmpc_jax.deploy.realtime import ROBOT_PRIORITY, SWITCH_INTERVAL_S, raise_priority
     from dmpc_jax.deploy.transport import (
         LOWCMD_TOPIC,
         LOWSTATE_TOPIC,
@@ -178,6 +179,10 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
 
     if fault not in ("none", *SIM_FAULTS):
         raise ValueError(f"unknown simulator fault {fault!r}; choose from {SIM_FAULTS}")
+    # the firmware's pace: real-time priority before DDS starts its threads (they inherit it),
+    # and the tick waits at most 0.5 ms for the GIL (default 5 ms)
+    priority = raise_priority(ROBOT_PRIORITY)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     sdk = init_dds(domain, interface)
     robot = SimRobot(physics_dt)
     lock = threading.Lock()
@@ -225,7 +230,7 @@ def serve(seconds: float, out: str, domain: int = 0, interface: str = "lo",
         k += 1
         late += pace(t0, k, dt)
     write_log(out, t0, k, late, log, traj, fault=fault, fault_t=faulted["t"],
-              first_lowcmd_t=first_cmd_t)  # fmt: skip
+              first_lowcmd_t=first_cmd_t, priority=priority)  # fmt: skip
 
 
 if __name__ == "__main__":  # the simulated robot's process (started by run_sim2sim)

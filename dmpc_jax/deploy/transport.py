@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dmpc_jax.deploy.realtime import realtime
+
 N_MOTORS = 12
 LOWCMD_TOPIC = "rt/lowcmd"
 LOWSTATE_TOPIC = "rt/lowstate"
@@ -176,12 +178,19 @@ class FakeTransport:
 
 class DdsTransport:
     """The controller's side over DDS: subscribes rt/lowstate, publishes rt/lowcmd (CRC set).
+    The threads that receive rt/lowstate run at real-time priority (``realtime``): a state that
+    waits behind other work goes stale.
 
     ``check_crc``: a LowState whose CRC does not match is dropped and counted (``crc_errors``);
     the runner then sees the state go stale, as if the message had not arrived."""
 
     def __init__(self, domain: int = 0, interface: str | None = "lo", check_crc: bool = True):
-        self._sdk = init_dds(domain, interface)
+        # DDS's receive threads and the SDK's reader thread start here and inherit real-time
+        # priority; this thread's own scheduling is restored after
+        with realtime() as self.priority:
+            self._sdk = init_dds(domain, interface)
+            self._sub = self._sdk["Subscriber"](LOWSTATE_TOPIC, self._sdk["LowState_"])
+            self._sub.Init(self._on_state, 10)
         self._lock = threading.Lock()
         self._state: tuple[LowState, float] | None = None
         self._crc = self._sdk["CRC"]() if check_crc else None
@@ -189,8 +198,6 @@ class DdsTransport:
         self.crc_errors = 0
         self._pub = self._sdk["Publisher"](LOWCMD_TOPIC, self._sdk["LowCmd_"])
         self._pub.Init()
-        self._sub = self._sdk["Subscriber"](LOWSTATE_TOPIC, self._sdk["LowState_"])
-        self._sub.Init(self._on_state, 10)
 
     def _on_state(self, msg) -> None:
         if self._crc is not None and not lowstate_crc_ok(self._crc, msg):
