@@ -29,6 +29,7 @@ from dmpc_jax.cli.evaluate import (
 from dmpc_jax.cli.robot import (
     deploy,
     export,
+    export_demonstrator,
     resolve_task,
     robot_task_specs,
     sim2sim,
@@ -64,6 +65,7 @@ SUBCOMMANDS = {
     "eval-sweep": eval_sweep,
     "diagnose-offline": diagnose_offline,
     "export": export,
+    "export-demonstrator": export_demonstrator,
     "sim2sim": sim2sim,
     "sim2sim-faults": sim2sim_faults,
     "deploy": deploy,

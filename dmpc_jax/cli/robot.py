@@ -10,6 +10,26 @@ from dmpc_jax.paths import DEFAULT_PLANNER
 from dmpc_jax.planner.sampler import REALTIME_CANDIDATES, REALTIME_VARIANT
 
 
+def export_demonstrator(
+    run_dir: str = "checkpoints/demonstrator/cpu", out: str = "exported/demonstrator"
+) -> None:
+    """Serialize the PPO demonstrator's deterministic policy (observation -> action, jax.export,
+    cpu + cuda) with meta.json: the per-step baseline the runner drives with the same safety
+    layer as the planner (``Runner(policy=ExportedPolicy(out))``).
+
+    Args:
+        run_dir: demonstrator run directory.
+        out: artifact directory (policy.jax, meta.json).
+    """
+    import json
+    from pathlib import Path
+
+    from dmpc_jax.deploy.export_policy import export_demonstrator as export_policy
+
+    meta = export_policy(Path(run_dir), Path(out))
+    print(json.dumps({k: meta[k] for k in ("artifact_bytes", "kp", "kd", "action_scale")}))
+
+
 def export(
     run_dir: str = DEFAULT_PLANNER,
     out: str = "exported/cpu",

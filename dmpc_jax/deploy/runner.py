@@ -49,6 +49,8 @@ MODEL_TO_SDK = go2.model_to_sdk()
 
 # (obs [49], seq, task) -> actions [H, 12]; task: index into the plan function's task list
 PlanFn = Callable[[np.ndarray, int, int], np.ndarray]
+# obs [49] -> action [12]: a per-step controller
+PolicyFn = Callable[[np.ndarray], np.ndarray]
 
 
 class PlannerWorker:
@@ -113,15 +115,23 @@ class PlannerWorker:
 class Runner:
     """One ``tick(now)`` per LowCmd period; ``run(seconds)`` calls it at ``tick_hz``."""
 
-    def __init__(self, cfg: RunnerConfig, transport, plan_fn: PlanFn | None = None, worker=None):
+    def __init__(
+        self, cfg: RunnerConfig, transport, plan_fn: PlanFn | None = None, worker=None,
+        policy: PolicyFn | None = None,
+    ):  # fmt: skip
         """``plan_fn`` runs in a thread of this process (``PlannerWorker``); or pass ``worker``
         with the same interface, e.g. ``planner_process.ProcessPlannerWorker`` (its own
-        process: what sim2sim and deploy use)."""
-        if (plan_fn is None) == (worker is None):
-            raise ValueError("Runner takes exactly one of plan_fn and worker")
+        process: what sim2sim and deploy use); or ``policy``, a per-step controller (the PPO
+        demonstrator, ``export_policy.ExportedPolicy``) called in the loop at every policy step:
+        it walks as soon as the robot stands, with the same safety layer."""
+        if sum(x is not None for x in (plan_fn, worker, policy)) != 1:
+            raise ValueError("Runner takes exactly one of plan_fn, worker and policy")
         self.cfg = cfg
         self.transport = transport
-        self.worker = worker if worker is not None else PlannerWorker(plan_fn)
+        self.policy = policy
+        self.policy_latencies_s: list[float] = []
+        self.worker = None if policy is not None else (
+            worker if worker is not None else PlannerWorker(plan_fn))  # fmt: skip
         self.limits = Limits(cfg.safety)
         self.q_default = np.asarray(cfg.q_default, np.float64)
         self.mode = "wait"
@@ -210,7 +220,10 @@ class Runner:
         if self.mode == "stand":
             a = min((now - self._t_mode) / self.cfg.stand_s, 1.0)
             self._q_target = (1 - a) * self._q_start + a * self.q_default
-            if a >= 1.0:
+            if a >= 1.0 and self.policy is not None:  # a policy needs no first plan
+                self._walk_tick0 = self.ticks
+                self._set_mode("walk", now)
+            elif a >= 1.0:
                 self.worker.submit(0, self._observation(st))
                 self._set_mode("ready", now)
         elif self.mode == "ready":
@@ -225,7 +238,7 @@ class Runner:
                 self._index, self._walk_tick0 = 0, self.ticks
                 self._set_mode("walk", now)
         if self.mode == "walk" and (self.ticks - self._walk_tick0) % self.cfg.policy_every == 0:
-            fault = self._policy_step(st)
+            fault = self._policy_step(st) if self.policy is None else self._act_step(st)
             if fault:
                 return self._fault(now, fault)
         return self._command(q, dq)
@@ -249,12 +262,29 @@ class Runner:
             if fault:
                 return fault
             self._index = d
-        action = self._chunk[self._index] * self._blend()
+        self._execute(self._chunk[self._index])
         self._index += 1
+        return None
+
+    def _act_step(self, st) -> str | None:
+        """One step of a per-step policy: its action from this observation, checked as a plan."""
+        t = time.perf_counter()
+        res = self.policy(self._observation(st))
+        self.policy_latencies_s.append(time.perf_counter() - t)
+        a = np.asarray(res, np.float64)
+        if a.shape != (12,):
+            return f"policy action has shape {a.shape}, expected (12,)"
+        fault = self.limits.plan_fault(self.q_default + self.cfg.action_scale * a[None])
+        if fault:
+            return fault
+        self._execute(a)
+        return None
+
+    def _execute(self, row: np.ndarray) -> None:
+        action = row * self._blend()
         self._last_action = action
         self._q_target = self.q_default + self.cfg.action_scale * action
         self.policy_steps += 1
-        return None
 
     def _blend(self) -> float:
         """The share of the planned action executed at this policy step (``blend_s``)."""
@@ -323,7 +353,8 @@ class Runner:
                "policy_steps": self.policy_steps,
                "faults": [e["fault"] for e in self.events if "fault" in e]}  # fmt: skip
         times = np.asarray(self.send_times)
-        lat = np.asarray(self.worker.latencies_s[1:]) * 1e3  # the first includes warm-up
+        lat = self.policy_latencies_s if self.worker is None else self.worker.latencies_s
+        lat = np.asarray(lat[1:]) * 1e3  # the first includes warm-up
         for name, v in (("lowcmd_period_ms", np.diff(times) * 1e3), ("plan_latency_ms", lat)):
             if len(v):
                 out[name] = {"p50": float(np.percentile(v, 50)), "max": float(v.max()),
@@ -342,5 +373,6 @@ class Runner:
         self.close()
 
     def close(self) -> None:
-        self.worker.close()
+        if self.worker is not None:
+            self.worker.close()
         gc.unfreeze()  # outside the loop, the collector may have the heap back

@@ -81,7 +81,7 @@ def robot_constants(run_dir: Path) -> dict:
             "dataset (`make dataset`) or write robot.json into the run (`save_robot_constants`)"
         )
     env = json.loads(meta_path.read_text()).get("env") or to_dict(EnvConfig())
-    pose = go2.paper_default_pose() if env["default_pose"] == "paper" else go2.home_qpos()[7:]
+    pose = go2.default_pose(env["default_pose"])
     return {
         "q_default": np.asarray(pose, np.float32),
         "kp": float(env["kp"]),

@@ -55,7 +55,7 @@ class Go2Joystick(Env):
             [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"{leg}_calf") for leg in go2.LEGS]
         )
         self._foot_radius = float(go2.load_description()["foot_contact"]["radius"])
-        pose = go2.paper_default_pose() if cfg.default_pose == "paper" else go2.home_qpos()[7:]
+        pose = go2.default_pose(cfg.default_pose)
         self.q_default = jnp.asarray(pose, jnp.float32)
         lo, hi = go2.joint_limits()
         self._q_lo, self._q_hi = jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32)

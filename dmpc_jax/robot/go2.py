@@ -95,6 +95,15 @@ def paper_default_pose() -> np.ndarray:
     return np.array(pose)
 
 
+def default_pose(name: str) -> np.ndarray:
+    """q_default [12] (model order) of an env's ``default_pose``: ``paper`` or ``home``."""
+    if name == "paper":
+        return paper_default_pose()
+    if name == "home":
+        return home_qpos()[7:]
+    raise ValueError(f"default pose must be 'paper' or 'home', got {name!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # MJCF
 

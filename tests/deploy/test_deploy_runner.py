@@ -482,3 +482,52 @@ def test_the_runner_sets_the_heap_aside_from_the_garbage_collector():
     make()
     assert gc.get_freeze_count() > 0
     gc.unfreeze()
+
+
+class Policy:
+    """A fake per-step policy: an action that changes with each call."""
+
+    def __init__(self, bad_at: int | None = None):
+        self.calls, self.bad_at = 0, bad_at
+
+    def __call__(self, obs):
+        assert obs.shape == (49,) and np.isfinite(obs).all()
+        self.calls += 1
+        if self.calls == self.bad_at:
+            return np.full(12, 9.0)  # beyond every joint limit
+        return 0.05 * np.sin(self.calls + np.arange(12))
+
+
+def test_a_per_step_policy_walks_once_standing_and_acts_every_policy_step():
+    tr, pol = FakeTransport(), Policy()
+    runner = Runner(RunnerConfig(stand_s=0.1, live=True), tr, policy=pol)
+    t = 0.0
+    for _ in range(51):  # stand 0.1 s = 50 ticks, then walk at once: no first plan to wait for
+        tr.push_state(dataclasses.replace(upright(), tick=round(t / DT)), t)
+        runner.tick(t)
+        t += DT
+    assert runner.mode == "walk" and pol.calls == 1
+    n = len(tr.sent)
+    for _ in range(10 * 5):
+        tr.push_state(dataclasses.replace(upright(), tick=round(t / DT)), t)
+        runner.tick(t)
+        t += DT
+    assert pol.calls == 6  # one call per policy step (10 ticks)
+    want = (Q0 + runner.cfg.action_scale * 0.05 * np.sin(6 + np.arange(12)))[MODEL_TO_SDK]
+    np.testing.assert_allclose(tr.sent[-1].q, want, atol=1e-9)
+    assert len(tr.sent) == n + 50 and not runner.stats()["faults"]
+    assert runner.stats()["plan_latency_ms"]["plans"] == 5
+    with pytest.raises(ValueError, match="exactly one"):
+        Runner(RunnerConfig(), tr, Planner(), policy=pol)
+
+
+def test_a_policy_action_beyond_the_limits_goes_to_damping_and_is_never_executed():
+    tr, pol = FakeTransport(), Policy(bad_at=3)
+    runner = Runner(RunnerConfig(stand_s=0.1, live=True), tr, policy=pol)
+    t = 0.0
+    for _ in range(51 + 30):
+        tr.push_state(dataclasses.replace(upright(), tick=round(t / DT)), t)
+        runner.tick(t)
+        t += DT
+    assert runner.mode == "damping" and pol.calls == 3
+    assert all(np.all(np.abs(c.q - Q0[MODEL_TO_SDK]) < 1.0) for c in tr.sent if c.kp[0] > 0)
