@@ -6,12 +6,12 @@ from typing import Literal
 from dmpc_jax.deploy.faults import FaultConfig
 from dmpc_jax.deploy.robot import DeployConfig
 from dmpc_jax.deploy.sim2sim import Sim2SimConfig
-from dmpc_jax.paths import DEFAULT_PLANNER
+from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PLANNER
 from dmpc_jax.planner.sampler import REALTIME_CANDIDATES, REALTIME_VARIANT
 
 
 def export_demonstrator(
-    run_dir: str = "checkpoints/demonstrator/cpu", out: str = "exported/demonstrator"
+    run_dir: str = DEFAULT_DEMONSTRATOR, out: str = "exported/demonstrator"
 ) -> None:
     """Serialize the PPO demonstrator's deterministic policy (observation -> action, jax.export,
     cpu + cuda) with meta.json: the per-step baseline the runner drives with the same safety

@@ -94,6 +94,7 @@ class ExportedPolicy:
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"{blob_path} could not be deserialized: {e}") from e
         self.load_s = time.perf_counter() - t0
+        self.size_bytes = len(blob)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return np.asarray(self._exported.call(np.asarray(obs, np.float32)))

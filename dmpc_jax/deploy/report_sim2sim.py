@@ -49,10 +49,37 @@ def _fell(r: dict) -> str:
     return "after the stop" if r.get("fell_after_stop") else "no"
 
 
+def _planner_text(cfg, summary: dict) -> str:
+    return (
+        f"the exported planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}, "
+        f"{cfg.sampler}) in its own {'process' if cfg.planner_process else 'thread'}"
+        + (f" pinned by --cfg.planner-cpus {cfg.planner_cpus}" if cfg.planner_process else "")
+        + ", E = 11 / D = 4 unless the start-up check raised D (auto-margin), publishing "
+        "rt/lowcmd at 500 Hz. Before each run the plan is timed against its budget "
+        "(`deploy/budget.py`): "
+        + "; ".join(
+            f"seed {r['seed']}: p50 {r['start_budget']['p50_ms']:.1f} / p99 "
+            f"{r['start_budget']['p99_ms']:.1f} ms, D = {r['start_budget']['margin']}"
+            for r in summary["runs"][:3]
+        )
+        + ("; ..." if len(summary["runs"]) > 3 else "")
+        + "."
+    )
+
+
+def _demonstrator_text(summary: dict) -> str:
+    return (
+        f"the exported PPO demonstrator (`{summary['source_checkpoint']}`, "
+        "`dmpc export-demonstrator`), called in the loop at every 50 Hz policy step, its action "
+        "checked as a plan row, publishing rt/lowcmd at 500 Hz."
+    )
+
+
 def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
     """experiments/sim2sim/README.md: a row per run (``dmpc sim2sim``)."""
     nan = float("nan")
     peer = cfg.sim == "unitree"
+    demo = getattr(cfg, "controller", "planner") == "demonstrator"
     switch = bool(cfg.switch_to)
     rows = []
     for r in summary["runs"]:
@@ -105,21 +132,8 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
             "rt/lowstate at 500 Hz"
         )
         + "; the runner (`dmpc_jax/deploy/runner.py`) reads it, stands the robot up (2 s), and "
-        f"walks it for {cfg.walk_s:g} s at the command {tuple(cfg.command)} with the exported "
-        f"planner (`{summary['source_checkpoint']}`, N = {cfg.num_candidates}, {cfg.sampler}) in "
-        f"its own {'process' if cfg.planner_process else 'thread'}"
-        + (f" pinned by --cfg.planner-cpus {cfg.planner_cpus}" if cfg.planner_process else "")
-        + ", E = 11 / D = 4 unless the start-up "
-        "check raised D (auto-margin), publishing "
-        "rt/lowcmd at 500 Hz. Before each run the plan is timed against its budget "
-        "(`deploy/budget.py`): "
-        + "; ".join(
-            f"seed {r['seed']}: p50 {r['start_budget']['p50_ms']:.1f} / p99 "
-            f"{r['start_budget']['p99_ms']:.1f} ms, D = {r['start_budget']['margin']}"
-            for r in summary["runs"][:3]
-        )
-        + ("; ..." if len(summary["runs"]) > 3 else "")
-        + ".",
+        f"walks it for {cfg.walk_s:g} s at the command {tuple(cfg.command)} with "
+        + (_demonstrator_text(summary) if demo else _planner_text(cfg, summary)),
         "",
         f"**{ok} of {n} runs walked {cfg.walk_s:g} s without falling or a fault.**",
         "",

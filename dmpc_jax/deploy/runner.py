@@ -130,6 +130,7 @@ class Runner:
         self.transport = transport
         self.policy = policy
         self.policy_latencies_s: list[float] = []
+        self.priority: str | None = None  # the loop's scheduling in the last run()
         self.worker = None if policy is not None else (
             worker if worker is not None else PlannerWorker(plan_fn))  # fmt: skip
         self.limits = Limits(cfg.safety)
@@ -330,8 +331,8 @@ class Runner:
 
     def run(self, seconds: float, stop: threading.Event | None = None) -> dict:
         """Tick at ``tick_hz`` for ``seconds`` (absolute deadlines; a late tick runs at once and
-        counts as an overrun) at real-time priority (``realtime.realtime``). Returns timing
-        statistics and the priority obtained."""
+        counts as an overrun) at real-time priority (``realtime.realtime``; what it got:
+        ``self.priority``). Returns timing statistics."""
         dt = 1.0 / self.cfg.tick_hz
         with realtime() as priority:  # the loop at real-time priority, the caller's restored after
             t0 = time.monotonic()
@@ -345,12 +346,13 @@ class Runner:
                     overruns += 1
                 self.tick(time.monotonic())
                 k += 1
-        return {"ticks": k, "overruns": overruns, "priority": priority}
+        self.priority = priority
+        return {"ticks": k, "overruns": overruns}
 
     def stats(self) -> dict:
         """LowCmd period and plan latency percentiles (ms), faults and mode."""
         out = {"mode": self.mode, "ticks": self.ticks, "sent": self.sent,
-               "policy_steps": self.policy_steps,
+               "policy_steps": self.policy_steps, "priority": self.priority,
                "faults": [e["fault"] for e in self.events if "fault" in e]}  # fmt: skip
         times = np.asarray(self.send_times)
         lat = self.policy_latencies_s if self.worker is None else self.worker.latencies_s

@@ -164,3 +164,11 @@ def test_trajectories_are_saved_rounded_and_compressed(tmp_path):
     assert load_trajectory(tmp_path, 3)[7] == {"t": 0.14, "z": 0.3123, "roll": -0.0}
     (tmp_path / "trajectory_4.json").write_text(json.dumps(traj))
     assert load_trajectory(tmp_path, 4) == traj
+
+
+def test_sim2sim_takes_the_demonstrator_as_its_controller():
+    from dmpc_jax.deploy.sim2sim import Sim2SimConfig
+
+    assert Sim2SimConfig(controller="demonstrator").demonstrator_run.endswith("demonstrator/cpu")
+    with pytest.raises(ValueError, match="controller"):
+        Sim2SimConfig(controller="ppo")
