@@ -186,16 +186,21 @@ def finetune_curve(
 ) -> None:
     """Write a finetuning run's learning-curve page (success under the box, paper and strict
     rules against env steps, R_nn fit, ESS, kept fraction, falls, wall time; its numbers in
-    results.json) from its metrics; safe to run while the run trains.
+    results.json) from its metrics, and the run's model card; safe to run while the run trains.
 
     Args:
         run_dir: the finetuning run directory.
         out: the page's directory.
     """
+    from dmpc_jax.finetune.config import load_config
+    from dmpc_jax.finetune.report import write_model_card
     from dmpc_jax.finetune.report_curve import curve_results, write_curve_page
+    from dmpc_jax.report.logger import read_jsonl
 
     command = f"dmpc finetune-curve --run-dir {run_dir} --out {out}"
     write_curve_page(curve_results(Path(run_dir)), Path(out), command)
+    log = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    write_model_card(Path(run_dir), load_config(Path(run_dir)), log, Path(out), resumable=True)
 
 
 def dagger(

@@ -103,7 +103,11 @@ def write_page(run_dir: Path, out: Path) -> None:
     write_model_card(run_dir, cfg, log, out)
 
 
-def write_model_card(run_dir: Path, cfg: FinetuneConfig, log: list[dict], page: Path) -> None:
+def write_model_card(
+    run_dir: Path, cfg: FinetuneConfig, log: list[dict], page: Path, resumable: bool = False
+) -> None:
+    """The run's MODEL_CARD.md; ``resumable``: the run ships what a resume on another machine
+    needs (``ckpt/`` of the newest step and ``kept.npz``), and the card says how to continue."""
     evals = [m for m in log if "eval/success_rate" in m]
     last = log[-1] if log else {}
     try:
@@ -129,6 +133,17 @@ def write_model_card(run_dir: Path, cfg: FinetuneConfig, log: list[dict], page: 
         "the replay buffer (`buffer.npz`) stay on the machine that trained it.",
         "",
     ]  # fmt: skip
+    if resumable:
+        name = Path(run_dir).name
+        lines[-2] = (
+            "- Shipped to be continued anywhere: `planner/`, configs, `metrics.jsonl`, "
+            "`eval_episodes.jsonl`, `tb/`, `ckpt/` (the newest step: parameters and both Adam "
+            "states) and `kept.npz` (the pieces the denoiser trains on, with the rest of the "
+            "buffer counted per yaw class). `buffer.npz` (the full buffer) stays behind: fresh "
+            "rollouts refill it. Continue with "
+            f"`make finetune PRESET={name} ARGS=--resume` (or `dmpc finetune --preset {name} "
+            f"--run {name} --resume`)."
+        )
     (run_dir / "MODEL_CARD.md").write_text("\n".join(lines))
 
 
