@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 ENV_VAR = "DMPC_COMPILE_CACHE"
+MARK = "DMPC_COMPILE_CACHE_SET"  # the JAX_COMPILATION_CACHE_DIR that enable() itself chose
+JAX_VAR = "JAX_COMPILATION_CACHE_DIR"
 OFF = ("", "0", "off", "false", "no")
 
 
@@ -35,14 +37,20 @@ def cache_dir(environ: dict | None = None) -> Path | None:
 
 def enable() -> Path | None:
     """Turn the cache on as ``DMPC_COMPILE_CACHE`` says; returns the directory in use (None: off).
-    Compilations shorter than 1 s are not written (JAX's default threshold)."""
+    Compilations shorter than 1 s are not written (JAX's default threshold). A cache directory a
+    parent process chose is chosen again here (this process may say otherwise); one the user set
+    in ``JAX_COMPILATION_CACHE_DIR`` is kept."""
     path = cache_dir()
-    if path is None:
-        return None
-    path = Path(os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(path)))
-    if "jax" in sys.modules:  # already imported: its flag was read before we set the variable
+    inherited = os.environ.get(MARK)
+    if inherited is not None and os.environ.get(JAX_VAR) == inherited:
+        del os.environ[JAX_VAR], os.environ[MARK]
+    if path is not None and JAX_VAR not in os.environ:
+        os.environ[JAX_VAR] = os.environ[MARK] = str(path)
+    chosen = os.environ.get(JAX_VAR)
+    if "jax" in sys.modules:  # already imported: it read the variable before we set it
         import jax
 
-        if not jax.config.jax_compilation_cache_dir:
-            jax.config.update("jax_compilation_cache_dir", str(path))
-    return path
+        current = jax.config.jax_compilation_cache_dir
+        if current is None or current == inherited:  # not the user's own choice
+            jax.config.update("jax_compilation_cache_dir", chosen)
+    return None if chosen is None else Path(chosen)

@@ -33,6 +33,11 @@ def _child_cache_dir(env: dict) -> str:
 
 
 def test_a_child_process_inherits_moves_or_drops_the_cache(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    # the child gets this process's environment, cache variable included, as a subprocess does
+    env = dict(os.environ)
+    assert _child_cache_dir(env) == os.environ["JAX_COMPILATION_CACHE_DIR"]
     assert _child_cache_dir({**env, "DMPC_COMPILE_CACHE": str(tmp_path)}) == str(tmp_path)
     assert _child_cache_dir({**env, "DMPC_COMPILE_CACHE": "off"}) == "None"
+    # a JAX_COMPILATION_CACHE_DIR the user set wins
+    user = str(tmp_path / "mine")
+    assert _child_cache_dir({**env, "JAX_COMPILATION_CACHE_DIR": user}) == user

@@ -4,7 +4,10 @@ firmware that no other process can starve). Pure ``os``: no JAX, no SDK.
 
 Linux schedules threads: ``sched_setscheduler(0, ...)`` and ``setpriority(PRIO_PROCESS, 0, ...)``
 act on the calling thread, and threads it starts later inherit the setting. Each of these
-threads sleeps or blocks between its ticks, so ``SCHED_FIFO`` cannot hold a core.
+threads sleeps or blocks whenever it is on time; one that falls behind its absolute deadlines
+runs tick after tick until it has caught up, which the kernel's real-time throttling bounds
+(5% of each second stays with ordinary threads). The GIL switch interval is the process's, not
+the thread's: overlapping ``realtime`` blocks in two threads restore it when the first ends.
 
 Measured on 2 cores with two busy training processes: at ordinary priority the simulated robot ran
 its 500 Hz ticks late nearly every tick (~250 Hz) and the runner saw a stale state in 7 of 12

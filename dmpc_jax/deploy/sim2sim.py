@@ -220,6 +220,7 @@ def _run_once(
     robot in damping sits down) and the result carries ``fault`` with its timings."""
     from dmpc_jax.deploy.budget import fit_budget
     from dmpc_jax.deploy.planner_process import start_planner
+    from dmpc_jax.deploy.realtime import realtime
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
     from dmpc_jax.planner.task import NN_GUIDANCE
 
@@ -228,7 +229,7 @@ def _run_once(
     plan, plan_kw = (None, {"policy": planner}) if policy else start_planner(
         planner, cfg.exported, seed, NN_GUIDANCE, cfg.planner_process, cfg.planner_cpus, tasks
     )  # fmt: skip
-    warmup_s = time.perf_counter() - t
+    warmup_s = (time.perf_counter() - t) + (planner.warmup_s if policy else 0.0)
     switch = cfg.switch_at if tasks is not None and len(tasks) > 1 else None
     rcfg = RunnerConfig.from_meta(planner.meta, command=tuple(cfg.command),
                                   stand_s=cfg.stand_s, blend_s=cfg.blend_s, live=True,
@@ -256,24 +257,26 @@ def _run_once(
                 plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls,
                 cfg.auto_margin, cfg.budget_headroom,
             )  # fmt: skip
-        runner = Runner(rcfg, transport, **plan_kw)
-        timing = runner.run(cfg.stand_s + (0.0 if fault else 0.2))  # stand up, first plan
-        t_walk = None
-        deadline = time.monotonic() + walk_s + 1.0
-        while time.monotonic() < deadline and (
-            runner.mode in ("stand", "ready", "walk") or injected is not None
-        ):
-            now = time.monotonic()
-            if runner.mode == "walk" and t_walk is None:  # when it started, from the runner's log
-                t_walk = next(e["t"] for e in runner.events if e["event"].endswith("-> walk"))
-            if fault and injected is None and t_walk is not None and now - t_walk >= fault_at_s:
-                injected = _inject(fault, sim, runner.worker)
-            if t_walk is not None and now - t_walk >= walk_s:
-                break
-            t2 = runner.run(0.02 if fault and injected is None else 0.1)  # inject on time
-            timing = {k: timing[k] + t2[k] for k in timing}
-        stats = runner.stats()
-        runner.finish(cfg.damping_s)  # as dmpc deploy ends a run
+        # the 500 Hz loop stays at real-time priority between run() slices and while finishing
+        with realtime():
+            runner = Runner(rcfg, transport, **plan_kw)
+            timing = runner.run(cfg.stand_s + (0.0 if fault else 0.2))  # stand up, first plan
+            t_walk = None
+            deadline = time.monotonic() + walk_s + 1.0
+            while time.monotonic() < deadline and (
+                runner.mode in ("stand", "ready", "walk") or injected is not None
+            ):
+                now = time.monotonic()
+                if runner.mode == "walk" and t_walk is None:  # its start, from the runner's log
+                    t_walk = next(e["t"] for e in runner.events if e["event"].endswith("-> walk"))
+                if fault and injected is None and t_walk is not None and now - t_walk >= fault_at_s:
+                    injected = _inject(fault, sim, runner.worker)
+                if t_walk is not None and now - t_walk >= walk_s:
+                    break
+                t2 = runner.run(0.02 if fault and injected is None else 0.1)  # inject on time
+                timing = {k: timing[k] + t2[k] for k in timing}
+            stats = runner.stats()
+            runner.finish(cfg.damping_s)  # as dmpc deploy ends a run
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=30)

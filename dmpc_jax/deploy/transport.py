@@ -187,15 +187,15 @@ class DdsTransport:
     def __init__(self, domain: int = 0, interface: str | None = "lo", check_crc: bool = True):
         # DDS's receive threads and the SDK's reader thread start here and inherit real-time
         # priority; this thread's own scheduling is restored after
-        with realtime() as self.priority:
-            self._sdk = init_dds(domain, interface)
-            self._sub = self._sdk["Subscriber"](LOWSTATE_TOPIC, self._sdk["LowState_"])
-            self._sub.Init(self._on_state, 10)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the handler's state first: a LowState may arrive at once
         self._state: tuple[LowState, float] | None = None
-        self._crc = self._sdk["CRC"]() if check_crc else None
         self.received = 0
         self.crc_errors = 0
+        with realtime() as self.priority:
+            self._sdk = init_dds(domain, interface)
+            self._crc = self._sdk["CRC"]() if check_crc else None
+            self._sub = self._sdk["Subscriber"](LOWSTATE_TOPIC, self._sdk["LowState_"])
+            self._sub.Init(self._on_state, 10)
         self._pub = self._sdk["Publisher"](LOWCMD_TOPIC, self._sdk["LowCmd_"])
         self._pub.Init()
 

@@ -37,13 +37,14 @@ def check_page(results_path: Path) -> dict:
     results_path = Path(results_path)
     readme = results_path.parent / "README.md"
     out = {"page": str(readme), "kind": None, "status": "unknown", "diff": ""}
-    found = page_kind(json.loads(results_path.read_text()))
+    result = json.loads(results_path.read_text())
+    found = page_kind(result)
     if found is None:
         return out
     out["kind"], render = found
     if not readme.exists():
         return {**out, "status": "no page"}
-    want, have = render(json.loads(results_path.read_text())), readme.read_text()
+    want, have = render(result), readme.read_text()
     if want == have:
         return {**out, "status": "ok"}
     diff = difflib.unified_diff(have.splitlines(), want.splitlines(), "committed", "rendered",
@@ -58,8 +59,9 @@ def check_pages(root: Path = Path("experiments")) -> list[dict]:
 
 def rerender(results_path: Path) -> None:
     """Write README.md again from results.json (a page left behind by its renderer)."""
-    found = page_kind(json.loads(Path(results_path).read_text()))
+    result = json.loads(Path(results_path).read_text())
+    found = page_kind(result)
     if found is None:
         raise ValueError(f"no renderer knows {results_path}")
-    text = found[1](json.loads(Path(results_path).read_text()))
+    text = found[1](result)
     (Path(results_path).parent / "README.md").write_text(text)

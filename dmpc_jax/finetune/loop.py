@@ -48,6 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
+from dmpc_jax.checkpointing import truncate_metrics
 from dmpc_jax.config import prepare_run
 from dmpc_jax.diffusion.artifact import robot_constants, save_robot_constants
 from dmpc_jax.diffusion.config import make_optimizer
@@ -154,6 +155,8 @@ def finetune(
     start = int(dist.to_host(state["iteration"]))
     main = dist.is_main()
     logger = RunLogger(run_dir, start, key="iteration", main=main)
+    if main:  # per-episode outcomes past the checkpoint belong to the run that was stopped
+        truncate_metrics(run_dir / "eval_episodes.jsonl", start, key="iteration")
     mesh = dist.global_mesh()
     if cfg.n_envs % mesh.size or cfg.batch_size % mesh.size:
         raise ValueError(
@@ -245,9 +248,8 @@ def finetune(
                 n_steps, h, batch_sharding, batch_weights=batch_w,
             )  # fmt: skip
             row.update(m)
-            w = weights[cfg.weight_by]
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
-                        "rwr/ess": effective_sample_size(w),  # over the kept set (scope kept)
+                        "rwr/ess": effective_sample_size(weights[cfg.weight_by]),  # kept set
                         "rwr/ess_return": effective_sample_size(weights["return"]),
                         "rwr/ess_mean": effective_sample_size(weights["mean"]),
                         "rwr/kept_mean_score": float(buf.score[keep].mean()),

@@ -73,6 +73,8 @@ def select_pieces(
         return select_top(scores, groups, quantile, max_total, sizes)
     if mode != "random":
         raise ValueError(f"selection must be 'best' or 'random', got {mode!r}")
+    if rng is None:
+        raise ValueError("random selection needs an rng")
     union = select_top(
         scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1), sizes
     )
