@@ -109,16 +109,95 @@ def check_budget(
 
 def fit_budget(plan, plan_kw: dict, obs_dim: int, rcfg, calls: int, auto_margin: bool,
                headroom: float):  # fmt: skip
-    """Times ``plan`` and checks it against ``rcfg``'s E/D: (``rcfg`` with the D to use, the
-    PlanBudget). On a refusal the planner process in ``plan_kw`` (if any) is closed first."""
+    """Times ``plan`` and checks it against ``rcfg``'s E/D while an idle 500 Hz loop measures its
+    tick jitter (``tick_gaps_during``, ``check_jitter``): (``rcfg`` with the D to use, the
+    PlanBudget, the LoopJitter). On a refusal the planner process in ``plan_kw`` (if any) is
+    closed first."""
     try:
+        lat, gaps = tick_gaps_during(
+            lambda: time_plan(plan, np.zeros(obs_dim, np.float32), calls), rcfg.tick_hz
+        )
         budget = check_budget(
-            time_plan(plan, np.zeros(obs_dim, np.float32), calls), rcfg.execute, rcfg.margin,
-            rcfg.policy_every / rcfg.tick_hz, auto_margin, headroom,
+            lat, rcfg.execute, rcfg.margin, rcfg.policy_every / rcfg.tick_hz, auto_margin,
+            headroom,
         )  # fmt: skip
+        jitter = check_jitter(gaps, rcfg.safety.max_tick_gap_s)
     except Exception:
         if "worker" in plan_kw:
             plan_kw["worker"].close()
         raise
-    print(budget.summary(), flush=True)
-    return dataclasses.replace(rcfg, margin=budget.margin), budget
+    print(budget.summary() + "; " + jitter.summary(), flush=True)
+    return dataclasses.replace(rcfg, margin=budget.margin), budget, jitter
+
+
+class LoopTooSlow(RuntimeError):
+    """The machine cannot hold the 500 Hz loop's pace with the planner and simulator running."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopJitter:
+    """Gaps between the ticks of a paced, idle 500 Hz loop at the runner's priority."""
+
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    ticks: int
+    bound_ms: float
+
+    def summary(self) -> str:
+        return (
+            f"loop tick gap p50 {self.p50_ms:.2f} / p99 {self.p99_ms:.2f} / max {self.max_ms:.1f} ms "
+            f"over {self.ticks} ticks (bound {self.bound_ms:.0f} ms)"
+        )
+
+
+def tick_gaps_during(
+    work: Callable[[], object], tick_hz: float, clock=time.monotonic, sleep=time.sleep
+) -> tuple[object, np.ndarray]:
+    """(``work()``'s result, the gaps (s) between the ticks of an idle loop paced at ``tick_hz``
+    as the runner paces its own, at the runner's real-time priority, while ``work`` runs in this
+    thread): the loop's jitter under the load the run will have (the planner timed, the
+    simulator or the robot publishing)."""
+    import threading
+
+    from dmpc_jax.deploy.realtime import realtime
+
+    stop, stamps = threading.Event(), []
+
+    def loop():
+        with realtime():
+            t0, k, dt = clock(), 0, 1.0 / tick_hz
+            while not stop.is_set():
+                delay = t0 + k * dt - clock()
+                if delay > 0:
+                    sleep(delay)
+                stamps.append(clock())
+                k += 1
+
+    thread = threading.Thread(target=loop, name="dmpc-jitter", daemon=True)
+    thread.start()
+    try:
+        result = work()
+    finally:
+        stop.set()
+        thread.join()
+    return result, np.diff(np.asarray(stamps))
+
+
+def check_jitter(gaps_s: np.ndarray, bound_s: float) -> LoopJitter:
+    """The jitter of ``gaps_s``; raises LoopTooSlow with the numbers when a gap exceeded the
+    runner's loop-overrun bound (``SafetyConfig.max_tick_gap_s``): a run here would end in
+    damping on "loop overrun"."""
+    g = 1e3 * np.asarray(gaps_s, np.float64)
+    if g.size == 0:
+        raise LoopTooSlow("the loop-jitter check measured no tick")
+    out = LoopJitter(float(np.percentile(g, 50)), float(np.percentile(g, 99)), float(g.max()),
+                     int(g.size) + 1, 1e3 * bound_s)  # fmt: skip
+    if out.max_ms > out.bound_ms:
+        raise LoopTooSlow(
+            f"this machine cannot hold the 500 Hz loop's pace with the planner and the robot "
+            f"running: {out.summary()}; a run would end in damping on 'loop overrun'. Free "
+            "cores (stop other work), run as root for real-time priority, or pin the planner "
+            "(--cfg.planner-cpus)"
+        )
+    return out

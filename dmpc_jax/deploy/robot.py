@@ -86,7 +86,7 @@ def run_robot(cfg: DeployConfig, specs=()) -> dict:
         switch_at_s=switch,
         blend_s=cfg.blend_s,
     )
-    rcfg, _ = fit_budget(  # refuses a machine too slow for the timeline before any DDS
+    rcfg, _, _ = fit_budget(  # refuses a machine too slow for the timeline before any DDS
         plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls, cfg.auto_margin,
         cfg.budget_headroom,
     )  # fmt: skip

@@ -218,7 +218,7 @@ def _run_once(
     """One run with a fresh simulated robot. ``fault`` (``SIM_FAULTS`` or ``planner_kill``) is
     injected ``fault_at_s`` after walking starts; the run goes on ``after_s`` more seconds (the
     robot in damping sits down) and the result carries ``fault`` with its timings."""
-    from dmpc_jax.deploy.budget import fit_budget
+    from dmpc_jax.deploy.budget import check_jitter, fit_budget, tick_gaps_during
     from dmpc_jax.deploy.planner_process import start_planner
     from dmpc_jax.deploy.realtime import realtime
     from dmpc_jax.deploy.runner import Runner, RunnerConfig
@@ -252,8 +252,11 @@ def _run_once(
                 raise RuntimeError("the simulated robot published no rt/lowstate within 30 s")
             time.sleep(0.05)
         budget = None
-        if not policy:  # a plan must fit its budget; a policy acts within the tick
-            rcfg, budget = fit_budget(  # with the simulator running (its load included)
+        if policy:  # a policy acts within the tick: the loop's jitter alone is checked
+            _, gaps = tick_gaps_during(lambda: time.sleep(1.0), rcfg.tick_hz)
+            jitter = check_jitter(gaps, rcfg.safety.max_tick_gap_s)
+        else:  # a plan must fit its budget too
+            rcfg, budget, jitter = fit_budget(  # with the simulator running (its load included)
                 plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls,
                 cfg.auto_margin, cfg.budget_headroom,
             )  # fmt: skip
@@ -286,6 +289,7 @@ def _run_once(
     result = summarize(cfg, stats, timing, sim_res, traj, runner.events, warmup_s, planner)
     result["seed"] = seed
     result["start_budget"] = None if budget is None else dataclasses.asdict(budget)
+    result["start_jitter"] = dataclasses.asdict(jitter)
     result["controller"] = cfg.controller
     if fault is not None:
         result["fault"] = {"kind": fault, "injected_t": injected, "walk_start_t": t_walk}

@@ -531,3 +531,37 @@ def test_a_policy_action_beyond_the_limits_goes_to_damping_and_is_never_executed
         t += DT
     assert runner.mode == "damping" and pol.calls == 3
     assert all(np.all(np.abs(c.q - Q0[MODEL_TO_SDK]) < 1.0) for c in tr.sent if c.kp[0] > 0)
+
+
+def test_start_up_check_refuses_a_loop_that_cannot_hold_its_pace_with_the_numbers():
+    from dmpc_jax.deploy.budget import LoopTooSlow, check_jitter, tick_gaps_during
+
+    steady = np.full(499, 0.002)
+    ok = check_jitter(steady, bound_s=0.025)
+    assert ok.ticks == 500 and ok.max_ms == pytest.approx(2.0) and "p99 2.00" in ok.summary()
+    stalled = steady.copy()
+    stalled[100] = 0.0268  # one 26.8 ms gap: the runner would have faulted on it
+    with pytest.raises(LoopTooSlow, match=r"max 26.8 ms .*bound 25 ms"):
+        check_jitter(stalled, bound_s=0.025)
+    with pytest.raises(LoopTooSlow, match="no tick"):
+        check_jitter(np.zeros(0), bound_s=0.025)
+
+    # the idle loop runs beside the work and reports its gaps (a fake clock: no timing here)
+    t = {"now": 0.0}
+
+    def clock():
+        return t["now"]
+
+    def sleep(s):
+        t["now"] += s
+
+    def work():
+        while t["now"] < 0.2:  # the paced loop advances the fake clock
+            import time
+
+            time.sleep(0.001)
+        return "done"
+
+    result, gaps = tick_gaps_during(work, 500.0, clock=clock, sleep=sleep)
+    assert result == "done" and len(gaps) >= 99
+    np.testing.assert_allclose(gaps[: len(gaps) - 1], 0.002, atol=1e-9)
