@@ -196,8 +196,9 @@ def render_curve_page(res: dict) -> str:
         f = res["fits"][rule]
         slope = "-" if f["per_million"] is None else f"{100 * f['per_million']:+.2f}"
         proj = f["projected_env_steps"]
-        lines.append(f"| {rule} | {_pct(res['targets'][rule])} | {slope} | "
-                     + ("never (flat or falling)" if proj is None else f"{proj / 1e6:.1f} M") + " |")  # fmt: skip
+        when = ("-" if f["per_million"] is None else "never (flat or falling)") if proj is None \
+            else f"{proj / 1e6:.1f} M"  # fmt: skip
+        lines.append(f"| {rule} | {_pct(res['targets'][rule])} | {slope} | {when} |")
     t = res["time_s"]
     total = sum(t.values()) or 1.0
     rate = res["env_steps_per_s_rollouts"]
