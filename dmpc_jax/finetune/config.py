@@ -68,6 +68,10 @@ class FinetuneConfig:
         batch_size: optimizer (Adam) settings of both networks.
         learning_rate: optimizer (Adam) settings of both networks.
         grad_clip: optimizer (Adam) settings of both networks.
+        lr_warmup_steps: the denoiser's rate rises linearly from 0 to ``learning_rate`` over
+            this many of its steps from the start of the run (0: no warm-up).
+        ema_decay: per-step decay of an EMA of the denoiser's parameters, which is then the
+            planner (rollouts, evaluation, ``planner/``), as in pretraining; 0: the trained ones.
         steps_per_call: optimizer steps per jitted call.
         checkpoint_every: iterations between checkpoints (buffer included).
         eval_every: success-rate evaluation (0 disables it), planned as
@@ -113,6 +117,8 @@ class FinetuneConfig:
     batch_size: int = 256
     learning_rate: float = 1e-4
     grad_clip: float = 1.0
+    lr_warmup_steps: int = 0
+    ema_decay: float = 0.0
     steps_per_call: int = 20
     checkpoint_every: int = 5
     eval_every: int = 10
@@ -163,6 +169,8 @@ class FinetuneConfig:
             raise ValueError(
                 f"FinetuneConfig.eval_rules must name strict, paper or box, got {self.eval_rules}"
             )
+        if self.lr_warmup_steps < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError("FinetuneConfig.lr_warmup_steps must be >= 0, ema_decay in [0, 1)")
         if self.temperature <= 0:
             raise ValueError(f"FinetuneConfig.temperature must be > 0, got {self.temperature}")
         if self.guidance[0] > self.guidance[1] or self.guidance[0] < 0:

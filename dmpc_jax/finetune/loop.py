@@ -37,6 +37,7 @@ come from process 0, checkpoints from all.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -50,6 +51,7 @@ from tqdm import tqdm
 from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import truncate_metrics
 from dmpc_jax.config import prepare_run
+from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import robot_constants, save_robot_constants
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune import report
@@ -64,6 +66,7 @@ from dmpc_jax.finetune.rwr import (
     select_top,
 )
 from dmpc_jax.finetune.update import (
+    finetune_optimizer,
     make_update,
     restore_checkpoint,
     save_checkpoint,
@@ -141,13 +144,16 @@ def finetune(
             f"FinetuneConfig.steps_per_iter ({cfg.steps_per_iter}) must be >= the horizon ({h})"
         )
     optimizer = make_optimizer(cfg)  # clip + Adam from cfg.grad_clip / cfg.learning_rate
+    den_optimizer = finetune_optimizer(cfg)  # the same, with cfg.lr_warmup_steps
     params = planner.params
     state = {
         "params": params,
-        "opt_denoiser": optimizer.init(params["denoiser"]),
+        "opt_denoiser": den_optimizer.init(params["denoiser"]),
         "opt_value": optimizer.init(params["value"]),
         "iteration": jnp.zeros((), jnp.int32),
     }
+    if cfg.ema_decay:  # the planner's denoiser: an EMA of the trained one
+        state["ema_denoiser"] = params["denoiser"]
     buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes)
     if resume:  # a template laid out on the mesh restores onto it
         template = dist.to_global(state, dist.replicated(dist.global_mesh()))
@@ -178,7 +184,7 @@ def finetune(
     r_start = jax.jit(r_start, out_shardings=carry_sharding)
     records = dist.split(mesh, axis=1)  # [T, B, ...]
     r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
-    upd_den = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
+    upd_den = make_update(nets, dcfg, planner.scaler, den_optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
     evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
 
@@ -189,6 +195,14 @@ def finetune(
     params, opt_d, opt_v = dist.to_global(
         (state["params"], state["opt_denoiser"], state["opt_value"]), replicated
     )
+    ema = {"den": dist.to_global(state["ema_denoiser"], replicated)} if cfg.ema_decay else {}
+    ema_step = jax.jit(functools.partial(M.ema_update, decay=cfg.ema_decay**cfg.steps_per_call))
+
+    def follow(p):  # after each call of steps_per_call denoiser steps
+        ema["den"] = ema_step(ema["den"], p["denoiser"])
+
+    def acting(params):  # the parameters the planner acts with
+        return {**params, "denoiser": ema["den"]} if ema else params
 
     def evaluate(params, it):  # the harness runs on each process's own device
         row = evaluator(params if jax.process_count() == 1 else dist.to_host(params))
@@ -200,7 +214,7 @@ def finetune(
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
     if start == 0 and evaluator is not None:  # the pretrained planner, the "before" number
-        row = {"iteration": 0, "env_steps": 0, **evaluate(params, 0),
+        row = {"iteration": 0, "env_steps": 0, **evaluate(acting(params), 0),
                "time/wall_s": time.perf_counter() - wall0}  # fmt: skip
         logger.log(row, 0, skip=("iteration",))
     bar = tqdm(
@@ -211,7 +225,7 @@ def finetune(
         t0 = time.perf_counter()
         key = jax.random.fold_in(base, it)
         k_roll, k_val, k_den = jax.random.split(key, 3)
-        carry, rec = r_run(carry, np.asarray(k_roll), params)
+        carry, rec = r_run(carry, np.asarray(k_roll), acting(params))
         rec = dist.to_host(rec)  # the whole rollout on every process: identical buffers
         t_roll = time.perf_counter() - t0
         added = buf.add_rollout(rec, h, it)
@@ -246,6 +260,7 @@ def finetune(
             params, opt_d, m = train_network(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, weights[cfg.weight_by],
                 n_steps, h, batch_sharding, batch_weights=batch_w,
+                after_call=follow if ema else None,
             )  # fmt: skip
             row.update(m)
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),
@@ -258,16 +273,17 @@ def finetune(
             if batch_ess:  # the weights that trained: ESS / B of the minibatches
                 row["rwr/ess_batch_fraction"] = float(np.mean(batch_ess))
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            row.update(evaluate(params, it))
+            row.update(evaluate(acting(params), it))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
         logger.log(row, it, skip=("iteration",))
         if it % cfg.checkpoint_every == 0 or it == end:
             st = {"params": params, "opt_denoiser": opt_d, "opt_value": opt_v,
-                  "iteration": dist.to_global(np.int32(it), replicated)}  # fmt: skip
+                  "iteration": dist.to_global(np.int32(it), replicated),
+                  **({"ema_denoiser": ema["den"]} if ema else {})}  # fmt: skip
             kept = select_top(buf.score, buf.group, cfg.top_quantile, cfg.buffer_size,
                               buf.group_sizes())  # fmt: skip
-            save_checkpoint(run_dir, st, buf, kept=kept)
+            save_checkpoint(run_dir, st, buf, kept=kept, planner=acting(params))
         bar.update(1)
         bar.set_postfix(
             reward=f"{row['rollout/reward_per_step']:.3f}",
@@ -280,7 +296,7 @@ def finetune(
     logger.close()
     if main:
         report.plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
-    return {"params": params, "iteration": end, "buffer": buf}
+    return {"params": params, "planner": acting(params), "iteration": end, "buffer": buf}
 
 
 def minibatch_weigher(score, group, temperature: float, ess_out: list):

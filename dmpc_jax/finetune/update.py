@@ -17,6 +17,7 @@ from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import save_planner_params
+from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune.rwr import ReplayBuffer
 
 
@@ -55,9 +56,18 @@ def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: s
     return update
 
 
+def finetune_optimizer(cfg):
+    """The denoiser's optimizer: global-norm clip, then Adam at ``cfg.learning_rate``, reached by
+    a linear warm-up from 0 over ``cfg.lr_warmup_steps`` steps when that is set."""
+    if not cfg.lr_warmup_steps:
+        return make_optimizer(cfg)
+    rate = optax.linear_schedule(0.0, cfg.learning_rate, cfg.lr_warmup_steps)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
+
+
 def train_network(
     update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
-    sharding: NamedSharding | None = None, batch_weights=None,
+    sharding: NamedSharding | None = None, batch_weights=None, after_call=None,
 ):  # fmt: skip
     """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
     ``weights``: per piece of ``pieces`` (None: 1), or ``batch_weights(piece [S, B]) -> [S, B]``
@@ -76,6 +86,8 @@ def train_network(
             batches = dist.to_global(batches, sharding)
         k = np.asarray(jax.random.fold_in(key, i))  # host key: the same on every process
         params, opt_state, m = update(params, opt_state, batches, k)
+        if after_call is not None:  # e.g. an EMA that follows every call's parameters
+            after_call(params)
         metrics = {k: float(v) for k, v in dist.to_host(m).items()}
     return params, opt_state, metrics
 
@@ -92,7 +104,7 @@ def update_steps(cfg, buf, pieces: np.ndarray, horizon: int) -> int:
 
 def save_checkpoint(
     run_dir: Path, state: dict, buf: ReplayBuffer, planner_key: str = "params",
-    kept: np.ndarray | None = None,
+    kept: np.ndarray | None = None, planner: dict | None = None,
 ) -> None:  # fmt: skip
     """The training state (ckpt/), the replay buffer (buffer.npz, written first: a checkpoint
     step never exists without the buffer it was saved with) and the planner's parameters
@@ -107,7 +119,8 @@ def save_checkpoint(
     mngr = checkpoint_manager(run_dir)
     mngr.save(it, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
-    save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, state[planner_key])
+    planner = state[planner_key] if planner is None else planner
+    save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, planner)
 
 
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):

@@ -281,3 +281,20 @@ def test_a_moved_kept_set_keeps_the_quantile_of_the_whole_buffer():
     moved.insert(_rows(rng, 120, 10_000, 9))
     assert len(moved) == len(kept) + 120
     assert moved.group_sizes().sum() == 1000 and moved.absent.sum() == 1000 - len(moved)
+
+
+def test_the_denoiser_rate_warms_up_from_zero():
+    import jax.numpy as jnp
+    import optax
+
+    from dmpc_jax.finetune.update import finetune_optimizer
+
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.full(3, 0.5)}
+    for warm, moved in ((100, False), (0, True)):
+        opt = finetune_optimizer(dataclasses.replace(PAPER, lr_warmup_steps=warm))
+        upd, _ = opt.update(grads, opt.init(params), params)
+        new = optax.apply_updates(params, upd)
+        assert bool(jnp.any(new["w"] != params["w"])) == moved
+    with pytest.raises(ValueError, match="ema_decay"):
+        FinetuneConfig(ema_decay=1.0)
