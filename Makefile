@@ -105,9 +105,12 @@ ROBOT_TASK = $(if $(filter command line environment,$(origin TASK)),--cfg.task $
 # (git clone https://github.com/unitreerobotics/unitree_mujoco; page: experiments/sim2sim/unitree).
 SIM ?= ours
 PEER = $(if $(filter unitree,$(SIM)),--cfg.sim unitree --cfg.unitree-mujoco "$(UNITREE_MUJOCO)")
+# CONTROLLER=demonstrator: the exported PPO policy instead of the planner (sim2sim and deploy)
+CONTROLLER ?= planner
+CTRL = $(if $(filter demonstrator,$(CONTROLLER)),--cfg.controller demonstrator)
 sim2sim: venv
 	$(PY) -c "import unitree_sdk2py" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,robot]"
-	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ROBOT_TASK) $(PEER) $(ARGS)
+	$(VENV)/bin/dmpc sim2sim --cfg.planner-run $(PLANNER) $(ROBOT_TASK) $(PEER) $(CTRL) $(ARGS)
 
 # Faults over real DDS (simulator stops / freezes / sends NaN, planner process killed)
 sim2sim-faults: venv
@@ -116,7 +119,7 @@ sim2sim-faults: venv
 
 # A real Go2 (robot extra with cyclonedds 0.10.2, see README): dry run unless LIVE=1.
 deploy: venv
-	$(VENV)/bin/dmpc deploy $(ROBOT_TASK) $(ARGS)
+	$(VENV)/bin/dmpc deploy $(ROBOT_TASK) $(CTRL) $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff format --check dmpc_jax tests

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +39,14 @@ class DeployConfig:
             or a list ``2,3`` (``planner_process.planner_cpus``).
         blend_s: walking time over which the executed action ramps from the standing pose into the
             plan's (``RunnerConfig.blend_s``).
-        task: a test-time task and a switch to a second one after
-            ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
-        switch_to: a test-time task and a switch to a second one after
-            ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
-        switch_at: a test-time task and a switch to a second one after
-            ``switch_at`` s of walking (TaskSpec files or suite names; as ``Sim2SimConfig``).
+        task: a test-time task (a TaskSpec file or a suite name; as ``Sim2SimConfig``).
+        switch_to: a second task, planned from ``switch_at`` s of walking on.
+        switch_at: walking time of the switch, s.
+        controller: ``planner`` (``exported``) or ``demonstrator``: the exported PPO policy in
+            ``demonstrator_exported`` (``dmpc export-demonstrator``), called at every policy step
+            by the same runner and safety layer (no task, no plan budget; the loop's pace is
+            still checked before the robot stands up).
+        demonstrator_exported: the exported demonstrator policy directory.
     """
 
     exported: str = "exported/sim2sim"
@@ -63,16 +66,25 @@ class DeployConfig:
     task: str = ""
     switch_to: str = ""
     switch_at: float = 10.0
+    controller: str = "planner"
+    demonstrator_exported: str = "exported/demonstrator"
+
+    def __post_init__(self):
+        if self.controller not in ("planner", "demonstrator"):
+            raise ValueError(
+                f"DeployConfig.controller must be planner or demonstrator, got {self.controller!r}"
+            )
 
 
 def run_robot(cfg: DeployConfig, specs=()) -> dict:
     from dmpc_jax.deploy.budget import fit_budget
     from dmpc_jax.deploy.exported import ExportedPlanner
     from dmpc_jax.deploy.planner_process import start_planner
-    from dmpc_jax.deploy.runner import Runner, RunnerConfig
-    from dmpc_jax.deploy.transport import DdsTransport
+    from dmpc_jax.deploy.runner import RunnerConfig
 
     live = os.environ.get("LIVE") == "1"
+    if cfg.controller == "demonstrator":
+        return _run(cfg, None, live)
     planner = ExportedPlanner(cfg.exported)
     tasks = planner.task_list(specs, cfg.command, cfg.guidance)
     plan, plan_kw = start_planner(
@@ -90,6 +102,25 @@ def run_robot(cfg: DeployConfig, specs=()) -> dict:
         plan, plan_kw, planner.meta["obs_dim"], rcfg, cfg.budget_calls, cfg.auto_margin,
         cfg.budget_headroom,
     )  # fmt: skip
+    return _run(cfg, (rcfg, plan_kw), live)
+
+
+def _run(cfg: DeployConfig, planned, live: bool) -> dict:
+    """The loop on the robot: ``planned`` (runner config, planner worker) from ``run_robot``, or
+    None for the exported demonstrator, whose loop pace is checked here."""
+    from dmpc_jax.deploy.budget import check_jitter, tick_gaps_during
+    from dmpc_jax.deploy.export_policy import ExportedPolicy
+    from dmpc_jax.deploy.runner import Runner, RunnerConfig
+    from dmpc_jax.deploy.transport import DdsTransport
+
+    if planned is None:
+        policy = ExportedPolicy(cfg.demonstrator_exported)
+        rcfg = RunnerConfig.from_meta(policy.meta, command=tuple(cfg.command), live=live,
+                                      blend_s=cfg.blend_s)  # fmt: skip
+        _, gaps = tick_gaps_during(lambda: time.sleep(1.0), rcfg.tick_hz)
+        print(check_jitter(gaps, rcfg.safety.max_tick_gap_s).summary(), flush=True)
+        planned = (rcfg, {"policy": policy})
+    rcfg, plan_kw = planned
     transport = DdsTransport(cfg.domain, cfg.interface)
     runner = Runner(rcfg, transport, **plan_kw)
     print(f"{'LIVE' if live else 'DRY RUN (set LIVE=1 to send)'}: {cfg.seconds:g} s on "

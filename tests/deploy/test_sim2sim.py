@@ -172,3 +172,11 @@ def test_sim2sim_takes_the_demonstrator_as_its_controller():
     assert Sim2SimConfig(controller="demonstrator").demonstrator_run.endswith("demonstrator/cpu")
     with pytest.raises(ValueError, match="controller"):
         Sim2SimConfig(controller="ppo")
+
+
+def test_deploy_takes_the_demonstrator_as_its_controller():
+    from dmpc_jax.deploy.robot import DeployConfig
+
+    assert DeployConfig(controller="demonstrator").demonstrator_exported == "exported/demonstrator"
+    with pytest.raises(ValueError, match="controller"):
+        DeployConfig(controller="ppo")
