@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmpc_jax.deploy.exported import ExportError
+from dmpc_jax.deploy.exported import ExportError, read_artifact
 
 POLICY_SCHEMA_VERSION = 1
 OBS_DIM, ACTION_DIM = 49, 12
@@ -70,31 +70,16 @@ class ExportedPolicy:
     directory; a missing, replaced or corrupt artifact is a clear ``ExportError``."""
 
     def __init__(self, path: Path):
-        from jax import export
-
-        path = Path(path)
-        meta_path, blob_path = path / "meta.json", path / "policy.jax"
-        for f in (meta_path, blob_path):
-            if not f.exists():
-                raise ExportError(
-                    f"exported policy {path} lacks {f.name}; run `dmpc export-demonstrator`"
-                )
-        self.meta = json.loads(meta_path.read_text())
+        t0 = time.perf_counter()
+        self.meta, self._exported, self.size_bytes = read_artifact(
+            Path(path), "policy.jax", "dmpc export-demonstrator"
+        )
         if self.meta.get("kind") != "policy" or self.meta.get("schema_version") != 1:
             raise ExportError(
-                f"{meta_path}: kind {self.meta.get('kind')!r} schema "
+                f"{path}/meta.json: kind {self.meta.get('kind')!r} schema "
                 f"{self.meta.get('schema_version')!r}; expected an exported policy of schema 1"
             )
-        blob = blob_path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != self.meta["artifact_sha256"]:
-            raise ExportError(f"{blob_path} does not match meta.json: corrupt or replaced")
-        t0 = time.perf_counter()
-        try:
-            self._exported = export.deserialize(bytearray(blob))
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"{blob_path} could not be deserialized: {e}") from e
         self.load_s = time.perf_counter() - t0
-        self.size_bytes = len(blob)
         t0 = time.perf_counter()  # compile now, never in the 500 Hz loop's first policy step
         self(np.zeros(OBS_DIM, np.float32))
         self.warmup_s = time.perf_counter() - t0

@@ -23,6 +23,30 @@ class ExportError(ValueError):
     """An artifact that is missing, corrupt or of another schema."""
 
 
+def read_artifact(path: Path, blob_name: str, how: str):
+    """(meta, deserialized ``jax.export`` module, size in bytes) of an artifact directory
+    (``meta.json`` + ``blob_name``): a missing file, a blob that does not match its sha256 or one
+    that does not deserialize is an ``ExportError`` that says so (``how``: the command that makes
+    the artifact)."""
+    from jax import export  # the only heavy import
+
+    meta_path, blob_path = path / "meta.json", path / blob_name
+    for f in (meta_path, blob_path):
+        if not f.exists():
+            raise ExportError(f"exported artifact {path} lacks {f.name}; run `{how}`")
+    meta = json.loads(meta_path.read_text())
+    blob = blob_path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != meta.get("artifact_sha256"):
+        raise ExportError(
+            f"{blob_path} does not match meta.json (sha256 {digest[:12]}...): corrupt or replaced"
+        )
+    try:
+        return meta, export.deserialize(bytearray(blob)), len(blob)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{blob_path} could not be deserialized: {e}") from e
+
+
 class ExportedPlanner:
     """``planner(s_now, task, constraints, key) -> dict`` with numpy-compatible inputs.
 
@@ -35,33 +59,16 @@ class ExportedPlanner:
     """
 
     def __init__(self, path: Path):
-        import jax  # noqa: F401  (the only heavy import)
-        from jax import export
-
-        path = Path(path)
-        meta_path, blob_path = path / "meta.json", path / "planner.jax"
-        for f in (meta_path, blob_path):
-            if not f.exists():
-                raise ExportError(f"exported planner {path} lacks {f.name}; run `make export`")
         t0 = time.perf_counter()
-        self.meta = json.loads(meta_path.read_text())
+        self.meta, self._exported, self.size_bytes = read_artifact(
+            Path(path), "planner.jax", "make export"
+        )
         if self.meta.get("schema_version") not in READABLE_SCHEMAS:
             raise ExportError(
-                f"{meta_path}: schema_version {self.meta.get('schema_version')!r}, this loader reads "
-                f"{READABLE_SCHEMAS}"
+                f"{path}/meta.json: schema_version {self.meta.get('schema_version')!r}, this "
+                f"loader reads {READABLE_SCHEMAS}"
             )
-        blob = blob_path.read_bytes()
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != self.meta["artifact_sha256"]:
-            raise ExportError(
-                f"{blob_path} does not match meta.json (sha256 {digest[:12]}...): corrupt or replaced"
-            )
-        try:
-            self._exported = export.deserialize(bytearray(blob))
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"{blob_path} could not be deserialized: {e}") from e
         self.load_s = time.perf_counter() - t0
-        self.size_bytes = len(blob)
 
     @property
     def cached(self) -> bool:
