@@ -122,8 +122,10 @@ def write_model_card(
         f"- Checkpoint `planner/` (`<iteration>@<digest>` {digest}); the run logged "
         f"{last.get('iteration', 0)} of {cfg.iterations} iterations, "
         f"{last.get('env_steps', 0):,} env steps, "
-        f"{last.get('time/wall_s', 0) / 3600:.2f} h on 2 CPU cores. The parameters are the trained "
-        "ones (no EMA); `load_planner` reads this directory like a pretraining run.",
+        f"{last.get('time/wall_s', 0) / 3600:.2f} h on 2 CPU cores. "
+        + (f"The denoiser is an EMA (decay {cfg.ema_decay:g} per step) of the trained one"
+           if getattr(cfg, "ema_decay", 0) else "The parameters are the trained ones (no EMA)")
+        + "; `load_planner` reads this directory like a pretraining run.",
         "- Success at the evaluation task "
         + (f"`{cfg.eval_task}`: {100 * evals[0]['eval/success_rate']:.1f}% before, "
            f"{100 * evals[-1]['eval/success_rate']:.1f}% at iteration {evals[-1]['iteration']}"
@@ -141,8 +143,8 @@ def write_model_card(
             "states) and `kept.npz` (the pieces the denoiser trains on, with the rest of the "
             "buffer counted per yaw class). `buffer.npz` (the full buffer) stays behind: fresh "
             "rollouts refill it. Continue with "
-            f"`make finetune PRESET={name} ARGS=--resume` (or `dmpc finetune --preset {name} "
-            f"--run {name} --resume`)."
+            f"`dmpc finetune --config {run_dir}/config.json --run {name} --resume` (the run's own "
+            "settings; `--iterations N` extends it)."
         )
     (run_dir / "MODEL_CARD.md").write_text("\n".join(lines))
 
