@@ -102,6 +102,7 @@ def test_eval_sweep_writes_where_cfg_out_dir_says(monkeypatch):
         eval_sweep(EvalConfig(out_dir="here"), variants=("11/4",), out="there")
 
 
+@pytest.mark.slow  # starts processes
 def test_dmpc_starts_without_the_optional_warp_backend_message():
     # mujoco.mjx prints "Failed to import warp" when its optional GPU backend is absent
     import subprocess
@@ -113,6 +114,7 @@ def test_dmpc_starts_without_the_optional_warp_backend_message():
     assert "warp" not in out.stdout + out.stderr
 
 
+@pytest.mark.slow  # starts processes
 def test_cfg_flags_carry_their_field_docs_in_help():
     import subprocess
     import sys

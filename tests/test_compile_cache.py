@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import jax
+import pytest
 
 from dmpc_jax.compile_cache import cache_dir
 
@@ -32,6 +33,7 @@ def _child_cache_dir(env: dict) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # starts processes
 def test_a_child_process_inherits_moves_or_drops_the_cache(tmp_path):
     # the child gets this process's environment, cache variable included, as a subprocess does
     env = dict(os.environ)
