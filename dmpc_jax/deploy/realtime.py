@@ -23,7 +23,6 @@ import os
 import sys
 
 FIFO_PRIORITY = 10  # the controller's threads: above every ordinary (SCHED_OTHER) thread; 1-99
-ROBOT_PRIORITY = 20  # a simulated robot (its firmware): above the controller it serves
 PLANNER_PRIORITY = 5  # the runner's planner thread: below its loop and receiver
 # the longest a thread that wants the GIL waits for its holder to let go (Python's default is
 # 5 ms, 2.5 ticks of a 500 Hz loop): while a real-time block runs and in the simulated robot
