@@ -191,7 +191,7 @@ class DdsTransport:
         self._state: tuple[LowState, float] | None = None
         self.received = 0
         self.crc_errors = 0
-        with realtime() as self.priority:
+        with realtime():
             self._sdk = init_dds(domain, interface)
             self._crc = self._sdk["CRC"]() if check_crc else None
             self._sub = self._sdk["Subscriber"](LOWSTATE_TOPIC, self._sdk["LowState_"])
