@@ -25,8 +25,10 @@ The run directory holds ``config.json``, the pretrained run's ``pretrain_config.
 ``metrics.jsonl`` (one line per iteration), TensorBoard events, ``ckpt/`` (params, both Adam
 states, iteration, key), ``buffer.npz`` (the replay buffer, saved with each checkpoint),
 ``kept.npz`` (its top-quantile pieces: what a run moved without buffer.npz resumes from),
-``planner/`` (the parameters the planner uses) and ``learning_curve.png``. ``--resume`` restores
-all of it; the envs restart from fresh resets.
+``rollout.npz`` (every env's state at the checkpoint), ``planner/`` (the parameters the planner
+uses) and ``learning_curve.png``. ``--resume`` restores all of it, so a resumed run follows the
+curve of a run never stopped (``tests/test_pipeline.py``); without ``rollout.npz`` of the
+checkpoint's iteration the envs restart from fresh resets.
 
 Data-parallel like pretraining (``dmpc_jax.distributed``, ``--distributed``): the rollout's envs and
 each training batch are split over a 1-D ``data`` mesh of every process's devices, parameters and
@@ -69,7 +71,9 @@ from dmpc_jax.finetune.update import (
     finetune_optimizer,
     make_update,
     restore_checkpoint,
+    restore_rollout,
     save_checkpoint,
+    save_rollout,
     train_network,
     update_steps,
 )
@@ -190,6 +194,10 @@ def finetune(
 
     base = jax.random.PRNGKey(cfg.seed)
     carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))
+    if resume and start:  # the envs step on from where the stopped run left them
+        carry, why = restore_rollout(run_dir, start, carry)
+        if why and main:
+            print(f"finetune: the envs start afresh at iteration {start} ({why})")
     # everything committed to the mesh up front: jit outputs are, and mixing committed and
     # uncommitted inputs between calls would compile every function twice
     params, opt_d, opt_v = dist.to_global(
@@ -283,6 +291,7 @@ def finetune(
                   **({"ema_denoiser": ema["den"]} if ema else {})}  # fmt: skip
             kept = select_top(buf.score, buf.group, cfg.top_quantile, cfg.buffer_size,
                               buf.group_sizes())  # fmt: skip
+            save_rollout(run_dir, it, carry)  # first: a checkpoint never outruns its envs
             save_checkpoint(run_dir, st, buf, kept=kept, planner=acting(params))
         bar.update(1)
         bar.set_postfix(

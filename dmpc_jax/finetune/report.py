@@ -140,8 +140,9 @@ def write_model_card(
         lines[-2] = (
             "- Shipped to be continued anywhere: `planner/`, configs, `metrics.jsonl`, "
             "`eval_episodes.jsonl`, `tb/`, `ckpt/` (the newest step: parameters and both Adam "
-            "states) and `kept.npz` (the pieces the denoiser trains on, with the rest of the "
-            "buffer counted per yaw class). `buffer.npz` (the full buffer) stays behind: fresh "
+            "states), `kept.npz` (the pieces the denoiser trains on, with the rest of the "
+            "buffer counted per yaw class) and `rollout.npz` (every env's state, so the rollouts "
+            "step on where they stopped). `buffer.npz` (the full buffer) stays behind: fresh "
             "rollouts refill it. Continue with "
             f"`dmpc finetune --config {run_dir}/config.json --run {name} --resume` (the run's own "
             "settings; `--iterations N` extends it)."

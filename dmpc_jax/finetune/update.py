@@ -1,9 +1,10 @@
 """The finetuning updates (the weighted denoiser loss and the R_nn regression, scanned over a
 stack of batches) and the run's checkpoints (training state, replay buffer, planner
-parameters)."""
+parameters, the rollout's env state)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -143,3 +144,41 @@ def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
             f"the config wants {want}"
         )
     return state, loaded
+
+
+ROLLOUT_FILE = "rollout.npz"
+
+
+def save_rollout(run_dir: Path, iteration: int, carry) -> None:
+    """The rollout's carry (every env's state, its plan chunk, guidance scale) at ``iteration``,
+    as host arrays in ``rollout.npz``: a resumed run steps on from the same env states, so it
+    follows the curve of a run that was never stopped. Every process calls it (a gather)."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(dist.to_host(carry))]
+    if dist.is_main():
+        path = Path(run_dir) / ROLLOUT_FILE
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp, iteration=np.int64(iteration), **{f"leaf{i}": x for i, x in enumerate(leaves)}
+        )
+        os.replace(tmp, path)  # never a half-written file under the real name
+
+
+def restore_rollout(run_dir: Path, iteration: int, template):
+    """``(carry, None)`` from ``rollout.npz`` laid out like ``template`` (a fresh carry from the
+    rollout's start), or ``(template, why)`` where the file is missing, from another
+    iteration (the checkpoint is newer) or of another layout (a changed env or n_envs)."""
+    path = Path(run_dir) / ROLLOUT_FILE
+    if not path.exists():
+        return template, f"no {ROLLOUT_FILE}"
+    want = jax.tree.leaves(template)
+    with np.load(path) as z:
+        if int(z["iteration"]) != iteration:
+            return (
+                template,
+                f"{ROLLOUT_FILE} is of iteration {int(z['iteration'])}, not {iteration}",
+            )
+        got = [z[f"leaf{i}"] for i in range(len(z.files) - 1)]
+    if [(a.shape, a.dtype) for a in got] != [(w.shape, w.dtype) for w in want]:
+        return template, f"{ROLLOUT_FILE} holds another env layout"
+    placed = [dist.to_global(a, w.sharding) for a, w in zip(got, want, strict=True)]
+    return jax.tree.unflatten(jax.tree.structure(template), placed), None

@@ -208,3 +208,21 @@ def test_run_dir_resume_may_extend_iterations_only(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrained run"):
         prepare_finetune_run(dataclasses.replace(cfg, pretrained=str(tmp_path / "nope")),
                              tmp_path / "ft2", resume=False, overwrite=False)  # fmt: skip
+
+
+def test_rollout_state_roundtrip_and_its_fallbacks(tmp_path):
+    from dmpc_jax.finetune.update import restore_rollout, save_rollout
+
+    carry = ({"q": jnp.arange(6.0).reshape(3, 2)}, jnp.asarray([True, False, True]),
+             jnp.asarray(4, jnp.int32))  # fmt: skip
+    fresh = jax.tree.map(jnp.zeros_like, carry)
+    assert restore_rollout(tmp_path, 7, fresh)[1] == "no rollout.npz"
+    save_rollout(tmp_path, 7, carry)
+    got, why = restore_rollout(tmp_path, 7, fresh)
+    assert why is None
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), got, carry)))
+    got, why = restore_rollout(tmp_path, 8, fresh)  # the checkpoint is newer than the envs
+    assert got is fresh and "iteration 7" in why
+    other = ({"q": jnp.zeros((4, 2))}, jnp.zeros(4, bool), jnp.asarray(0, jnp.int32))
+    got, why = restore_rollout(tmp_path, 7, other)  # n_envs changed
+    assert got is other and "layout" in why
