@@ -50,6 +50,16 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
         assert got.keys() == want.keys()
         np.testing.assert_allclose([got[k] for k in got], [want[k] for k in got], rtol=1e-5)
 
+    # the offline-only control of dmpc dagger: the same optimisation on the offline windows
+    # alone, no rollouts
+    _dmpc("dagger", "--preset", "tiny", "--cfg.pretrained", pre, "--cfg.demonstrator-run", demo,
+          "--cfg.dataset", data, "--cfg.offline-fraction", 1, "--root", "ck/dagger")  # fmt: skip
+    lines = (tmp_path / "ck/dagger/tiny/metrics.jsonl").read_text().splitlines()
+    control = [json.loads(x) for x in lines]
+    assert [r["iteration"] for r in control] == [1, 2]
+    assert all(np.isfinite(r["loss/denoiser"]) and "rollout/planner_falls_per_env_min" not in r
+               for r in control)  # fmt: skip
+
     _dmpc("eval", "--cfg.task", "walk_1.0", "--cfg.planner-run", rwr, "--cfg.demonstrator-run",
           demo, "--cfg.episodes", 2, "--cfg.episode-s", 1, "--cfg.execute", 3, "--cfg.margin", 1,
           "--cfg.controllers", "task",

@@ -38,7 +38,13 @@ def zero_policy(obs: dict, key: jax.Array) -> jax.Array:
     return jnp.zeros(obs["state"].shape[:-1] + (12,))
 
 
-def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
+def make_segments(
+    env: Go2Joystick,
+    controller: Controller | Policy,
+    n_steps: int,
+    batch: int,
+    probe: Policy | None = None,
+):
     """``(start, run)``, both jitted: ``start(key, command=None, args=()) -> carry`` resets
     ``batch`` envs and the controller; ``run(carry, key, args=()) -> (carry, trace)`` steps them
     ``n_steps`` times. Consecutive ``run`` calls continue one episode, so the controller's
@@ -51,7 +57,9 @@ def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: in
     No auto-reset: an env that terminates keeps stepping from where it fell, and
     ``trace['done_any']`` [T, B] records whether it has terminated so far. trace also holds
     ``qpos`` [T, B, nq], ``qvel`` [T, B, nv], ``action`` [T, B, 12], ``reward`` [T, B] and every
-    metric [T, B], and what the controller's ``record`` returns.
+    metric [T, B], and what the controller's ``record`` returns. ``probe`` (a policy, e.g. the
+    demonstrator): ``trace['probe_action']`` [T, B, 12] is what it would have done on the
+    observation the controller acted on (it does not act).
     ``carry = (env state, controller state, fallen [B])``.
     """
     if not isinstance(controller, Controller):
@@ -74,6 +82,7 @@ def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: in
         def body(carry, k):
             state, cstate, fallen = carry
             action, cstate = controller.act(cstate, state.obs, k, args)
+            asked = {} if probe is None else {"probe_action": probe(state.obs, k)}
             state = v_step(state, action)
             fallen = fallen | (state.done > 0)
             out = {
@@ -84,6 +93,7 @@ def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: in
                 "done_any": fallen,
             }
             out.update(state.metrics)
+            out.update(asked)
             if controller.record is not None:
                 out.update(controller.record(cstate))
             return (state, cstate, fallen), out
@@ -93,10 +103,16 @@ def make_segments(env: Go2Joystick, controller: Controller | Policy, n_steps: in
     return jax.jit(start), jax.jit(run)
 
 
-def make_rollout(env: Go2Joystick, controller: Controller | Policy, n_steps: int, batch: int):
+def make_rollout(
+    env: Go2Joystick,
+    controller: Controller | Policy,
+    n_steps: int,
+    batch: int,
+    probe: Policy | None = None,
+):
     """``rollout(key, command=None, args=()) -> (final_state, trace)``: one jitted episode of
     ``n_steps`` for ``batch`` envs (see ``make_segments`` for the trace and the arguments)."""
-    start, run = make_segments(env, controller, n_steps, batch)
+    start, run = make_segments(env, controller, n_steps, batch, probe)
 
     def rollout(key, command=None, args=()):
         k_start, k_run = jax.random.split(key)

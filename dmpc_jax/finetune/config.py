@@ -53,6 +53,9 @@ class FinetuneConfig:
         top_quantile: per-group fraction of the buffer kept for the denoiser, and the cap.
         max_pieces: per-group fraction of the buffer kept for the denoiser, and the cap.
         yaw_classes: the groups: 2 (wz < 0, wz >= 0) or 3 (wz < 0, wz == 0, wz > 0: the authors').
+        speed_edges: commanded forward speeds (m/s, increasing) that split each yaw class into
+            speed classes, so pieces compete with pieces under similar commands (the top
+            quantile by mean reward otherwise favours slow commands); () for none (the paper's).
         selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
             ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
             authors').
@@ -110,6 +113,7 @@ class FinetuneConfig:
     top_quantile: float = 0.05
     max_pieces: int = 1500
     yaw_classes: int = 2
+    speed_edges: tuple[float, ...] = ()
     selection: Literal["best", "random"] = "best"
     temperature: float = 0.02
     weight_by: Literal["return", "mean"] = "return"
@@ -160,6 +164,8 @@ class FinetuneConfig:
             )
         if self.yaw_classes not in (2, 3):
             raise ValueError(f"FinetuneConfig.yaw_classes must be 2 or 3, got {self.yaw_classes}")
+        if any(b <= a for a, b in zip(self.speed_edges, self.speed_edges[1:], strict=False)):
+            raise ValueError(f"FinetuneConfig.speed_edges must increase, got {self.speed_edges}")
         if self.wz_deadband < 0 or self.update_epochs < 0 or self.reset_plans < 1:
             raise ValueError(
                 "FinetuneConfig.wz_deadband and update_epochs must be >= 0, reset_plans >= 1"

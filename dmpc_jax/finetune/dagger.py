@@ -29,6 +29,7 @@ A run directory looks like a finetuning run's (``config.json``, ``pretrain_confi
 from __future__ import annotations
 
 import functools
+import json
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dmpc_jax.checkpointing import truncate_metrics
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.envs.rollout import Controller
@@ -223,6 +225,7 @@ def dagger(
         state, buf = restore_checkpoint(run_dir, state, buf)
     start = int(state["iteration"])
     logger = RunLogger(run_dir, start, key="iteration")
+    truncate_metrics(run_dir / "eval_episodes.jsonl", start, key="iteration")
 
     env = make_env(cfg, cfg.env_set)
     spec = TaskSpec(name="nominal", command=(cfg.vx[1], 0.0, 0.0),
@@ -243,7 +246,14 @@ def dagger(
     )  # fmt: skip
     update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     windows = MixedWindows.from_config(cfg, h)
-    evaluator = Evaluator(cfg, planner) if cfg.eval_every else None
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
+    offline_only = cfg.offline_fraction == 1.0  # the control: no rollouts, nothing from them
+
+    def evaluate(params, it):  # per-episode outcomes on the fixed keys, as dmpc finetune keeps
+        row = evaluator(params)
+        with (run_dir / "eval_episodes.jsonl").open("a") as f:
+            f.write(json.dumps({"iteration": it, **evaluator.episodes}) + "\n")
+        return row
 
     base = jax.random.PRNGKey(cfg.seed)
     dev = jax.devices()[0]
@@ -251,33 +261,40 @@ def dagger(
     args = jax.device_put(args._replace(params=ema), dev)
     decay = cfg.ema_decay**cfg.steps_per_call  # the EMA moves once per call of that many steps
     ema_step = jax.jit(functools.partial(M.ema_update, decay=decay))
-    carry = r_start(jax.random.fold_in(base, 10_000_000 + start), args)
+    carry = None if offline_only else r_start(jax.random.fold_in(base, 10_000_000 + start), args)
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
     if start == 0 and evaluator is not None and cfg.eval_before:
-        logger.log({"iteration": 0, "env_steps": 0, **evaluator(ema),
+        logger.log({"iteration": 0, "env_steps": 0, **evaluate(ema, 0),
                     "time/wall_s": time.perf_counter() - wall0}, 0, skip=("iteration",))  # fmt: skip
     bar = tqdm(total=cfg.iterations, initial=start, unit="it", disable=not progress, desc="dagger")
     for it in range(start + 1, end + 1):
         t0 = time.perf_counter()
         k_roll, k_den = jax.random.split(jax.random.fold_in(base, it))
-        args = args._replace(params=ema)
-        carry, rec = r_run(carry, k_roll, args)
-        rec = jax.device_get(rec)
-        t_roll = time.perf_counter() - t0
-        added = buf.add_rollout(rec, h, it)
-        row = {"iteration": it, "env_steps": it * 2 * cfg.n_envs * cfg.steps_per_iter,
-               **branch_metrics(rec, env.cfg.ctrl_dt), "buffer/pieces": len(buf),
-               "buffer/added": added, "time/rollout_s": t_roll}  # fmt: skip
+        row = {"iteration": it}
+        if not offline_only:
+            args = args._replace(params=ema)
+            carry, rec = r_run(carry, k_roll, args)
+            rec = jax.device_get(rec)
+            t_roll = time.perf_counter() - t0
+            added = buf.add_rollout(rec, h, it)
+            row.update({"env_steps": it * 2 * cfg.n_envs * cfg.steps_per_iter,
+                        **branch_metrics(rec, env.cfg.ctrl_dt), "buffer/pieces": len(buf),
+                        "buffer/added": added, "time/rollout_s": t_roll})  # fmt: skip
         rng = np.random.default_rng([cfg.seed, it])
-        if len(buf):
+        if len(buf) or offline_only:
+            first = float("nan")
             for i in range(cfg.denoiser_steps // cfg.steps_per_call):
                 batches = windows.sample(rng, buf, cfg.steps_per_call, cfg.batch_size)
                 params, opt_d, m = update(params, opt_d, batches, jax.random.fold_in(k_den, i))
                 ema = ema_step(ema, params)
+                if i == 0:  # the iteration's first call: the loss the run starts from
+                    first = float(m["loss/denoiser"])
             row.update({k: float(v) for k, v in jax.device_get(m).items()})
+            row["loss/denoiser_first_call"] = first
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            row.update(evaluator(ema))
+            row.update(evaluate(ema, it))
+        row["denoiser_steps"] = it * cfg.denoiser_steps
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
         logger.log(row, it, skip=("iteration",))
@@ -287,7 +304,11 @@ def dagger(
             save_checkpoint(run_dir, st, buf, planner_key="ema")
         bar.update(1)
         bar.set_postfix(
-            planner_falls=f"{row['rollout/planner_falls_per_env_min']:.2f}",
+            **(
+                {"planner_falls": f"{row['rollout/planner_falls_per_env_min']:.2f}"}
+                if not offline_only
+                else {}
+            ),
             **(
                 {"success": f"{row['eval/success_rate']:.2f}"} if "eval/success_rate" in row else {}
             ),

@@ -17,7 +17,7 @@ class DaggerConfig:
         dataset: offline dataset mixed into every batch ("" for none): the pretrained run's data.
         offline_fraction: share of each batch drawn from ``dataset`` (its training envs only); 1.0
             trains on the offline data alone (the control run: the same optimisation without the
-            planner's states).
+            planner's states; it runs no rollouts).
         n_envs: planner envs (and as many demonstrator branches).
         steps_per_iter: control steps per env per iteration.
         iterations: iterations in total.
@@ -41,6 +41,8 @@ class DaggerConfig:
         eval_every: iterations between success measurements on the evaluation harness (0: off).
         eval_episodes: episodes per measurement.
         eval_task: the measurement's task.
+        eval_rules: success rules measured (``scenario.outcomes.RULES``), each episode's outcome
+            kept in ``eval_episodes.jsonl`` as in ``dmpc finetune``.
         eval_before: also measure the starting planner (iteration 0) when a run starts.
         seed: PRNG seed.
     """
@@ -71,6 +73,7 @@ class DaggerConfig:
     eval_every: int = 5
     eval_episodes: int = 64
     eval_task: str = "walk_1.0"
+    eval_rules: tuple[str, ...] = ("strict",)
     eval_before: bool = True
     seed: int = 0
 
@@ -99,6 +102,11 @@ class DaggerConfig:
             raise ValueError("DaggerConfig.offline_fraction > 0 needs a dataset")
         if self.eval_every < 0 or self.eval_episodes < 1:
             raise ValueError("DaggerConfig.eval_every must be >= 0 and eval_episodes >= 1")
+        bad = set(self.eval_rules) - {"strict", "paper", "box"}
+        if bad or not self.eval_rules:
+            raise ValueError(
+                f"DaggerConfig.eval_rules must name strict, paper or box, got {self.eval_rules}"
+            )
 
 
 def dagger_preset(name: str) -> DaggerConfig:

@@ -11,8 +11,8 @@ Each iteration:
 2. split the records at episode ends into pieces >= H, add them to the replay buffer and prune it
    to the best ``buffer_size`` pieces by mean per-step reward;
 3. every ``value_every`` iterations refit R_nn on windows of the whole buffer; every
-   ``denoiser_every`` iterations keep the top ``top_quantile`` of pieces per yaw-command group
-   (``yaw_classes``) and train the denoiser on windows of the ``max_pieces`` best of them or of
+   ``denoiser_every`` iterations keep the top ``top_quantile`` of pieces per command group
+   (``yaw_classes``, each split at ``speed_edges``) and train the denoiser on windows of the ``max_pieces`` best of them or of
    as many drawn at random (``selection``), weighted by a per-group softmax of their score with
    ``temperature`` over the kept set or within each minibatch (``weight_scope``), for
    ``denoiser_steps`` steps or ``update_epochs`` (expected) epochs over the kept windows;
@@ -158,7 +158,8 @@ def finetune(
     }
     if cfg.ema_decay:  # the planner's denoiser: an EMA of the trained one
         state["ema_denoiser"] = params["denoiser"]
-    buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes)
+    buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes,
+                       speed_edges=cfg.speed_edges)  # fmt: skip
     if resume:  # a template laid out on the mesh restores onto it
         template = dist.to_global(state, dist.replicated(dist.global_mesh()))
         state, buf = restore_checkpoint(run_dir, template, buf)
@@ -320,12 +321,27 @@ def minibatch_weigher(score, group, temperature: float, ess_out: list):
     return weigh
 
 
+def action_error(trace: dict) -> float:
+    """RMS over joints and closed-loop steps (until each episode's end) of the executed action's
+    difference from the demonstrator's action on the same observation (``probe_action``), in
+    units of the demonstrator action's per-joint std on those states: 0 when the planner acts
+    as the demonstrator would on the states it reaches itself."""
+    done = np.asarray(trace["done_any"], bool)  # [T, B]: ended at or before step t
+    alive = ~np.concatenate([np.zeros_like(done[:1]), done[:-1]])  # acted before any end
+    a, d = np.asarray(trace["action"])[alive], np.asarray(trace["probe_action"])[alive]
+    if not len(a):
+        return float("nan")
+    std = np.maximum(d.std(axis=0), 1e-6)
+    return float(np.sqrt(np.mean(((a - d) / std) ** 2)))
+
+
 class Evaluator:
     """The evaluation harness's task with the current parameters: the same env, keys, sampler
     (N = 1, DDPM, analytic rewards on x0_hat) and receding horizon as ``dmpc eval`` (its
     ``HarnessConfig`` defaults), one compiled rollout per env model. Success under each of
     ``rules`` (``scenario.outcomes``); ``episodes`` keeps the last call's per-episode successes
-    {rule: [B] bool}, so arms on the same keys can be compared episode by episode."""
+    {rule: [B] bool}, so arms on the same keys can be compared episode by episode.
+    ``eval/action_err_std``: ``action_error`` of the strict rollout."""
 
     def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",)):
         self.spec = get_task(cfg.eval_task).spec
@@ -345,11 +361,13 @@ class Evaluator:
         t0 = time.perf_counter()
         traces = {}
         for model in dict.fromkeys(outcomes.rollout_model(r) for r in ("strict", *self.rules)):
-            traces[model], _ = self.harness.run("task", spec, push, params=params, model=model)
+            traces[model], _ = self.harness.run("task", spec, push, params=params, model=model,
+                                                probe=model == "strict")  # fmt: skip
         env = self.harness.env(push)
         s = episode_stats(traces["strict"], spec.command[0], env.cfg.ctrl_dt)
         row = {"eval/success_rate": s["success_rate"],
-               "eval/tracking_err": s["tracking_err_m_per_s"]}  # fmt: skip
+               "eval/tracking_err": s["tracking_err_m_per_s"],
+               "eval/action_err_std": action_error(traces["strict"])}  # fmt: skip
         self.episodes = {}
         for rule in self.rules:
             ok = outcomes.success(traces[outcomes.rollout_model(rule)], rule)

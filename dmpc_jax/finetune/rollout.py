@@ -16,15 +16,17 @@ from dmpc_jax.envs.config import CommandConfig, RewardConfig
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 from dmpc_jax.envs.wrappers import wrap_for_training
 from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.finetune.dagger_config import DaggerConfig
 from dmpc_jax.planner.task import RewardWeights, TaskSpec
 from dmpc_jax.scenario.env import demonstrator_env_config
 
 
-def make_env(cfg: FinetuneConfig, env_set: tuple[str, ...] = ()):
+def make_env(cfg: FinetuneConfig | DaggerConfig, env_set: tuple[str, ...] = ()):
     """The demonstrator's env (randomisation, pushes, noise, latency) with the finetuning commands
     and the paper's reward (METHOD §7), on ``cfg.env_model``'s contacts and terminations;
     ``env_set``: config overrides, ``field.path=json``
-    (``config.apply_overrides``), applied last."""
+    (``config.apply_overrides``), applied last. A ``DaggerConfig`` (no yaw deadband, no env
+    model field) gets the strict env without a deadband."""
     env_cfg = demonstrator_env_config(cfg.demonstrator_run)
     env_cfg = dataclasses.replace(
         env_cfg,
@@ -34,11 +36,11 @@ def make_env(cfg: FinetuneConfig, env_set: tuple[str, ...] = ()):
             wz=cfg.wz,
             resample_s=cfg.resample_s,
             zero_prob=0.0,
-            wz_deadband=cfg.wz_deadband,
+            wz_deadband=getattr(cfg, "wz_deadband", 0.0),
         ),  # fmt: skip
         reward=RewardConfig(preset="finetune", clip_negative=False),
     )
-    if cfg.env_model == "paper":  # as scenario.make_env's paper model: roll/pitch end episodes
+    if getattr(cfg, "env_model", "strict") == "paper":  # as scenario.make_env's paper model: roll/pitch end episodes
         env_cfg = dataclasses.replace(env_cfg, contacts="full", terminate_on_contact=False)
     if env_set:
         env_cfg = apply_overrides(env_cfg, env_set)

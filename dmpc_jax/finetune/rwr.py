@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dmpc_jax.envs import obs as obs_lib
+
 FIELDS = ("obs", "action", "reward")
 
 
@@ -95,6 +97,16 @@ def yaw_group(wz: np.ndarray, classes: int) -> np.ndarray:
     raise ValueError(f"yaw classes must be 2 or 3, got {classes}")
 
 
+def command_group(
+    wz: np.ndarray, vx: np.ndarray, yaw_classes: int, speed_edges: tuple[float, ...] = ()
+) -> np.ndarray:
+    """The command group of each piece: its ``yaw_group``, split by the commanded forward speed
+    at its start into ``len(speed_edges) + 1`` speed classes (``vx < edges[0]``, ...), so that
+    pieces compete with pieces under similar commands (none: the yaw group alone, the paper's)."""
+    bins = np.digitize(np.asarray(vx), np.asarray(speed_edges, np.float64)) if speed_edges else 0
+    return (yaw_group(wz, yaw_classes) * (len(speed_edges) + 1) + bins).astype(np.int8)
+
+
 def minibatch_weights(scores: np.ndarray, groups: np.ndarray, temperature: float) -> np.ndarray:
     """[S, B] weights of stacked batches of windows: within each batch, a ``rwr_weights`` softmax
     over each group's windows (the authors normalise per class within each minibatch), so every
@@ -138,12 +150,12 @@ STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq")
 @dataclass
 class ReplayBuffer:
     """Pieces padded to ``max_len`` steps: obs [P, L, 49], action [P, L, 12], reward [P, L],
-    length [P], score [P] (mean per-step reward), group [P] (``yaw_group`` of the yaw command
-    at the piece's start, with ``yaw_classes`` classes), added [P] (iteration it was collected
-    in), seq [P] (order of arrival).
+    length [P], score [P] (mean per-step reward), group [P] (``command_group`` of the command at
+    the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``), added [P]
+    (iteration it was collected in), seq [P] (order of arrival).
     ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
     where a low-reward recovery is as much worth keeping as a high-reward stride).
-    ``absent`` [yaw_classes]: pieces per group that count towards each group's size for the top
+    ``absent`` [n_groups]: pieces per group that count towards each group's size for the top
     quantile but are not held: the part of a buffer that stayed behind when only its kept set
     moved (``subset(..., count_rest=True)``); new pieces displace them first.
 
@@ -156,15 +168,22 @@ class ReplayBuffer:
     act_dim: int = 12
     keep: str = "best"
     yaw_classes: int = 2
+    speed_edges: tuple[float, ...] = ()
+
+    @property
+    def n_groups(self) -> int:
+        """Command groups: yaw classes x speed classes (``command_group``)."""
+        return self.yaw_classes * (len(self.speed_edges) + 1)
 
     def __post_init__(self):
+        self.speed_edges = tuple(float(x) for x in self.speed_edges)
         if self.keep not in ("best", "newest"):
             raise ValueError(f"ReplayBuffer.keep must be 'best' or 'newest', got {self.keep!r}")
         self._n = 0
         self._store = {
             k: np.zeros((0, *shape), dtype) for k, (shape, dtype) in self._layout().items()
         }
-        self.absent = np.zeros(self.yaw_classes, np.int64)
+        self.absent = np.zeros(self.n_groups, np.int64)
         self._sync()
 
     def _layout(self) -> dict:
@@ -210,7 +229,8 @@ class ReplayBuffer:
         act = np.zeros((n, self.max_len, self.act_dim), np.float32)
         rew = np.zeros((n, self.max_len), np.float32)
         length = np.zeros(n, np.int32)
-        wz0 = np.zeros(n, np.float32)
+        wz0, vx0 = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        vx_col = obs_lib.OBS_SLICES["command"].start  # the commanded vx, scaled, in obs
         for i, (e, s, t) in enumerate(pieces):
             ln = min(t - s, self.max_len)
             obs[i, :ln] = rec["obs"][s : s + ln, e]
@@ -218,10 +238,11 @@ class ReplayBuffer:
             rew[i, :ln] = rec["reward"][s : s + ln, e]
             length[i] = ln
             wz0[i] = rec["wz"][s, e]
+            vx0[i] = rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0]
         first = int(self.seq.max()) + 1 if self._n else 0
         self.insert({"obs": obs, "action": act, "reward": rew, "length": length,
                      "score": (rew.sum(1) / length).astype(np.float32),
-                     "group": yaw_group(wz0, self.yaw_classes),
+                     "group": command_group(wz0, vx0, self.yaw_classes, self.speed_edges),
                      "added": np.full(n, iteration, np.int32),
                      "seq": np.arange(first, first + n, dtype=np.int64)})  # fmt: skip
         return n
@@ -263,8 +284,8 @@ class ReplayBuffer:
         self.absent = self.absent - np.minimum(cut, self.absent)
 
     def group_sizes(self) -> np.ndarray:
-        """[yaw_classes] pieces per group, absent ones included (the base of the top quantile)."""
-        return np.bincount(self.group, minlength=self.yaw_classes) + self.absent
+        """[n_groups] pieces per group, absent ones included (the base of the top quantile)."""
+        return np.bincount(self.group, minlength=self.n_groups) + self.absent
 
     def windows(
         self, rng: np.random.Generator, pieces: np.ndarray, weights: np.ndarray | None,
@@ -294,13 +315,11 @@ class ReplayBuffer:
         ``count_rest``: the pieces left out still count, as ``absent``, towards their groups'
         sizes (a moved run's top quantile stays the top quantile of the whole buffer)."""
         out = ReplayBuffer(self.capacity, self.max_len, self.obs_dim, self.act_dim, self.keep,
-                           self.yaw_classes)  # fmt: skip
+                           self.yaw_classes, self.speed_edges)  # fmt: skip
         idx = np.asarray(idx, np.int64)
         out.insert({k: getattr(self, k)[idx] for k in STORED})
         if count_rest:
-            out.absent = self.group_sizes() - np.bincount(
-                self.group[idx], minlength=self.yaw_classes
-            )
+            out.absent = self.group_sizes() - np.bincount(self.group[idx], minlength=self.n_groups)
         return out
 
     # ---------------------------------------------------------------- persistence
@@ -311,7 +330,8 @@ class ReplayBuffer:
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
             tmp, capacity=self.capacity, max_len=self.max_len, keep=self.keep,
-            yaw_classes=self.yaw_classes, absent=self.absent,
+            yaw_classes=self.yaw_classes, speed_edges=np.asarray(self.speed_edges, np.float64),
+            absent=self.absent,
             **{k: getattr(self, k) for k in STORED},
         )  # fmt: skip
         os.replace(tmp, path)
@@ -325,8 +345,9 @@ class ReplayBuffer:
             with np.load(path) as f:
                 keep = str(f["keep"]) if "keep" in f.files else "best"  # older files: RWR's
                 classes = int(f["yaw_classes"]) if "yaw_classes" in f.files else 2
+                edges = tuple(f["speed_edges"].tolist()) if "speed_edges" in f.files else ()
                 buf = cls(int(f["capacity"]), int(f["max_len"]), f["obs"].shape[2],
-                          f["action"].shape[2], keep, classes)  # fmt: skip
+                          f["action"].shape[2], keep, classes, edges)  # fmt: skip
                 rows = {k: f[k] for k in STORED if k in f.files}
                 n = len(rows["length"])
                 rows.setdefault("seq", np.arange(n, dtype=np.int64))  # older files: file order

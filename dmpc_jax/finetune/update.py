@@ -135,12 +135,13 @@ def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
     full, kept = Path(run_dir) / "buffer.npz", Path(run_dir) / "kept.npz"
     loaded = ReplayBuffer.load(full if full.exists() or not kept.exists() else kept)
     have, want = (
-        (loaded.capacity, loaded.max_len, loaded.keep, loaded.yaw_classes),
-        (buf.capacity, buf.max_len, buf.keep, buf.yaw_classes),
+        (loaded.capacity, loaded.max_len, loaded.keep, loaded.yaw_classes, loaded.speed_edges),
+        (buf.capacity, buf.max_len, buf.keep, buf.yaw_classes, buf.speed_edges),
     )
     if have != want:
         raise ValueError(
-            f"replay buffer in {run_dir} has capacity/piece length/pruning/yaw classes {have}, "
+            f"replay buffer in {run_dir} has capacity/piece length/pruning/yaw classes/speed "
+            f"edges {have}, "
             f"the config wants {want}"
         )
     return state, loaded

@@ -60,9 +60,12 @@ def controller_specs(spec: TaskSpec) -> dict[str, TaskSpec]:
     }
 
 
-def make_planner_rollout(env, planner, scfg: SamplerConfig, mcfg: MPCConfig, n_steps, batch):
-    """``rollout(key, command, planner.task_args(spec))``: one compile for every task."""
-    return make_rollout(env, planner.controller(scfg, mcfg), n_steps, batch)
+def make_planner_rollout(
+    env, planner, scfg: SamplerConfig, mcfg: MPCConfig, n_steps, batch, probe=None
+):
+    """``rollout(key, command, planner.task_args(spec))``: one compile for every task.
+    ``probe``: a policy whose action on each closed-loop state the trace records."""
+    return make_rollout(env, planner.controller(scfg, mcfg), n_steps, batch, probe)
 
 
 def plan_latency_ms(planner, scfg, task, cons, s_now, calls: int) -> dict:
@@ -128,9 +131,12 @@ class Harness:
     def _rollout(self, kind: str, push_scale: float, model: str):
         if (kind, push_scale, model) not in self._rollouts:
             env, c = self.env(push_scale, model), self.cfg
-            if kind == "planner":
+            if kind in ("planner", "planner+probe"):
+                probe = None
+                if kind == "planner+probe":  # the demonstrator's answer on the planner's states
+                    probe = load_batched_policy(Path(c.demonstrator_run))
                 fn = make_planner_rollout(
-                    env, self.planner, c.sampler, c.mpc, env.cfg.episode_steps, c.episodes
+                    env, self.planner, c.sampler, c.mpc, env.cfg.episode_steps, c.episodes, probe
                 )
             else:
                 policy = load_batched_policy(Path(c.demonstrator_run))
@@ -139,14 +145,26 @@ class Harness:
         return self._rollouts[(kind, push_scale, model)]
 
     def run(
-        self, name: str, spec: TaskSpec, push_scale: float, params=None, model: str = "strict"
+        self,
+        name: str,
+        spec: TaskSpec,
+        push_scale: float,
+        params=None,
+        model: str = "strict",
+        probe: bool = False,
     ) -> tuple[dict, dict]:
         """(trace, info) of one controller on one spec and env ``model`` (``make_env``), cached
         by what determines the run. ``params`` (planner only) replaces the loaded planner's
-        parameters, uncached: the same compiled rollout evaluates a planner being finetuned."""
+        parameters, uncached: the same compiled rollout evaluates a planner being finetuned.
+        ``probe`` (planner only): the trace also holds ``probe_action``, the demonstrator's
+        action on each state the planner acted on."""
         kind = "demonstrator" if name == "demonstrator" else "planner"
+        if probe and kind == "planner":
+            kind = "planner+probe"
         what = (
-            json.dumps(to_dict(dataclasses.replace(spec, name=""))) if kind == "planner" else None
+            json.dumps(to_dict(dataclasses.replace(spec, name="")))
+            if kind != "demonstrator"
+            else None
         )
         ident = (kind, what, spec.command, push_scale, model)
         if params is None and ident in self._runs:
@@ -154,7 +172,7 @@ class Harness:
         command = jnp.asarray(spec.command, jnp.float32)
         t0 = time.perf_counter()
         info = {}
-        if kind == "planner":
+        if kind != "demonstrator":
             args = self.planner.task_args(spec)
             if params is not None:
                 args = args._replace(params=params)

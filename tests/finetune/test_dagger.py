@@ -115,3 +115,5 @@ def test_config_errors_are_clear():
         DaggerConfig(offline_fraction=1.5)
     with pytest.raises(ValueError, match="ema_decay"):
         DaggerConfig(ema_decay=1.0)
+    with pytest.raises(ValueError, match="eval_rules"):
+        DaggerConfig(eval_rules=("boxed",))

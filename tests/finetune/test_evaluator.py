@@ -4,6 +4,8 @@ settings: N = 1, DDPM, analytic rewards on x0_hat, E / D, keys), so its success 
 
 import dataclasses
 
+import numpy as np
+
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.finetune.config import finetune_preset
 from dmpc_jax.finetune.dagger import dagger_preset
@@ -27,3 +29,20 @@ def test_the_harness_default_sampler_is_dmpc_evals():
     assert h.sampler == EvalConfig().harness_config().sampler
     assert h.mpc == EvalConfig().harness_config().mpc
     assert dataclasses.replace(h, episodes=2).sampler.num_candidates == 1
+
+
+def test_action_error_counts_each_episode_until_its_end_in_demonstrator_std():
+    from dmpc_jax.finetune.loop import action_error
+
+    rng = np.random.default_rng(0)
+    demo = rng.normal(size=(6, 3, 12)).astype(np.float32)
+    done = np.zeros((6, 3), bool)
+    trace = {"action": demo.copy(), "probe_action": demo, "done_any": done}
+    assert action_error(trace) == 0.0
+    done[3:, 1] = True  # episode 1 ended at step 3: its steps 4.. do not count
+    alive = ~np.concatenate([np.zeros_like(done[:1]), done[:-1]])
+    off = demo.copy()
+    off[~alive] += 100.0  # whatever it does after its end
+    off[alive] += 0.5 * demo[alive].std(axis=0)  # half a std on every counted step
+    trace = {"action": off, "probe_action": demo, "done_any": done}
+    np.testing.assert_allclose(action_error(trace), 0.5, rtol=1e-4)

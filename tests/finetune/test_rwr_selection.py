@@ -298,3 +298,43 @@ def test_the_denoiser_rate_warms_up_from_zero():
         assert bool(jnp.any(new["w"] != params["w"])) == moved
     with pytest.raises(ValueError, match="ema_decay"):
         FinetuneConfig(ema_decay=1.0)
+
+
+def test_speed_edges_split_each_yaw_class_by_the_commanded_speed(tmp_path):
+    """At the cpu_paper layout (256 envs x 50 steps, H = 24), with edges at 0.7 and 0.9 m/s the
+    pieces of a straight 1.0 m/s command and of a straight 0.6 m/s command fall in different
+    groups, each with its own top quantile, and the groups survive a save and a load."""
+    from dmpc_jax.envs import obs as obs_lib
+    from dmpc_jax.finetune.rwr import command_group
+
+    edges = (0.7, 0.9)
+    np.testing.assert_array_equal(
+        command_group(
+            np.array([-0.5, 0.0, 0.0, 0.0, 0.4]), np.array([1.0, 0.6, 0.8, 0.95, 0.5]), 3, edges
+        ),  # fmt: skip
+        [0 * 3 + 2, 1 * 3 + 0, 1 * 3 + 1, 1 * 3 + 2, 2 * 3 + 0],
+    )
+    np.testing.assert_array_equal(command_group(np.array([0.0]), np.array([2.0]), 3), [1])
+    t, b = 50, 256
+    rng = np.random.default_rng(0)
+    vx = np.where(np.arange(b) < b // 2, 1.0, 0.6).astype(np.float32)
+    obs = rng.normal(size=(t, b, 49)).astype(np.float32)
+    obs[..., obs_lib.OBS_SLICES["command"].start] = vx * obs_lib.COMMAND_SCALE[0]
+    rec = {"obs": obs, "action": np.zeros((t, b, 12), np.float32),
+           "reward": np.where(vx > 0.8, 0.1, 0.3)[None].repeat(t, 0).astype(np.float32),
+           "done": np.zeros((t, b), bool), "valid": np.ones((t, b), bool),
+           "wz": np.zeros((t, b), np.float32)}  # fmt: skip
+    buf = ReplayBuffer(1000, t, yaw_classes=3, speed_edges=edges)
+    assert buf.add_rollout(rec, 24, 1) == b
+    assert buf.n_groups == 9
+    fast, slow = 1 * 3 + 2, 1 * 3 + 0
+    np.testing.assert_array_equal(buf.group_sizes()[[slow, fast]], [b // 2, b // 2])
+    # the fast pieces score lower (0.1 against 0.3), yet the top 10% keeps as many of each
+    keep = select_top(buf.score, buf.group, 0.1, 1000, buf.group_sizes())
+    assert (buf.group[keep] == fast).sum() == (buf.group[keep] == slow).sum() > 0
+    buf.save(tmp_path / "b.npz")
+    back = ReplayBuffer.load(tmp_path / "b.npz")
+    assert back.speed_edges == edges and back.n_groups == 9
+    np.testing.assert_array_equal(back.group, buf.group)
+    with pytest.raises(ValueError, match="speed_edges"):
+        dataclasses.replace(finetune_preset("cpu_paper"), speed_edges=(0.9, 0.7))
