@@ -43,10 +43,11 @@ check-pages: venv
 demo: venv gl
 	$(VENV)/bin/dmpc demo
 
-# Sampler latency grid vs the PyTorch baseline (installs the bench extra: torch).
+# Sampler latency grid vs the PyTorch baseline (installs the bench extra: torch, einops);
+# AUTHORS=<checkout of the authors' release> adds their own sampler's rows.
 bench: venv
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,bench]"
-	$(VENV)/bin/dmpc bench $(ARGS)
+	$(PY) -c "import torch, einops" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(VENV)/bin/dmpc bench $(if $(AUTHORS),--cfg.authors $(AUTHORS)) $(ARGS)
 
 bench-env: venv
 	$(VENV)/bin/dmpc bench-env $(ARGS)

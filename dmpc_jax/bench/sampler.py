@@ -62,6 +62,10 @@ class BenchConfig:
         torch_compile_candidates: N values of the main model's first variant and horizon also run
             with ``torch.compile``d networks (a second baseline; its compile time is reported
             apart; empty: none).
+        authors: a checkout of the authors' release: their own sampler (``bench/authors.py``)
+            timed as a row beside ours at the first horizon, DDPM-10, N in
+            ``authors_candidates`` ("": not run).
+        authors_candidates: N values of the authors' rows.
         repeats: timed calls per configuration (fewer if ``max_seconds`` runs out).
         max_seconds: time budget of the timed calls of one configuration.
         out_dir: where the page, results.json and the plot go.
@@ -80,6 +84,8 @@ class BenchConfig:
     torch: bool = True
     torch_threads: int = 0
     torch_compile_candidates: tuple[int, ...] = (1, 16)
+    authors: str = ""
+    authors_candidates: tuple[int, ...] = (1, 4, 16)
     repeats: int = 20
     max_seconds: float = 20.0
     out_dir: str = "experiments/bench"
@@ -297,7 +303,20 @@ def bench_torch(unet, value, dcfg, variant: str, n: int, cfg: BenchConfig) -> di
     }  # fmt: skip
 
 
+def bench_authors(plan, n: int, cfg: BenchConfig) -> dict:
+    """p50 / p99 of the authors' plan (``authors.build_plan``) for one robot with N candidates."""
+    state = np.asarray(_s_now())
+    times = _time_calls(lambda: plan(state, n), cfg.repeats, cfg.max_seconds)
+    return {"p50_ms": 1e3 * float(np.median(times)),
+            "p99_ms": 1e3 * float(np.percentile(times, 99)), "calls": len(times)}  # fmt: skip
+
+
 def run(cfg: BenchConfig) -> dict:
+    authors_plan = None
+    if cfg.authors:  # a missing or wrong checkout fails here, before anything is timed
+        from dmpc_jax.bench import authors
+
+        authors.check_checkout(cfg.authors)
     try:
         import torch
 
@@ -309,6 +328,8 @@ def run(cfg: BenchConfig) -> dict:
     except ImportError as e:
         print(f"PyTorch baseline skipped: {e}")
         have_torch = False
+    if cfg.authors:
+        authors_plan = authors.build_plan(cfg.authors)
     backend = jax.default_backend()
     device = str(jax.devices()[0].device_kind)
     peak = matmul_peak_flops()
@@ -339,6 +360,16 @@ def run(cfg: BenchConfig) -> dict:
                     first = i == 0 and variant == cfg.variants[0]
                     if first and n in cfg.torch_compile_candidates:
                         row.update(_torch_compiled(torch_nets, dcfg, variant, n, cfg, row))
+                theirs = (  # their play config: the paper U-Net, H = 24, DDPM-10
+                    authors_plan is not None and model == cfg.model == "paper"
+                    and h == authors.HORIZON and variant == "ddpm10"
+                )  # fmt: skip
+                if theirs and n in cfg.authors_candidates:
+                    a = bench_authors(authors_plan, n, cfg)
+                    row["authors_p50_ms"], row["authors_p99_ms"] = a["p50_ms"], a["p99_ms"]
+                    row["speedup_vs_authors"] = a["p50_ms"] / row["p50_ms"]
+                    if "torch_p50_ms" in row:  # the reimplementation against the real thing
+                        row["torch_over_authors"] = row["torch_p50_ms"] / a["p50_ms"]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         if model != cfg.model and cfg.pinned_candidates and len(os.sched_getaffinity(0)) > 1:
@@ -362,6 +393,15 @@ def run(cfg: BenchConfig) -> dict:
         "torch": __import__("torch").__version__ if have_torch else None,
         "torch_threads": __import__("torch").get_num_threads() if have_torch else None,
         "model": cfg.model,
+        "authors": (
+            {
+                "checkout": str(cfg.authors),
+                "commit": authors.COMMIT,
+                "stand_ins": list(authors.STAND_INS),
+            }
+            if cfg.authors
+            else None
+        ),  # fmt: skip
         "unet_params": sizes["denoiser"],
         "value_params": sizes["value"],
         "matmul_peak_gflop_per_s": peak / 1e9,

@@ -22,15 +22,22 @@ def bench_ppo(cfg: PPOBenchConfig = PPOBenchConfig()) -> None:
 
 
 def bench(cfg: BenchConfig = BenchConfig(), gpu: bool = False) -> None:
-    """Sampler latency/throughput grid vs the PyTorch baseline; writes experiments/bench/.
+    """Sampler latency/throughput grid vs the PyTorch baseline and, with --cfg.authors <checkout>,
+    the authors' own sampler; writes experiments/bench/.
 
     Args:
         cfg: the grid (CPU default).
         gpu: use the GPU grid (N up to 1024, more robots) instead of cfg.
     """
+    import dataclasses
+
+    from dmpc_jax.bench.authors import AuthorsCheckoutError
     from dmpc_jax.bench.sampler import gpu_preset, run
 
-    run(gpu_preset() if gpu else cfg)
+    try:
+        run(dataclasses.replace(gpu_preset(), authors=cfg.authors) if gpu else cfg)
+    except AuthorsCheckoutError as e:  # AUTHORS= names no checkout of their release
+        raise SystemExit(f"dmpc bench: {e}") from None
 
 
 def bench_profile(cfg: ProfileConfig = ProfileConfig()) -> None:
