@@ -47,6 +47,10 @@ class FinetuneConfig:
         value_steps: R_nn refit period (iterations) and optimizer steps per refit.
         denoiser_every: denoiser update period (iterations) and steps per update.
         denoiser_steps: denoiser update period (iterations) and steps per update.
+        offline_fraction: share of every denoiser batch drawn from ``dataset`` (the pretraining
+            data's training envs, weight 1) beside the kept pieces' windows: an anchor against
+            forgetting while the kept set is small (0: the paper's, RWR windows only).
+        dataset: the offline dataset of ``offline_fraction`` (the pretrained run's data).
         update_epochs: when > 0, each denoiser update runs this many epochs over the windows of
             the kept pieces (steps rounded up to a multiple of ``steps_per_call``) instead of
             ``denoiser_steps``.
@@ -109,6 +113,8 @@ class FinetuneConfig:
     value_steps: int = 20
     denoiser_every: int = 5
     denoiser_steps: int = 400
+    offline_fraction: float = 0.0
+    dataset: str = ""
     update_epochs: float = 0.0
     top_quantile: float = 0.05
     max_pieces: int = 1500
@@ -179,6 +185,12 @@ class FinetuneConfig:
             raise ValueError("FinetuneConfig.lr_warmup_steps must be >= 0, ema_decay in [0, 1)")
         if self.temperature <= 0:
             raise ValueError(f"FinetuneConfig.temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.offline_fraction < 1:
+            raise ValueError(
+                f"FinetuneConfig.offline_fraction must be in [0, 1), got {self.offline_fraction}"
+            )
+        if self.offline_fraction > 0 and not self.dataset:
+            raise ValueError("FinetuneConfig.offline_fraction > 0 needs a dataset")
         if self.guidance[0] > self.guidance[1] or self.guidance[0] < 0:
             raise ValueError(f"FinetuneConfig.guidance must be 0 <= lo <= hi, got {self.guidance}")
         if self.action_noise < 0:

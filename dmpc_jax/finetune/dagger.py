@@ -46,7 +46,13 @@ from dmpc_jax.finetune.dagger_config import DaggerConfig, dagger_preset
 from dmpc_jax.finetune.loop import Evaluator, prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
 from dmpc_jax.finetune.rwr import ReplayBuffer
-from dmpc_jax.finetune.update import make_update, restore_checkpoint, save_checkpoint
+from dmpc_jax.finetune.update import (
+    make_update,
+    offline_rows,
+    offline_windows,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from dmpc_jax.report.logger import RunLogger
 
 # ------------------------------------------------------------------ rollouts
@@ -148,17 +154,8 @@ class MixedWindows:
     def from_config(cls, cfg: DaggerConfig, horizon: int) -> MixedWindows:
         """``offline_fraction`` of each batch from the offline dataset's training envs (the
         pretraining run's split)."""
-        n_off = int(round(cfg.offline_fraction * cfg.batch_size))
-        offline = None
-        if n_off:
-            from dmpc_jax.data.dataset import WindowSampler, load_dataset
-            from dmpc_jax.diffusion.artifact import run_pretrain_config
-            from dmpc_jax.diffusion.train import split_envs
-
-            pcfg = run_pretrain_config(Path(cfg.pretrained))
-            ds = load_dataset(Path(cfg.dataset))
-            train_envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
-            offline = WindowSampler(ds, horizon, envs=train_envs)
+        n_off = offline_rows(cfg)
+        offline = offline_windows(cfg.pretrained, cfg.dataset, horizon) if n_off else None
         return cls(n_off, horizon, offline)
 
     def sample(self, rng, buf: ReplayBuffer, steps: int, batch: int) -> dict[str, np.ndarray]:

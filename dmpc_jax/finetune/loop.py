@@ -70,6 +70,7 @@ from dmpc_jax.finetune.rwr import (
 from dmpc_jax.finetune.update import (
     finetune_optimizer,
     make_update,
+    offline_windows,
     restore_checkpoint,
     restore_rollout,
     save_checkpoint,
@@ -192,6 +193,7 @@ def finetune(
     upd_den = make_update(nets, dcfg, planner.scaler, den_optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
     evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
+    offline = offline_windows(cfg.pretrained, cfg.dataset, h) if cfg.offline_fraction else None
 
     base = jax.random.PRNGKey(cfg.seed)
     carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))
@@ -269,7 +271,7 @@ def finetune(
             params, opt_d, m = train_network(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, weights[cfg.weight_by],
                 n_steps, h, batch_sharding, batch_weights=batch_w,
-                after_call=follow if ema else None,
+                after_call=follow if ema else None, offline=offline,
             )  # fmt: skip
             row.update(m)
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),

@@ -66,23 +66,51 @@ def finetune_optimizer(cfg):
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
 
 
+def offline_windows(pretrained: str | Path, dataset: str | Path, horizon: int):
+    """The offline dataset's ``WindowSampler`` over the pretraining run's training envs (its
+    own split): the windows an update mixes in beside the buffer's."""
+    from dmpc_jax.data.dataset import WindowSampler, load_dataset
+    from dmpc_jax.diffusion.artifact import run_pretrain_config
+    from dmpc_jax.diffusion.train import split_envs
+
+    pcfg = run_pretrain_config(Path(pretrained))
+    ds = load_dataset(Path(dataset))
+    train_envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
+    return WindowSampler(ds, horizon, envs=train_envs)
+
+
+def offline_rows(cfg) -> int:
+    """Rows of each batch drawn from the offline dataset (``cfg.offline_fraction``)."""
+    return int(round(getattr(cfg, "offline_fraction", 0.0) * cfg.batch_size))
+
+
 def train_network(
     update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
-    sharding: NamedSharding | None = None, batch_weights=None, after_call=None,
+    sharding: NamedSharding | None = None, batch_weights=None, after_call=None, offline=None,
 ):  # fmt: skip
     """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
     ``weights``: per piece of ``pieces`` (None: 1), or ``batch_weights(piece [S, B]) -> [S, B]``
     computes them from each stack of batches' buffer piece indices (the per-minibatch softmax);
-    ``sharding`` lays each stack of batches [S, B, ...] out over the mesh (B split)."""
+    ``sharding`` lays each stack of batches [S, B, ...] out over the mesh (B split).
+    ``offline`` (a ``WindowSampler``): the last ``offline_rows(cfg)`` rows of *every* batch are
+    its windows, weight 1; the buffer's windows fill the rest."""
     metrics = {}
-    for i in range(n_steps // cfg.steps_per_call):
-        win = buf.windows(rng, pieces, weights, cfg.steps_per_call * cfg.batch_size, horizon)
-        batches = {
-            k: v.reshape((cfg.steps_per_call, cfg.batch_size) + v.shape[1:]) for k, v in win.items()
-        }
+    s_call = cfg.steps_per_call
+    n_off = offline_rows(cfg) if offline is not None else 0
+    n_buf = cfg.batch_size - n_off
+    for i in range(n_steps // s_call):
+        win = buf.windows(rng, pieces, weights, s_call * n_buf, horizon)
+        batches = {k: v.reshape((s_call, n_buf) + v.shape[1:]) for k, v in win.items()}
         piece = batches.pop("piece")
         if batch_weights is not None:
             batches["weight"] = batch_weights(piece)
+        if n_off:
+            off = offline.sample(rng, s_call * n_off)
+            for k in ("obs", "action", "reward"):
+                more = off[k].reshape((s_call, n_off) + off[k].shape[1:])
+                batches[k] = np.concatenate([batches[k], more.astype(batches[k].dtype)], axis=1)
+            ones = np.ones((s_call, n_off), batches["weight"].dtype)
+            batches["weight"] = np.concatenate([batches["weight"], ones], axis=1)
         if sharding is not None:
             batches = dist.to_global(batches, sharding)
         k = np.asarray(jax.random.fold_in(key, i))  # host key: the same on every process
@@ -95,11 +123,12 @@ def train_network(
 
 def update_steps(cfg, buf, pieces: np.ndarray, horizon: int) -> int:
     """Denoiser steps of one update: ``cfg.update_epochs`` epochs over the windows of ``pieces``
-    (rounded up to whole calls of ``steps_per_call``), or ``cfg.denoiser_steps`` when that is 0."""
+    (rounded up to whole calls of ``steps_per_call``; batches that mix in offline windows hold
+    fewer of them, so more steps), or ``cfg.denoiser_steps`` when that is 0."""
     if cfg.update_epochs <= 0:
         return cfg.denoiser_steps
     n_windows = int((buf.length[pieces] - horizon + 1).sum())
-    steps = cfg.update_epochs * n_windows / cfg.batch_size
+    steps = cfg.update_epochs * n_windows / (cfg.batch_size - offline_rows(cfg))
     return max(int(np.ceil(steps / cfg.steps_per_call)), 1) * cfg.steps_per_call
 
 

@@ -338,3 +338,50 @@ def test_speed_edges_split_each_yaw_class_by_the_commanded_speed(tmp_path):
     np.testing.assert_array_equal(back.group, buf.group)
     with pytest.raises(ValueError, match="speed_edges"):
         dataclasses.replace(finetune_preset("cpu_paper"), speed_edges=(0.9, 0.7))
+
+
+class _Offline:
+    """Stands for the offline dataset's WindowSampler: windows whose obs are all 7."""
+
+    def sample(self, rng, n):
+        return {"obs": np.full((n, 24, 49), 7.0, np.float32),
+                "action": np.zeros((n, 24, 12), np.float32), "reward": np.zeros((n, 24), np.float32)}  # fmt: skip
+
+
+def test_every_rwr_batch_mixes_in_its_offline_share_at_the_paper_layout():
+    """batch 256, 20 steps per call (the cpu_paper preset), half the rows offline: in every batch
+    of every call rows 128.. are offline windows of weight 1, rows ..128 the kept pieces' windows
+    with the per-minibatch weights; an epoch over the kept windows takes about twice the steps."""
+    rng = np.random.default_rng(7)
+    buf = _buffer(rng, n_pieces=60)
+    cfg = dataclasses.replace(PAPER, offline_fraction=0.5, dataset="data/x")
+    assert (cfg.batch_size, cfg.steps_per_call) == (256, 20)
+    seen = []
+
+    def fake_update(params, opt_state, batches, key):
+        seen.append(batches)
+        return params, opt_state, {"loss": np.float32(0.0)}
+
+    def weigh(piece):
+        return minibatch_weights(buf.score[piece], buf.group[piece], cfg.temperature)
+
+    train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg, np.arange(60),
+                  None, 2 * cfg.steps_per_call, 24, batch_weights=weigh, offline=_Offline())  # fmt: skip
+    assert len(seen) == 2
+    for b in seen:
+        assert b["obs"].shape == (20, 256, 24, 49) and b["weight"].shape == (20, 256)
+        off = (b["obs"] == 7.0).all(axis=(2, 3))
+        np.testing.assert_array_equal(off, np.arange(256)[None].repeat(20, 0) >= 128)
+        np.testing.assert_array_equal(b["weight"][:, 128:], 1.0)
+        assert not np.allclose(b["weight"][:, :128], 1.0)
+    plain = dataclasses.replace(cfg, offline_fraction=0.0, update_epochs=10.0)
+    mixed = dataclasses.replace(cfg, update_epochs=10.0)
+    keep = np.arange(60)
+    n_windows = int((buf.length - 24 + 1).sum())
+    for c, rows in ((plain, 256), (mixed, 128)):  # the kept windows' visits, not the steps, stay
+        steps = update_steps(c, buf, keep, 24)
+        assert steps * rows >= 10 * n_windows > (steps - c.steps_per_call) * rows
+    with pytest.raises(ValueError, match="needs a dataset"):
+        dataclasses.replace(PAPER, offline_fraction=0.5)
+    with pytest.raises(ValueError, match="offline_fraction"):
+        dataclasses.replace(PAPER, offline_fraction=1.0, dataset="data/x")
