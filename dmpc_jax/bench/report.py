@@ -169,6 +169,15 @@ def write_sampler_page(out: Path) -> None:
     lines = [
         "# Sampler throughput and latency",
         "",
+        *(
+            [
+                "Against the authors' own sampler (their code, not our reimplementation): "
+                "[`authors/`](authors/README.md).",
+                "",
+            ]
+            if (out / "authors" / "README.md").exists()
+            else []
+        ),  # fmt: skip
         "Command: `make bench` (`dmpc bench`; on a GPU machine `dmpc bench --gpu`). Paper-size U-Net "
         "(random weights: speed does not depend on them), guided by R_nn at every step, one robot "
         "per call unless stated. Latency: median (p50) and p99 over repeated calls after two "
@@ -267,8 +276,8 @@ def _authors_lines(res: dict, rows: list[dict]) -> list[str]:
         "",
         "Their modules imported unchanged and built as their play path builds them (paper "
         "U-Net dim 64, R_nn dim 32 as guide and candidate scorer, the BoxConstraint chain, "
-        "DDPM-10, guidance scale 1), one robot per call, timed interleaved with ours in the same "
-        "process. Stand-ins needed without Isaac Gym or a GPU:",
+        "DDPM-10, guidance scale 1), one robot per call, timed in the same process right after "
+        "ours at each N (same warm-up and repeats). Stand-ins needed without Isaac Gym or a GPU:",
         "",
         *[f"- {x}" for x in a["stand_ins"]],
         "",
@@ -276,6 +285,8 @@ def _authors_lines(res: dict, rows: list[dict]) -> list[str]:
         "| reimplementation (PyTorch) p50 (ms) | reimplementation / authors |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if res.get("command"):
+        lines[2:2] = [f"Command of this run: `{res['command']}`.", ""]
     for r in rows:
         tp = f"{r['torch_p50_ms']:.1f}" if "torch_p50_ms" in r else "-"
         to = f"{r['torch_over_authors']:.2f}x" if "torch_over_authors" in r else "-"

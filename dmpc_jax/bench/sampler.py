@@ -20,6 +20,8 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -235,7 +237,6 @@ def bench_jax(nets, params, dcfg, variant: str, n: int, robots: int, cfg: BenchC
 def _pinned_row(model: str, variant: str, n: int, cfg: BenchConfig) -> dict:
     """``bench_jax`` of one configuration in a child process pinned to the last CPU."""
     import subprocess
-    import sys
 
     cpu = max(os.sched_getaffinity(0))
     args = json.dumps({"model": model, "variant": variant, "n": n,
@@ -386,6 +387,7 @@ def run(cfg: BenchConfig) -> dict:
                 rows.append(add_floors(row, params, peak, bandwidth))
                 print(json.dumps(row), flush=True)
     result = {
+        "command": "dmpc bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None,
         "device": device,
         "backend": backend,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
