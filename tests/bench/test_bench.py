@@ -42,7 +42,7 @@ def test_torch_networks_match_jax():
 def test_floors_of_a_row():
     """Weight bytes per plan: U-Net once and the value net twice per step, plus one ranking
     pass; each floor in ms, and the row's distance to the higher one."""
-    from dmpc_jax.bench.sampler import add_floors, weight_bytes_per_plan
+    from dmpc_jax.bench.floors import add_floors, weight_bytes_per_plan
 
     params = {"denoiser": {"w": np.zeros((1000,))}, "value": {"w": np.zeros((10, 10))}}
     assert weight_bytes_per_plan(params, 10) == 4.0 * (10 * (1000 + 2 * 100) + 100)
