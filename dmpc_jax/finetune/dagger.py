@@ -29,7 +29,6 @@ A run directory looks like a finetuning run's (``config.json``, ``pretrain_confi
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 
@@ -248,8 +247,7 @@ def dagger(
 
     def evaluate(params, it):  # per-episode outcomes on the fixed keys, as dmpc finetune keeps
         row = evaluator(params)
-        with (run_dir / "eval_episodes.jsonl").open("a") as f:
-            f.write(json.dumps({"iteration": it, **evaluator.episodes}) + "\n")
+        evaluator.append_episodes(run_dir / "eval_episodes.jsonl", it)
         return row
 
     base = jax.random.PRNGKey(cfg.seed)

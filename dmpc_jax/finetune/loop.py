@@ -12,8 +12,8 @@ Each iteration:
    to the best ``buffer_size`` pieces by mean per-step reward;
 3. every ``value_every`` iterations refit R_nn on windows of the whole buffer; every
    ``denoiser_every`` iterations keep the top ``top_quantile`` of pieces per command group
-   (``yaw_classes``, each split at ``speed_edges``) and train the denoiser on windows of the ``max_pieces`` best of them or of
-   as many drawn at random (``selection``), weighted by a per-group softmax of their score with
+   (``yaw_classes``, each split at ``speed_edges``) and train the denoiser on windows of the
+   ``max_pieces`` best of them or of as many drawn at random (``selection``), weighted by a per-group softmax of their score with
    ``temperature`` over the kept set or within each minibatch (``weight_scope``), for
    ``denoiser_steps`` steps or ``update_epochs`` (expected) epochs over the kept windows;
 4. every ``eval_every`` iterations (and before the first) measure success on the evaluation
@@ -218,8 +218,7 @@ def finetune(
     def evaluate(params, it):  # the harness runs on each process's own device
         row = evaluator(params if jax.process_count() == 1 else dist.to_host(params))
         if main:  # per-episode outcomes on the fixed keys: arms compare episode by episode
-            with (run_dir / "eval_episodes.jsonl").open("a") as f:
-                f.write(json.dumps({"iteration": it, **evaluator.episodes}) + "\n")
+            evaluator.append_episodes(run_dir / "eval_episodes.jsonl", it)
         return row
 
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
@@ -379,3 +378,8 @@ class Evaluator:
             self.episodes[rule] = [bool(x) for x in ok]
         row["eval/wall_s"] = time.perf_counter() - t0
         return row
+
+    def append_episodes(self, path: Path, iteration: int) -> None:
+        """The last call's per-episode outcomes as one line of ``path`` (eval_episodes.jsonl)."""
+        with Path(path).open("a") as f:
+            f.write(json.dumps({"iteration": iteration, **self.episodes}) + "\n")

@@ -40,9 +40,8 @@ def make_env(cfg: FinetuneConfig | DaggerConfig, env_set: tuple[str, ...] = ()):
         ),  # fmt: skip
         reward=RewardConfig(preset="finetune", clip_negative=False),
     )
-    if (
-        getattr(cfg, "env_model", "strict") == "paper"
-    ):  # as scenario.make_env's paper model: roll/pitch end episodes
+    # as scenario.make_env's paper model: roll/pitch end episodes
+    if getattr(cfg, "env_model", "strict") == "paper":
         env_cfg = dataclasses.replace(env_cfg, contacts="full", terminate_on_contact=False)
     if env_set:
         env_cfg = apply_overrides(env_cfg, env_set)

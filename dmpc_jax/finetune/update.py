@@ -81,7 +81,7 @@ def offline_windows(pretrained: str | Path, dataset: str | Path, horizon: int):
 
 def offline_rows(cfg) -> int:
     """Rows of each batch drawn from the offline dataset (``cfg.offline_fraction``)."""
-    return int(round(getattr(cfg, "offline_fraction", 0.0) * cfg.batch_size))
+    return int(round(cfg.offline_fraction * cfg.batch_size))
 
 
 def train_network(
@@ -170,8 +170,7 @@ def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
     if have != want:
         raise ValueError(
             f"replay buffer in {run_dir} has capacity/piece length/pruning/yaw classes/speed "
-            f"edges {have}, "
-            f"the config wants {want}"
+            f"edges {have}, the config wants {want}"
         )
     return state, loaded
 

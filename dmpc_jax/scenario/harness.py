@@ -131,16 +131,14 @@ class Harness:
     def _rollout(self, kind: str, push_scale: float, model: str):
         if (kind, push_scale, model) not in self._rollouts:
             env, c = self.env(push_scale, model), self.cfg
-            if kind in ("planner", "planner+probe"):
-                probe = None
-                if kind == "planner+probe":  # the demonstrator's answer on the planner's states
-                    probe = load_batched_policy(Path(c.demonstrator_run))
-                fn = make_planner_rollout(
-                    env, self.planner, c.sampler, c.mpc, env.cfg.episode_steps, c.episodes, probe
-                )
+            # the demonstrator acts, or (planner+probe) answers on the planner's states
+            demo = None if kind == "planner" else load_batched_policy(Path(c.demonstrator_run))
+            if kind == "demonstrator":
+                fn = make_rollout(env, demo, env.cfg.episode_steps, c.episodes)
             else:
-                policy = load_batched_policy(Path(c.demonstrator_run))
-                fn = make_rollout(env, policy, env.cfg.episode_steps, c.episodes)
+                fn = make_planner_rollout(
+                    env, self.planner, c.sampler, c.mpc, env.cfg.episode_steps, c.episodes, demo
+                )
             self._rollouts[(kind, push_scale, model)] = fn
         return self._rollouts[(kind, push_scale, model)]
 

@@ -130,10 +130,9 @@ def test_update_volume_in_epochs_over_the_kept_windows():
     )
 
 
-def test_train_network_feeds_the_per_minibatch_weights_to_the_update():
-    rng = np.random.default_rng(6)
-    buf = _buffer(rng, n_pieces=60)
-    cfg = PAPER
+def _batches_of_two_calls(buf, rng, cfg, offline=None) -> list[dict]:
+    """The stacks of batches ``train_network`` hands the update in two calls over every piece
+    of ``buf``, weighted per minibatch (the update itself is a recorder)."""
     seen = []
 
     def fake_update(params, opt_state, batches, key):
@@ -143,8 +142,17 @@ def test_train_network_feeds_the_per_minibatch_weights_to_the_update():
     def weigh(piece):
         return minibatch_weights(buf.score[piece], buf.group[piece], cfg.temperature)
 
-    train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg, np.arange(60),
-                  None, 2 * cfg.steps_per_call, 24, batch_weights=weigh)  # fmt: skip
+    train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg,
+                  np.arange(len(buf)), None, 2 * cfg.steps_per_call, 24, batch_weights=weigh,
+                  offline=offline)  # fmt: skip
+    return seen
+
+
+def test_train_network_feeds_the_per_minibatch_weights_to_the_update():
+    rng = np.random.default_rng(6)
+    buf = _buffer(rng, n_pieces=60)
+    cfg = PAPER
+    seen = _batches_of_two_calls(buf, rng, cfg)
     assert len(seen) == 2
     for b in seen:
         assert "piece" not in b
@@ -356,17 +364,7 @@ def test_every_rwr_batch_mixes_in_its_offline_share_at_the_paper_layout():
     buf = _buffer(rng, n_pieces=60)
     cfg = dataclasses.replace(PAPER, offline_fraction=0.5, dataset="data/x")
     assert (cfg.batch_size, cfg.steps_per_call) == (256, 20)
-    seen = []
-
-    def fake_update(params, opt_state, batches, key):
-        seen.append(batches)
-        return params, opt_state, {"loss": np.float32(0.0)}
-
-    def weigh(piece):
-        return minibatch_weights(buf.score[piece], buf.group[piece], cfg.temperature)
-
-    train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg, np.arange(60),
-                  None, 2 * cfg.steps_per_call, 24, batch_weights=weigh, offline=_Offline())  # fmt: skip
+    seen = _batches_of_two_calls(buf, rng, cfg, offline=_Offline())
     assert len(seen) == 2
     for b in seen:
         assert b["obs"].shape == (20, 256, 24, 49) and b["weight"].shape == (20, 256)
