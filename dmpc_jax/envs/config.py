@@ -237,6 +237,11 @@ class EnvConfig:
         terminate_on_contact: terminate on base or thigh ground contact.
         init_attitude: initial base roll and pitch drawn from U(-x, x) rad at reset (0: level;
             the authors' data collection uses 0.2).
+        solver_iterations: the contact solver's iterations (``ModelConfig``; Unitree's
+            ``go2.xml`` uses 100).
+        cone: its friction cone, ``pyramidal`` or ``elliptic`` (``ModelConfig``).
+        impratio: its frictional-to-normal impedance ratio (``ModelConfig``).
+        foot_condim: the feet's contact dimensionality (``ModelConfig``; 3 or 6).
         command, randomization, push, noise, reward: see their classes.
     """
 
@@ -253,6 +258,10 @@ class EnvConfig:
     max_pitch: float = 1.6
     terminate_on_contact: bool = True
     init_attitude: float = 0.0
+    solver_iterations: int = 1
+    cone: Literal["pyramidal", "elliptic"] = "pyramidal"
+    impratio: float = 1.0
+    foot_condim: int = 3
     command: CommandConfig = CommandConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     push: PushConfig = PushConfig()
@@ -304,6 +313,10 @@ class EnvConfig:
             kd=self.kd,
             timestep=self.sim_dt,
             terrain=self.terrain,
+            solver_iterations=self.solver_iterations,
+            cone=self.cone,
+            impratio=self.impratio,
+            foot_condim=self.foot_condim,
         )
 
     @property

@@ -125,6 +125,10 @@ class ModelConfig:
         solver_iterations: constraint-solver iterations (MJX cost grows with it).
         ls_iterations: line-search iterations of the solver.
         foot_condim: contact dimensionality of the feet (3: sliding friction only).
+        cone: friction cone of the contact solver, ``pyramidal`` (MuJoCo's default) or
+            ``elliptic`` (Unitree's ``go2.xml``).
+        impratio: ratio of frictional to normal constraint impedance (MuJoCo's default 1;
+            Unitree's ``go2.xml`` 100, which makes friction harder to slip).
     """
 
     contacts: Literal["feet", "full"] = "feet"
@@ -138,6 +142,8 @@ class ModelConfig:
     solver_iterations: int = 1
     ls_iterations: int = 5
     foot_condim: int = 3
+    cone: Literal["pyramidal", "elliptic"] = "pyramidal"
+    impratio: float = 1.0
 
     def __post_init__(self):
         if self.contacts not in ("feet", "full"):
@@ -160,6 +166,12 @@ class ModelConfig:
             )
         if self.solver_iterations < 1 or self.ls_iterations < 1:
             raise ValueError("ModelConfig.solver_iterations and ls_iterations must be >= 1")
+        if self.cone not in ("pyramidal", "elliptic"):
+            raise ValueError(
+                f"ModelConfig.cone must be 'pyramidal' or 'elliptic', got {self.cone!r}"
+            )
+        if not self.impratio > 0:
+            raise ValueError(f"ModelConfig.impratio must be > 0, got {self.impratio}")
 
 
 HFIELD_SIZE = (10.0, 10.0)  # half extents of the rough heightfield, m
@@ -280,7 +292,7 @@ def make_mjcf(cfg: ModelConfig = ModelConfig()) -> str:
     terrain_asset, floor = _terrain_xml(cfg)
     return f"""<mujoco model="go2">
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="{cfg.timestep:.9g}" iterations="{cfg.solver_iterations}" ls_iterations="{cfg.ls_iterations}">
+  <option timestep="{cfg.timestep:.9g}" iterations="{cfg.solver_iterations}" ls_iterations="{cfg.ls_iterations}" cone="{cfg.cone}" impratio="{cfg.impratio:.9g}">
     <flag eulerdamp="disable"/>
   </option>
   <visual>

@@ -39,6 +39,33 @@ def test_actuators_carry_gains_and_real_torque_limits():
     assert tuple(names) == go2.JOINT_NAMES
 
 
+def test_solver_settings_reach_the_compiled_model_from_the_env_config():
+    from dmpc_jax.config import ConfigError, apply_overrides
+    from dmpc_jax.envs.config import EnvConfig
+
+    default = go2.make_model(EnvConfig().model).opt
+    assert (default.iterations, default.cone, default.impratio) == (
+        1,
+        mujoco.mjtCone.mjCONE_PYRAMIDAL,
+        1.0,
+    )
+    cfg = apply_overrides(
+        EnvConfig(),
+        ["solver_iterations=100", "cone=elliptic", "impratio=100", "foot_condim=6", "sim_dt=0.005"],
+    )
+    m = go2.make_model(cfg.model)
+    assert (m.opt.iterations, m.opt.cone, m.opt.impratio, m.opt.timestep) == (
+        100,
+        mujoco.mjtCone.mjCONE_ELLIPTIC,
+        100.0,
+        0.005,
+    )
+    feet = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, f) for f in go2.FEET]
+    assert set(m.geom_condim[feet]) == {6}
+    with pytest.raises((ValueError, ConfigError), match="cone"):
+        apply_overrides(EnvConfig(), ["cone=round"])
+
+
 def test_joint_orders_are_mapped_by_name():
     sdk = go2.sdk_motor_order()
     assert sdk[:3] == ("FR_hip_joint", "FR_thigh_joint", "FR_calf_joint")
