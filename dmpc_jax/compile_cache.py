@@ -21,6 +21,11 @@ ENV_VAR = "DMPC_COMPILE_CACHE"
 MARK = "DMPC_COMPILE_CACHE_SET"  # the JAX_COMPILATION_CACHE_DIR that enable() itself chose
 JAX_VAR = "JAX_COMPILATION_CACHE_DIR"
 OFF = ("", "0", "off", "false", "no")
+# XLA's C++ log level (TSL logging reads it when jaxlib loads). With the cache on, XLA:CPU logs two
+# ERROR lines per cached executable it loads on CPUs whose LLVM tuning flags (+prefer-no-gather,
+# +prefer-no-scatter) it mistakes for missing ISA features, although it loads and runs them
+# (jax-ml/jax#38445, openxla/xla#44565): 3 keeps only FATAL. A user's own value wins.
+LOG_VAR = "TF_CPP_MIN_LOG_LEVEL"
 
 
 def cache_dir(environ: dict | None = None) -> Path | None:
@@ -46,6 +51,8 @@ def enable() -> Path | None:
         del os.environ[JAX_VAR], os.environ[MARK]
     if path is not None and JAX_VAR not in os.environ:
         os.environ[JAX_VAR] = os.environ[MARK] = str(path)
+    if os.environ.get(JAX_VAR) is not None:
+        os.environ.setdefault(LOG_VAR, "3")
     chosen = os.environ.get(JAX_VAR)
     if "jax" in sys.modules:  # already imported: it read the variable before we set it
         import jax

@@ -2,6 +2,10 @@
 ``SLOW_FIXTURES`` is marked ``slow`` here (``make test-fast`` skips it); a test marks itself slow
 when it trains, compiles MJX on its own or starts processes."""
 
+# first: the package sets XLA's C++ log level before JAX loads (compile_cache.py)
+import dmpc_jax  # noqa: F401
+
+# isort: split
 import chex
 import jax
 import numpy as np

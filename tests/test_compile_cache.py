@@ -43,3 +43,27 @@ def test_a_child_process_inherits_moves_or_drops_the_cache(tmp_path):
     # a JAX_COMPILATION_CACHE_DIR the user set wins
     user = str(tmp_path / "mine")
     assert _child_cache_dir({**env, "JAX_COMPILATION_CACHE_DIR": user}) == user
+
+
+@pytest.mark.slow  # starts processes
+def test_loading_a_cached_executable_logs_nothing(tmp_path):
+    # XLA:CPU logs two ERROR lines per executable it reads from the cache on CPUs whose tuning
+    # flags it mistakes for missing features (jax-ml/jax#38445); the package, imported before JAX
+    # as `dmpc` does, sets XLA's C++ log level so that a second run starts clean, and keeps a
+    # level the user chose. (Imported after JAX it is too late: JAX has read the level.)
+    code = (
+        "import dmpc_jax, jax, jax.numpy as jnp, os\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "print(float(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((8, 8))).sum()))\n"
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
+    )
+    env = {**os.environ, "DMPC_COMPILE_CACHE": str(tmp_path)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           check=True) for _ in range(2)]  # fmt: skip
+    assert any(tmp_path.iterdir())  # the first run wrote the executable the second one read
+    assert "cpu_aot_loader" not in runs[1].stderr and "pjrt_executable" not in runs[1].stderr
+    assert runs[1].stdout.split()[-1] == "3"
+    mine = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "1"},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert mine.stdout.split()[-1] == "1"
