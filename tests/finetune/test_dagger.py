@@ -12,6 +12,12 @@ from dmpc_jax.finetune.dagger import DaggerConfig, MixedWindows, make_branch_rol
 from dmpc_jax.finetune.rwr import ReplayBuffer, split_pieces
 
 EXPERT_ACTION = 0.375  # exact in float32
+JOINT_POS = slice(12, 24)  # obs.OBS_SLICES["joint_pos"]
+
+
+def _expert_of(state):
+    """The test's expert: its action depends on the observation it acts on."""
+    return EXPERT_ACTION + 0.05 * np.tanh(np.asarray(state)[..., JOINT_POS])
 
 
 def test_branches_fork_from_the_learner_and_record_the_expert(env):
@@ -19,7 +25,7 @@ def test_branches_fork_from_the_learner_and_record_the_expert(env):
         return jnp.zeros(obs["state"].shape[:-1] + (12,))
 
     def expert(obs, key):
-        return jnp.full(obs["state"].shape[:-1] + (12,), EXPERT_ACTION)
+        return EXPERT_ACTION + 0.05 * jnp.tanh(obs["state"][..., JOINT_POS])
 
     n_envs, n_steps, lo, hi = 2, 40, 6, 9
     start, run = make_branch_rollout(
@@ -29,8 +35,11 @@ def test_branches_fork_from_the_learner_and_record_the_expert(env):
     carry = start(jax.random.PRNGKey(0), ())
     _, rec = run(carry, jax.random.PRNGKey(1), ())
     rec = jax.device_get(rec)
-    np.testing.assert_array_equal(rec["action"], EXPERT_ACTION)  # only the expert is recorded
     fork, obs, learner_obs = rec["fork"], rec["obs"], rec["learner_obs"]
+    # only the expert is recorded, each action beside the observation it was computed from (the
+    # dataset's pairing: a one-step shift would pair it with the next step's observation)
+    np.testing.assert_allclose(rec["action"], _expert_of(obs), atol=1e-6)
+    assert not np.allclose(rec["action"][1:], _expert_of(obs[:-1]), atol=1e-4)
     assert fork.sum() >= n_envs * (n_steps // hi - 1)
     # at a fork the branch observes exactly what the learner env observes ...
     np.testing.assert_array_equal(obs[fork], learner_obs[fork])
