@@ -59,7 +59,7 @@ from dmpc_jax.report.logger import RunLogger
 
 def make_branch_rollout(
     env, learner: Controller, expert, *, n_envs: int, n_steps: int,
-    branch_steps: tuple[int, int], hold_steps: int,
+    branch_steps: tuple[int, int], hold_steps: int, skip_after_fork: int = 0,
 ):  # fmt: skip
     """``(start(key, args) -> carry, run(carry, key, args) -> (carry, records))``, both jitted.
 
@@ -69,6 +69,9 @@ def make_branch_rollout(
     is forked again after this step: a piece ends here), terminated (the branch fell), valid
     (all true), wz, ``fork`` (the branch was forked from the planner env at this step),
     ``learner_obs`` (the planner env's observation) and ``learner_fell`` (it fell at this step).
+    The first ``skip_after_fork`` steps of every branch are recorded as not valid (no window
+    starts there): their observations still carry the planner's last actions (and its latency
+    history), beside the demonstrator's first actions.
     """
     from dmpc_jax.envs.wrappers import select_envs, wrap_for_training
 
@@ -84,15 +87,17 @@ def make_branch_rollout(
         cstate = learner.init(state.obs, k_c, args)
         countdown = jax.random.randint(k_b, (n_envs,), 0, hi + 1)  # staggered first forks
         hold = jnp.zeros(n_envs, jnp.int32)
-        carry = (state, cstate, state, countdown, hold)
+        age = jnp.zeros(n_envs, jnp.int32)  # steps since the branch was forked
+        carry = (state, cstate, state, countdown, hold, age)
         # reset leaves weakly typed scalars that step makes strong: strip them, so the first
         # and later ``run`` calls share one compilation
         return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), carry)
 
     def body(args, carry, key):
-        state, cstate, branch, countdown, hold = carry
+        state, cstate, branch, countdown, hold, age = carry
         k_act, k_exp, k_draw = jax.random.split(key, 3)
         fork = countdown <= 0
+        age = jnp.where(fork, 0, age)
         branch = select_envs(fork, state, branch)
         countdown = jnp.where(fork, draw(k_draw), countdown)
         a_learn, cstate = learner.act(cstate, state.obs, k_act, args)
@@ -110,13 +115,13 @@ def make_branch_rollout(
             "reward": nxt_branch.reward,
             "done": branch_done | (countdown <= 0),
             "terminated": branch_done & (nxt_branch.info["truncation"] == 0),
-            "valid": jnp.ones(n_envs, bool),
+            "valid": age >= skip_after_fork,
             "wz": branch.info["command"][:, 2],
             "fork": fork,
             "learner_obs": state.obs["state"],
             "learner_fell": learner_done & (nxt.info["truncation"] == 0),
         }
-        return (nxt, cstate, nxt_branch, countdown, hold), rec
+        return (nxt, cstate, nxt_branch, countdown, hold, age + 1), rec
 
     def run(carry, key, args):
         return jax.lax.scan(lambda c, k: body(args, c, k), carry, jax.random.split(key, n_steps))
@@ -205,9 +210,10 @@ def dagger(
     )
     planner = load_planner(cfg.pretrained)
     dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
-    if cfg.branch_steps[0] < h:
+    if cfg.branch_steps[0] - cfg.skip_after_fork < h:
         raise ValueError(
-            f"DaggerConfig.branch_steps[0] ({cfg.branch_steps[0]}) must be >= the horizon ({h})"
+            f"DaggerConfig.branch_steps[0] ({cfg.branch_steps[0]}) minus skip_after_fork "
+            f"({cfg.skip_after_fork}) must be >= the horizon ({h})"
         )
     optimizer = make_optimizer(cfg)
     state = {
@@ -239,6 +245,7 @@ def dagger(
     r_start, r_run = make_branch_rollout(
         env, learner, expert, n_envs=cfg.n_envs, n_steps=cfg.steps_per_iter,
         branch_steps=cfg.branch_steps, hold_steps=cfg.execute,
+        skip_after_fork=cfg.skip_after_fork,
     )  # fmt: skip
     update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     windows = MixedWindows.from_config(cfg, h)

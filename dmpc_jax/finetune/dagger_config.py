@@ -23,6 +23,9 @@ class DaggerConfig:
         iterations: iterations in total.
         branch_steps: (lo, hi) steps a branch is driven by the demonstrator before the next fork,
             drawn uniformly per branch; lo >= H so every branch can yield a window.
+        skip_after_fork: steps after each fork where no window starts: there the branch's
+            observation still holds the planner's last actions, beside the demonstrator's first
+            actions (0: every step, as the first runs did).
         execute: E of the planner's asynchronous receding horizon (as ``dmpc eval``).
         margin: D of the planner's asynchronous receding horizon (as ``dmpc eval``).
         guidance_scale: learned-reward guidance of the planner's rollouts (``dmpc eval``'s nominal).
@@ -55,6 +58,7 @@ class DaggerConfig:
     steps_per_iter: int = 100
     iterations: int = 30
     branch_steps: tuple[int, int] = (24, 48)
+    skip_after_fork: int = 0
     execute: int = 11
     margin: int = 4
     guidance_scale: float = 0.1
@@ -78,6 +82,10 @@ class DaggerConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.skip_after_fork < 0:
+            raise ValueError(
+                f"DaggerConfig.skip_after_fork must be >= 0, got {self.skip_after_fork}"
+            )
         for name in ("n_envs", "steps_per_iter", "iterations", "execute", "buffer_size",
                      "batch_size", "steps_per_call", "checkpoint_every"):  # fmt: skip
             if getattr(self, name) < 1:

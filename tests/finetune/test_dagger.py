@@ -27,10 +27,10 @@ def test_branches_fork_from_the_learner_and_record_the_expert(env):
     def expert(obs, key):
         return EXPERT_ACTION + 0.05 * jnp.tanh(obs["state"][..., JOINT_POS])
 
-    n_envs, n_steps, lo, hi = 2, 40, 6, 9
+    n_envs, n_steps, lo, hi, skip = 2, 40, 6, 9, 2
     start, run = make_branch_rollout(
         env, stateless(learner), expert, n_envs=n_envs, n_steps=n_steps, branch_steps=(lo, hi),
-        hold_steps=3,
+        hold_steps=3, skip_after_fork=skip,
     )  # fmt: skip
     carry = start(jax.random.PRNGKey(0), ())
     _, rec = run(carry, jax.random.PRNGKey(1), ())
@@ -52,8 +52,15 @@ def test_branches_fork_from_the_learner_and_record_the_expert(env):
     for e in range(n_envs):  # each branch runs lo..hi expert steps before the next fork
         gaps = np.diff(np.flatnonzero(fork[:, e]))
         assert len(gaps) and ((gaps >= lo) & (gaps <= hi)).all()
-    pieces = split_pieces(rec["valid"], rec["done"], lo)
-    assert pieces and all(b - a <= hi for _, a, b in pieces)
+    # no window starts in the first `skip` steps of a branch (the first starts at the reset)
+    age = np.zeros(n_envs, int)
+    for t in range(n_steps):
+        age = np.where(fork[t], 0, age)
+        np.testing.assert_array_equal(rec["valid"][t], age >= skip)
+        age = age + 1
+    pieces = split_pieces(rec["valid"], rec["done"], lo - skip)
+    assert pieces and all(b - a <= hi - skip for _, a, b in pieces)
+    assert all(a == skip or fork[a - skip, e] for e, a, _ in pieces)
 
 
 def _rec(t, b, start, reward=0.0):
