@@ -107,6 +107,9 @@ def main() -> None:
         if any(c != "-" for c in cells):
             ranked.append((effect, f"| {variant} | " + " | ".join(cells) + " |"))
     lines += [row for _, row in sorted(ranked, key=lambda x: -x[0])]
+    notes = HERE / "notes.md"  # the reading of the numbers, written by hand
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     (HERE / "README.md").write_text("\n".join(lines) + "\n")
     print((HERE / "README.md").read_text())
 
