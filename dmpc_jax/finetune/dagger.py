@@ -40,7 +40,7 @@ from tqdm import tqdm
 from dmpc_jax.checkpointing import truncate_metrics
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.config import make_optimizer
-from dmpc_jax.envs.rollout import Controller
+from dmpc_jax.envs.rollout import Controller, stateless
 from dmpc_jax.finetune.dagger_config import DaggerConfig, dagger_preset
 from dmpc_jax.finetune.loop import Evaluator, prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
@@ -233,14 +233,18 @@ def dagger(
     spec = TaskSpec(name="nominal", command=(cfg.vx[1], 0.0, 0.0),
                     guidance_scale=cfg.guidance_scale)  # fmt: skip
     args = planner.task_args(spec)
-    learner = planner.controller(
-        SamplerConfig(num_candidates=1), MPCConfig(execute=cfg.execute, margin=cfg.margin)
-    )
     make_policy, pol_params, _ = load_policy(Path(cfg.demonstrator_run))
     inference = make_policy(pol_params, deterministic=True)
 
     def expert(obs, key):
         return inference(obs, key)[0]
+
+    if cfg.learner == "planner":
+        learner = planner.controller(
+            SamplerConfig(num_candidates=1), MPCConfig(execute=cfg.execute, margin=cfg.margin)
+        )
+    else:  # the control: branches forked from the demonstrator's own states
+        learner = stateless(expert)
 
     r_start, r_run = make_branch_rollout(
         env, learner, expert, n_envs=cfg.n_envs, n_steps=cfg.steps_per_iter,

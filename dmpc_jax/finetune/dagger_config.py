@@ -18,6 +18,10 @@ class DaggerConfig:
         offline_fraction: share of each batch drawn from ``dataset`` (its training envs only); 1.0
             trains on the offline data alone (the control run: the same optimisation without the
             planner's states; it runs no rollouts).
+        learner: who drives the envs the branches fork from: ``planner`` (DAgger) or
+            ``demonstrator`` (a control: the branches then start from the demonstrator's own
+            states, so the buffer holds pretraining-like windows through the same buffer, batch
+            mix and update).
         n_envs: planner envs (and as many demonstrator branches).
         steps_per_iter: control steps per env per iteration.
         iterations: iterations in total.
@@ -54,6 +58,7 @@ class DaggerConfig:
     demonstrator_run: str = DEFAULT_DEMONSTRATOR
     dataset: str = "data/cpu_recovery"
     offline_fraction: float = 0.5
+    learner: str = "planner"
     n_envs: int = 128
     steps_per_iter: int = 100
     iterations: int = 30
@@ -82,6 +87,10 @@ class DaggerConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.learner not in ("planner", "demonstrator"):
+            raise ValueError(
+                f"DaggerConfig.learner must be 'planner' or 'demonstrator', got {self.learner!r}"
+            )
         if self.skip_after_fork < 0:
             raise ValueError(
                 f"DaggerConfig.skip_after_fork must be >= 0, got {self.skip_after_fork}"

@@ -133,3 +133,12 @@ def test_config_errors_are_clear():
         DaggerConfig(ema_decay=1.0)
     with pytest.raises(ValueError, match="eval_rules"):
         DaggerConfig(eval_rules=("boxed",))
+
+
+def test_the_learner_is_the_planner_or_the_demonstrator():
+    assert DaggerConfig().learner == "planner"
+    assert DaggerConfig(learner="demonstrator").learner == "demonstrator"
+    with pytest.raises(ValueError, match="learner"):
+        DaggerConfig(learner="ppo")
+    with pytest.raises(ValueError, match="skip_after_fork"):
+        DaggerConfig(skip_after_fork=-1)
