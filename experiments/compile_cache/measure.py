@@ -1,0 +1,137 @@
+"""First and second run of ``make demo``, ``dmpc eval`` (8 episodes) and ``dmpc sim2sim`` (1 run)
+with an empty, then a warm compilation cache (a fresh directory per command, DMPC_COMPILE_CACHE):
+wall time, and the compile work JAX reports in the command's main process (tracing, lowering,
+XLA compiles, cache reads; hook.py). Writes results.json and README.md here.
+
+Usage: .venv/bin/python experiments/compile_cache/measure.py [--only demo eval sim2sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SCRATCH = Path(tempfile.gettempdir()) / "dmpc_compile_cache_measure"
+COMMANDS = {
+    # the demo writes its page; measure.py restores the committed one afterwards
+    "demo": ["demo"],
+    "eval": ["eval", "--cfg.task", "walk_1.0", "--cfg.episodes", "8", "--cfg.controllers", "task",
+             "--cfg.rules", "strict", "--cfg.no-video", "--cfg.out-dir", str(SCRATCH / "eval")],
+    "sim2sim": ["sim2sim", "--cfg.repeats", "1", "--cfg.walk-s", "5", "--cfg.auto-margin",
+                "--cfg.out-dir", str(SCRATCH / "sim2sim")],
+}  # fmt: skip
+COMPILE_EVENTS = {
+    "trace": "/jax/core/compile/jaxpr_trace_duration",
+    "lower": "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "backend compile": "/jax/core/compile/backend_compile_duration",
+    "cache read": "/jax/compilation_cache/cache_retrieval_time_sec",
+}
+
+
+def run_once(name: str, cache: Path) -> dict:
+    log = SCRATCH / f"{name}.json"
+    env = {**os.environ, "DMPC_COMPILE_CACHE": str(cache), "DMPC_COMPILE_LOG": str(log)}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(HERE / "hook.py"), *COMMANDS[name]], cwd=ROOT,
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    hooked = json.loads(log.read_text())
+    secs = {k: round(hooked["seconds"].get(ev, 0.0), 2) for k, ev in COMPILE_EVENTS.items()}
+    return {
+        "wall_s": round(wall, 1),
+        "compile_s": round(sum(v for k, v in secs.items()), 1),
+        "compile_parts_s": secs,
+        "compile_calls": hooked["counts"].get(COMPILE_EVENTS["backend compile"], 0),
+        "cache_hits": hooked["counts"].get(COMPILE_EVENTS["cache read"], 0),
+        "cache_misses": hooked["counts"].get("/jax/compilation_cache/cache_misses", 0),
+    }
+
+
+def render(results: dict) -> str:
+    lines = [
+        "# Compile once: first and second run of three commands",
+        "",
+        'Deliverable 1 of "Fast feedback". Each command ran twice in a row with its own empty '
+        "compilation cache (`DMPC_COMPILE_CACHE=<fresh dir>`): the first run compiles and writes "
+        "the cache, the second reads it. Compile time is what JAX reports in the command's main "
+        "process (tracing + lowering + XLA compiles + cache reads, `hook.py`): an upper bound, "
+        "since a function traced inside another one is counted in both; `dmpc sim2sim`'s "
+        "planner process and simulated robot are not in it, only in its wall time. Compile "
+        "calls: the backend compilations JAX asked for, served by XLA or by the cache (only "
+        "those that took over 1 s are written to the cache, JAX's default).",
+        "",
+        f"Machine: {results['machine']}. Produced by `{results['command']}`.",
+        "",
+        "| command | run | wall (s) | compile (s) | compile calls | cache hits | "
+        "wall: first / second | compile: first / second |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (first, second) in results["runs"].items():
+        shown = " ".join(COMMANDS[name][:1])
+        for i, r in enumerate((first, second)):
+            ratio = ""
+            if i == 1:
+                ratio = (f"{first['wall_s'] / second['wall_s']:.2f}x | "
+                         f"{first['compile_s'] / max(second['compile_s'], 1e-9):.1f}x")  # fmt: skip
+            else:
+                ratio = " | "
+            lines.append(
+                f"| `dmpc {shown}` | {'first' if i == 0 else 'second'} | {r['wall_s']} | "
+                f"{r['compile_s']} | {r['compile_calls']} | {r['cache_hits']} | {ratio} |"
+            )
+    lines += ["", "Commands (run through `hook.py`):", ""]
+    lines += [f"- `dmpc {' '.join(c)}`" for c in COMMANDS.values()]
+    notes = HERE / "notes.md"  # the reading of the numbers, written by hand
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*", default=list(COMMANDS))
+    ap.add_argument(
+        "--render", action="store_true", help="only re-write README.md from results.json"
+    )
+    args = ap.parse_args()
+    if args.render:
+        (HERE / "README.md").write_text(render(json.loads((HERE / "results.json").read_text())))
+        return
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    SCRATCH.mkdir(parents=True)
+    demo_page = {p: p.read_bytes() for p in (ROOT / "experiments/demo").glob("demo.*")}
+    runs = {}
+    try:
+        for name in args.only:
+            cache = SCRATCH / f"cache_{name}"
+            runs[name] = [run_once(name, cache) for _ in range(2)]
+            print(name, json.dumps(runs[name]), flush=True)
+    finally:
+        for p, data in demo_page.items():
+            p.write_bytes(data)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                if ln.startswith("model name")), "?")  # fmt: skip
+    results = {
+        "machine": f"{os.cpu_count()} cores, {cpu}",
+        "command": "python experiments/compile_cache/measure.py"
+        + (f" --only {' '.join(args.only)}" if args.only != list(COMMANDS) else ""),
+        "runs": runs,
+    }
+    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (HERE / "README.md").write_text(render(results))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
