@@ -129,6 +129,22 @@ def make_branch_rollout(
     return jax.jit(start), jax.jit(run)
 
 
+def fallen_pieces(done: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """[T, B] mask of the steps of every branch piece that ends in a fall (``terminated`` at its
+    last step), back to the step after the previous piece's end: the demonstrator failing to
+    recover from the state the planner handed over."""
+    done, terminated = np.asarray(done), np.asarray(terminated)
+    out = np.zeros(done.shape, bool)
+    for e in range(done.shape[1]):
+        start = 0
+        for t in range(done.shape[0]):
+            if done[t, e]:
+                if terminated[t, e]:
+                    out[start : t + 1, e] = True
+                start = t + 1
+    return out
+
+
 def branch_metrics(rec: dict, dt: float) -> dict:
     n_env_min = np.asarray(rec["valid"]).size * dt / 60.0
     return {
@@ -283,6 +299,8 @@ def dagger(
             carry, rec = r_run(carry, k_roll, args)
             rec = jax.device_get(rec)
             t_roll = time.perf_counter() - t0
+            if cfg.drop_fallen:
+                rec["valid"] = rec["valid"] & ~fallen_pieces(rec["done"], rec["terminated"])
             added = buf.add_rollout(rec, h, it)
             row.update({"env_steps": it * 2 * cfg.n_envs * cfg.steps_per_iter,
                         **branch_metrics(rec, env.cfg.ctrl_dt), "buffer/pieces": len(buf),

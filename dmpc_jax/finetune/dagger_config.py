@@ -30,6 +30,9 @@ class DaggerConfig:
         skip_after_fork: steps after each fork where no window starts: there the branch's
             observation still holds the planner's last actions, beside the demonstrator's first
             actions (0: every step, as the first runs did).
+        drop_fallen: keep no window of a branch piece that ends in a fall (the demonstrator
+            failing from the state the planner handed over), which pretraining's data almost
+            never shows (False: keep them, as the first runs did).
         execute: E of the planner's asynchronous receding horizon (as ``dmpc eval``).
         margin: D of the planner's asynchronous receding horizon (as ``dmpc eval``).
         guidance_scale: learned-reward guidance of the planner's rollouts (``dmpc eval``'s nominal).
@@ -64,6 +67,7 @@ class DaggerConfig:
     iterations: int = 30
     branch_steps: tuple[int, int] = (24, 48)
     skip_after_fork: int = 0
+    drop_fallen: bool = False
     execute: int = 11
     margin: int = 4
     guidance_scale: float = 0.1

@@ -142,3 +142,19 @@ def test_the_learner_is_the_planner_or_the_demonstrator():
         DaggerConfig(learner="ppo")
     with pytest.raises(ValueError, match="skip_after_fork"):
         DaggerConfig(skip_after_fork=-1)
+
+
+def test_fallen_pieces_covers_each_piece_that_ends_in_a_fall():
+    from dmpc_jax.finetune.dagger import fallen_pieces
+
+    done = np.zeros((8, 2), bool)
+    term = np.zeros((8, 2), bool)
+    done[[2, 5, 7], 0] = True  # env 0: pieces 0-2, 3-5 (falls), 6-7
+    term[5, 0] = True
+    done[[3, 7], 1] = True  # env 1: pieces 0-3 (falls), 4-7 (ends by time)
+    term[3, 1] = True
+    mask = fallen_pieces(done, term)
+    np.testing.assert_array_equal(np.flatnonzero(mask[:, 0]), [3, 4, 5])
+    np.testing.assert_array_equal(np.flatnonzero(mask[:, 1]), [0, 1, 2, 3])
+    pieces = split_pieces(np.ones((8, 2), bool) & ~mask, done, 1)
+    assert sorted(pieces) == [(0, 0, 3), (0, 6, 8), (1, 4, 8)]
