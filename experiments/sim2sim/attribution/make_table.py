@@ -39,7 +39,7 @@ def pct(ctrl: dict, rule: str) -> str:
 
 
 def main() -> None:
-    rows, speeds, commands = [], {}, {}
+    rows, speeds, stricts, commands = [], {}, {}, {}
     for variant in VARIANTS:
         for task in TASKS:
             r = load(variant, task)
@@ -49,6 +49,7 @@ def main() -> None:
             for key, name in CONTROLLERS:
                 c = r["controllers"][key]
                 speeds[(variant, task, name)] = c["mean_forward_vel"]
+                stricts[(variant, task, name)] = c["success"]["strict"]["rate"]
                 rows.append(
                     f"| {variant} | {task} | {name} | {c['mean_forward_vel']:.3f} | "
                     f"{c['tracking_err_m_per_s']:.3f} | {pct(c, 'strict')} | {pct(c, 'paper')} | "
@@ -107,6 +108,25 @@ def main() -> None:
         if any(c != "-" for c in cells):
             ranked.append((effect, f"| {variant} | " + " | ".join(cells) + " |"))
     lines += [row for _, row in sorted(ranked, key=lambda x: -x[0])]
+    lines += [
+        "",
+        "Change of strict success against `ours` on the same keys, points (planner / "
+        "demonstrator):",
+        "",
+        "| variant | walk_0.5: planner | walk_0.5: demonstrator | walk_1.0: planner | "
+        "walk_1.0: demonstrator |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for variant in VARIANTS:
+        if variant == "ours":
+            continue
+        cells = []
+        for task in TASKS:
+            for name in ("planner", "demonstrator"):
+                a, b = stricts.get((variant, task, name)), stricts.get(("ours", task, name))
+                cells.append("-" if a is None or b is None else f"{100 * (a - b):+.1f}")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     notes = HERE / "notes.md"  # the reading of the numbers, written by hand
     if notes.exists():
         lines += ["", notes.read_text().rstrip()]
