@@ -36,7 +36,8 @@ class DaggerConfig:
         execute: E of the planner's asynchronous receding horizon (as ``dmpc eval``).
         margin: D of the planner's asynchronous receding horizon (as ``dmpc eval``).
         guidance_scale: learned-reward guidance of the planner's rollouts (``dmpc eval``'s nominal).
-        vx: forward command range (m/s; vy = 0), resampled every ``resample_s``.
+        vx: forward command range (m/s; vy = 0), resampled every ``resample_s``; up to 1.0, the
+            pretraining data's own limit (with 1.5 the planner fell further: experiments/dagger).
         wz: yaw-rate command range (rad/s).
         env_set: overrides of the rollout env's config, ``field.path=json``.
         buffer_size: branch pieces kept (the newest).
@@ -71,7 +72,7 @@ class DaggerConfig:
     execute: int = 11
     margin: int = 4
     guidance_scale: float = 0.1
-    vx: tuple[float, float] = (0.3, 1.5)
+    vx: tuple[float, float] = (0.3, 1.0)
     wz: tuple[float, float] = (-0.5, 0.5)
     resample_s: float = 5.0
     env_set: tuple[str, ...] = ()
