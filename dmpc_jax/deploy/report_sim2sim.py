@@ -116,6 +116,7 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         )  # fmt: skip
         + (f" --cfg.blend-s {cfg.blend_s:g}" if cfg.blend_s else "")
         + (" --cfg.sim unitree --cfg.unitree-mujoco <checkout>" if peer else "")
+        + (" --cfg.controller demonstrator" if cfg.controller == "demonstrator" else "")
         + f"{' --cfg.auto-margin' if cfg.auto_margin else ''}`). Processes on one machine, DDS "
         f"on `{cfg.interface}` (domain {cfg.domain}): "
         + (
