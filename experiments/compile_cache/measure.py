@@ -82,8 +82,9 @@ def render(results: dict) -> str:
         for i, r in enumerate((first, second)):
             ratio = ""
             if i == 1:
-                ratio = (f"{first['wall_s'] / second['wall_s']:.2f}x | "
-                         f"{first['compile_s'] / max(second['compile_s'], 1e-9):.1f}x")  # fmt: skip
+                comp = (f"{first['compile_s'] / second['compile_s']:.1f}x"
+                        if second["compile_s"] > 0 else "-")  # fmt: skip
+                ratio = f"{first['wall_s'] / second['wall_s']:.2f}x | {comp}"
             else:
                 ratio = " | "
             lines.append(
@@ -122,11 +123,15 @@ def main() -> None:
             p.write_bytes(data)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
                 if ln.startswith("model name")), "?")  # fmt: skip
+    old = HERE / "results.json"  # rows of commands not re-run this time are kept
+    kept = json.loads(old.read_text()) if old.exists() and args.only != list(COMMANDS) else {}
+    commands = {**kept.get("commands", {}), **{n: f"python experiments/compile_cache/measure.py"
+                f" --only {' '.join(args.only)}" for n in runs}}  # fmt: skip
     results = {
         "machine": f"{os.cpu_count()} cores, {cpu}",
-        "command": "python experiments/compile_cache/measure.py"
-        + (f" --only {' '.join(args.only)}" if args.only != list(COMMANDS) else ""),
-        "runs": runs,
+        "command": "python experiments/compile_cache/measure.py (rows: see commands)",
+        "commands": commands,
+        "runs": {**kept.get("runs", {}), **runs},
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (HERE / "README.md").write_text(render(results))
