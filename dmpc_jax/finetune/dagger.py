@@ -67,7 +67,7 @@ def make_branch_rollout(
     ``expert(obs, key) -> actions [B, 12]`` (the demonstrator). Records [T, B] are the branches'
     steps: obs, action (the expert's), reward, done (the branch's episode ended, or the branch
     is forked again after this step: a piece ends here), terminated (the branch fell), valid
-    (all true), wz, ``fork`` (the branch was forked from the planner env at this step),
+    (false in a branch's first ``skip_after_fork`` steps), wz, ``fork`` (the branch was forked from the planner env at this step),
     ``learner_obs`` (the planner env's observation) and ``learner_fell`` (it fell at this step).
     The first ``skip_after_fork`` steps of every branch are recorded as not valid (no window
     starts there): their observations still carry the planner's last actions (and its latency

@@ -26,7 +26,7 @@ class DaggerConfig:
         steps_per_iter: control steps per env per iteration.
         iterations: iterations in total.
         branch_steps: (lo, hi) steps a branch is driven by the demonstrator before the next fork,
-            drawn uniformly per branch; lo >= H so every branch can yield a window.
+            drawn uniformly per branch; lo - skip_after_fork >= H so every branch can yield a window.
         skip_after_fork: steps after each fork where no window starts: there the branch's
             observation still holds the planner's last actions, beside the demonstrator's first
             actions (0: every step, as the first runs did).
