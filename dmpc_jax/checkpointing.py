@@ -19,6 +19,20 @@ def checkpoint_manager(
     )
 
 
+# Orbax's default OCDBT data file is up to 2 GB; a finetuning state (parameters, EMA, Adam) is
+# ~65 MB and is committed at milestones, so its data files are kept under the repository's 30 MiB
+# per-file limit. Restoring reads either layout.
+DATA_FILE_BYTES = 16 << 20
+
+
+def save_state(mngr: ocp.CheckpointManager, step: int, state, force: bool = False) -> None:
+    """Save the pytree ``state`` at ``step`` (data files of at most ``DATA_FILE_BYTES``) and wait
+    for it; ``restore_state`` reads it back."""
+    args = ocp.args.PyTreeSave(state, ocdbt_target_data_file_size=DATA_FILE_BYTES)
+    mngr.save(step, args=args, force=force)
+    mngr.wait_until_finished()
+
+
 def _key(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
@@ -62,8 +76,11 @@ def restore_state(mngr: ocp.CheckpointManager, template, step: int | None = None
     if item.is_dir():
         check_shapes(item, template)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    # a manager of its own: ``mngr`` may save next (``save_state``, another handler), and a
+    # manager keeps the first handler it used for an item
+    reader = ocp.CheckpointManager(mngr.directory)
     try:
-        return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        return reader.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax raises several types for truncated/corrupt files
         raise RuntimeError(
             f"checkpoint {mngr.directory}/{step} could not be restored ({type(e).__name__}: {e}); "

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dmpc_jax.checkpointing import checkpoint_manager, restore_state
+from dmpc_jax.checkpointing import checkpoint_manager, restore_state, save_state
 from dmpc_jax.config import from_dict, to_dict
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.config import PretrainConfig, initial_state, make_optimizer
@@ -24,8 +24,7 @@ from dmpc_jax.robot import go2
 
 def save_planner_params(mngr: ocp.CheckpointManager, step: int, ema) -> None:
     """The EMA parameters alone (``checkpoint_manager(run_dir, 1, "planner")``: newest kept)."""
-    mngr.save(step, args=ocp.args.StandardSave({"ema": ema}))
-    mngr.wait_until_finished()
+    save_state(mngr, step, {"ema": ema})
 
 
 def load_planner_checkpoint(run_dir: Path):

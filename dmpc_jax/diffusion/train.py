@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 from tqdm import tqdm
 
@@ -32,6 +31,7 @@ from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
     restore_state,
+    save_state,
 )
 from dmpc_jax.config import prepare_run
 from dmpc_jax.data.dataset import WindowSampler, load_dataset
@@ -222,8 +222,7 @@ def pretrain(
         bar.update(cfg.steps_per_call)
         bar.set_postfix(loss=f"{metrics['loss/denoiser']:.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
-            mngr.save(step, args=ocp.args.StandardSave(_state_dict(carry)))
-            mngr.wait_until_finished()
+            save_state(mngr, step, _state_dict(carry))
             save_planner_params(planner_mngr, step, carry[1])
     bar.close()
     step = int(dist.to_host(carry[3]))

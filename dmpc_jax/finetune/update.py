@@ -11,11 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding
 
 from dmpc_jax import distributed as dist
-from dmpc_jax.checkpointing import checkpoint_manager, restore_state
+from dmpc_jax.checkpointing import checkpoint_manager, restore_state, save_state
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import save_planner_params
 from dmpc_jax.diffusion.config import make_optimizer
@@ -147,8 +146,7 @@ def save_checkpoint(
         if kept is not None:
             buf.subset(kept, count_rest=True).save(Path(run_dir) / "kept.npz")
     mngr = checkpoint_manager(run_dir)
-    mngr.save(it, args=ocp.args.StandardSave(state), force=True)
-    mngr.wait_until_finished()
+    save_state(mngr, it, state, force=True)
     planner = state[planner_key] if planner is None else planner
     save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, planner)
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import (
     checkpoint_manager,
     restore_state,
+    save_state,
 )
 from dmpc_jax.config import from_dict, prepare_run
 from dmpc_jax.envs.go2_joystick import Go2Joystick
@@ -117,8 +117,7 @@ def train(
             len=f"{metrics.get('episode/length', float('nan')):.0f}",
         )
         if (ep + 1) % cfg.ppo.checkpoint_every_epochs == 0 or ep + 1 == end_epoch:
-            mngr.save(ep + 1, args=ocp.args.StandardSave(ts))
-            mngr.wait_until_finished()
+            save_state(mngr, ep + 1, ts)
     bar.close()
     logger.close()
     return make_policy, params_tuple(ts), ts
