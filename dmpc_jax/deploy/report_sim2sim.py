@@ -77,6 +77,32 @@ def _demonstrator_text(summary: dict) -> str:
 
 def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
     """experiments/sim2sim/README.md: a row per run (``dmpc sim2sim``)."""
+    (Path(out) / "README.md").write_text(render_sim2sim_page(cfg, summary))
+
+
+def is_sim2sim_result(result: dict) -> bool:
+    """A ``dmpc sim2sim`` results.json (its config and a record per run)."""
+    cfg = result.get("config")
+    return isinstance(cfg, dict) and {"walk_s", "sim", "repeats"} <= cfg.keys() and "runs" in result
+
+
+def render_sim2sim_result(result: dict) -> str:
+    """The page of a sim2sim results.json from that file alone (``dmpc check-pages``)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from dmpc_jax.deploy.sim2sim import Sim2SimConfig
+
+    # the recorded fields over the defaults, unvalidated: rendering needs no unitree_mujoco checkout
+    cfg = {
+        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(Sim2SimConfig)
+    }
+    return render_sim2sim_page(SimpleNamespace(**{**cfg, **result["config"]}), result)
+
+
+def render_sim2sim_page(cfg, summary: dict) -> str:
+    """The sim2sim page's text: a row per run."""
     nan = float("nan")
     peer = cfg.sim == "unitree"
     demo = getattr(cfg, "controller", "planner") == "demonstrator"
@@ -170,7 +196,7 @@ def write_sim2sim_page(cfg, summary: dict, out: Path) -> None:
         "Numbers: `results.json`; base trajectories (50 Hz): `trajectory_<seed>.json.gz`.",
         "",
     ]
-    (out / "README.md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def write_faults_page(cfg, summary: dict) -> None:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from dmpc_jax.deploy.report_sim2sim import is_sim2sim_result, render_sim2sim_result
 from dmpc_jax.evaluate.report_sweep import is_sweep_result, render_sweep_page
 from dmpc_jax.evaluate.report_tasks import is_task_result, render_task_page
 from dmpc_jax.finetune.report_curve import is_curve_result, render_curve_page
@@ -20,6 +21,7 @@ RENDERERS: tuple[tuple[str, Callable[[dict], bool], Callable[[dict], str]], ...]
     ("task", is_task_result, render_task_page),
     ("sweep", is_sweep_result, render_sweep_page),
     ("learning curve", is_curve_result, render_curve_page),
+    ("sim2sim", is_sim2sim_result, render_sim2sim_result),
 )
 
 
