@@ -60,6 +60,7 @@ from dmpc_jax.report.logger import RunLogger
 def make_branch_rollout(
     env, learner: Controller, expert, *, n_envs: int, n_steps: int,
     branch_steps: tuple[int, int], hold_steps: int, skip_after_fork: int = 0,
+    commit_steps: int = 0, fork_window: int = 0,
 ):  # fmt: skip
     """``(start(key, args) -> carry, run(carry, key, args) -> (carry, records))``, both jitted.
 
@@ -72,6 +73,15 @@ def make_branch_rollout(
     The first ``skip_after_fork`` steps of every branch are recorded as not valid (no window
     starts there): their observations still carry the planner's last actions (and its latency
     history), beside the demonstrator's first actions.
+
+    ``commit_steps`` = D > 0 (the async planner's in-flight actions): a branch first replays the
+    learner's next D actions (the ones a plan made at the fork could not change; the branch is
+    the learner's state with its key, so it follows the learner env exactly), then the expert
+    takes over. ``fork_window`` = H > 0: only a branch's first H steps are kept (valid), so its
+    one window starts at the fork. With both, each window is what a plan made at the fork sees
+    in closed loop: rows 0..D-1 the committed actions, rows D.. the expert's correction from
+    where they lead. ``action`` records the executed action (the learner's in
+    those D steps).
     """
     from dmpc_jax.envs.wrappers import select_envs, wrap_for_training
 
@@ -103,6 +113,8 @@ def make_branch_rollout(
         a_learn, cstate = learner.act(cstate, state.obs, k_act, args)
         a_learn = jnp.where(hold[:, None] > 0, 0.0, a_learn)  # a fresh robot holds its pose
         a_exp = expert(branch.obs, k_exp)
+        if commit_steps:  # the learner's committed actions first, then the expert
+            a_exp = jnp.where((age < commit_steps)[:, None], a_learn, a_exp)
         nxt = wrapped.step(state, a_learn)
         nxt_branch = wrapped.step(branch, a_exp)
         countdown = countdown - 1
@@ -115,7 +127,7 @@ def make_branch_rollout(
             "reward": nxt_branch.reward,
             "done": branch_done | (countdown <= 0),
             "terminated": branch_done & (nxt_branch.info["truncation"] == 0),
-            "valid": age >= skip_after_fork,
+            "valid": (age >= skip_after_fork) & ((age < fork_window) if fork_window else True),
             "wz": branch.info["command"][:, 2],
             "fork": fork,
             "learner_obs": state.obs["state"],
@@ -265,7 +277,8 @@ def dagger(
     r_start, r_run = make_branch_rollout(
         env, learner, expert, n_envs=cfg.n_envs, n_steps=cfg.steps_per_iter,
         branch_steps=cfg.branch_steps, hold_steps=cfg.execute,
-        skip_after_fork=cfg.skip_after_fork,
+        skip_after_fork=cfg.skip_after_fork, commit_steps=cfg.commit_steps,
+        fork_window=h if cfg.commit_steps else 0,
     )  # fmt: skip
     update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     windows = MixedWindows.from_config(cfg, h)

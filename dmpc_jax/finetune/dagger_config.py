@@ -30,6 +30,12 @@ class DaggerConfig:
         skip_after_fork: steps after each fork where no window starts: there the branch's
             observation still holds the planner's last actions, beside the demonstrator's first
             actions (0: every step, as the first runs did).
+        commit_steps: D > 0: each branch first replays the learner's next D actions (the async
+            planner's in-flight actions, which a plan made at the fork cannot change), then the
+            demonstrator takes over, and windows start only at forks: every window is what a
+            plan made at the fork sees in closed loop (0: the demonstrator acts from the fork and
+            a window may start at any valid step, as the first runs did). Use ``margin``, with
+            ``branch_steps`` of (H, H) for a window per branch and the most forks.
         drop_fallen: keep no window of a branch piece that ends in a fall (the demonstrator
             failing from the state the planner handed over), which pretraining's data almost
             never shows (False: keep them, as the first runs did).
@@ -68,6 +74,7 @@ class DaggerConfig:
     iterations: int = 30
     branch_steps: tuple[int, int] = (24, 48)
     skip_after_fork: int = 0
+    commit_steps: int = 0
     drop_fallen: bool = False
     execute: int = 11
     margin: int = 4
@@ -96,6 +103,8 @@ class DaggerConfig:
             raise ValueError(
                 f"DaggerConfig.learner must be 'planner' or 'demonstrator', got {self.learner!r}"
             )
+        if self.commit_steps < 0:
+            raise ValueError(f"DaggerConfig.commit_steps must be >= 0, got {self.commit_steps}")
         if self.skip_after_fork < 0:
             raise ValueError(
                 f"DaggerConfig.skip_after_fork must be >= 0, got {self.skip_after_fork}"

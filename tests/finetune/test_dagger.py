@@ -158,3 +158,42 @@ def test_fallen_pieces_covers_each_piece_that_ends_in_a_fall():
     np.testing.assert_array_equal(np.flatnonzero(mask[:, 1]), [0, 1, 2, 3])
     pieces = split_pieces(np.ones((8, 2), bool) & ~mask, done, 1)
     assert sorted(pieces) == [(0, 0, 3), (0, 6, 8), (1, 4, 8)]
+
+
+def test_committed_branches_replay_the_learner_then_the_expert_and_keep_the_fork_window(env):
+    """``commit_steps`` D: the branch repeats the learner's next D actions (the async planner's
+    in-flight ones) from the learner's own state, then the expert acts; with ``fork_window`` H
+    only the first H steps of each branch are kept, so its one window starts at the fork."""
+
+    def learner(obs, key):
+        return jnp.zeros(obs["state"].shape[:-1] + (12,))
+
+    def expert(obs, key):
+        return EXPERT_ACTION + 0.05 * jnp.tanh(obs["state"][..., JOINT_POS])
+
+    n_envs, n_steps, lo, hi, d, h = 2, 40, 6, 9, 2, 5
+    start, run = make_branch_rollout(
+        env, stateless(learner), expert, n_envs=n_envs, n_steps=n_steps, branch_steps=(lo, hi),
+        hold_steps=3, commit_steps=d, fork_window=h,
+    )  # fmt: skip
+    carry = start(jax.random.PRNGKey(0), ())
+    _, rec = jax.device_get(run(carry, jax.random.PRNGKey(1), ()))
+    fork, obs, learner_obs, action = rec["fork"], rec["obs"], rec["learner_obs"], rec["action"]
+    age, ages = np.full(n_envs, -1), np.zeros(fork.shape, int)
+    for t in range(n_steps):
+        age = np.where(fork[t], 0, age + 1)
+        ages[t] = age
+    assert fork.sum() >= n_envs * (n_steps // hi - 1)
+    fell = np.logical_or.accumulate(rec["terminated"], axis=0)  # a fall resets the robots apart
+    live = (ages >= 0) & ~fell
+    committed, expert_steps = live & (ages < d), live & (ages >= d)
+    # the committed steps: the learner's action, from the learner env's very state
+    np.testing.assert_array_equal(action[committed], 0.0)
+    np.testing.assert_array_equal(obs[committed], learner_obs[committed])
+    # then the expert's action on the branch's own observation, and the branch departs
+    np.testing.assert_allclose(action[expert_steps], _expert_of(obs[expert_steps]), atol=1e-6)
+    assert not np.allclose(obs[live & (ages == d + 2)], learner_obs[live & (ages == d + 2)])
+    # only a branch's first H steps form its piece: one window, starting at the fork
+    np.testing.assert_array_equal(rec["valid"][ages >= 0], ages[ages >= 0] < h)
+    pieces = split_pieces(rec["valid"], rec["done"], h)
+    assert pieces and all(b - a == h and (fork[a, e] or a == 0) for e, a, b in pieces)
