@@ -180,3 +180,20 @@ def test_deploy_takes_the_demonstrator_as_its_controller():
     assert DeployConfig(controller="demonstrator").demonstrator_exported == "exported/demonstrator"
     with pytest.raises(ValueError, match="controller"):
         DeployConfig(controller="ppo")
+
+
+def test_the_simulated_robot_steps_the_ticks_it_missed(monkeypatch):
+    """Its physics keeps real time: a loop held up for 7 ticks steps 8 at once (capped), so a
+    starved simulator process does not slow the robot down against the controller's clock."""
+    import dmpc_jax.deploy.sim_robot as S
+
+    now = {"t": 100.0}
+    monkeypatch.setattr(S.time, "monotonic", lambda: now["t"])
+    t0, dt = 100.0, 0.002
+    assert S.ticks_due(t0, 0, dt) == 1  # on time: the next tick
+    now["t"] = t0 + 10 * dt + 1e-4
+    assert S.ticks_due(t0, 10, dt) == 1
+    now["t"] = t0 + 17 * dt + 1e-4  # 10 ticks done, ticks 10..17 are due
+    assert S.ticks_due(t0, 10, dt) == 8
+    now["t"] = t0 + 1000 * dt
+    assert S.ticks_due(t0, 10, dt) == S.MAX_CATCHUP_TICKS
