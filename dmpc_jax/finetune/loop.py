@@ -271,6 +271,7 @@ def finetune(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, weights[cfg.weight_by],
                 n_steps, h, batch_sharding, batch_weights=batch_w,
                 after_call=follow if ema else None, offline=offline,
+                progress="denoiser update" if progress and main else None,
             )  # fmt: skip
             row.update(m)
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),

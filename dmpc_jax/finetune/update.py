@@ -86,14 +86,19 @@ def offline_rows(cfg) -> int:
 def train_network(
     update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
     sharding: NamedSharding | None = None, batch_weights=None, after_call=None, offline=None,
+    progress: str | None = None,
 ):  # fmt: skip
     """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
     ``weights``: per piece of ``pieces`` (None: 1), or ``batch_weights(piece [S, B]) -> [S, B]``
     computes them from each stack of batches' buffer piece indices (the per-minibatch softmax);
     ``sharding`` lays each stack of batches [S, B, ...] out over the mesh (B split).
     ``offline`` (a ``WindowSampler``): the last ``offline_rows(cfg)`` rows of *every* batch are
-    its windows, weight 1; the buffer's windows fill the rest."""
+    its windows, weight 1; the buffer's windows fill the rest. ``progress``: a progress bar of
+    that name over the steps (None: none)."""
+    from tqdm import tqdm
+
     metrics = {}
+    bar = tqdm(total=n_steps, desc=progress, unit="step", leave=False, disable=progress is None)
     s_call = cfg.steps_per_call
     n_off = offline_rows(cfg) if offline is not None else 0
     n_buf = cfg.batch_size - n_off
@@ -117,6 +122,10 @@ def train_network(
         if after_call is not None:  # e.g. an EMA that follows every call's parameters
             after_call(params)
         metrics = {k: float(v) for k, v in dist.to_host(m).items()}
+        bar.update(s_call)
+        loss = next((v for k, v in metrics.items() if k.startswith("loss/")), float("nan"))
+        bar.set_postfix(loss=f"{loss:.4f}")
+    bar.close()
     return params, opt_state, metrics
 
 
