@@ -54,8 +54,10 @@ class FinetuneConfig:
         update_epochs: when > 0, each denoiser update runs this many epochs over the windows of
             the kept pieces (steps rounded up to a multiple of ``steps_per_call``) instead of
             ``denoiser_steps``.
-        top_quantile: per-group fraction of the buffer kept for the denoiser, and the cap.
-        max_pieces: per-group fraction of the buffer kept for the denoiser, and the cap.
+        top_quantile: per-group fraction of the buffer kept for the denoiser.
+        max_pieces: the most pieces an update trains on: the best of the kept pieces
+            (``selection`` best) or as many drawn at random from their union (random: the
+            authors' 1500).
         yaw_classes: the groups: 2 (wz < 0, wz >= 0) or 3 (wz < 0, wz == 0, wz > 0: the authors').
         speed_edges: commanded forward speeds (m/s, increasing) that split each yaw class into
             speed classes, so pieces compete with pieces under similar commands (the top
