@@ -188,7 +188,8 @@ def serve(seconds: float, out: str, domain: int, interface: str, checkout: str,
         late += pace(t0, k, dt)
     s = stamp.get("s")
     write_log(out, t0, k, late, log, traj, pacing="one step a pass", fault=fault,
-              fault_t=s.fault_t if s else None, first_lowcmd_t=first["t"], simulator="unitree_mujoco", physics_dt=dt,
+              fault_t=s.fault_t if s else None, first_lowcmd_t=first["t"],
+              simulator="unitree_mujoco", physics_dt=dt,
               lowstate_sent=s.sent if s else 0)  # fmt: skip
 
 

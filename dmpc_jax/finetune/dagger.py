@@ -66,9 +66,11 @@ def make_branch_rollout(
 
     ``learner`` is a batched controller (the planner) whose ``args`` are the rollout input;
     ``expert(obs, key) -> actions [B, 12]`` (the demonstrator). Records [T, B] are the branches'
-    steps: obs, action (the expert's), reward, done (the branch's episode ended, or the branch
-    is forked again after this step: a piece ends here), terminated (the branch fell), valid
-    (false in a branch's first ``skip_after_fork`` steps), wz, ``fork`` (the branch was forked from the planner env at this step),
+    steps: obs, action (the executed one: the expert's, or the learner's in a branch's first
+    ``commit_steps`` steps), reward, done (the branch's episode ended, or the branch is forked
+    again after this step: a piece ends here), terminated (the branch fell), valid (false in a
+    branch's first ``skip_after_fork`` steps and, with ``fork_window``, from its H-th step on),
+    wz, ``fork`` (the branch was forked from the planner env at this step),
     ``learner_obs`` (the planner env's observation) and ``learner_fell`` (it fell at this step).
     The first ``skip_after_fork`` steps of every branch are recorded as not valid (no window
     starts there): their observations still carry the planner's last actions (and its latency
@@ -80,8 +82,7 @@ def make_branch_rollout(
     takes over. ``fork_window`` = H > 0: only a branch's first H steps are kept (valid), so its
     one window starts at the fork. With both, each window is what a plan made at the fork sees
     in closed loop: rows 0..D-1 the committed actions, rows D.. the expert's correction from
-    where they lead. ``action`` records the executed action (the learner's in
-    those D steps).
+    where they lead.
     """
     from dmpc_jax.envs.wrappers import select_envs, wrap_for_training
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding
+from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state, save_state
@@ -95,8 +96,6 @@ def train_network(
     ``offline`` (a ``WindowSampler``): the last ``offline_rows(cfg)`` rows of *every* batch are
     its windows, weight 1; the buffer's windows fill the rest. ``progress``: a progress bar of
     that name over the steps (None: none)."""
-    from tqdm import tqdm
-
     metrics = {}
     bar = tqdm(total=n_steps, desc=progress, unit="step", leave=False, disable=progress is None)
     s_call = cfg.steps_per_call
