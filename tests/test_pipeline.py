@@ -40,6 +40,7 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     rows = [json.loads(x) for x in (tmp_path / rwr / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
     assert all(np.isfinite(r["rollout/reward_per_step"]) for r in rows)
+    assert all(0 <= rows[1][f"rwr/{k}_fell_fraction"] <= 1 for k in ("kept", "top"))
     # the stopped-and-resumed run follows the curve of one that ran straight through: the
     # same rollouts (env states restored), the same update at iteration 2
     _dmpc(*("ck/straight" if a == "ck/rwr" else a for a in common))

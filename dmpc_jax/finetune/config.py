@@ -54,6 +54,10 @@ class FinetuneConfig:
         update_epochs: when > 0, each denoiser update runs this many epochs over the windows of
             the kept pieces (steps rounded up to a multiple of ``steps_per_call``) instead of
             ``denoiser_steps``.
+        update_from: where each denoiser update starts: ``current`` (the parameters, Adam moments
+            and EMA the last update left: the authors') or ``pretrained`` (the pretrained
+            planner's denoiser with fresh Adam moments and the EMA reset to it, so every update
+            fits the kept set of the whole buffer anew and updates do not compound drift).
         top_quantile: per-group fraction of the buffer kept for the denoiser.
         max_pieces: the most pieces an update trains on: the best of the kept pieces
             (``selection`` best) or as many drawn at random from their union (random: the
@@ -65,6 +69,11 @@ class FinetuneConfig:
         selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
             ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
             authors').
+        fall_pieces: what the denoiser's selection does with pieces that end in a fall (their
+            last step terminated the episode): ``keep`` (the authors': ranked by their mean
+            per-step reward like any other, which a fall lowers by only about 0.1 / length) or
+            ``drop`` (never selected; they still count towards their group's size for the top
+            quantile and stay in the buffer for R_nn).
         temperature: softmax temperature of the weights.
         weight_by: what the softmax weights are taken over: ``return`` (the piece's summed reward,
             as METHOD §6 words it, divided by the full piece length ``steps_per_iter`` so that the
@@ -118,11 +127,13 @@ class FinetuneConfig:
     offline_fraction: float = 0.0
     dataset: str = ""
     update_epochs: float = 0.0
+    update_from: Literal["current", "pretrained"] = "current"
     top_quantile: float = 0.05
     max_pieces: int = 1500
     yaw_classes: int = 2
     speed_edges: tuple[float, ...] = ()
     selection: Literal["best", "random"] = "best"
+    fall_pieces: Literal["keep", "drop"] = "keep"
     temperature: float = 0.02
     weight_by: Literal["return", "mean"] = "return"
     weight_scope: Literal["kept", "minibatch"] = "kept"
@@ -161,6 +172,8 @@ class FinetuneConfig:
             )
         for name, allowed in (("env_model", ("strict", "paper")),
                               ("selection", ("best", "random")),
+                              ("fall_pieces", ("keep", "drop")),
+                              ("update_from", ("current", "pretrained")),
                               ("weight_scope", ("kept", "minibatch"))):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ValueError(

@@ -64,10 +64,10 @@ from dmpc_jax.finetune.rwr import (
     effective_sample_size,
     group_weights,
     minibatch_weights,
-    select_pieces,
     select_top,
 )
 from dmpc_jax.finetune.update import (
+    eligible,
     finetune_optimizer,
     make_update,
     offline_windows,
@@ -75,7 +75,9 @@ from dmpc_jax.finetune.update import (
     restore_rollout,
     save_checkpoint,
     save_rollout,
+    select_for_update,
     train_network,
+    update_start,
     update_steps,
 )
 from dmpc_jax.planner.load import load_planner
@@ -207,6 +209,10 @@ def finetune(
         (state["params"], state["opt_denoiser"], state["opt_value"]), replicated
     )
     ema = {"den": dist.to_global(state["ema_denoiser"], replicated)} if cfg.ema_decay else {}
+    # update_from pretrained: every denoiser update starts here (fresh moments, EMA reset)
+    initial = dist.to_global(
+        (planner.params["denoiser"], den_optimizer.init(planner.params["denoiser"])), replicated
+    )
     ema_step = jax.jit(functools.partial(M.ema_update, decay=cfg.ema_decay**cfg.steps_per_call))
 
     def follow(p):  # after each call of steps_per_call denoiser steps
@@ -254,8 +260,7 @@ def finetune(
             row["time/value_s"] = time.perf_counter() - t_val
         if len(buf) and it % cfg.denoiser_every == 0:
             t_upd = time.perf_counter()
-            keep = select_pieces(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces,
-                                 cfg.selection, rng, buf.group_sizes())  # fmt: skip
+            keep, top = select_for_update(cfg, buf, rng)
             # both weightings: one trains, both are logged (their ESS over the kept set); the
             # return is divided by the full piece length, so the temperature acts on one scale
             scores = {"return": buf.returns / cfg.steps_per_iter, "mean": buf.score}
@@ -267,6 +272,7 @@ def finetune(
                 batch_w = minibatch_weigher(score, buf.group, cfg.temperature, batch_ess)
 
             n_steps = update_steps(cfg, buf, keep, h)
+            params, opt_d = update_start(cfg, params, opt_d, ema, initial)
             params, opt_d, m = train_network(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, weights[cfg.weight_by],
                 n_steps, h, batch_sharding, batch_weights=batch_w,
@@ -279,6 +285,8 @@ def finetune(
                         "rwr/ess_return": effective_sample_size(weights["return"]),
                         "rwr/ess_mean": effective_sample_size(weights["mean"]),
                         "rwr/kept_mean_score": float(buf.score[keep].mean()),
+                        "rwr/kept_fell_fraction": float(buf.fell[keep].mean()),
+                        "rwr/top_fell_fraction": float(buf.fell[top].mean()),
                         "rwr/denoiser_steps": n_steps,
                         "time/update_s": time.perf_counter() - t_upd})  # fmt: skip
             if batch_ess:  # the weights that trained: ESS / B of the minibatches
@@ -293,7 +301,7 @@ def finetune(
                   "iteration": dist.to_global(np.int32(it), replicated),
                   **({"ema_denoiser": ema["den"]} if ema else {})}  # fmt: skip
             kept = select_top(buf.score, buf.group, cfg.top_quantile, cfg.buffer_size,
-                              buf.group_sizes())  # fmt: skip
+                              buf.group_sizes(), eligible(cfg, buf))  # fmt: skip
             save_rollout(run_dir, it, carry)  # first: a checkpoint never outruns its envs
             save_checkpoint(run_dir, st, buf, kept=kept, planner=acting(params))
         bar.update(1)

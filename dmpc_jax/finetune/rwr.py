@@ -43,21 +43,27 @@ def effective_sample_size(weights: np.ndarray) -> float:
 
 def select_top(
     scores: np.ndarray, groups: np.ndarray, quantile: float, max_total: int,
-    sizes: np.ndarray | None = None,
+    sizes: np.ndarray | None = None, eligible: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Indices of the top ``quantile`` fraction of pieces by score within each group (at least one
     per non-empty group), at most ``max_total // n_groups`` per group; sorted best first per
     group, groups in ascending order. ``sizes`` [groups]: each group's size the quantile is
-    taken of, when it holds more pieces than ``groups`` shows (``ReplayBuffer.group_sizes``)."""
+    taken of, when it holds more pieces than ``groups`` shows (``ReplayBuffer.group_sizes``).
+    ``eligible`` [P] bool: only these pieces may be selected; the others still count towards
+    their group's size, so the quantile stays a fraction of every piece (``fall_pieces`` drop)."""
     if not 0 < quantile <= 1:
         raise ValueError(f"top quantile must be in (0, 1], got {quantile}")
     scores, groups = np.asarray(scores), np.asarray(groups)
+    if eligible is not None and np.shape(eligible) != scores.shape:
+        raise ValueError(f"eligible {np.shape(eligible)} must match scores {scores.shape}")
     present = np.unique(groups)
     cap = max(max_total // max(len(present), 1), 1)
     keep = []
     for g in present:
         idx = np.flatnonzero(groups == g)
         size = len(idx) if sizes is None else max(int(sizes[g]), len(idx))
+        if eligible is not None:
+            idx = idx[np.asarray(eligible, bool)[idx]]
         n = min(max(int(np.ceil(quantile * size)), 1), cap, len(idx))
         order = idx[np.argsort(-scores[idx], kind="stable")]
         keep.append(order[:n])
@@ -67,18 +73,20 @@ def select_top(
 def select_pieces(
     scores: np.ndarray, groups: np.ndarray, quantile: float, max_total: int, mode: str,
     rng: np.random.Generator | None = None, sizes: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """The pieces a denoiser update trains on. ``best``: ``select_top``. ``random`` (the authors'
     ``diffusion_mini_batch_generator``): the top ``quantile`` of each group, then ``max_total``
-    of their union drawn at random without replacement (all of it when smaller); sorted."""
+    of their union drawn at random without replacement (all of it when smaller); sorted.
+    ``eligible``: as in ``select_top``."""
     if mode == "best":
-        return select_top(scores, groups, quantile, max_total, sizes)
+        return select_top(scores, groups, quantile, max_total, sizes, eligible)
     if mode != "random":
         raise ValueError(f"selection must be 'best' or 'random', got {mode!r}")
     if rng is None:
         raise ValueError("random selection needs an rng")
     union = select_top(
-        scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1), sizes
+        scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1), sizes, eligible
     )
     if len(union) <= max_total:
         return np.sort(union)
@@ -144,7 +152,7 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
     return out
 
 
-STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq")
+STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell")
 
 
 @dataclass
@@ -152,7 +160,8 @@ class ReplayBuffer:
     """Pieces padded to ``max_len`` steps: obs [P, L, 49], action [P, L, 12], reward [P, L],
     length [P], score [P] (mean per-step reward), group [P] (``command_group`` of the command at
     the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``), added [P]
-    (iteration it was collected in), seq [P] (order of arrival).
+    (iteration it was collected in), seq [P] (order of arrival), fell [P] (the piece ends in a
+    fall: its last step terminated the episode; false in buffers saved before it was recorded).
     ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
     where a low-reward recovery is as much worth keeping as a high-reward stride).
     ``absent`` [n_groups]: pieces per group that count towards each group's size for the top
@@ -190,7 +199,8 @@ class ReplayBuffer:
         f32, i32 = np.float32, np.int32
         return {"obs": ((self.max_len, self.obs_dim), f32), "action": ((self.max_len, self.act_dim), f32),
                 "reward": ((self.max_len,), f32), "length": ((), i32), "score": ((), f32),
-                "group": ((), np.int8), "added": ((), i32), "seq": ((), np.int64)}  # fmt: skip
+                "group": ((), np.int8), "added": ((), i32), "seq": ((), np.int64),
+                "fell": ((), bool)}  # fmt: skip
 
     def _sync(self) -> None:
         for k in STORED:
@@ -219,8 +229,9 @@ class ReplayBuffer:
         return self.reward.sum(1)
 
     def add_rollout(self, rec: dict, min_len: int, iteration: int) -> int:
-        """Split [T, B] records (obs, action, reward, wz, valid, done) into pieces, add those of
-        at least ``min_len`` steps, prune to capacity. Returns the number of pieces added."""
+        """Split [T, B] records (obs, action, reward, wz, valid, done; terminated, where given,
+        marks the pieces that end in a fall) into pieces, add those of at least ``min_len``
+        steps, prune to capacity. Returns the number of pieces added."""
         pieces = split_pieces(np.asarray(rec["valid"]), np.asarray(rec["done"]), min_len)
         n = len(pieces)
         if n == 0:
@@ -230,6 +241,8 @@ class ReplayBuffer:
         rew = np.zeros((n, self.max_len), np.float32)
         length = np.zeros(n, np.int32)
         wz0, vx0 = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        fell = np.zeros(n, bool)
+        terminated = np.asarray(rec["terminated"]) if "terminated" in rec else None
         vx_col = obs_lib.OBS_SLICES["command"].start  # the commanded vx, scaled, in obs
         for i, (e, s, t) in enumerate(pieces):
             ln = min(t - s, self.max_len)
@@ -237,6 +250,8 @@ class ReplayBuffer:
             act[i, :ln] = rec["action"][s : s + ln, e]
             rew[i, :ln] = rec["reward"][s : s + ln, e]
             length[i] = ln
+            if terminated is not None:  # a piece cut by a fall ends on the terminating step
+                fell[i] = terminated[s + ln - 1, e]
             wz0[i] = rec["wz"][s, e]
             vx0[i] = rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0]
         first = int(self.seq.max()) + 1 if self._n else 0
@@ -244,14 +259,17 @@ class ReplayBuffer:
                      "score": (rew.sum(1) / length).astype(np.float32),
                      "group": command_group(wz0, vx0, self.yaw_classes, self.speed_edges),
                      "added": np.full(n, iteration, np.int32),
-                     "seq": np.arange(first, first + n, dtype=np.int64)})  # fmt: skip
+                     "seq": np.arange(first, first + n, dtype=np.int64), "fell": fell})  # fmt: skip
         return n
 
     def insert(self, rows: dict) -> None:
         """Add pieces (a dict of the ``STORED`` arrays), then keep ``capacity``: the best by score
         (the newer first among equal scores) or the newest (``keep="newest"``). Absent pieces
-        are displaced before any held one."""
+        are displaced before any held one. Rows without ``fell`` (buffers saved before it was
+        recorded) count as pieces that did not fall."""
         k, n = len(rows["length"]), self._n
+        if "fell" not in rows:
+            rows = {**rows, "fell": np.zeros(k, bool)}
         spare = self.capacity - n - int(self.absent.sum())
         if spare < k and self.absent.any():  # new pieces displace absent ones first
             self._displace_absent(min(k - max(spare, 0), int(self.absent.sum())))

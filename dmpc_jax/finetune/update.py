@@ -19,7 +19,7 @@ from dmpc_jax.checkpointing import checkpoint_manager, restore_state, save_state
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import save_planner_params
 from dmpc_jax.diffusion.config import make_optimizer
-from dmpc_jax.finetune.rwr import ReplayBuffer
+from dmpc_jax.finetune.rwr import ReplayBuffer, select_pieces, select_top
 
 
 def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: str):
@@ -126,6 +126,36 @@ def train_network(
         bar.set_postfix(loss=f"{loss:.4f}")
     bar.close()
     return params, opt_state, metrics
+
+
+def eligible(cfg, buf) -> np.ndarray | None:
+    """The pieces the denoiser may train on: all (None), or those that did not end in a fall
+    (``cfg.fall_pieces`` drop)."""
+    return ~buf.fell if cfg.fall_pieces == "drop" else None
+
+
+def select_for_update(cfg, buf, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, top): the pieces one denoiser update trains on (``select_pieces`` at the config's
+    quantile, cap and selection, ``eligible`` pieces only), and the whole top quantile of the
+    buffer with the falls in it (what ``rwr/top_fell_fraction`` measures)."""
+    keep = select_pieces(buf.score, buf.group, cfg.top_quantile, cfg.max_pieces, cfg.selection,
+                         rng, buf.group_sizes(), eligible(cfg, buf))  # fmt: skip
+    top = select_top(buf.score, buf.group, cfg.top_quantile, len(buf) * buf.n_groups,
+                     buf.group_sizes())  # fmt: skip
+    return keep, top
+
+
+def update_start(cfg, params: dict, opt_denoiser, ema: dict, initial: tuple) -> tuple:
+    """(params, opt_denoiser) a denoiser update trains from, with ``ema`` (``{"den": ...}`` or
+    empty) set to match: as they are (``cfg.update_from`` current), or ``initial`` = (the
+    pretrained denoiser, its fresh optimizer state) with the EMA reset to that denoiser
+    (pretrained)."""
+    if cfg.update_from == "current":
+        return params, opt_denoiser
+    den0, opt0 = initial
+    if ema:
+        ema["den"] = den0
+    return {**params, "denoiser": den0}, opt0
 
 
 def update_steps(cfg, buf, pieces: np.ndarray, horizon: int) -> int:

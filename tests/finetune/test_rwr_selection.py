@@ -18,7 +18,12 @@ from dmpc_jax.finetune.rwr import (
     select_top,
     yaw_group,
 )
-from dmpc_jax.finetune.update import train_network, update_steps
+from dmpc_jax.finetune.update import (
+    select_for_update,
+    train_network,
+    update_start,
+    update_steps,
+)
 
 PAPER = finetune_preset("cpu_paper")
 
@@ -165,7 +170,8 @@ def test_train_network_feeds_the_per_minibatch_weights_to_the_update():
 def test_config_rejects_unknown_choices():
     for field, bad in (("selection", "worst"), ("weight_scope", "all"), ("env_model", "soft"),
                        ("yaw_classes", 4), ("eval_rules", ("strict", "easy")),
-                       ("rollout_sampler", "cache2")):  # fmt: skip
+                       ("rollout_sampler", "cache2"), ("fall_pieces", "trim"),
+                       ("update_from", "scratch")):  # fmt: skip
         with pytest.raises(ValueError, match=field):
             FinetuneConfig(**{field: bad})
 
@@ -383,3 +389,83 @@ def test_every_rwr_batch_mixes_in_its_offline_share_at_the_paper_layout():
         dataclasses.replace(PAPER, offline_fraction=0.5)
     with pytest.raises(ValueError, match="offline_fraction"):
         dataclasses.replace(PAPER, offline_fraction=1.0, dataset="data/x")
+
+
+def _falling_rollout(rng, t=50, b=256, fall_at=None):
+    """[T, B] records at the cpu_paper layout (256 envs x 50 steps, three yaw classes) where the
+    envs of ``fall_at`` {env: step} fall at that step (done and terminated) after the best
+    per-step rewards of the rollout, so that their pieces score in the top quantile."""
+    rec = {
+        "obs": rng.normal(size=(t, b, 49)).astype(np.float32),
+        "action": rng.normal(size=(t, b, 12)).astype(np.float32),
+        "reward": (0.2 + 0.01 * rng.standard_normal((t, b))).astype(np.float32),
+        "wz": np.repeat(rng.choice(np.array([-0.5, 0.0, 0.5], np.float32), size=b)[None], t, 0),
+        "valid": np.ones((t, b), bool),
+        "done": np.zeros((t, b), bool),
+        "terminated": np.zeros((t, b), bool),
+    }
+    for e, k in (fall_at or {}).items():
+        rec["reward"][:k, e] = 0.3  # the best tracking of the rollout until the fall
+        rec["reward"][k, e] = 0.3 - 0.12  # the fall's step: termination and collision
+        rec["done"][k, e] = rec["terminated"][k, e] = True
+        rec["valid"][k + 1 :, e] = False  # the env resets and waits for its next plan
+    return rec
+
+
+def test_pieces_that_end_in_a_fall_are_recorded_and_survive_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    rec = _falling_rollout(rng, fall_at={3: 30, 7: 45})
+    rec["done"][20, 9] = True  # an episode that timed out (done, not terminated): no fall
+    rec["valid"][21:, 9] = False
+    buf = ReplayBuffer(100_000, 50, yaw_classes=3)
+    assert buf.add_rollout(rec, 24, 1) == 256 - 1  # env 9's 21-step piece is below H = 24
+    ends = {int(s): bool(f) for s, f in zip(buf.seq, buf.fell, strict=True)}
+    assert [s for s, f in ends.items() if f] == [3, 7]  # pieces arrive in env order
+    assert buf.length[3] == 31 and buf.length[7] == 46
+    buf.save(tmp_path / "b.npz")
+    back = ReplayBuffer.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(back.fell, buf.fell)
+    # a buffer saved before falls were recorded loads with none marked
+    with np.load(tmp_path / "b.npz") as f:
+        old = {k: f[k] for k in f.files if k != "fell"}
+    np.savez(tmp_path / "old.npz", **old)
+    assert not ReplayBuffer.load(tmp_path / "old.npz").fell.any()
+
+
+@pytest.mark.parametrize("selection", ["best", "random"])
+def test_dropping_fall_pieces_keeps_them_out_of_the_update_but_in_the_quantile(selection):
+    rng = np.random.default_rng(1)
+    buf = ReplayBuffer(100_000, 50, yaw_classes=3)
+    falls = {
+        int(e): int(k) for e, k in zip(range(0, 256, 16), rng.integers(24, 49, 16), strict=True)
+    }
+    for it in range(1, 21):  # 20 iterations: about 5,000 pieces, 1.5% of them ~ 77
+        buf.add_rollout(_falling_rollout(rng, fall_at=falls), 24, it)
+    cfg = dataclasses.replace(PAPER, selection=selection)
+    kept, top = select_for_update(cfg, buf, np.random.default_rng(2))
+    assert buf.fell[kept].mean() > 0.5  # the mean per-step reward ranks the falls on top
+    cfg = dataclasses.replace(cfg, fall_pieces="drop")
+    dropped, top_d = select_for_update(cfg, buf, np.random.default_rng(2))
+    assert not buf.fell[dropped].any()
+    np.testing.assert_array_equal(top_d, top)  # the logged top quantile keeps its falls
+    assert buf.fell[top].mean() > 0.5
+    # the same number per class: the quantile is still of every piece, falls included
+    np.testing.assert_array_equal(
+        np.bincount(buf.group[dropped], minlength=3), np.bincount(buf.group[kept], minlength=3)
+    )
+    with pytest.raises(ValueError, match="eligible"):
+        select_top(buf.score, buf.group, 0.015, 1500, eligible=np.ones(3, bool))
+
+
+@pytest.mark.parametrize("with_ema", [True, False])
+def test_an_update_from_the_pretrained_planner_starts_from_it_with_fresh_moments(with_ema):
+    den0, opt0 = {"w": np.zeros(3)}, ("fresh",)
+    params, opt = {"denoiser": {"w": np.ones(3)}, "value": {"v": np.ones(2)}}, ("moved",)
+    ema = {"den": {"w": np.full(3, 0.5)}} if with_ema else {}
+    cfg = dataclasses.replace(PAPER, update_from="current")
+    assert update_start(cfg, params, opt, ema, (den0, opt0)) == (params, opt)
+    assert not with_ema or ema["den"]["w"][0] == 0.5
+    cfg = dataclasses.replace(PAPER, update_from="pretrained")
+    p, o = update_start(cfg, params, opt, ema, (den0, opt0))
+    assert p["denoiser"] is den0 and p["value"] is params["value"] and o is opt0
+    assert ema == ({"den": den0} if with_ema else {})
