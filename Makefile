@@ -28,8 +28,12 @@ venv: $(STAMP)
 gl:
 	@ldconfig -p | grep -q libEGL.so.1 || (apt-get update -qq && apt-get install -y -qq libegl1 libgl1 libgl1-mesa-dri >/dev/null)
 
+# TEST_WORKERS pytest-xdist processes (default 2: one per core of the 2-core machines this runs on);
+# each test file runs whole in one worker (its module fixtures are built once; the DDS tests of
+# tests/deploy/test_sim2sim.py never run beside each other). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # logic, shapes and the tiny model only: no MJX compile, no training, no process (tests marked slow)
 test-fast: venv

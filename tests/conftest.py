@@ -2,7 +2,21 @@
 ``SLOW_FIXTURES`` is marked ``slow`` here (``make test-fast`` skips it); a test marks itself slow
 when it trains, compiles MJX on its own or starts processes."""
 
-# first: the package sets XLA's C++ log level before JAX loads (compile_cache.py)
+# ruff: noqa: E402 (the XLA flags below are set before anything imports JAX)
+
+# XLA compiles for the tests without its expensive LLVM passes: the tests run a few steps of what
+# they compile, so compile time is most of their time (about half of it goes with these flags;
+# the executables run up to 2x slower). Set before JAX creates its backend, and inherited by the
+# processes the tests start; DMPC_TEST_XLA_OPT=1 keeps XLA's defaults.
+import os
+
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if os.environ.get("DMPC_TEST_XLA_OPT") != "1" and TEST_XLA_FLAGS not in os.environ.get(
+    "XLA_FLAGS", ""
+):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+# first of the package: it sets XLA's C++ log level before JAX loads (compile_cache.py)
 import dmpc_jax  # noqa: F401
 
 # isort: split
