@@ -57,7 +57,8 @@ class FinetuneConfig:
         update_from: where each denoiser update starts: ``current`` (the parameters, Adam moments
             and EMA the last update left: the authors') or ``pretrained`` (the pretrained
             planner's denoiser with fresh Adam moments and the EMA reset to it, so every update
-            fits the kept set of the whole buffer anew and updates do not compound drift).
+            fits the kept set of the whole buffer anew and updates do not compound drift; a
+            ``lr_warmup_steps`` warm-up runs again at every update).
         top_quantile: per-group fraction of the buffer kept for the denoiser.
         max_pieces: the most pieces an update trains on: the best of the kept pieces
             (``selection`` best) or as many drawn at random from their union (random: the

@@ -210,9 +210,10 @@ def finetune(
     )
     ema = {"den": dist.to_global(state["ema_denoiser"], replicated)} if cfg.ema_decay else {}
     # update_from pretrained: every denoiser update starts here (fresh moments, EMA reset)
-    initial = dist.to_global(
-        (planner.params["denoiser"], den_optimizer.init(planner.params["denoiser"])), replicated
-    )
+    initial = None
+    if cfg.update_from == "pretrained":
+        den0 = planner.params["denoiser"]
+        initial = dist.to_global((den0, den_optimizer.init(den0)), replicated)
     ema_step = jax.jit(functools.partial(M.ema_update, decay=cfg.ema_decay**cfg.steps_per_call))
 
     def follow(p):  # after each call of steps_per_call denoiser steps
@@ -258,9 +259,12 @@ def finetune(
             )  # fmt: skip
             row.update(m)
             row["time/value_s"] = time.perf_counter() - t_val
-        if len(buf) and it % cfg.denoiser_every == 0:
+        update = len(buf) and it % cfg.denoiser_every == 0
+        if update:  # with fall_pieces drop, a buffer of falls only has nothing to train on
             t_upd = time.perf_counter()
             keep, top = select_for_update(cfg, buf, rng)
+            update = len(keep) > 0
+        if update:
             # both weightings: one trains, both are logged (their ESS over the kept set); the
             # return is divided by the full piece length, so the temperature acts on one scale
             scores = {"return": buf.returns / cfg.steps_per_iter, "mean": buf.score}

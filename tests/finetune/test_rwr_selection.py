@@ -415,13 +415,13 @@ def _falling_rollout(rng, t=50, b=256, fall_at=None):
 def test_pieces_that_end_in_a_fall_are_recorded_and_survive_save_and_load(tmp_path):
     rng = np.random.default_rng(0)
     rec = _falling_rollout(rng, fall_at={3: 30, 7: 45})
-    rec["done"][20, 9] = True  # an episode that timed out (done, not terminated): no fall
-    rec["valid"][21:, 9] = False
+    rec["done"][30, 9] = True  # an episode that timed out (done, not terminated): no fall
+    rec["valid"][31:, 9] = False
     buf = ReplayBuffer(100_000, 50, yaw_classes=3)
-    assert buf.add_rollout(rec, 24, 1) == 256 - 1  # env 9's 21-step piece is below H = 24
+    assert buf.add_rollout(rec, 24, 1) == 256
     ends = {int(s): bool(f) for s, f in zip(buf.seq, buf.fell, strict=True)}
     assert [s for s, f in ends.items() if f] == [3, 7]  # pieces arrive in env order
-    assert buf.length[3] == 31 and buf.length[7] == 46
+    assert buf.length[3] == buf.length[9] == 31 and buf.length[7] == 46
     buf.save(tmp_path / "b.npz")
     back = ReplayBuffer.load(tmp_path / "b.npz")
     np.testing.assert_array_equal(back.fell, buf.fell)
