@@ -16,8 +16,11 @@ if os.environ.get("DMPC_TEST_XLA_OPT") != "1" and TEST_XLA_FLAGS not in os.envir
 ):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
-# first of the package: it sets XLA's C++ log level before JAX loads (compile_cache.py)
+# first of the package: it sets XLA's C++ log level before JAX loads (compile_cache.py); then
+# the CLI, which imports mujoco.mjx without its optional Warp backend's message (an xdist worker
+# imports this file before pytest captures its output)
 import dmpc_jax  # noqa: F401
+import dmpc_jax.cli  # noqa: F401
 
 # isort: split
 import chex
