@@ -120,6 +120,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             "terminated": done & (nxt.info["truncation"] == 0),
             "valid": ~fresh,
             "wz": state.info["command"][:, 2],
+            "vx": state.info["command"][:, 0],  # the command itself (the obs's copy lags)
         }
         scales = jnp.where(done, draw_scales(k_g), scales)
         return (nxt, chunk, index + 1, fresh | done, scales), rec

@@ -230,8 +230,10 @@ class ReplayBuffer:
 
     def add_rollout(self, rec: dict, min_len: int, iteration: int) -> int:
         """Split [T, B] records (obs, action, reward, wz, valid, done; terminated, where given,
-        marks the pieces that end in a fall) into pieces, add those of at least ``min_len``
-        steps, prune to capacity. Returns the number of pieces added."""
+        marks the pieces that end in a fall; vx, where given, is the commanded forward speed,
+        else it is read from the observation, whose copy lags by the env's latency) into pieces,
+        add those of at least ``min_len`` steps, prune to capacity. Returns the number of pieces
+        added."""
         pieces = split_pieces(np.asarray(rec["valid"]), np.asarray(rec["done"]), min_len)
         n = len(pieces)
         if n == 0:
@@ -253,7 +255,8 @@ class ReplayBuffer:
             if terminated is not None:  # a piece cut by a fall ends on the terminating step
                 fell[i] = terminated[s + ln - 1, e]
             wz0[i] = rec["wz"][s, e]
-            vx0[i] = rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0]
+            vx0[i] = (rec["vx"][s, e] if "vx" in rec
+                      else rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0])  # fmt: skip
         first = int(self.seq.max()) + 1 if self._n else 0
         self.insert({"obs": obs, "action": act, "reward": rew, "length": length,
                      "score": (rew.sum(1) / length).astype(np.float32),

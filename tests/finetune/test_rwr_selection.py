@@ -469,3 +469,73 @@ def test_an_update_from_the_pretrained_planner_starts_from_it_with_fresh_moments
     p, o = update_start(cfg, params, opt, ema, (den0, opt0))
     assert p["denoiser"] is den0 and p["value"] is params["value"] and o is opt0
     assert ema == ({"den": den0} if with_ema else {})
+
+
+def test_a_pieces_speed_class_comes_from_the_command_not_the_lagging_observation():
+    """The env's latency delays the observation's copy of the command by up to 2 steps, so a
+    piece that starts just after a resample would be grouped by the old speed; the rollout
+    records the command itself (``vx``) and the buffer groups by it."""
+    from dmpc_jax.envs import obs as obs_lib
+
+    t, b = 50, 4
+    obs = np.zeros((t, b, 49), np.float32)
+    obs[..., obs_lib.OBS_SLICES["command"].start] = 0.6 * obs_lib.COMMAND_SCALE[0]  # old: slow
+    rec = {"obs": obs, "action": np.zeros((t, b, 12), np.float32),
+           "reward": np.full((t, b), 0.2, np.float32), "done": np.zeros((t, b), bool),
+           "valid": np.ones((t, b), bool), "wz": np.zeros((t, b), np.float32)}  # fmt: skip
+    edges = (0.7, 0.85)
+    old = ReplayBuffer(100, t, yaw_classes=3, speed_edges=edges)
+    old.add_rollout(rec, 24, 1)
+    assert (old.group == 1 * 3 + 0).all()  # without the record: the observation's speed
+    new = ReplayBuffer(100, t, yaw_classes=3, speed_edges=edges)
+    new.add_rollout({**rec, "vx": np.full((t, b), 1.0, np.float32)}, 24, 1)
+    assert (new.group == 1 * 3 + 2).all()  # the command's: straight and fast
+
+
+def test_the_finetuning_env_clears_yaw_rates_inside_the_deadband():
+    """``--cfg.wz-deadband 0.5`` on wz ~ U(-1, 1): half of the drawn commands are exactly
+    straight, the rest turn at least 0.5 rad/s; vx stays in the config's range, vy is 0 and no
+    command is a standing one (the env's own command sampler, which reset and every resample
+    call)."""
+    import jax
+
+    from dmpc_jax.finetune.rollout import make_env
+
+    env = make_env(dataclasses.replace(PAPER, wz_deadband=0.5))
+    cmd = np.asarray(jax.vmap(env._sample_command)(jax.random.split(jax.random.PRNGKey(0), 4000)))
+    straight = cmd[:, 2] == 0.0
+    assert 0.46 < straight.mean() < 0.54
+    assert (np.abs(cmd[~straight, 2]) >= 0.5).all()
+    assert (cmd[:, 1] == 0).all() and (cmd[:, 0] >= PAPER.vx[0]).all()
+    assert (cmd[:, 0] <= PAPER.vx[1]).all() and (cmd[:, 0] > 0).all()
+    plain = make_env(PAPER)  # the preset's deadband, 0.1: a tenth straight
+    cmd = np.asarray(jax.vmap(plain._sample_command)(jax.random.split(jax.random.PRNGKey(0), 4000)))
+    assert 0.07 < (cmd[:, 2] == 0).mean() < 0.13
+
+
+def test_nine_command_groups_at_the_straight_arm_shapes():
+    """The straight arm's layout (3 yaw classes x speed edges 0.7 / 0.85, deadband 0.5, vx ~
+    U(0.5, 1.0)): at its first updates (about 20 k and 41 k pieces) the kept union is under the
+    1500 cap, so every kept piece trains, a sixth of them straight and fast; at 100 k the cap
+    draws 1500 of the union; the per-batch weights have mean 1 in each of the nine groups."""
+    from dmpc_jax.finetune.rwr import command_group
+
+    rng = np.random.default_rng(4)
+    edges = (0.7, 0.85)
+    for n, want in ((20_480, None), (40_960, None), (100_000, 1500)):
+        wz = rng.uniform(-1, 1, n)
+        wz = np.where(np.abs(wz) < 0.5, 0.0, wz)
+        groups = command_group(wz, rng.uniform(0.5, 1.0, n), 3, edges)
+        assert set(np.unique(groups).tolist()) == set(range(9))
+        scores = rng.normal(0.2, 0.05, n).astype(np.float32)
+        union = select_top(scores, groups, 0.015, n * 9)
+        picked = select_pieces(scores, groups, 0.015, 1500, "random", np.random.default_rng(1))
+        assert len(picked) == (len(union) if want is None else want)
+        assert set(picked.tolist()) <= set(union.tolist())
+        fast_straight = (groups[picked] == 1 * 3 + 2).mean()
+        assert 0.11 < fast_straight < 0.19  # 0.5 straight x 0.3 fast
+    batch = groups[rng.choice(len(groups), (PAPER.steps_per_call, PAPER.batch_size))]
+    w = minibatch_weights(rng.normal(0.2, 0.05, batch.shape), batch, PAPER.temperature)
+    for i in range(batch.shape[0]):
+        for g in np.unique(batch[i]):
+            np.testing.assert_allclose(w[i, batch[i] == g].mean(), 1.0, rtol=1e-5)
