@@ -108,12 +108,23 @@ class PPOConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DemonstratorConfig:
-    """A demonstrator run: the env it trains on and the PPO settings."""
+    """A demonstrator run: the env it trains on and the PPO settings.
+
+    Attributes:
+        env: the env it trains on (randomisation, pushes, noise, commands, reward).
+        ppo: the PPO settings.
+        init_from: another demonstrator run whose newest training state (networks, normaliser,
+            Adam moments, step count) this run starts from instead of a fresh init, e.g. the
+            shipped demonstrator trained on under a wider randomisation; its networks must
+            have this run's sizes. Empty: a fresh init. ``num_timesteps`` counts this run's
+            own steps; the logged ``env_steps`` go on from the source's.
+    """
 
     env: EnvConfig = EnvConfig(
         command=CommandConfig(vx=(-1.5, 1.5), vy=(-0.5, 0.5), wz=(-1.0, 1.0))
     )
     ppo: PPOConfig = PPOConfig()
+    init_from: str = ""
 
 
 def demonstrator_preset(name: str) -> DemonstratorConfig:

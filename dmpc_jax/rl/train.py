@@ -55,6 +55,9 @@ def train(
     """
     main = dist.is_main()
     mesh = dist.global_mesh()
+    src = Path(cfg.init_from) if cfg.init_from else None
+    if src is not None and not (src / "config.json").exists():
+        raise FileNotFoundError(f"init_from: {src} is not a demonstrator run (no config.json)")
     if cfg.ppo.num_envs % mesh.size:
         raise ValueError(
             f"num_envs {cfg.ppo.num_envs} must divide over the {mesh.size} devices of the mesh"
@@ -79,6 +82,8 @@ def train(
     if resume and mngr.latest_step() is not None:
         start_epoch = mngr.latest_step()
         ts = restore_state(mngr, ts, start_epoch)
+    elif src is not None:  # a new run that starts from another run's training state
+        ts = restore_state(checkpoint_manager(src), ts)
     logger = RunLogger(run_dir, start_epoch, key="epoch", main=main)
     env_key = jax.random.fold_in(jax.random.PRNGKey(cfg.ppo.seed + 1), start_epoch)
     env_state = reset_envs(np.asarray(env_key))  # host key: the same on every process

@@ -114,6 +114,30 @@ def test_checkpoint_round_trip_is_bit_exact_and_guards_config(resumed_run):
         train(other, run, resume=True, max_epochs=1, progress=False)
 
 
+def test_a_run_started_from_another_continues_its_training_state(resumed_run, tmp_path):
+    """``init_from``: a new run under another randomisation (the joint damping widened) starts
+    from the source run's newest state: its step count, normaliser and Adam moments go on."""
+    cfg, run, _, _, ts = resumed_run
+    env = dataclasses.replace(cfg.env, randomization=dataclasses.replace(
+        cfg.env.randomization, joint_damping_scale=(0.05, 1.2)))  # fmt: skip
+    child = dataclasses.replace(
+        cfg, env=env, init_from=str(run),
+        ppo=dataclasses.replace(cfg.ppo, num_timesteps=cfg.ppo.env_steps_per_epoch),
+    )  # fmt: skip
+    _, _, got = train(child, tmp_path / "child", progress=False)
+    p = cfg.ppo
+    steps = int(ts.training_steps) + p.training_steps_per_epoch
+    assert int(got.training_steps) == steps
+    assert _adam_count(got) == steps * p.num_updates_per_batch * p.num_minibatches
+    assert normalizer_count(got) == steps * p.env_steps_per_training_step
+    log = [json.loads(x) for x in (tmp_path / "child" / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["env_steps"]) for m in log] == [
+        (1, steps * p.env_steps_per_training_step)
+    ]
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        train(dataclasses.replace(child, init_from=str(tmp_path / "nope")), tmp_path / "c2")
+
+
 def test_truncated_checkpoint_is_a_clear_error(resumed_run, tmp_path):
     _, run, _, _, ts = resumed_run
     copy = tmp_path / "copy"
