@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dmpc_jax import milestones
 from dmpc_jax.deploy.observation import ProprioState, build_robot_observation
 from dmpc_jax.deploy.realtime import PLANNER_PRIORITY, raise_priority, realtime
 from dmpc_jax.deploy.runner_config import RunnerConfig
@@ -282,6 +283,8 @@ class Runner:
         return None
 
     def _execute(self, row: np.ndarray) -> None:
+        if self.policy_steps == 0:
+            milestones.mark("first_step")  # start-up measurements; nothing unless asked
         action = row * self._blend()
         self._last_action = action
         self._q_target = self.q_default + self.cfg.action_scale * action

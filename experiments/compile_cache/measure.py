@@ -1,7 +1,9 @@
 """First and second run of ``make demo``, ``dmpc eval`` (8 episodes) and ``dmpc sim2sim`` (1 run)
 with an empty, then a warm compilation cache (a fresh directory per command, DMPC_COMPILE_CACHE):
-wall time, and the compile work JAX reports in the command's main process (tracing, lowering,
-XLA compiles, cache reads; hook.py). Writes results.json and README.md here.
+wall time, time to the first step (``dmpc_jax.milestones``: the first env step of a closed-loop
+rollout, or the first action the robot runner executes), and the compile work JAX reports in the
+command's main process (tracing, lowering, XLA compiles, cache reads; hook.py). Writes
+results.json and README.md here.
 
 Usage: .venv/bin/python experiments/compile_cache/measure.py [--only demo eval sim2sim]
 """
@@ -17,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from dmpc_jax import milestones
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -39,7 +43,11 @@ COMPILE_EVENTS = {
 
 def run_once(name: str, cache: Path) -> dict:
     log = SCRATCH / f"{name}.json"
-    env = {**os.environ, "DMPC_COMPILE_CACHE": str(cache), "DMPC_COMPILE_LOG": str(log)}
+    marks = SCRATCH / f"{name}_milestones.jsonl"
+    marks.unlink(missing_ok=True)
+    env = {**os.environ, "DMPC_COMPILE_CACHE": str(cache), "DMPC_COMPILE_LOG": str(log),
+           "DMPC_MILESTONES": str(marks)}  # fmt: skip
+    launched = time.time()
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, str(HERE / "hook.py"), *COMMANDS[name]], cwd=ROOT,
                           env=env, capture_output=True, text=True)  # fmt: skip
@@ -48,8 +56,10 @@ def run_once(name: str, cache: Path) -> dict:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     hooked = json.loads(log.read_text())
     secs = {k: round(hooked["seconds"].get(ev, 0.0), 2) for k, ev in COMPILE_EVENTS.items()}
+    first = milestones.read(marks)
     return {
         "wall_s": round(wall, 1),
+        "first_step_s": None if first is None else round(first - launched, 1),
         "compile_s": round(sum(v for k, v in secs.items()), 1),
         "compile_parts_s": secs,
         "compile_calls": hooked["counts"].get(COMPILE_EVENTS["backend compile"], 0),
@@ -73,23 +83,27 @@ def render(results: dict) -> str:
         "",
         f"Machine: {results['machine']}. Produced by `{results['command']}`.",
         "",
-        "| command | run | wall (s) | compile (s) | compile calls | cache hits | "
-        "wall: first / second | compile: first / second |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| command | run | wall (s) | to first step (s) | compile (s) | compile calls | "
+        "cache hits | wall: first / second | first step: first / second | "
+        "compile: first / second |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, (first, second) in results["runs"].items():
         shown = " ".join(COMMANDS[name][:1])
         for i, r in enumerate((first, second)):
-            ratio = ""
+            step = r.get("first_step_s")  # rows measured before the milestones have none
             if i == 1:
                 comp = (f"{first['compile_s'] / second['compile_s']:.1f}x"
                         if second["compile_s"] > 0 else "-")  # fmt: skip
-                ratio = f"{first['wall_s'] / second['wall_s']:.2f}x | {comp}"
+                f0, f1 = first.get("first_step_s"), step
+                fs = f"{f0 / f1:.2f}x" if f0 and f1 else "-"
+                ratio = f"{first['wall_s'] / second['wall_s']:.2f}x | {fs} | {comp}"
             else:
-                ratio = " | "
+                ratio = " | | "
             lines.append(
                 f"| `dmpc {shown}` | {'first' if i == 0 else 'second'} | {r['wall_s']} | "
-                f"{r['compile_s']} | {r['compile_calls']} | {r['cache_hits']} | {ratio} |"
+                f"{'-' if step is None else step} | {r['compile_s']} | {r['compile_calls']} | "
+                f"{r['cache_hits']} | {ratio} |"
             )
     lines += ["", "Commands (run through `hook.py`):", ""]
     lines += [f"- `dmpc {' '.join(c)}`" for c in COMMANDS.values()]

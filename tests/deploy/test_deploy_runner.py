@@ -565,3 +565,25 @@ def test_start_up_check_refuses_a_loop_that_cannot_hold_its_pace_with_the_number
     result, gaps = tick_gaps_during(work, 500.0, clock=clock, sleep=sleep)
     assert result == "done" and len(gaps) >= 99
     np.testing.assert_allclose(gaps[: len(gaps) - 1], 0.002, atol=1e-9)
+
+
+def test_the_first_executed_action_is_marked_once_for_start_up_measurements(tmp_path, monkeypatch):
+    """``DMPC_MILESTONES``: the runner marks ``first_step`` when it executes its first planned
+    action (walking begins), not while it stands, and only once; unset, it writes nothing."""
+    from dmpc_jax import milestones
+
+    log = tmp_path / "milestones.jsonl"
+    monkeypatch.setattr(milestones, "_marked", set())
+    monkeypatch.setenv(milestones.ENV_VAR, str(log))
+    runner, tr, _ = make(stand_s=0.1)
+    drive(runner, tr, 0.0, 40)  # still standing
+    assert runner.mode == "stand" and milestones.read(log) is None
+    t = drive(runner, tr, 0.08, 20)
+    assert runner.mode == "walk" and runner.policy_steps >= 1
+    first = milestones.read(log)
+    drive(runner, tr, t, 30)
+    assert first is not None and milestones.read(log) == first
+    assert len(log.read_text().splitlines()) == 1
+    monkeypatch.delenv(milestones.ENV_VAR)
+    milestones.mark("other")
+    assert len(log.read_text().splitlines()) == 1

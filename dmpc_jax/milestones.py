@@ -1,0 +1,38 @@
+"""Start-up milestones for measurements (``experiments/compile_cache/measure.py``).
+
+With ``DMPC_MILESTONES=<file>`` set, ``mark(name)`` appends one JSON line ``{"name", "t",
+"pid"}`` (``t``: wall clock, s) the first time each name is marked in a process. Without the
+variable it does nothing, and the closed-loop rollouts compile no callback for it
+(``envs/rollout.py``). Marked: ``first_step``, the first env step a closed-loop rollout executes
+(``make_demo``, ``dmpc eval``, every harness rollout) and the first controller action the robot
+runner executes (``dmpc sim2sim``, ``dmpc deploy``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+ENV_VAR = "DMPC_MILESTONES"
+_marked: set[str] = set()
+
+
+def enabled() -> bool:
+    return bool(os.environ.get(ENV_VAR))
+
+
+def mark(name: str) -> None:
+    path = os.environ.get(ENV_VAR)
+    if not path or name in _marked:
+        return
+    _marked.add(name)
+    with open(path, "a") as f:
+        f.write(json.dumps({"name": name, "t": time.time(), "pid": os.getpid()}) + "\n")
+
+
+def read(path: str | os.PathLike, name: str = "first_step") -> float | None:
+    """The earliest time ``name`` was marked in the file, by any process (None if never)."""
+    if not os.path.exists(path):
+        return None
+    times = [r["t"] for r in map(json.loads, open(path).read().splitlines()) if r["name"] == name]
+    return min(times, default=None)
