@@ -181,22 +181,21 @@ def finetune(
             finetune_curve(str(run_dir), page or f"experiments/finetune/{run or preset}")
 
 
-def finetune_curve(
-    run_dir: str = "checkpoints/rwr/cpu_paper", out: str = "experiments/finetune/cpu_paper"
-) -> None:
+def finetune_curve(run_dir: str = "checkpoints/rwr/cpu_paper", out: str | None = None) -> None:
     """Write a finetuning run's learning-curve page (success under the box, paper and strict
     rules against env steps, R_nn fit, ESS, kept fraction, falls, wall time; its numbers in
     results.json) from its metrics, and the run's model card; safe to run while the run trains.
 
     Args:
         run_dir: the finetuning run directory.
-        out: the page's directory.
+        out: the page's directory (default: experiments/finetune/<the run's name>).
     """
     from dmpc_jax.finetune.config import load_config
     from dmpc_jax.finetune.report import write_model_card
     from dmpc_jax.finetune.report_curve import curve_results, write_curve_page
     from dmpc_jax.report.logger import read_jsonl
 
+    out = out or f"experiments/finetune/{Path(run_dir).name}"
     command = f"dmpc finetune-curve --run-dir {run_dir} --out {out}"
     write_curve_page(curve_results(Path(run_dir)), Path(out), command)
     log = read_jsonl(Path(run_dir) / "metrics.jsonl")
