@@ -89,6 +89,9 @@ class FinetuneConfig:
         grad_clip: optimizer (Adam) settings of both networks.
         lr_warmup_steps: the denoiser's rate rises linearly from 0 to ``learning_rate`` over
             this many of its steps from the start of the run (0: no warm-up).
+        lr_anneal: the denoiser's rate falls linearly to 0 over the steps of every update (step
+            k of n at ``(1 - k / n)`` of the rate), so each update ends, as pretraining did, at
+            a rate near 0 rather than at the full constant rate; R_nn keeps its rate.
         ema_decay: per-step decay of an EMA of the denoiser's parameters, which is then the
             planner (rollouts, evaluation, ``planner/``), as in pretraining; 0: the trained ones.
         steps_per_call: optimizer steps per jitted call.
@@ -142,6 +145,7 @@ class FinetuneConfig:
     learning_rate: float = 1e-4
     grad_clip: float = 1.0
     lr_warmup_steps: int = 0
+    lr_anneal: bool = False
     ema_decay: float = 0.0
     steps_per_call: int = 20
     checkpoint_every: int = 5

@@ -282,6 +282,7 @@ def finetune(
                 n_steps, h, batch_sharding, batch_weights=batch_w,
                 after_call=follow if ema else None, offline=offline,
                 progress="denoiser update" if progress and main else None,
+                anneal=cfg.lr_anneal,
             )  # fmt: skip
             row.update(m)
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),

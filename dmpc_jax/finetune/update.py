@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
@@ -25,7 +25,9 @@ from dmpc_jax.finetune.rwr import ReplayBuffer, select_pieces, select_top
 def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: str):
     """Jitted ``update(params, opt_state, batches, key) -> (params, opt_state, metrics)`` over a
     stack of batches [S, B, ...] (obs, action, reward, weight) for one network: ``denoiser``
-    (the weighted x0 loss) or ``value`` (R_nn regression on the window's mean reward)."""
+    (the weighted x0 loss) or ``value`` (R_nn regression on the window's mean reward).
+    ``batches["lr_scale"]`` [S], where given, multiplies each step's update (Adam's step is
+    linear in its rate, so this is the rate times the scale; the moments are unchanged)."""
     sched, lw = M.schedule_for(dcfg), M.loss_weights(dcfg)
     scaler = {k: jnp.asarray(v) for k, v in scaler.items()}
 
@@ -45,6 +47,8 @@ def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: s
             batch, k = inputs
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(sub, other, batch, k)
             updates, opt_state = optimizer.update(grads, opt_state, sub)
+            if "lr_scale" in batch:  # the step's share of the rate (an annealed update)
+                updates = jax.tree.map(lambda u: u * batch["lr_scale"], updates)
             metrics[f"train/{which}_grad_norm"] = optax.global_norm(grads)
             return (optax.apply_updates(sub, updates), opt_state), metrics
 
@@ -87,7 +91,7 @@ def offline_rows(cfg) -> int:
 def train_network(
     update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
     sharding: NamedSharding | None = None, batch_weights=None, after_call=None, offline=None,
-    progress: str | None = None,
+    progress: str | None = None, anneal: bool = False,
 ):  # fmt: skip
     """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
     ``weights``: per piece of ``pieces`` (None: 1), or ``batch_weights(piece [S, B]) -> [S, B]``
@@ -95,7 +99,8 @@ def train_network(
     ``sharding`` lays each stack of batches [S, B, ...] out over the mesh (B split).
     ``offline`` (a ``WindowSampler``): the last ``offline_rows(cfg)`` rows of *every* batch are
     its windows, weight 1; the buffer's windows fill the rest. ``progress``: a progress bar of
-    that name over the steps (None: none)."""
+    that name over the steps (None: none). ``anneal``: step k of the ``n_steps`` runs at
+    ``1 - k / n_steps`` of the rate (``lr_scale``)."""
     metrics = {}
     bar = tqdm(total=n_steps, desc=progress, unit="step", leave=False, disable=progress is None)
     s_call = cfg.steps_per_call
@@ -116,6 +121,12 @@ def train_network(
             batches["weight"] = np.concatenate([batches["weight"], ones], axis=1)
         if sharding is not None:
             batches = dist.to_global(batches, sharding)
+        if anneal:  # [S]: replicated over the mesh, not split as the batches are
+            k0 = i * s_call
+            scale = (1.0 - np.arange(k0, k0 + s_call) / n_steps).astype(np.float32)
+            if sharding is not None:
+                scale = dist.to_global(scale, NamedSharding(sharding.mesh, PartitionSpec()))
+            batches["lr_scale"] = scale
         k = np.asarray(jax.random.fold_in(key, i))  # host key: the same on every process
         params, opt_state, m = update(params, opt_state, batches, k)
         if after_call is not None:  # e.g. an EMA that follows every call's parameters

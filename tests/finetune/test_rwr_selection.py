@@ -539,3 +539,66 @@ def test_nine_command_groups_at_the_straight_arm_shapes():
     for i in range(batch.shape[0]):
         for g in np.unique(batch[i]):
             np.testing.assert_allclose(w[i, batch[i] == g].mean(), 1.0, rtol=1e-5)
+
+
+def test_an_annealed_update_runs_each_step_at_its_share_of_the_rate():
+    """``lr_anneal``: over an update of n steps (two calls here), step k gets ``lr_scale`` 1 -
+    k / n, handed to the jitted update with the batches; without it, no scale is handed."""
+    rng = np.random.default_rng(8)
+    buf = _buffer(rng, n_pieces=10)
+    cfg = dataclasses.replace(PAPER, batch_size=8)
+    seen = []
+
+    def fake_update(params, opt_state, batches, key):
+        seen.append(batches.get("lr_scale"))
+        return params, opt_state, {}
+
+    n = 2 * cfg.steps_per_call
+    for anneal in (True, False):
+        seen.clear()
+        train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg,
+                      np.arange(len(buf)), None, n, 24, anneal=anneal)  # fmt: skip
+        if anneal:
+            got = np.concatenate([np.asarray(s) for s in seen])
+            np.testing.assert_allclose(got, 1.0 - np.arange(n) / n, rtol=1e-6)
+        else:
+            assert seen == [None, None]
+
+
+def test_the_update_moves_the_parameters_by_its_rate_share():
+    """The jitted update with ``lr_scale``: a scale of 1 is the plain step (bit for bit), 0
+    leaves the parameters where they were (Adam's moments still count the step), and 0.5 moves
+    them half as far as 1 (Adam's step is linear in its rate)."""
+    import jax
+
+    from dmpc_jax.diffusion import model as M
+    from dmpc_jax.diffusion.config import make_optimizer
+    from dmpc_jax.finetune.update import make_update
+
+    dcfg = M.diffusion_preset("tiny")
+    nets, params = M.init_networks(dcfg, jax.random.PRNGKey(0))
+    opt = make_optimizer(PAPER)
+    update = make_update(nets, dcfg, M.paper_scaler(), opt, "denoiser")
+    rng = np.random.default_rng(9)
+    s, b, h = 2, 4, dcfg.horizon
+    batches = {"obs": rng.normal(size=(s, b, h, 49)).astype(np.float32),
+               "action": rng.normal(size=(s, b, h, 12)).astype(np.float32) * 0.3,
+               "reward": np.zeros((s, b, h), np.float32), "weight": np.ones((s, b), np.float32)}  # fmt: skip
+    key = jax.random.PRNGKey(1)
+    st0 = opt.init(params["denoiser"])
+
+    def moved(scale):
+        bt = batches if scale is None else {**batches, "lr_scale": np.full(s, scale, np.float32)}
+        new, _, _ = update(params, st0, bt, key)
+        return [np.asarray(a) - np.asarray(b0) for a, b0 in
+                zip(jax.tree.leaves(new["denoiser"]), jax.tree.leaves(params["denoiser"]), strict=True)]  # fmt: skip
+
+    plain, one, zero, half = moved(None), moved(1.0), moved(0.0), moved(0.5)
+    for p, o, z in zip(plain, one, zero, strict=True):
+        np.testing.assert_array_equal(p, o)
+        np.testing.assert_array_equal(z, 0.0)
+    # two steps: the second step's gradient is taken where the first (half as long) left the
+    # parameters, so "half as far" holds to first order
+    total = sum(float(np.abs(p).sum()) for p in plain)
+    total_half = sum(float(np.abs(hf).sum()) for hf in half)
+    assert 0.4 < total_half / total < 0.6
