@@ -2,10 +2,10 @@
 
 With ``DMPC_MILESTONES=<file>`` set, ``mark(name)`` appends one JSON line ``{"name", "t",
 "pid"}`` (``t``: wall clock, s) the first time each name is marked in a process. Without the
-variable it does nothing, and the closed-loop rollouts compile no callback for it
-(``envs/rollout.py``). Marked: ``first_step``, the first env step a closed-loop rollout executes
-(``make_demo``, ``dmpc eval``, every harness rollout) and the first controller action the robot
-runner executes (``dmpc sim2sim``, ``dmpc deploy``)."""
+variable it does nothing. Marked: ``first_step``, the first controller action the robot runner
+executes (``dmpc sim2sim``, ``dmpc deploy``). Not inside jitted rollouts: a host callback there
+keeps JAX from writing the executable to the persistent compilation cache, so the measurement
+would change what it measures (a second ``make demo`` recompiled its rollout)."""
 
 from __future__ import annotations
 

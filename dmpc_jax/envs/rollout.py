@@ -9,14 +9,12 @@ rollout call (the planner's parameters, task weights and bounds): new values, no
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from dmpc_jax import milestones
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 
 Policy = Callable[[dict, jax.Array], jax.Array]  # (obs dict [B, ...], key) -> actions [B, 12]
@@ -83,8 +81,6 @@ def make_segments(
     def run(carry, key, args=()):
         def body(carry, k):
             state, cstate, fallen = carry
-            if milestones.enabled():  # start-up measurements only: no callback otherwise
-                jax.debug.callback(functools.partial(milestones.mark, "first_step"))
             action, cstate = controller.act(cstate, state.obs, k, args)
             asked = {} if probe is None else {"probe_action": probe(state.obs, k)}
             state = v_step(state, action)

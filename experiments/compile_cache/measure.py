@@ -1,9 +1,10 @@
 """First and second run of ``make demo``, ``dmpc eval`` (8 episodes) and ``dmpc sim2sim`` (1 run)
 with an empty, then a warm compilation cache (a fresh directory per command, DMPC_COMPILE_CACHE):
-wall time, time to the first step (``dmpc_jax.milestones``: the first env step of a closed-loop
-rollout, or the first action the robot runner executes), and the compile work JAX reports in the
-command's main process (tracing, lowering, XLA compiles, cache reads; hook.py). Writes
-results.json and README.md here.
+wall time, time to the first step where the command marks one (``dmpc_jax.milestones``: the
+first action the robot runner executes, ``dmpc sim2sim``; the demo's and the evaluation's
+rollouts mark none, since a host callback inside them keeps JAX from caching them), and the
+compile work JAX reports in the command's main process (tracing, lowering, XLA compiles, cache
+reads; hook.py). Writes results.json and README.md here.
 
 Usage: .venv/bin/python experiments/compile_cache/measure.py [--only demo eval sim2sim]
 """
