@@ -69,7 +69,10 @@ class FinetuneConfig:
             quantile by mean reward otherwise favours slow commands); () for none (the paper's).
         selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
             ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
-            authors').
+            authors'); ``uniform`` (a control, not RWR): as many pieces per group as the top
+            quantile holds, drawn at random from the whole group regardless of score, then as
+            ``random`` (with a large ``temperature`` the weights are uniform too), which
+            separates what selecting the best pieces does from what fitting to any does.
         fall_pieces: what the denoiser's selection does with pieces that end in a fall (their
             last step terminated the episode): ``keep`` (the authors': ranked by their mean
             per-step reward like any other, which a fall lowers by only about 0.1 / length) or
@@ -136,7 +139,7 @@ class FinetuneConfig:
     max_pieces: int = 1500
     yaw_classes: int = 2
     speed_edges: tuple[float, ...] = ()
-    selection: Literal["best", "random"] = "best"
+    selection: Literal["best", "random", "uniform"] = "best"
     fall_pieces: Literal["keep", "drop"] = "keep"
     temperature: float = 0.02
     weight_by: Literal["return", "mean"] = "return"
@@ -176,7 +179,7 @@ class FinetuneConfig:
                 f"FinetuneConfig.weight_by must be 'return' or 'mean', got {self.weight_by!r}"
             )
         for name, allowed in (("env_model", ("strict", "paper")),
-                              ("selection", ("best", "random")),
+                              ("selection", ("best", "random", "uniform")),
                               ("fall_pieces", ("keep", "drop")),
                               ("update_from", ("current", "pretrained")),
                               ("weight_scope", ("kept", "minibatch"))):  # fmt: skip

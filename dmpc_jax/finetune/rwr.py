@@ -78,16 +78,20 @@ def select_pieces(
     """The pieces a denoiser update trains on. ``best``: ``select_top``. ``random`` (the authors'
     ``diffusion_mini_batch_generator``): the top ``quantile`` of each group, then ``max_total``
     of their union drawn at random without replacement (all of it when smaller); sorted.
-    ``eligible``: as in ``select_top``."""
+    ``uniform`` (a control): as ``random``, but each group's share drawn at random instead of
+    its top. ``eligible``: as in ``select_top``."""
     if mode == "best":
         return select_top(scores, groups, quantile, max_total, sizes, eligible)
-    if mode != "random":
-        raise ValueError(f"selection must be 'best' or 'random', got {mode!r}")
+    if mode not in ("random", "uniform"):
+        raise ValueError(f"selection must be 'best', 'random' or 'uniform', got {mode!r}")
     if rng is None:
-        raise ValueError("random selection needs an rng")
-    union = select_top(
-        scores, groups, quantile, len(scores) * max(len(np.unique(groups)), 1), sizes, eligible
-    )
+        raise ValueError(f"{mode} selection needs an rng")
+    cap = len(scores) * max(len(np.unique(groups)), 1)
+    if mode == "uniform":  # the top quantile's size per group, drawn regardless of score
+        noise = rng.permutation(len(scores)).astype(np.float64)
+        union = select_top(noise, groups, quantile, cap, sizes, eligible)
+    else:
+        union = select_top(scores, groups, quantile, cap, sizes, eligible)
     if len(union) <= max_total:
         return np.sort(union)
     return np.sort(rng.choice(union, size=max_total, replace=False))

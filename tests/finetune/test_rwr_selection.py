@@ -602,3 +602,20 @@ def test_the_update_moves_the_parameters_by_its_rate_share():
     total = sum(float(np.abs(p).sum()) for p in plain)
     total_half = sum(float(np.abs(hf).sum()) for hf in half)
     assert 0.4 < total_half / total < 0.6
+
+
+def test_the_uniform_control_keeps_the_kept_sets_sizes_but_not_its_scores():
+    """``selection="uniform"``: as many pieces of each group as the top 1.5% holds (at the
+    paper layout, 41 k pieces: under the 1500 cap, so all of them), drawn regardless of score:
+    their mean score is the buffer's, where the top quantile's is far above it."""
+    rng = np.random.default_rng(10)
+    scores, groups = _paper_buffer_scores(rng, n=40_960)
+    top = select_pieces(scores, groups, 0.015, 1500, "random", np.random.default_rng(1))
+    uni = select_pieces(scores, groups, 0.015, 1500, "uniform", np.random.default_rng(1))
+    for g in range(3):
+        assert (groups[uni] == g).sum() == (groups[top] == g).sum()
+    assert abs(scores[uni].mean() - scores.mean()) < 0.01
+    assert scores[top].mean() > scores.mean() + 0.08
+    assert len(set(uni.tolist()) & set(top.tolist())) < 0.1 * len(top)
+    at_cap = select_pieces(*_paper_buffer_scores(rng), 0.015, 1500, "uniform", rng)
+    assert len(at_cap) == 1500 and len(set(at_cap.tolist())) == 1500
