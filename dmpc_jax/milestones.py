@@ -17,10 +17,6 @@ ENV_VAR = "DMPC_MILESTONES"
 _marked: set[str] = set()
 
 
-def enabled() -> bool:
-    return bool(os.environ.get(ENV_VAR))
-
-
 def mark(name: str) -> None:
     path = os.environ.get(ENV_VAR)
     if not path or name in _marked:

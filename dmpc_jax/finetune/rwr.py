@@ -87,11 +87,9 @@ def select_pieces(
     if rng is None:
         raise ValueError(f"{mode} selection needs an rng")
     cap = len(scores) * max(len(np.unique(groups)), 1)
-    if mode == "uniform":  # the top quantile's size per group, drawn regardless of score
-        noise = rng.permutation(len(scores)).astype(np.float64)
-        union = select_top(noise, groups, quantile, cap, sizes, eligible)
-    else:
-        union = select_top(scores, groups, quantile, cap, sizes, eligible)
+    # uniform: ranked by a random permutation, so each group's share is drawn regardless of score
+    ranked = rng.permutation(len(scores)).astype(np.float64) if mode == "uniform" else scores
+    union = select_top(ranked, groups, quantile, cap, sizes, eligible)
     if len(union) <= max_total:
         return np.sort(union)
     return np.sort(rng.choice(union, size=max_total, replace=False))
