@@ -6,6 +6,7 @@
 #   then: .venv/bin/python experiments/sim2sim/attribution/make_table.py
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+source experiments/sim2sim/unitree_set.sh
 EP=${1:-64}
 shift $(( $# < 1 ? $# : 1 ))
 VARIANTS=${*:-ours damping friction solver timestep condim unitree}
@@ -18,9 +19,7 @@ for v in $VARIANTS; do
     solver) set_=("solver_iterations=100" "cone=elliptic" "impratio=100") ;;
     timestep) set_=("sim_dt=0.005") ;;
     condim) set_=("foot_condim=6") ;;
-    unitree) set_=("randomization.joint_damping_scale=[0.05,0.05]" "randomization.friction=[0.4,0.4]"
-                   "solver_iterations=100" "cone=elliptic" "impratio=100" "sim_dt=0.005"
-                   "foot_condim=6") ;;
+    unitree) set_=("${UNITREE_SET[@]}") ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
   for task in walk_0.5 walk_1.0; do

@@ -8,6 +8,7 @@
 #   then: .venv/bin/python experiments/sim2sim/damping_dr/make_table.py
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+source experiments/sim2sim/unitree_set.sh
 EP=${1:-64}
 shift $(( $# < 1 ? $# : 1 ))
 DEMOS=${*:-cpu cpu_damping}
@@ -16,9 +17,7 @@ for d in $DEMOS; do
   for v in ours unitree; do
     case $v in
       ours) set_=("randomization.joint_damping_scale=[0.8,1.2]") ;;
-      unitree) set_=("randomization.joint_damping_scale=[0.05,0.05]" "randomization.friction=[0.4,0.4]"
-                     "solver_iterations=100" "cone=elliptic" "impratio=100" "sim_dt=0.005"
-                     "foot_condim=6") ;;
+      unitree) set_=("${UNITREE_SET[@]}") ;;
     esac
     for task in walk_0.5 walk_1.0; do
       .venv/bin/dmpc eval --cfg.task "$task" --cfg.controllers demonstrator \
