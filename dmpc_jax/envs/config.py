@@ -188,6 +188,8 @@ class RewardConfig:
         tracking_sigma: width of the exponential tracking kernels, (m/s)^2.
         max_foot_height: swing height targeted by ``feet_clearance``, m.
         clip_negative: clip the per-step total at 0 (helps early PPO; off for the paper reward).
+        soft_joint_speed: |qdot| above which ``dof_vel_limits`` costs, rad/s (the deploy runner
+            ends in damping above ``SafetyConfig.max_joint_speed``, 30 rad/s).
     """
 
     preset: Literal["demonstrator", "finetune"] = "demonstrator"
@@ -195,6 +197,7 @@ class RewardConfig:
     tracking_sigma: float = 0.25
     max_foot_height: float = 0.08
     clip_negative: bool = True
+    soft_joint_speed: float = 24.0
 
     def __post_init__(self):
         if self.preset not in REWARD_PRESETS:
@@ -210,6 +213,10 @@ class RewardConfig:
                 )
         if self.tracking_sigma <= 0:
             raise ValueError(f"RewardConfig.tracking_sigma must be > 0, got {self.tracking_sigma}")
+        if self.soft_joint_speed <= 0:
+            raise ValueError(
+                f"RewardConfig.soft_joint_speed must be > 0 rad/s, got {self.soft_joint_speed}"
+            )
 
     @property
     def scales(self) -> dict[str, float]:

@@ -152,6 +152,7 @@ class Go2Joystick(Env):
         metrics.update(self._tracking_metrics(data, info))
         metrics.update({f"fall/{c}": jnp.zeros(()) for c in FALL_CAUSES})
         metrics.update({"state/roll": jnp.zeros(()), "state/pitch": jnp.zeros(())})
+        metrics["state/peak_joint_speed"] = jnp.max(jnp.abs(qvel[6:]))
         return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
 
     def step(self, state: State, action: jax.Array) -> State:
@@ -190,9 +191,11 @@ class Go2Joystick(Env):
 
         def substep(d, _):
             d = mjx.step(model, d)
-            return d, jnp.sum(jnp.square(d.actuator_force * d.qvel[6:]))
+            return d, (jnp.sum(jnp.square(d.actuator_force * d.qvel[6:])), jnp.abs(d.qvel[6:]))
 
-        data, power_sq = jax.lax.scan(substep, data, None, length=cfg.n_substeps)
+        data, (power_sq, qd_abs) = jax.lax.scan(substep, data, None, length=cfg.n_substeps)
+        # each joint's peak |qdot| over the physics substeps: the deploy runner checks it at 500 Hz
+        qd_peak = jnp.max(qd_abs, axis=0)
 
         # contacts and feet
         foot_pos = data.geom_xpos[self._foot_ids]
@@ -231,6 +234,7 @@ class Go2Joystick(Env):
             "last_action": info["last_action"],
             "torque": data.actuator_force,
             "torque_sq_power": jnp.mean(power_sq),
+            "qd_peak": qd_peak,
             "q_default": self.q_default,
             "q_lo": self._q_lo,
             "q_hi": self._q_hi,
@@ -270,6 +274,7 @@ class Go2Joystick(Env):
         metrics.update(self._tracking_metrics(data, info))
         metrics.update({f"fall/{c}": v.astype(jnp.float32) for c, v in falls.items()})
         metrics.update({"state/roll": roll, "state/pitch": pitch})
+        metrics["state/peak_joint_speed"] = jnp.max(qd_peak)
         done = terminated.astype(jnp.float32)
         return state.replace(
             pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=info

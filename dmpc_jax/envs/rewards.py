@@ -3,7 +3,7 @@
 Every term takes the step context ``c`` (a dict of arrays, built in ``go2_joystick.py``) and the
 ``RewardConfig``, and returns an unscaled scalar; the env multiplies by the scale and ``ctrl_dt``.
 Context keys: lin_vel, ang_vel (body frame), gravity, command, q, qd, qd_prev, action,
-last_action, torque, torque_sq_power (substep mean of sum (tau qd)^2), q_default, q_lo, q_hi,
+last_action, torque, qd_peak (each joint's peak |qd| over the physics substeps), torque_sq_power (substep mean of sum (tau qd)^2), q_default, q_lo, q_hi,
 contact [4], first_contact [4], air_time [4], foot_height [4], foot_slip_speed [4],
 terminated, collision.
 """
@@ -70,6 +70,11 @@ def _cost_dof_acc(c, cfg):
     return jnp.sum(jnp.square((c["qd"] - c["qd_prev"]) / c["ctrl_dt"]))
 
 
+def _cost_dof_vel_limits(c, cfg):
+    # rad/s above the soft joint-speed bound, summed over joints, at each joint's substep peak
+    return jnp.sum(jnp.clip(c["qd_peak"] - cfg.soft_joint_speed, 0.0))
+
+
 def _cost_dof_pos_limits(c, cfg):
     soft_lo = c["q_lo"] * 0.95
     soft_hi = c["q_hi"] * 0.95
@@ -124,6 +129,7 @@ REWARD_TERMS = {
     "dof_vel": _cost_dof_vel,
     "dof_acc": _cost_dof_acc,
     "dof_pos_limits": _cost_dof_pos_limits,
+    "dof_vel_limits": _cost_dof_vel_limits,
     "feet_air_time": _reward_feet_air_time,
     "feet_slip": _cost_feet_slip,
     "feet_clearance": _cost_feet_clearance,

@@ -8,6 +8,10 @@ import numpy as np
 
 from dmpc_jax.scenario.outcomes import wilson_interval
 
+# The deploy runner's joint-speed bound, rad/s (``deploy.safety.SafetyConfig.max_joint_speed``,
+# a test keeps the two equal): above it the robot path ends in damping, which MJX does not.
+JOINT_SPEED_BOUND = 30.0
+
 
 def energy_per_metre(trace: dict, dt: float) -> float:
     """Mechanical energy per metre, the one definition of every page: work sum |tau . qdot| dt
@@ -48,11 +52,27 @@ def motion_metrics(trace: dict, dt: float) -> dict:
     qd = np.asarray(trace["qvel"])[..., 6:]
     acc = np.diff(qd, axis=0) / dt
     both = alive[1:] & alive[:-1]
-    return {
+    out = {
         "energy_J_per_m": energy_per_metre(trace, dt),
         "base_height_m": float((np.asarray(trace["qpos"])[..., 2] * alive).sum() / n),
         "joint_vel_rms": float(np.sqrt((np.square(qd).mean(-1) * alive).sum() / n)),
         "joint_acc_rms": float(
             np.sqrt((np.square(acc).mean(-1) * both).sum() / max(both.sum(), 1))
         ),
+    }
+    if "state/peak_joint_speed" in trace:
+        out.update(peak_joint_speed(trace))
+    return out
+
+
+def peak_joint_speed(trace: dict, bound: float = JOINT_SPEED_BOUND) -> dict:
+    """Each episode's peak |qdot| over its physics substeps before its fall: the median and the
+    largest over episodes, and the share of episodes that pass ``bound`` (those the deploy
+    runner would have ended in damping)."""
+    alive = ~np.asarray(trace["done_any"])  # [T, B]
+    peak = (np.asarray(trace["state/peak_joint_speed"]) * alive).max(axis=0)  # [B]
+    return {
+        "peak_joint_speed_median": float(np.median(peak)),
+        "peak_joint_speed_max": float(peak.max()),
+        "over_joint_speed_bound": float((peak > bound).mean()),
     }

@@ -272,3 +272,30 @@ def test_recovery_collection_settings_tilt_the_start_and_set_the_velocity():
     v_set = np.asarray(one.pipeline_state.qvel[:2] + pushed.info["push"])
     assert np.all(np.abs(v_set) <= 1.0 + 1e-6)
     np.testing.assert_allclose(v, v_set, atol=0.15)  # set, then one control step of physics
+
+
+def test_peak_joint_speed_is_the_substep_peak_and_prices_the_runner_bound(env, env_fns):
+    from dmpc_jax.deploy.safety import SafetyConfig
+    from dmpc_jax.envs.config import RewardConfig
+    from dmpc_jax.envs.rewards import REWARD_TERMS
+    from dmpc_jax.scenario.metrics import JOINT_SPEED_BOUND
+
+    reset, step = env_fns
+    s = reset(jax.random.PRNGKey(1))
+    assert float(s.metrics["state/peak_joint_speed"]) < 1.0  # joints start at rest
+    # a calf spinning at 40 rad/s: damping and PD brake it within the step (to about 7 rad/s after
+    # the first 4 ms substep, about 1 rad/s at the step's end)
+    kicked = s.pipeline_state.qvel.at[6 + 2].set(40.0)
+    out = step(_posed(s, z=0.4, qvel=kicked), jnp.zeros(12))
+    peak, end = float(out.metrics["state/peak_joint_speed"]), float(
+        jnp.max(jnp.abs(out.pipeline_state.qvel[6:]))
+    )
+    assert peak > 3 * end  # the peak is seen inside the control step, not at its end
+    assert JOINT_SPEED_BOUND == SafetyConfig().max_joint_speed
+    cost = REWARD_TERMS["dof_vel_limits"]
+    cfg = RewardConfig(soft_joint_speed=24.0)
+    qd_peak = jnp.zeros(12).at[2].set(30.0).at[5].set(20.0)
+    assert float(cost({"qd_peak": qd_peak}, cfg)) == pytest.approx(6.0)  # only what passes 24
+    assert float(cost({"qd_peak": jnp.full(12, 23.9)}, cfg)) == 0.0
+    with pytest.raises(ValueError, match="soft_joint_speed"):
+        RewardConfig(soft_joint_speed=0.0)

@@ -151,3 +151,17 @@ def test_fall_times_are_the_end_of_the_failing_step_everywhere():
     assert outcomes.fall_times_s(trace, 0.02) == [0.02, 0.06]
     events = outcomes.falls(trace, 0.02, ("roll",))["events"]
     assert sorted(e["time_s"] for e in events) == outcomes.fall_times_s(trace, 0.02)
+
+
+def test_peak_joint_speed_counts_episodes_past_the_runner_bound_before_their_fall():
+    from dmpc_jax.scenario.metrics import peak_joint_speed
+
+    peak = np.array([[10.0, 20.0, 5.0], [31.0, 25.0, 40.0], [12.0, 50.0, 6.0]])  # [T, B]
+    done = np.array([[False, False, False], [False, False, True], [False, True, True]])
+    out = peak_joint_speed({"state/peak_joint_speed": peak, "done_any": done})
+    # episodes 1 and 2 pass 30 only from the step of their fall on, which does not count
+    assert out == {
+        "peak_joint_speed_median": 25.0,
+        "peak_joint_speed_max": 31.0,
+        "over_joint_speed_bound": pytest.approx(1 / 3),
+    }
