@@ -287,8 +287,9 @@ def test_peak_joint_speed_is_the_substep_peak_and_prices_the_runner_bound(env, e
     # the first 4 ms substep, about 1 rad/s at the step's end)
     kicked = s.pipeline_state.qvel.at[6 + 2].set(40.0)
     out = step(_posed(s, z=0.4, qvel=kicked), jnp.zeros(12))
-    peak, end = float(out.metrics["state/peak_joint_speed"]), float(
-        jnp.max(jnp.abs(out.pipeline_state.qvel[6:]))
+    peak, end = (
+        float(out.metrics["state/peak_joint_speed"]),
+        float(jnp.max(jnp.abs(out.pipeline_state.qvel[6:]))),
     )
     assert peak > 3 * end  # the peak is seen inside the control step, not at its end
     assert JOINT_SPEED_BOUND == SafetyConfig().max_joint_speed
