@@ -249,6 +249,12 @@ class EnvConfig:
         cone: its friction cone, ``pyramidal`` or ``elliptic`` (``ModelConfig``).
         impratio: its frictional-to-normal impedance ratio (``ModelConfig``).
         foot_condim: the feet's contact dimensionality (``ModelConfig``; 3 or 6).
+        pd_delay: (lo, hi) physics steps by which the PD torque lags the joint state, drawn per
+            episode. (0, 0): MuJoCo's position actuators (kp, kd evaluated inside every step).
+            Otherwise the actuators are torque motors and the env computes kp (q* - q) - kd qdot
+            from the joint state ``delay`` steps old before every step, as Unitree's Python bridge
+            does: it computes the torque from the joint sensors at each LowCmd and holds it, and
+            MuJoCo's sensors after ``mj_step`` hold the state from that step's start (delay 1).
         command, randomization, push, noise, reward: see their classes.
     """
 
@@ -269,6 +275,7 @@ class EnvConfig:
     cone: Literal["pyramidal", "elliptic"] = "pyramidal"
     impratio: float = 1.0
     foot_condim: int = 3
+    pd_delay: tuple[int, int] = (0, 0)
     command: CommandConfig = CommandConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     push: PushConfig = PushConfig()
@@ -298,6 +305,12 @@ class EnvConfig:
             )
         if not (0 < self.max_roll <= math.pi and 0 < self.max_pitch <= math.pi):
             raise ValueError("EnvConfig.max_roll and max_pitch must be in (0, pi] rad")
+        lo, hi = self.pd_delay
+        if not (0 <= lo <= hi <= 10) or int(lo) != lo or int(hi) != hi:
+            raise ValueError(
+                f"EnvConfig.pd_delay must be whole physics steps 0 <= lo <= hi <= 10, got "
+                f"{self.pd_delay}"
+            )
         if not 0 <= self.init_attitude < 1.0:
             raise ValueError(
                 f"EnvConfig.init_attitude must be in [0, 1) rad, got {self.init_attitude}"

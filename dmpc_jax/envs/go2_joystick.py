@@ -42,6 +42,12 @@ class Go2Joystick(Env):
     def __init__(self, cfg: EnvConfig = EnvConfig()):
         self.cfg = cfg
         self.mj_model = go2.make_model(cfg.model)
+        if (
+            self.explicit_pd
+        ):  # torque motors: force = ctrl (x motor strength), clipped by forcerange
+            self.mj_model.actuator_gainprm[:, 0] = 1.0
+            self.mj_model.actuator_biasprm[:, :3] = 0.0
+            self.mj_model.actuator_ctrllimited[:] = 0
         # this process's own device: MJX's default, jax.devices()[0], belongs to process 0 under
         # jax.distributed, and a model there cannot be read by the other processes
         self.mjx_model = mjx.put_model(self.mj_model, impl="jax", device=jax.local_devices()[0])
@@ -69,6 +75,11 @@ class Go2Joystick(Env):
             [[x, y, -sz] for x in (-sx, sx) for y in (-sy, sy)] + [[0.293, 0.0, -0.06 - 0.047]]
         )
         self._terrain_height = make_terrain_height(cfg, self.mj_model)
+
+    @property
+    def explicit_pd(self) -> bool:
+        """The env computes the PD torque from a delayed joint state (``EnvConfig.pd_delay``)."""
+        return self.cfg.pd_delay[1] > 0
 
     # ------------------------------------------------------------------ brax Env API
     @property
@@ -144,6 +155,12 @@ class Go2Joystick(Env):
             "latency": jax.random.randint(k_lat, (), latency_lo, latency_hi + 1),
             "obs_hist": jnp.zeros((cfg.max_latency_steps + 1, obs_lib.OBS_SIZE)),
         }
+        if self.explicit_pd:
+            lo, hi = cfg.pd_delay
+            info["pd_delay"] = jax.random.randint(jax.random.fold_in(k_lat, 1), (), lo, hi + 1)
+            info["pd_hist"] = jnp.broadcast_to(
+                jnp.concatenate([data.qpos[7:], data.qvel[6:]]), (hi + 1, 24)
+            )
         clean = self._policy_obs(data, info)
         info["obs_hist"] = jnp.broadcast_to(clean, info["obs_hist"].shape)
         obs = {"state": clean, "privileged_state": self._privileged_obs(data, info, jnp.ones(4))}
@@ -189,11 +206,26 @@ class Go2Joystick(Env):
         target = self.q_default + cfg.action_scale * action
         data = data.replace(ctrl=target)
 
-        def substep(d, _):
+        def substep(carry, _):
+            d, hist = carry
+            if self.explicit_pd:  # hist[j]: the joint state j steps old; hist[0] is d's
+                old = hist[info["pd_delay"]]
+                d = d.replace(ctrl=cfg.kp * (target - old[:12]) - cfg.kd * old[12:])
             d = mjx.step(model, d)
-            return d, (jnp.sum(jnp.square(d.actuator_force * d.qvel[6:])), jnp.abs(d.qvel[6:]))
+            if self.explicit_pd:
+                now = jnp.concatenate([d.qpos[7:], d.qvel[6:]])
+                hist = jnp.concatenate([now[None], hist[:-1]], axis=0)
+            out = (jnp.sum(jnp.square(d.actuator_force * d.qvel[6:])), jnp.abs(d.qvel[6:]))
+            return (d, hist), out
 
-        data, (power_sq, qd_abs) = jax.lax.scan(substep, data, None, length=cfg.n_substeps)
+        hist = None
+        if self.explicit_pd:  # a push changed the velocity since the last step ended
+            hist = info["pd_hist"].at[0].set(jnp.concatenate([data.qpos[7:], data.qvel[6:]]))
+        (data, hist), (power_sq, qd_abs) = jax.lax.scan(
+            substep, (data, hist), None, length=cfg.n_substeps
+        )
+        if self.explicit_pd:
+            info["pd_hist"] = hist
         # each joint's peak |qdot| over the physics substeps: the deploy runner checks it at 500 Hz
         qd_peak = jnp.max(qd_abs, axis=0)
 

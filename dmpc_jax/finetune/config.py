@@ -25,6 +25,9 @@ class FinetuneConfig:
         iterations: iterations in total.
         execute: E, actions executed per plan (synchronous replanning).
         action_noise: std of the Gaussian noise added to executed actions (action units).
+        record_action: the action a rollout step records for the buffer, R_nn and the denoiser
+            updates: ``executed`` (the planned one plus the noise, as the authors' runner stores
+            it) or ``planned`` (the plan's row, without the exploration noise).
         rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
             K steps) or ``ddim<S>`` (S strided steps, about K / S times cheaper); N = 1 either way.
         guidance: range of the per-env learned-reward guidance scale.
@@ -107,6 +110,8 @@ class FinetuneConfig:
             ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
         eval_rules: success rules measured (``scenario.outcomes.RULES``); ``paper`` and ``box`` add
             a rollout on the full-contact model.
+        eval_start: evaluate the pretrained planner before the first iteration (the "before"
+            number; off for an arm whose start is already measured on the same keys).
         seed: PRNG seed.
     """
 
@@ -117,6 +122,7 @@ class FinetuneConfig:
     iterations: int = 80
     execute: int = 11
     action_noise: float = 0.3
+    record_action: Literal["executed", "planned"] = "executed"
     rollout_sampler: str = "ddpm"
     guidance: tuple[float, float] = (0.0, 0.2)
     vx: tuple[float, float] = (0.5, 0.9)
@@ -156,6 +162,7 @@ class FinetuneConfig:
     eval_episodes: int = 64
     eval_task: str = "walk_1.0"
     eval_rules: tuple[str, ...] = ("strict",)
+    eval_start: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -216,6 +223,11 @@ class FinetuneConfig:
             raise ValueError("FinetuneConfig.offline_fraction > 0 needs a dataset")
         if self.guidance[0] > self.guidance[1] or self.guidance[0] < 0:
             raise ValueError(f"FinetuneConfig.guidance must be 0 <= lo <= hi, got {self.guidance}")
+        if self.record_action not in ("executed", "planned"):
+            raise ValueError(
+                "FinetuneConfig.record_action must be 'executed' or 'planned', got "
+                f"{self.record_action!r}"
+            )
         if self.action_noise < 0:
             raise ValueError(f"FinetuneConfig.action_noise must be >= 0, got {self.action_noise}")
         if self.eval_every < 0 or self.eval_episodes < 1:

@@ -230,7 +230,7 @@ def finetune(
 
     end = cfg.iterations if max_iterations is None else min(cfg.iterations, start + max_iterations)
     wall0, prev_wall = time.perf_counter(), logger.prev_wall_s
-    if start == 0 and evaluator is not None:  # the pretrained planner, the "before" number
+    if start == 0 and evaluator is not None and cfg.eval_start:  # the "before" number
         row = {"iteration": 0, "env_steps": 0, **evaluate(acting(params), 0),
                "time/wall_s": time.perf_counter() - wall0}  # fmt: skip
         logger.log(row, 0, skip=("iteration",))

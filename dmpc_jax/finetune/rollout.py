@@ -53,7 +53,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
 
     ``plan_fn(params, s_now, task, cons, key)`` is the sampler (N = 1); ``task`` carries the
     learned-reward weight, its guidance scale is replaced per env. Records are [T, B]: obs,
-    action (executed, with noise), reward, done, terminated, valid (a planned step), wz.
+    action (``cfg.record_action``: executed, with noise, or planned), reward, done, terminated, valid (a planned step), wz.
 
     Timeline: the batch replans every E steps (index 0 .. E-1 into each env's chunk). An env that
     resets is *fresh*: with ``cfg.replan_at_reset`` up to ``cfg.reset_plans`` fresh envs plan at
@@ -108,13 +108,14 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         fresh = jnp.where(need, False, fresh)
         if cfg.replan_at_reset:
             chunk, fresh = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
+        planned = jnp.where(fresh[:, None], 0.0, chunk[:, index])
         action = chunk[:, index] + cfg.action_noise * jax.random.normal(k_noise, (b, 12))
         action = jnp.where(fresh[:, None], 0.0, action)
         nxt = wrapped.step(state, action)
         done = nxt.done > 0
         rec = {
             "obs": obs,
-            "action": action,
+            "action": planned if cfg.record_action == "planned" else action,
             "reward": nxt.reward,
             "done": done,
             "terminated": done & (nxt.info["truncation"] == 0),

@@ -300,3 +300,29 @@ def test_peak_joint_speed_is_the_substep_peak_and_prices_the_runner_bound(env, e
     assert float(cost({"qd_peak": jnp.full(12, 23.9)}, cfg)) == 0.0
     with pytest.raises(ValueError, match="soft_joint_speed"):
         RewardConfig(soft_joint_speed=0.0)
+
+
+def test_explicit_pd_at_delay_0_is_the_position_actuator_and_delay_1_lags(env, env_fns):
+    import dataclasses
+
+    reset, step = env_fns
+    motors = Go2Joystick(dataclasses.replace(env.cfg, pd_delay=(0, 1)))
+    assert motors.explicit_pd and not env.explicit_pd
+    assert int(motors.mj_model.actuator_ctrllimited.sum()) == 0  # ctrl is a torque now
+    m_reset, m_step = jax.jit(motors.reset), jax.jit(motors.step)
+    s = reset(jax.random.PRNGKey(4))
+    ms = m_reset(jax.random.PRNGKey(4))
+    assert ms.info["pd_hist"].shape == (2, 24)
+    np.testing.assert_allclose(ms.pipeline_state.qpos, s.pipeline_state.qpos)  # same start
+    action = jnp.linspace(-1.0, 1.0, 12)
+    ref = step(s, action)
+    at0 = m_step(ms.replace(info={**ms.info, "pd_delay": jnp.asarray(0)}), action)
+    np.testing.assert_allclose(at0.pipeline_state.qpos, ref.pipeline_state.qpos, atol=1e-4)
+    np.testing.assert_allclose(at0.pipeline_state.qvel, ref.pipeline_state.qvel, atol=1e-2)
+    at1 = m_step(ms.replace(info={**ms.info, "pd_delay": jnp.asarray(1)}), action)
+    # the first substep of delay 1 uses the reset state twice over: the legs start the same way,
+    # then lag the position actuator by a step
+    lag = np.abs(np.asarray(at1.pipeline_state.qpos - ref.pipeline_state.qpos)[7:]).max()
+    assert lag > 1e-3
+    with pytest.raises(ValueError, match="pd_delay"):
+        dataclasses.replace(env.cfg, pd_delay=(2, 1))
