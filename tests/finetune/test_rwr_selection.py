@@ -619,3 +619,45 @@ def test_the_uniform_control_keeps_the_kept_sets_sizes_but_not_its_scores():
     assert len(set(uni.tolist()) & set(top.tolist())) < 0.1 * len(top)
     at_cap = select_pieces(*_paper_buffer_scores(rng), 0.015, 1500, "uniform", rng)
     assert len(at_cap) == 1500 and len(set(at_cap.tolist())) == 1500
+
+
+def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noise(env):
+    # the fake planner of the test above: the recorded action tells which plan row ran; the same
+    # keys give the same rollout, so the two records differ by the exploration noise alone
+    import flax
+    import jax
+    import jax.numpy as jnp
+
+    from dmpc_jax.finetune.rollout import make_rollout
+
+    @flax.struct.dataclass
+    class Task:
+        guidance_scale: jax.Array
+
+    @flax.struct.dataclass
+    class Out:
+        action: jax.Array
+
+    def plan_fn(params, s, task, cons, key):
+        return Out(jnp.tile(0.01 * (jnp.arange(24.0)[:, None] + 1.0), (1, 12)))
+
+    base = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=12, execute=3,
+                               action_noise=0.1)  # fmt: skip
+    recs = {}
+    for how in ("executed", "planned"):
+        cfg = dataclasses.replace(base, record_action=how)
+        start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
+        _, recs[how] = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+    planned, executed = (
+        np.asarray(recs["planned"]["action"]),
+        np.asarray(recs["executed"]["action"]),
+    )
+    np.testing.assert_array_equal(recs["planned"]["obs"], recs["executed"]["obs"])  # same rollout
+    valid = np.asarray(recs["planned"]["valid"])
+    rows = 0.01 * (np.arange(12) % 3 + 1.0)  # the batch replans every 3 steps from t = 0
+    np.testing.assert_allclose(planned[valid], np.repeat(rows, 4)[valid.ravel(), None]
+                               * np.ones(12), atol=1e-6)  # fmt: skip
+    noise = (executed - planned)[valid]
+    assert 0.08 < noise.std() < 0.12 and abs(noise.mean()) < 0.02
+    with pytest.raises(ValueError, match="record_action"):
+        dataclasses.replace(base, record_action="noisy")
