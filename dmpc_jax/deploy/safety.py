@@ -120,6 +120,10 @@ def state_fault(cfg: SafetyConfig, quat_wxyz, gyro, q, dq) -> str | None:
     roll, pitch = roll_pitch(np, np.asarray(quat_wxyz) / norm)
     if abs(roll) > cfg.max_roll or abs(pitch) > cfg.max_pitch:
         return f"orientation beyond limits (roll {roll:.2f}, pitch {pitch:.2f} rad)"
-    if np.max(np.abs(dq)) > cfg.max_joint_speed:
-        return f"joint speed {np.max(np.abs(dq)):.1f} rad/s beyond {cfg.max_joint_speed}"
+    if np.max(np.abs(dq)) > cfg.max_joint_speed:  # dq in model order
+        j = int(np.argmax(np.abs(dq)))
+        return (
+            f"joint speed {abs(dq[j]):.1f} rad/s beyond {cfg.max_joint_speed} "
+            f"({go2.JOINT_NAMES[j]}, q {q[j]:.2f} rad)"
+        )
     return None

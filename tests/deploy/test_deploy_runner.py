@@ -587,3 +587,14 @@ def test_the_first_executed_action_is_marked_once_for_start_up_measurements(tmp_
     monkeypatch.delenv(milestones.ENV_VAR)
     milestones.mark("other")
     assert len(log.read_text().splitlines()) == 1
+
+
+def test_a_joint_speed_fault_names_the_joint_and_its_position():
+    from dmpc_jax.deploy.safety import SafetyConfig, state_fault
+
+    q, dq = np.zeros(12), np.zeros(12)
+    q[5], dq[5] = -1.5, -33.0  # FR calf
+    quat = np.array([1.0, 0.0, 0.0, 0.0])
+    assert state_fault(SafetyConfig(), quat, np.zeros(3), q, np.zeros(12)) is None
+    msg = state_fault(SafetyConfig(), quat, np.zeros(3), q, dq)
+    assert msg == "joint speed 33.0 rad/s beyond 30.0 (FR_calf_joint, q -1.50 rad)"
