@@ -67,3 +67,34 @@ def test_loading_a_cached_executable_logs_nothing(tmp_path):
     mine = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "1"},
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert mine.stdout.split()[-1] == "1"
+
+
+def test_marking_compiles_ahead_marks_before_the_first_run_and_reuses_it(tmp_path, monkeypatch):
+    """``milestones.marking``: unset, the jitted function itself; set, each signature compiles
+    once ahead of time, ``first_step`` is marked once, and results match the jitted call."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dmpc_jax import milestones
+
+    traces = []
+
+    @jax.jit
+    def f(x, scale=1.0):
+        traces.append(x.shape)
+        return jnp.cumsum(x) * scale
+
+    monkeypatch.delenv(milestones.ENV_VAR, raising=False)
+    assert milestones.marking(f) is f
+    log = tmp_path / "milestones.jsonl"
+    monkeypatch.setattr(milestones, "_marked", set())
+    monkeypatch.setenv(milestones.ENV_VAR, str(log))
+    g = milestones.marking(f)
+    x = jnp.arange(4.0)
+    np.testing.assert_array_equal(g(x, 2.0), f(x, 2.0))
+    assert milestones.read(log) is not None
+    g(x + 1, 3.0)  # same signature: the compiled call, no trace
+    g(jnp.arange(6.0), 2.0)  # a new shape compiles again
+    assert traces == [(4,), (6,)]  # one trace per shape (jit and lower share it)
+    assert len(log.read_text().splitlines()) == 1

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dmpc_jax import milestones
 from dmpc_jax.envs.go2_joystick import Go2Joystick
 
 Policy = Callable[[dict, jax.Array], jax.Array]  # (obs dict [B, ...], key) -> actions [B, 12]
@@ -100,7 +101,7 @@ def make_segments(
 
         return jax.lax.scan(body, carry, jax.random.split(key, n_steps))
 
-    return jax.jit(start), jax.jit(run)
+    return jax.jit(start), milestones.marking(jax.jit(run))
 
 
 def make_rollout(
@@ -119,7 +120,7 @@ def make_rollout(
         (state, _, _), trace = run(start(k_start, command, args), k_run, args)
         return state, trace
 
-    return jax.jit(rollout)
+    return milestones.marking(jax.jit(rollout))
 
 
 def _with_command(obs, cmd):

@@ -1,8 +1,8 @@
 """First and second run of ``make demo``, ``dmpc eval`` (8 episodes) and ``dmpc sim2sim`` (1 run)
 with an empty, then a warm compilation cache (a fresh directory per command, DMPC_COMPILE_CACHE):
-wall time, time to the first step where the command marks one (``dmpc_jax.milestones``: the
-first action the robot runner executes, ``dmpc sim2sim``; the demo's and the evaluation's
-rollouts mark none, since a host callback inside them keeps JAX from caching them), and the
+wall time, time to the first step (``dmpc_jax.milestones``: the first action the robot runner
+executes, ``dmpc sim2sim``; the moment the first compiled rollout starts to run, ``make demo``
+and ``dmpc eval``, compiled ahead of time by ``milestones.marking``), and the
 compile work JAX reports in the command's main process (tracing, lowering, XLA compiles, cache
 reads; hook.py). Writes results.json and README.md here.
 
