@@ -30,10 +30,12 @@ gl:
 
 # TEST_WORKERS pytest-xdist processes (default 2: one per core of the 2-core machines this runs on);
 # each test file runs whole in one worker (its module fixtures are built once; the DDS tests of
-# tests/deploy/test_sim2sim.py never run beside each other). TEST_WORKERS=0: one process.
+# tests/deploy/test_sim2sim.py never run beside each other), the heaviest files first
+# (tests/conftest.py HEAVY_FILES, kept in that order by --no-loadscope-reorder). TEST_WORKERS=0:
+# one process.
 TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # logic, shapes and the tiny model only: no MJX compile, no training, no process (tests marked slow)
 test-fast: venv

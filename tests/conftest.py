@@ -15,6 +15,9 @@ if os.environ.get("DMPC_TEST_XLA_OPT") != "1" and TEST_XLA_FLAGS not in os.envir
     "XLA_FLAGS", ""
 ):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+# the tests' programs mostly compile in under a second with those flags, and JAX writes only
+# compiles of 1 s or more to the persistent cache: a warm `make test` compiled them all again
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # first of the package: it sets XLA's C++ log level before JAX loads (compile_cache.py); then
 # the CLI, which imports mujoco.mjx without its optional Warp backend's message (an xdist worker
@@ -78,7 +81,23 @@ SLOW_FIXTURES = {"env", "env_fns", "tiny_run", "two_device_run", "resumed_run", 
                  "exported", "tiny_nets"}  # fmt: skip
 
 
+# the files that take longest on one worker (`--durations` of a cold `make test`), heaviest first:
+# `make test` hands files to its workers in collection order (`--no-loadscope-reorder`), so these
+# start first and the short files fill in behind them; xdist's own order (most tests first) left
+# the one-test pipeline file for last, with the other worker idle for minutes
+HEAVY_FILES = ("test_pipeline.py", "planner/test_planner.py", "diffusion/test_pretrain.py",
+               "finetune/test_dagger.py", "rl/test_brax_ppo.py", "rl/test_rl.py",
+               "envs/test_env.py", "deploy/test_export.py", "finetune/test_rwr_selection.py",
+               "planner/test_mpc.py", "evaluate/test_offline_fidelity.py")  # fmt: skip
+
+
+def _weight(item) -> int:
+    path = item.nodeid.split("::")[0].removeprefix("tests/")
+    return HEAVY_FILES.index(path) if path in HEAVY_FILES else len(HEAVY_FILES)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_weight)  # stable: the other files keep their order
