@@ -122,6 +122,10 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             "valid": ~fresh,
             "wz": state.info["command"][:, 2],
             "vx": state.info["command"][:, 0],  # the command itself (the obs's copy lags)
+            # what the reward is made of, per step (logged as means: which term an update moves)
+            "terms": {k: nxt.metrics[f"reward/{k}"] for k in env.cfg.reward.scales},
+            "lin_vel_err": nxt.metrics["tracking/lin_vel_err"],
+            "forward_vel": nxt.metrics["state/forward_vel"],
         }
         scales = jnp.where(done, draw_scales(k_g), scales)
         return (nxt, chunk, index + 1, fresh | done, scales), rec
@@ -145,6 +149,15 @@ def rollout_metrics(rec: dict, dt: float) -> dict:
         "rollout/episodes_ended": int(ended),
         "rollout/episode_success": float((ended - falls) / ended) if ended else float("nan"),
         "rollout/valid_fraction": float(valid.mean()),
+        **{
+            f"rollout/{name}": float(np.asarray(rec[name])[valid].mean())
+            for name in ("lin_vel_err", "forward_vel")
+            if name in rec
+        },
+        **{
+            f"rollout/term/{k}": float(np.asarray(v)[valid].mean())
+            for k, v in rec.get("terms", {}).items()
+        },
     }
 
 

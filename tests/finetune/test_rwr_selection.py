@@ -659,5 +659,15 @@ def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noi
                                * np.ones(12), atol=1e-6)  # fmt: skip
     noise = (executed - planned)[valid]
     assert 0.08 < noise.std() < 0.12 and abs(noise.mean()) < 0.02
+    # the per-term records add up to the reward, and their logged means to the logged reward
+    from dmpc_jax.finetune.rollout import rollout_metrics
+
+    rec = jax.tree.map(np.asarray, recs["planned"])
+    np.testing.assert_allclose(sum(rec["terms"].values()), rec["reward"], rtol=1e-5, atol=1e-6)
+    m = rollout_metrics(rec, env.cfg.ctrl_dt)
+    assert set(rec["terms"]) == set(env.cfg.reward.scales)
+    total = sum(m[f"rollout/term/{k}"] for k in rec["terms"])
+    assert total == pytest.approx(m["rollout/reward_per_step"], rel=1e-5)
+    assert m["rollout/lin_vel_err"] >= 0
     with pytest.raises(ValueError, match="record_action"):
         dataclasses.replace(base, record_action="noisy")
