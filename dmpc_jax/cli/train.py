@@ -61,7 +61,7 @@ def demonstrator(
     from dmpc_jax.rl.train import train
 
     train(cfg, Path(root) / (run or preset), resume=resume, overwrite=overwrite,
-          max_epochs=max_epochs)  # fmt: skip
+          max_epochs=max_epochs, command="dmpc demonstrator " + " ".join(sys.argv[2:]))  # fmt: skip
 
 
 def dataset(

@@ -43,8 +43,10 @@ def train(
     overwrite: bool = False,
     max_epochs: int | None = None,
     progress: bool = True,
+    command: str | None = None,
 ):
-    """Train (or continue) a demonstrator run in ``run_dir``.
+    """Train (or continue) a demonstrator run in ``run_dir``; ``command`` (the CLI invocation) is
+    appended to the run's ``commands.txt``.
 
     Args:
         max_epochs: stop after this many epochs *in this call* (for tests and time-boxed sessions);
@@ -66,6 +68,9 @@ def train(
         prepare_run(
             Path(run_dir).parent, Path(run_dir).name, cfg, resume=resume, overwrite=overwrite
         )
+        if command:
+            with (Path(run_dir) / "commands.txt").open("a") as f:
+                f.write(command + "\n")
     dist.barrier("demonstrator/prepare_run")
     run_dir = Path(run_dir)
 

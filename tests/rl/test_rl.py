@@ -87,6 +87,10 @@ def resumed_run(tmp_path_factory):
 def test_killed_run_resumes_without_reset(resumed_run):
     cfg, run, latest, lines_before, ts = resumed_run
     assert latest is not None and latest >= 2
+    # the CLI run wrote its command (the in-process resume was given none)
+    assert (run / "commands.txt").read_text().splitlines() == [
+        f"dmpc demonstrator --config {run.parent / 'cfg.json'} --run tiny --root {run.parent}"
+    ]
     assert lines_before and lines_before[-1]["epoch"] >= latest
     p = cfg.ppo
     steps = latest + 2  # one training step per epoch in the tiny preset
