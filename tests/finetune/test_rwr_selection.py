@@ -177,14 +177,12 @@ def test_config_rejects_unknown_choices():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("replan", [True, False])
-def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan):
-    # a fake planner whose row h is 0.01 (h + 1): the executed action tells which plan row runs
+def _row_planner():
+    """``(plan_fn, Task)`` of a fake planner whose row h is 0.01 (h + 1) on every joint: the
+    executed action tells which plan row runs."""
     import flax
     import jax
     import jax.numpy as jnp
-
-    from dmpc_jax.finetune.rollout import make_rollout
 
     @flax.struct.dataclass
     class Task:
@@ -196,6 +194,18 @@ def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan
 
     def plan_fn(params, s, task, cons, key):
         return Out(jnp.tile(0.01 * (jnp.arange(24.0)[:, None] + 1.0), (1, 12)))
+
+    return plan_fn, Task
+
+
+@pytest.mark.parametrize("replan", [True, False])
+def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan):
+    import jax
+    import jax.numpy as jnp
+
+    from dmpc_jax.finetune.rollout import make_rollout
+
+    plan_fn, Task = _row_planner()
 
     e, steps = 3, env.cfg.episode_steps + 8  # every env times out once, at the same step
     cfg = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=steps, execute=e,
@@ -622,24 +632,14 @@ def test_the_uniform_control_keeps_the_kept_sets_sizes_but_not_its_scores():
 
 
 def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noise(env):
-    # the fake planner of the test above: the recorded action tells which plan row ran; the same
+    # the recorded action tells which plan row ran (_row_planner); the same
     # keys give the same rollout, so the two records differ by the exploration noise alone
-    import flax
     import jax
     import jax.numpy as jnp
 
     from dmpc_jax.finetune.rollout import make_rollout
 
-    @flax.struct.dataclass
-    class Task:
-        guidance_scale: jax.Array
-
-    @flax.struct.dataclass
-    class Out:
-        action: jax.Array
-
-    def plan_fn(params, s, task, cons, key):
-        return Out(jnp.tile(0.01 * (jnp.arange(24.0)[:, None] + 1.0), (1, 12)))
+    plan_fn, Task = _row_planner()
 
     base = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=12, execute=3,
                                action_noise=0.1)  # fmt: skip
