@@ -21,8 +21,13 @@ from brax.envs.base import Env, State
 from mujoco import mjx
 
 from dmpc_jax.envs import obs as obs_lib
+from dmpc_jax.envs import signals
 from dmpc_jax.envs.config import EnvConfig
-from dmpc_jax.envs.randomization import sample_randomization
+from dmpc_jax.envs.randomization import (
+    sample_command,
+    sample_push_interval,
+    sample_randomization,
+)
 from dmpc_jax.envs.rewards import compute_rewards
 from dmpc_jax.envs.terrain import make_terrain_height
 from dmpc_jax.robot import go2
@@ -142,14 +147,14 @@ class Go2Joystick(Env):
         )
         info = {
             "key": key,
-            "command": self._sample_command(k_cmd),
+            "command": sample_command(cfg.command, k_cmd),
             "step": jnp.zeros((), jnp.int32),
             "last_action": jnp.zeros(12),
             "qd_prev": jnp.zeros(12),
             "air_time": jnp.zeros(4),
             "last_contact": jnp.ones(4, bool),
             "last_foot_pos": data.geom_xpos[self._foot_ids],
-            "push_countdown": self._sample_push_interval(k_push),
+            "push_countdown": sample_push_interval(cfg.push, cfg.ctrl_dt, k_push),
             "push": jnp.zeros(2),
             "dr": dr,
             "latency": jax.random.randint(k_lat, (), latency_lo, latency_hi + 1),
@@ -158,9 +163,7 @@ class Go2Joystick(Env):
         if self.explicit_pd:
             lo, hi = cfg.pd_delay
             info["pd_delay"] = jax.random.randint(jax.random.fold_in(k_lat, 1), (), lo, hi + 1)
-            info["pd_hist"] = jnp.broadcast_to(
-                jnp.concatenate([data.qpos[7:], data.qvel[6:]]), (hi + 1, 24)
-            )
+            info["pd_hist"] = jnp.broadcast_to(signals.joint_state(data), (hi + 1, 24))
         clean = self._policy_obs(data, info)
         info["obs_hist"] = jnp.broadcast_to(clean, info["obs_hist"].shape)
         obs = {"state": clean, "privileged_state": self._privileged_obs(data, info, jnp.ones(4))}
@@ -199,7 +202,7 @@ class Go2Joystick(Env):
                 push = jnp.where(due, mag * jnp.array([jnp.cos(angle), jnp.sin(angle)]), 0.0)
             data = data.replace(qvel=data.qvel.at[:2].add(push))
             info["push_countdown"] = jnp.where(
-                due, self._sample_push_interval(k_push), info["push_countdown"] - 1
+                due, sample_push_interval(cfg.push, cfg.ctrl_dt, k_push), info["push_countdown"] - 1
             )
         info["push"] = push
 
@@ -208,19 +211,19 @@ class Go2Joystick(Env):
 
         def substep(carry, _):
             d, hist = carry
-            if self.explicit_pd:  # hist[j]: the joint state j steps old; hist[0] is d's
-                old = hist[info["pd_delay"]]
-                d = d.replace(ctrl=cfg.kp * (target - old[:12]) - cfg.kd * old[12:])
+            if self.explicit_pd:
+                d = d.replace(
+                    ctrl=signals.delayed_pd(cfg.kp, cfg.kd, target, hist, info["pd_delay"])
+                )
             d = mjx.step(model, d)
             if self.explicit_pd:
-                now = jnp.concatenate([d.qpos[7:], d.qvel[6:]])
-                hist = jnp.concatenate([now[None], hist[:-1]], axis=0)
+                hist = signals.shift_in(hist, d)
             out = (jnp.sum(jnp.square(d.actuator_force * d.qvel[6:])), jnp.abs(d.qvel[6:]))
             return (d, hist), out
 
         hist = None
         if self.explicit_pd:  # a push changed the velocity since the last step ended
-            hist = info["pd_hist"].at[0].set(jnp.concatenate([data.qpos[7:], data.qvel[6:]]))
+            hist = info["pd_hist"].at[0].set(signals.joint_state(data))
         (data, hist), (power_sq, qd_abs) = jax.lax.scan(
             substep, (data, hist), None, length=cfg.n_substeps
         )
@@ -288,14 +291,14 @@ class Go2Joystick(Env):
         info["last_action"] = action
         info["step"] = info["step"] + 1
         resample = info["step"] % int(round(cfg.command.resample_s / cfg.ctrl_dt)) == 0
-        info["command"] = jnp.where(resample, self._sample_command(k_cmd), info["command"])
+        info["command"] = jnp.where(resample, sample_command(cfg.command, k_cmd), info["command"])
         info["key"] = key
 
         clean = self._policy_obs(data, info)
-        noisy = clean + self._obs_noise(k_noise)
+        noisy = clean + signals.obs_noise(cfg.noise, k_noise)
         info["obs_hist"] = jnp.concatenate([noisy[None], info["obs_hist"][:-1]], axis=0)
         obs = {
-            "state": delayed_observation(
+            "state": signals.delayed_observation(
                 info["obs_hist"], info["latency"], cfg.noise.delay_last_action
             ),
             "privileged_state": self._privileged_obs(data, info, contact.astype(jnp.float32)),
@@ -313,24 +316,6 @@ class Go2Joystick(Env):
         )
 
     # ------------------------------------------------------------------ pieces
-    def _sample_command(self, key):
-        c = self.cfg.command
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        cmd = jnp.array(
-            [
-                jax.random.uniform(k1, (), minval=c.vx[0], maxval=c.vx[1]),
-                jax.random.uniform(k2, (), minval=c.vy[0], maxval=c.vy[1]),
-                jax.random.uniform(k3, (), minval=c.wz[0], maxval=c.wz[1]),
-            ]
-        )
-        cmd = cmd.at[2].set(jnp.where(jnp.abs(cmd[2]) < c.wz_deadband, 0.0, cmd[2]))
-        return jnp.where(jax.random.bernoulli(k4, c.zero_prob), 0.0, cmd)
-
-    def _sample_push_interval(self, key):
-        lo, hi = self.cfg.push.interval_s
-        steps = jax.random.uniform(key, (), minval=lo, maxval=hi) / self.cfg.ctrl_dt
-        return steps.astype(jnp.int32)
-
     def _randomized_model(self, dr) -> mjx.Model:
         m, b = self.mjx_model, self._base_id
         contact_geoms = np.concatenate([[self._floor_id], self._foot_ids])
@@ -359,18 +344,6 @@ class Go2Joystick(Env):
             last_action=info["last_action"],
             q_default=self.q_default,
         )
-
-    def _obs_noise(self, key):
-        n = self.cfg.noise
-        if not n.enabled:
-            return jnp.zeros(obs_lib.OBS_SIZE)
-        s = obs_lib.OBS_SLICES
-        scale = jnp.zeros(obs_lib.OBS_SIZE)
-        scale = scale.at[s["ang_vel"]].set(n.ang_vel * obs_lib.ANG_VEL_SCALE)
-        scale = scale.at[s["gravity"]].set(n.gravity)
-        scale = scale.at[s["joint_pos"]].set(n.joint_pos)
-        scale = scale.at[s["joint_vel"]].set(n.joint_vel * obs_lib.JOINT_VEL_SCALE)
-        return scale * jax.random.uniform(key, (obs_lib.OBS_SIZE,), minval=-1.0, maxval=1.0)
 
     def _privileged_obs(self, data, info, contact):
         base_height = data.qpos[2] - self._terrain_height(data.qpos[None, :2])[0]
@@ -412,17 +385,6 @@ class Go2Joystick(Env):
             "state/forward_vel": v[0],
             "state/mech_power": jnp.sum(jnp.abs(data.actuator_force * data.qvel[6:])),
         }
-
-
-def delayed_observation(obs_hist, latency, delay_last_action: bool = True):
-    """The policy observation ``latency`` steps old from the ring buffer ``obs_hist`` [L, 49]
-    (newest first); with ``delay_last_action`` False its last-action slot is the newest one, as
-    on the robot, whose runtime knows the action it sent last."""
-    obs = obs_hist[latency]
-    if delay_last_action:
-        return obs
-    sl = obs_lib.OBS_SLICES["last_action"]
-    return obs.at[sl].set(obs_hist[0, sl])
 
 
 @functools.cache

@@ -1,12 +1,13 @@
-"""Domain randomisation drawn per episode: friction, added base mass, centre-of-mass offset,
-motor strength and joint damping scale (the demonstrator's ranges, ``RandomizationConfig``)."""
+"""What the env draws at random: the domain randomisation of each episode (friction, added base
+mass, centre-of-mass offset, motor strength and joint damping scale: the demonstrator's ranges,
+``RandomizationConfig``), the velocity commands and the intervals between pushes."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from dmpc_jax.envs.config import RandomizationConfig
+from dmpc_jax.envs.config import CommandConfig, PushConfig, RandomizationConfig
 
 
 def sample_randomization(r: RandomizationConfig, key) -> dict:
@@ -31,3 +32,24 @@ def sample_randomization(r: RandomizationConfig, key) -> dict:
         "motor_strength": u(ks[3], r.motor_strength),
         "damping_scale": u(ks[4], r.joint_damping_scale),
     }
+
+
+def sample_command(c: CommandConfig, key) -> jax.Array:
+    """[3] (vx, vy, wz) drawn from the command ranges; |wz| under the deadband is 0, and the
+    whole command is 0 with probability ``c.zero_prob``."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    cmd = jnp.array(
+        [
+            jax.random.uniform(k1, (), minval=c.vx[0], maxval=c.vx[1]),
+            jax.random.uniform(k2, (), minval=c.vy[0], maxval=c.vy[1]),
+            jax.random.uniform(k3, (), minval=c.wz[0], maxval=c.wz[1]),
+        ]
+    )
+    cmd = cmd.at[2].set(jnp.where(jnp.abs(cmd[2]) < c.wz_deadband, 0.0, cmd[2]))
+    return jnp.where(jax.random.bernoulli(k4, c.zero_prob), 0.0, cmd)
+
+
+def sample_push_interval(p: PushConfig, ctrl_dt: float, key) -> jax.Array:
+    """Control steps until the next push, drawn from ``p.interval_s``."""
+    lo, hi = p.interval_s
+    return (jax.random.uniform(key, (), minval=lo, maxval=hi) / ctrl_dt).astype(jnp.int32)

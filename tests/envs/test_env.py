@@ -210,7 +210,7 @@ def test_latency_buffer_delays_observations(env, env_fns):
 
 
 def test_last_action_slot_can_skip_the_latency():
-    from dmpc_jax.envs.go2_joystick import delayed_observation
+    from dmpc_jax.envs.signals import delayed_observation
 
     hist = jnp.arange(4 * 49, dtype=jnp.float32).reshape(4, 49)  # newest first
     sl = obs_lib.OBS_SLICES["last_action"]

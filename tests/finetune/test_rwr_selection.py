@@ -4,6 +4,7 @@ per class within each minibatch, the update volume in epochs, the return arm on 
 scale."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -509,17 +510,26 @@ def test_the_finetuning_env_clears_yaw_rates_inside_the_deadband():
     call)."""
     import jax
 
+    from dmpc_jax.envs.randomization import sample_command
     from dmpc_jax.finetune.rollout import make_env
 
     env = make_env(dataclasses.replace(PAPER, wz_deadband=0.5))
-    cmd = np.asarray(jax.vmap(env._sample_command)(jax.random.split(jax.random.PRNGKey(0), 4000)))
+    cmd = np.asarray(
+        jax.vmap(functools.partial(sample_command, env.cfg.command))(
+            jax.random.split(jax.random.PRNGKey(0), 4000)
+        )
+    )
     straight = cmd[:, 2] == 0.0
     assert 0.46 < straight.mean() < 0.54
     assert (np.abs(cmd[~straight, 2]) >= 0.5).all()
     assert (cmd[:, 1] == 0).all() and (cmd[:, 0] >= PAPER.vx[0]).all()
     assert (cmd[:, 0] <= PAPER.vx[1]).all() and (cmd[:, 0] > 0).all()
     plain = make_env(PAPER)  # the preset's deadband, 0.1: a tenth straight
-    cmd = np.asarray(jax.vmap(plain._sample_command)(jax.random.split(jax.random.PRNGKey(0), 4000)))
+    cmd = np.asarray(
+        jax.vmap(functools.partial(sample_command, plain.cfg.command))(
+            jax.random.split(jax.random.PRNGKey(0), 4000)
+        )
+    )
     assert 0.07 < (cmd[:, 2] == 0).mean() < 0.13
 
 
