@@ -17,6 +17,9 @@ DEMOS = {
     "cpu": "the shipped demonstrator (`checkpoints/demonstrator/cpu`: damping 2.0 x U(0.8, 1.2))",
     "cpu_damping": "trained on from it with the damping 2.0 x U(0.05, 1.2) = [0.1, 2.4] N m s/rad "
     "(`checkpoints/demonstrator/cpu_damping`, command in its `commands.txt`)",
+    "cpu_pd": "trained on from cpu_damping with the PD torque from a 0-2 step old joint state "
+    "and a joint-speed cost ([`../pd_delay/`](../pd_delay/README.md); "
+    "`checkpoints/demonstrator/cpu_pd`, command in its `commands.txt`)",
 }
 VARIANTS = {
     "ours": "our model, damping 2.0 x U(0.8, 1.2) (as the shipped demonstrator trained)",
