@@ -47,12 +47,8 @@ class Go2Joystick(Env):
     def __init__(self, cfg: EnvConfig = EnvConfig()):
         self.cfg = cfg
         self.mj_model = go2.make_model(cfg.model)
-        if (
-            self.explicit_pd
-        ):  # torque motors: force = ctrl (x motor strength), clipped by forcerange
-            self.mj_model.actuator_gainprm[:, 0] = 1.0
-            self.mj_model.actuator_biasprm[:, :3] = 0.0
-            self.mj_model.actuator_ctrllimited[:] = 0
+        if self.explicit_pd:
+            signals.to_torque_motors(self.mj_model)
         # this process's own device: MJX's default, jax.devices()[0], belongs to process 0 under
         # jax.distributed, and a model there cannot be read by the other processes
         self.mjx_model = mjx.put_model(self.mj_model, impl="jax", device=jax.local_devices()[0])
