@@ -28,6 +28,9 @@ class FinetuneConfig:
         record_action: the action a rollout step records for the buffer, R_nn and the denoiser
             updates: ``executed`` (the planned one plus the noise, as the authors' runner stores
             it) or ``planned`` (the plan's row, without the exploration noise).
+        window_starts: where the denoiser updates' H-step windows start: ``any`` step of a piece,
+            or only a ``replan`` step (plan age 0), where the window's first action was planned
+            from its first state (at E = 11 the others were planned up to 10 steps earlier).
         rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
             K steps) or ``ddim<S>`` (S strided steps, about K / S times cheaper); N = 1 either way.
         guidance: range of the per-env learned-reward guidance scale.
@@ -123,6 +126,7 @@ class FinetuneConfig:
     execute: int = 11
     action_noise: float = 0.3
     record_action: Literal["executed", "planned"] = "executed"
+    window_starts: Literal["any", "replan"] = "any"
     rollout_sampler: str = "ddpm"
     guidance: tuple[float, float] = (0.0, 0.2)
     vx: tuple[float, float] = (0.5, 0.9)
@@ -227,6 +231,11 @@ class FinetuneConfig:
             raise ValueError(
                 "FinetuneConfig.record_action must be 'executed' or 'planned', got "
                 f"{self.record_action!r}"
+            )
+        if self.window_starts not in ("any", "replan"):
+            raise ValueError(
+                "FinetuneConfig.window_starts must be 'any' or 'replan', got "
+                f"{self.window_starts!r}"
             )
         if self.action_noise < 0:
             raise ValueError(f"FinetuneConfig.action_noise must be >= 0, got {self.action_noise}")

@@ -186,9 +186,9 @@ def finetune(
     scfg = SamplerConfig(num_candidates=1).with_variant(cfg.rollout_sampler, dcfg.num_steps)
     plan_fn = planner.plan_fn(scfg)
     r_start, r_run = make_rollout(cfg, env, plan_fn, task, cons)
-    # the rollout carry (env state, chunk, index, fresh, scales): envs split over the mesh
+    # the rollout carry (env state, chunk, index, fresh, scales, age): envs split over the mesh
     envs = dist.split(mesh)
-    carry_sharding = (envs, envs, replicated, envs, envs)
+    carry_sharding = (envs, envs, replicated, envs, envs, envs)
     r_start = jax.jit(r_start, out_shardings=carry_sharding)
     records = dist.split(mesh, axis=1)  # [T, B, ...]
     r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
@@ -282,7 +282,7 @@ def finetune(
                 n_steps, h, batch_sharding, batch_weights=batch_w,
                 after_call=follow if ema else None, offline=offline,
                 progress="denoiser update" if progress and main else None,
-                anneal=cfg.lr_anneal,
+                anneal=cfg.lr_anneal, starts=cfg.window_starts,
             )  # fmt: skip
             row.update(m)
             row.update({"rwr/kept": len(keep), "rwr/kept_fraction": len(keep) / len(buf),

@@ -53,7 +53,8 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
 
     ``plan_fn(params, s_now, task, cons, key)`` is the sampler (N = 1); ``task`` carries the
     learned-reward weight, its guidance scale is replaced per env. Records are [T, B]: obs,
-    action (``cfg.record_action``: executed, with noise, or planned), reward, done, terminated, valid (a planned step), wz.
+    action (``cfg.record_action``: executed, with noise, or planned), reward, done, terminated, valid (a planned step), wz,
+    age (steps since the plan the step's action came from was made: 0 at a replan step).
 
     Timeline: the batch replans every E steps (index 0 .. E-1 into each env's chunk). An env that
     resets is *fresh*: with ``cfg.replan_at_reset`` up to ``cfg.reset_plans`` fresh envs plan at
@@ -73,7 +74,8 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         k_env, k_g = jax.random.split(key)
         state = wrapped.reset(jax.random.split(k_env, b))
         chunk = jnp.zeros((b, e, 12))  # replaced at the first step (index = E)
-        carry = (state, chunk, jnp.asarray(e, jnp.int32), jnp.zeros(b, bool), draw_scales(k_g))
+        carry = (state, chunk, jnp.asarray(e, jnp.int32), jnp.zeros(b, bool), draw_scales(k_g),
+                 jnp.zeros(b, jnp.int32))  # fmt: skip
         # reset leaves some weakly typed scalars that step makes strong: strip them, so the
         # first and later ``run`` calls share one compilation
         return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), carry)
@@ -85,7 +87,8 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         return jax.vmap(one)(obs, jax.random.split(key, obs.shape[0]), scales)
 
     def serve_fresh(params, obs, scales, chunk, index, fresh, key):
-        """Plans for up to ``m`` fresh envs, rolled to start at ``index``; they stop being fresh."""
+        """Plans for up to ``m`` fresh envs, rolled to start at ``index``; they stop being fresh.
+        Also returns which envs were served (their plan's age restarts)."""
         ids = jnp.argsort(~fresh, stable=True)[:m]  # the fresh envs first
         sel = fresh[ids]
 
@@ -95,10 +98,10 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             return chunk.at[ids].set(jnp.where(sel[:, None, None], plans, chunk[ids]))
 
         chunk = jax.lax.cond(fresh.any(), serve, lambda c: c, chunk)
-        return chunk, fresh.at[ids].set(fresh[ids] & ~sel)
+        return chunk, fresh.at[ids].set(fresh[ids] & ~sel), jnp.zeros(b, bool).at[ids].set(sel)
 
     def body(params, carry, key):
-        state, chunk, index, fresh, scales = carry
+        state, chunk, index, fresh, scales, age = carry
         k_plan, k_noise, k_g = jax.random.split(key, 3)
         k_reset = jax.random.fold_in(key, 3)
         obs = state.obs["state"]
@@ -106,8 +109,10 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         chunk = jax.lax.cond(need, lambda: plan_batch(params, obs, scales, k_plan), lambda: chunk)
         index = jnp.where(need, 0, index)
         fresh = jnp.where(need, False, fresh)
+        age = jnp.where(need, 0, age)
         if cfg.replan_at_reset:
-            chunk, fresh = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
+            chunk, fresh, served = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
+            age = jnp.where(served, 0, age)
         planned = jnp.where(fresh[:, None], 0.0, chunk[:, index])
         action = chunk[:, index] + cfg.action_noise * jax.random.normal(k_noise, (b, 12))
         action = jnp.where(fresh[:, None], 0.0, action)
@@ -120,6 +125,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             "done": done,
             "terminated": done & (nxt.info["truncation"] == 0),
             "valid": ~fresh,
+            "age": age,
             "wz": state.info["command"][:, 2],
             "vx": state.info["command"][:, 0],  # the command itself (the obs's copy lags)
             # what the reward is made of, per step (logged as means: which term an update moves)
@@ -128,7 +134,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             "forward_vel": nxt.metrics["state/forward_vel"],
         }
         scales = jnp.where(done, draw_scales(k_g), scales)
-        return (nxt, chunk, index + 1, fresh | done, scales), rec
+        return (nxt, chunk, index + 1, fresh | done, scales, age + 1), rec
 
     def run(carry, key, params):
         return jax.lax.scan(

@@ -154,7 +154,7 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
     return out
 
 
-STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell")
+STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell", "age")
 
 
 @dataclass
@@ -163,7 +163,9 @@ class ReplayBuffer:
     length [P], score [P] (mean per-step reward), group [P] (``command_group`` of the command at
     the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``), added [P]
     (iteration it was collected in), seq [P] (order of arrival), fell [P] (the piece ends in a
-    fall: its last step terminated the episode; false in buffers saved before it was recorded).
+    fall: its last step terminated the episode; false in buffers saved before it was recorded),
+    age [P, L] (each step's plan age, steps since its action's plan was made: 0 at a replan step;
+    -1 where unknown: padding, and buffers saved before it was recorded).
     ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
     where a low-reward recovery is as much worth keeping as a high-reward stride).
     ``absent`` [n_groups]: pieces per group that count towards each group's size for the top
@@ -202,7 +204,7 @@ class ReplayBuffer:
         return {"obs": ((self.max_len, self.obs_dim), f32), "action": ((self.max_len, self.act_dim), f32),
                 "reward": ((self.max_len,), f32), "length": ((), i32), "score": ((), f32),
                 "group": ((), np.int8), "added": ((), i32), "seq": ((), np.int64),
-                "fell": ((), bool)}  # fmt: skip
+                "fell": ((), bool), "age": ((self.max_len,), np.int16)}  # fmt: skip
 
     def _sync(self) -> None:
         for k in STORED:
@@ -246,6 +248,7 @@ class ReplayBuffer:
         length = np.zeros(n, np.int32)
         wz0, vx0 = np.zeros(n, np.float32), np.zeros(n, np.float32)
         fell = np.zeros(n, bool)
+        age = np.full((n, self.max_len), -1, np.int16)
         terminated = np.asarray(rec["terminated"]) if "terminated" in rec else None
         vx_col = obs_lib.OBS_SLICES["command"].start  # the commanded vx, scaled, in obs
         for i, (e, s, t) in enumerate(pieces):
@@ -254,6 +257,8 @@ class ReplayBuffer:
             act[i, :ln] = rec["action"][s : s + ln, e]
             rew[i, :ln] = rec["reward"][s : s + ln, e]
             length[i] = ln
+            if "age" in rec:
+                age[i, :ln] = rec["age"][s : s + ln, e]
             if terminated is not None:  # a piece cut by a fall ends on the terminating step
                 fell[i] = terminated[s + ln - 1, e]
             wz0[i] = rec["wz"][s, e]
@@ -264,17 +269,21 @@ class ReplayBuffer:
                      "score": (rew.sum(1) / length).astype(np.float32),
                      "group": command_group(wz0, vx0, self.yaw_classes, self.speed_edges),
                      "added": np.full(n, iteration, np.int32),
-                     "seq": np.arange(first, first + n, dtype=np.int64), "fell": fell})  # fmt: skip
+                     "seq": np.arange(first, first + n, dtype=np.int64), "fell": fell,
+                     "age": age})  # fmt: skip
         return n
 
     def insert(self, rows: dict) -> None:
         """Add pieces (a dict of the ``STORED`` arrays), then keep ``capacity``: the best by score
         (the newer first among equal scores) or the newest (``keep="newest"``). Absent pieces
         are displaced before any held one. Rows without ``fell`` (buffers saved before it was
-        recorded) count as pieces that did not fall."""
+        recorded) count as pieces that did not fall; rows without ``age``, as steps of unknown
+        plan age."""
         k, n = len(rows["length"]), self._n
         if "fell" not in rows:
             rows = {**rows, "fell": np.zeros(k, bool)}
+        if "age" not in rows:
+            rows = {**rows, "age": np.full((k, self.max_len), -1, np.int16)}
         spare = self.capacity - n - int(self.absent.sum())
         if spare < k and self.absent.any():  # new pieces displace absent ones first
             self._displace_absent(min(k - max(spare, 0), int(self.absent.sum())))
@@ -312,15 +321,31 @@ class ReplayBuffer:
 
     def windows(
         self, rng: np.random.Generator, pieces: np.ndarray, weights: np.ndarray | None,
-        batch: int, horizon: int,
+        batch: int, horizon: int, starts: str = "any",
     ) -> dict[str, np.ndarray]:  # fmt: skip
         """``batch`` H-step windows drawn uniformly over every window of ``pieces`` (a piece of
-        length n has n - H + 1); each carries its piece's weight (1 if ``weights`` is None)."""
-        n_win = self.length[pieces] - horizon + 1
-        cum = np.cumsum(n_win)
-        flat = rng.integers(0, cum[-1], batch)
-        which = np.searchsorted(cum, flat, side="right")
-        start = flat - np.concatenate([[0], cum[:-1]])[which]
+        length n has n - H + 1); each carries its piece's weight (1 if ``weights`` is None).
+        ``starts="replan"``: only the windows that start at a replan step (plan age 0), whose
+        first action was planned from the window's first state."""
+        if starts == "any":
+            n_win = self.length[pieces] - horizon + 1
+            cum = np.cumsum(n_win)
+            flat = rng.integers(0, cum[-1], batch)
+            which = np.searchsorted(cum, flat, side="right")
+            start = flat - np.concatenate([[0], cum[:-1]])[which]
+        elif starts == "replan":
+            t = np.arange(self.max_len)
+            ok = (self.age[pieces] == 0) & (t <= (self.length[pieces] - horizon)[:, None])
+            rows_ok, starts_ok = np.nonzero(ok)
+            if len(rows_ok) == 0:
+                raise ValueError(
+                    f"no window of the {len(pieces)} pieces starts at a replan step (plan age 0): "
+                    "the buffer holds no plan ages (saved before they were recorded?)"
+                )
+            pick = rng.integers(0, len(rows_ok), batch)
+            which, start = rows_ok[pick], starts_ok[pick]
+        else:
+            raise ValueError(f"window starts must be 'any' or 'replan', got {starts!r}")
         p = pieces[which]
         rows = start[:, None] + np.arange(horizon)
         return {

@@ -91,7 +91,7 @@ def offline_rows(cfg) -> int:
 def train_network(
     update, params, opt_state, buf, rng, key, cfg, pieces, weights, n_steps, horizon,
     sharding: NamedSharding | None = None, batch_weights=None, after_call=None, offline=None,
-    progress: str | None = None, anneal: bool = False,
+    progress: str | None = None, anneal: bool = False, starts: str = "any",
 ):  # fmt: skip
     """``n_steps`` optimizer steps on windows of ``pieces`` in calls of ``steps_per_call``;
     ``weights``: per piece of ``pieces`` (None: 1), or ``batch_weights(piece [S, B]) -> [S, B]``
@@ -100,14 +100,15 @@ def train_network(
     ``offline`` (a ``WindowSampler``): the last ``offline_rows(cfg)`` rows of *every* batch are
     its windows, weight 1; the buffer's windows fill the rest. ``progress``: a progress bar of
     that name over the steps (None: none). ``anneal``: step k of the ``n_steps`` runs at
-    ``1 - k / n_steps`` of the rate (``lr_scale``)."""
+    ``1 - k / n_steps`` of the rate (``lr_scale``). ``starts``: which buffer windows
+    (``ReplayBuffer.windows``: ``any`` or ``replan``)."""
     metrics = {}
     bar = tqdm(total=n_steps, desc=progress, unit="step", leave=False, disable=progress is None)
     s_call = cfg.steps_per_call
     n_off = offline_rows(cfg) if offline is not None else 0
     n_buf = cfg.batch_size - n_off
     for i in range(n_steps // s_call):
-        win = buf.windows(rng, pieces, weights, s_call * n_buf, horizon)
+        win = buf.windows(rng, pieces, weights, s_call * n_buf, horizon, starts)
         batches = {k: v.reshape((s_call, n_buf) + v.shape[1:]) for k, v in win.items()}
         piece = batches.pop("piece")
         if batch_weights is not None:

@@ -231,6 +231,8 @@ def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan
     # the batch timeline goes on for every env that is not fresh
     ok = valid[after]
     np.testing.assert_array_equal(row[after][ok & (index[after] == 0)[:, None]], 0)
+    # each recorded step's plan age is the plan row it executes (fresh envs restart theirs)
+    np.testing.assert_array_equal(np.asarray(rec["age"])[valid], row[valid])
 
 
 def test_a_run_moved_without_its_buffer_resumes_from_the_kept_set(tmp_path):
@@ -681,3 +683,63 @@ def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noi
     assert m["rollout/lin_vel_err"] >= 0
     with pytest.raises(ValueError, match="record_action"):
         dataclasses.replace(base, record_action="noisy")
+
+
+def _aged_rollout(rng, t=50, b=256, e=11):
+    """[T, B] records at the cpu_paper layout whose plan ages run 0 .. E-1 from a per-env offset
+    (as envs served fresh join the batch's timeline); obs[..., 0] carries the age and obs[..., 1]
+    the step, so a drawn window shows where it starts."""
+    rec = _falling_rollout(rng, t, b, fall_at={5: 30, 6: 37})
+    offset = rng.integers(0, e, b)
+    rec["age"] = ((np.arange(t)[:, None] + offset[None]) % e).astype(np.int32)
+    rec["obs"][..., 0] = rec["age"]
+    rec["obs"][..., 1] = np.arange(t)[:, None]
+    return rec
+
+
+def test_replan_windows_start_at_a_plan_and_stay_inside_their_piece(tmp_path):
+    """``window_starts="replan"`` at the run's shapes (256 envs x 50 steps, H = 24, E = 11, the
+    paper's batches): every window the update gets starts at plan age 0 and is 24 consecutive
+    steps of one piece; ``any`` draws plan ages 0..10 alike. Ages survive save and load, and a
+    buffer without them refuses replan windows with a clear error."""
+    rng = np.random.default_rng(11)
+    buf = ReplayBuffer(100_000, 50, yaw_classes=3)
+    buf.add_rollout(_aged_rollout(rng), 24, 1)
+    assert len(buf) == 256
+    cfg = dataclasses.replace(PAPER, window_starts="replan")
+
+    def drawn(starts):
+        seen = []
+
+        def fake_update(params, opt_state, batches, key):
+            seen.append(batches)
+            return params, opt_state, {"loss": np.float32(0.0)}
+
+        train_network(fake_update, {}, None, buf, rng, np.zeros(2, np.uint32), cfg,
+                      np.arange(len(buf)), None, 2 * cfg.steps_per_call, 24,
+                      starts=starts)  # fmt: skip
+        return np.concatenate([b["obs"].reshape(-1, 24, 49) for b in seen])
+
+    rep, anyw = drawn("replan"), drawn("any")
+    assert len(rep) == 2 * cfg.steps_per_call * cfg.batch_size
+    np.testing.assert_array_equal(rep[:, 0, 0], 0)
+    np.testing.assert_array_equal(np.diff(rep[..., 1], axis=1), 1)  # one piece, in order
+    assert rep[:, -1, 1].max() <= 49
+    ages = np.bincount(anyw[:, 0, 0].astype(int), minlength=11) / len(anyw)
+    assert ages.min() > 0.06 and ages.max() < 0.13  # about 1/11 each
+    # every replan start of a piece is drawn (3 per full piece: ages 0 at 3 of the 27 starts)
+    first = np.flatnonzero(buf.length == 50)[0]
+    eligible = set(np.flatnonzero(buf.age[first, :27] == 0).tolist())
+    got = buf.windows(np.random.default_rng(0), np.array([first]), None, 2000, 24, "replan")
+    assert set(got["obs"][:, 0, 1].astype(int).tolist()) == eligible and len(eligible) >= 2
+    buf.save(tmp_path / "b.npz")
+    np.testing.assert_array_equal(ReplayBuffer.load(tmp_path / "b.npz").age, buf.age)
+    with np.load(tmp_path / "b.npz") as f:
+        old = {k: f[k] for k in f.files if k != "age"}
+    np.savez(tmp_path / "old.npz", **old)
+    old_buf = ReplayBuffer.load(tmp_path / "old.npz")
+    assert (old_buf.age == -1).all()
+    with pytest.raises(ValueError, match="replan step"):
+        old_buf.windows(rng, np.arange(4), None, 8, 24, "replan")
+    with pytest.raises(ValueError, match="window_starts"):
+        dataclasses.replace(PAPER, window_starts="stale")
