@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from dmpc_jax.config import from_dict
+from dmpc_jax.finetune.rwr import start_age
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PRETRAINED
 
 
@@ -29,8 +30,9 @@ class FinetuneConfig:
             updates: ``executed`` (the planned one plus the noise, as the authors' runner stores
             it) or ``planned`` (the plan's row, without the exploration noise).
         window_starts: where the denoiser updates' H-step windows start: ``any`` step of a piece,
-            or only a ``replan`` step (plan age 0), where the window's first action was planned
-            from its first state (at E = 11 the others were planned up to 10 steps earlier).
+            only a ``replan`` step (plan age 0), where the window's first action was planned
+            from its first state (at E = 11 the others were planned up to 10 steps earlier), or
+            only ``age<k>`` steps into a plan (a control as large as ``replan``, stale by k).
         rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
             K steps) or ``ddim<S>`` (S strided steps, about K / S times cheaper); N = 1 either way.
         guidance: range of the per-env learned-reward guidance scale.
@@ -126,7 +128,7 @@ class FinetuneConfig:
     execute: int = 11
     action_noise: float = 0.3
     record_action: Literal["executed", "planned"] = "executed"
-    window_starts: Literal["any", "replan"] = "any"
+    window_starts: str = "any"
     rollout_sampler: str = "ddpm"
     guidance: tuple[float, float] = (0.0, 0.2)
     vx: tuple[float, float] = (0.5, 0.9)
@@ -232,10 +234,14 @@ class FinetuneConfig:
                 "FinetuneConfig.record_action must be 'executed' or 'planned', got "
                 f"{self.record_action!r}"
             )
-        if self.window_starts not in ("any", "replan"):
+        try:
+            age = start_age(self.window_starts)
+        except ValueError as e:
+            raise ValueError(f"FinetuneConfig.window_starts: {e}") from None
+        if age is not None and not 0 <= age < self.execute:
             raise ValueError(
-                "FinetuneConfig.window_starts must be 'any' or 'replan', got "
-                f"{self.window_starts!r}"
+                f"FinetuneConfig.window_starts {self.window_starts!r}: a plan age must be in "
+                f"[0, execute) = [0, {self.execute})"
             )
         if self.action_noise < 0:
             raise ValueError(f"FinetuneConfig.action_noise must be >= 0, got {self.action_noise}")

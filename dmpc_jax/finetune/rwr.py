@@ -154,6 +154,18 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
     return out
 
 
+def start_age(starts: str) -> int | None:
+    """The plan age windows must start at: None for ``any``, 0 for ``replan``, k for
+    ``age<k>``."""
+    if starts == "any":
+        return None
+    if starts == "replan":
+        return 0
+    if starts.startswith("age") and starts[3:].isdigit():
+        return int(starts[3:])
+    raise ValueError(f"window starts must be 'any', 'replan' or 'age<k>', got {starts!r}")
+
+
 STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell", "age")
 
 
@@ -326,26 +338,27 @@ class ReplayBuffer:
         """``batch`` H-step windows drawn uniformly over every window of ``pieces`` (a piece of
         length n has n - H + 1); each carries its piece's weight (1 if ``weights`` is None).
         ``starts="replan"``: only the windows that start at a replan step (plan age 0), whose
-        first action was planned from the window's first state."""
-        if starts == "any":
+        first action was planned from the window's first state; ``"age<k>"``: only those that
+        start k steps into a plan (the control with as many windows, all stale by k)."""
+        age = start_age(starts)
+        if age is None:
             n_win = self.length[pieces] - horizon + 1
             cum = np.cumsum(n_win)
             flat = rng.integers(0, cum[-1], batch)
             which = np.searchsorted(cum, flat, side="right")
             start = flat - np.concatenate([[0], cum[:-1]])[which]
-        elif starts == "replan":
-            t = np.arange(self.max_len)
-            ok = (self.age[pieces] == 0) & (t <= (self.length[pieces] - horizon)[:, None])
-            rows_ok, starts_ok = np.nonzero(ok)
+        else:
+            rows_ok, starts_ok = np.nonzero(self._starts_at(pieces, horizon, age))
             if len(rows_ok) == 0:
                 raise ValueError(
-                    f"no window of the {len(pieces)} pieces starts at a replan step (plan age 0): "
-                    "the buffer holds no plan ages (saved before they were recorded?)"
+                    f"no window of the {len(pieces)} pieces (lengths "
+                    f"{int(self.length[pieces].min()) if len(pieces) else 0}-"
+                    f"{int(self.length[pieces].max()) if len(pieces) else 0}, H = {horizon}) "
+                    f"starts at plan age {age} ({starts!r}): are the pieces' plan ages recorded "
+                    "(buffers saved before they were have none)?"
                 )
             pick = rng.integers(0, len(rows_ok), batch)
             which, start = rows_ok[pick], starts_ok[pick]
-        else:
-            raise ValueError(f"window starts must be 'any' or 'replan', got {starts!r}")
         p = pieces[which]
         rows = start[:, None] + np.arange(horizon)
         return {
@@ -357,6 +370,18 @@ class ReplayBuffer:
             ),
             "piece": p,
         }
+
+    def _starts_at(self, pieces: np.ndarray, horizon: int, age: int) -> np.ndarray:
+        """[len(pieces), L] bool: the window starts of ``pieces`` at plan age ``age``."""
+        t = np.arange(self.max_len)
+        return (self.age[pieces] == age) & (t <= (self.length[pieces] - horizon)[:, None])
+
+    def n_windows(self, pieces: np.ndarray, horizon: int, starts: str = "any") -> int:
+        """How many distinct windows ``windows(..., starts)`` draws from."""
+        age = start_age(starts)
+        if age is None:
+            return int((self.length[pieces] - horizon + 1).sum())
+        return int(self._starts_at(pieces, horizon, age).sum())
 
     def subset(self, idx: np.ndarray, count_rest: bool = False) -> ReplayBuffer:
         """A buffer of the same capacity and layout holding the pieces ``idx`` (in that order);

@@ -173,10 +173,11 @@ def update_start(cfg, params: dict, opt_denoiser, ema: dict, initial: tuple) -> 
 def update_steps(cfg, buf, pieces: np.ndarray, horizon: int) -> int:
     """Denoiser steps of one update: ``cfg.update_epochs`` epochs over the windows of ``pieces``
     (rounded up to whole calls of ``steps_per_call``; batches that mix in offline windows hold
-    fewer of them, so more steps), or ``cfg.denoiser_steps`` when that is 0."""
+    fewer of them, so more steps), or ``cfg.denoiser_steps`` when that is 0. The windows are
+    those ``cfg.window_starts`` lets the update draw."""
     if cfg.update_epochs <= 0:
         return cfg.denoiser_steps
-    n_windows = int((buf.length[pieces] - horizon + 1).sum())
+    n_windows = buf.n_windows(pieces, horizon, getattr(cfg, "window_starts", "any"))
     steps = cfg.update_epochs * n_windows / (cfg.batch_size - offline_rows(cfg))
     return max(int(np.ceil(steps / cfg.steps_per_call)), 1) * cfg.steps_per_call
 

@@ -739,7 +739,20 @@ def test_replan_windows_start_at_a_plan_and_stay_inside_their_piece(tmp_path):
     np.savez(tmp_path / "old.npz", **old)
     old_buf = ReplayBuffer.load(tmp_path / "old.npz")
     assert (old_buf.age == -1).all()
-    with pytest.raises(ValueError, match="replan step"):
+    with pytest.raises(ValueError, match="plan ages recorded"):
         old_buf.windows(rng, np.arange(4), None, 8, 24, "replan")
-    with pytest.raises(ValueError, match="window_starts"):
-        dataclasses.replace(PAPER, window_starts="stale")
+    for bad in ("stale", "age11", "age-1"):
+        with pytest.raises(ValueError, match="window_starts"):
+            dataclasses.replace(PAPER, window_starts=bad)
+    # the control: as many windows, every one 5 steps into its plan
+    age5 = buf.windows(np.random.default_rng(0), np.arange(len(buf)), None, 4000, 24, "age5")
+    np.testing.assert_array_equal(age5["obs"][:, 0, 0], 5)
+    n_rep, n_age5 = (buf.n_windows(np.arange(len(buf)), 24, s) for s in ("replan", "age5"))
+    assert abs(n_rep - n_age5) < 0.1 * n_rep and buf.n_windows(np.arange(len(buf)), 24) > 9 * n_rep
+    # epochs count the windows the update may draw: an epoch of replan windows is ~11x fewer windows
+    ep = dataclasses.replace(PAPER, update_epochs=10.0)
+    keep = np.arange(len(buf))
+    steps_any = update_steps(ep, buf, keep, 24)
+    steps_rep = update_steps(dataclasses.replace(ep, window_starts="replan"), buf, keep, 24)
+    assert steps_rep * ep.batch_size >= 10 * n_rep > (steps_rep - ep.steps_per_call) * ep.batch_size
+    assert steps_any > 5 * steps_rep  # 280 against 40 (whole calls of 20 steps)
