@@ -59,8 +59,8 @@ from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune import report
 from dmpc_jax.finetune.config import FinetuneConfig
 from dmpc_jax.finetune.rollout import make_env, make_rollout, nominal_spec, rollout_metrics
-from dmpc_jax.finetune.rwr import (
-    ReplayBuffer,
+from dmpc_jax.finetune.rwr import ReplayBuffer
+from dmpc_jax.finetune.selection import (
     effective_sample_size,
     group_weights,
     minibatch_weights,

@@ -19,7 +19,8 @@ from dmpc_jax.checkpointing import checkpoint_manager, restore_state, save_state
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import save_planner_params
 from dmpc_jax.diffusion.config import make_optimizer
-from dmpc_jax.finetune.rwr import ReplayBuffer, select_pieces, select_top
+from dmpc_jax.finetune.rwr import ReplayBuffer
+from dmpc_jax.finetune.selection import select_pieces, select_top
 
 
 def make_update(nets, dcfg: M.DiffusionConfig, scaler: dict, optimizer, which: str):

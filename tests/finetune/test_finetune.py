@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from dmpc_jax.diffusion import model as M
-from dmpc_jax.finetune.rwr import (
-    ReplayBuffer,
+from dmpc_jax.finetune.rwr import ReplayBuffer, split_pieces
+from dmpc_jax.finetune.selection import (
     effective_sample_size,
     group_weights,
     rwr_weights,
     select_top,
-    split_pieces,
 )
 
 SCORES = np.array([0.10, 0.25, 0.20, 0.05, 0.30, 0.28])

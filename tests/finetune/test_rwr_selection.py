@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from dmpc_jax.finetune.config import FinetuneConfig, finetune_preset
-from dmpc_jax.finetune.rwr import (
-    ReplayBuffer,
+from dmpc_jax.finetune.rwr import ReplayBuffer
+from dmpc_jax.finetune.selection import (
+    command_group,
     effective_sample_size,
     group_weights,
     minibatch_weights,
@@ -332,7 +333,6 @@ def test_speed_edges_split_each_yaw_class_by_the_commanded_speed(tmp_path):
     pieces of a straight 1.0 m/s command and of a straight 0.6 m/s command fall in different
     groups, each with its own top quantile, and the groups survive a save and a load."""
     from dmpc_jax.envs import obs as obs_lib
-    from dmpc_jax.finetune.rwr import command_group
 
     edges = (0.7, 0.9)
     np.testing.assert_array_equal(
@@ -540,8 +540,6 @@ def test_nine_command_groups_at_the_straight_arm_shapes():
     U(0.5, 1.0)): at its first updates (about 20 k and 41 k pieces) the kept union is under the
     1500 cap, so every kept piece trains, a sixth of them straight and fast; at 100 k the cap
     draws 1500 of the union; the per-batch weights have mean 1 in each of the nine groups."""
-    from dmpc_jax.finetune.rwr import command_group
-
     rng = np.random.default_rng(4)
     edges = (0.7, 0.85)
     for n, want in ((20_480, None), (40_960, None), (100_000, 1500)):
