@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from dmpc_jax.config import from_dict
-from dmpc_jax.finetune.rwr import start_age
+from dmpc_jax.finetune.rwr import parse_starts
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR, DEFAULT_PRETRAINED
 
 
@@ -32,7 +32,9 @@ class FinetuneConfig:
         window_starts: where the denoiser updates' H-step windows start: ``any`` step of a piece,
             only a ``replan`` step (plan age 0), where the window's first action was planned
             from its first state (at E = 11 the others were planned up to 10 steps earlier), or
-            only ``age<k>`` steps into a plan (a control as large as ``replan``, stale by k).
+            only ``age<k>`` steps into a plan (a control as large as ``replan``, stale by k), or
+            every k-th step of a piece, ``stride<k>``, from a phase fixed per piece (at k = E a
+            control as large as ``replan`` with the plan ages mixed, as ``any`` has them).
         rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
             K steps) or ``ddim<S>`` (S strided steps, about K / S times cheaper); N = 1 either way.
         guidance: range of the per-env learned-reward guidance scale.
@@ -235,13 +237,13 @@ class FinetuneConfig:
                 f"{self.record_action!r}"
             )
         try:
-            age = start_age(self.window_starts)
+            kind, k = parse_starts(self.window_starts)
         except ValueError as e:
             raise ValueError(f"FinetuneConfig.window_starts: {e}") from None
-        if age is not None and not 0 <= age < self.execute:
+        if kind == "age" and not 0 <= k < self.execute or kind == "stride" and k < 1:
             raise ValueError(
                 f"FinetuneConfig.window_starts {self.window_starts!r}: a plan age must be in "
-                f"[0, execute) = [0, {self.execute})"
+                f"[0, execute) = [0, {self.execute}), a stride >= 1"
             )
         if self.action_noise < 0:
             raise ValueError(f"FinetuneConfig.action_noise must be >= 0, got {self.action_noise}")

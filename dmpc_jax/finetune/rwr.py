@@ -40,16 +40,20 @@ def split_pieces(valid: np.ndarray, done: np.ndarray, min_len: int) -> list[tupl
     return out
 
 
-def start_age(starts: str) -> int | None:
-    """The plan age windows must start at: None for ``any``, 0 for ``replan``, k for
-    ``age<k>``."""
+def parse_starts(starts: str) -> tuple[str, int]:
+    """Where update windows start (``FinetuneConfig.window_starts``), as ``(kind, k)``: ``any``
+    (every start), ``age`` k (``replan`` is age 0: the steps k into their plan) or ``stride``
+    k (every k-th step of a piece from a phase fixed per piece, plan ages mixed)."""
     if starts == "any":
-        return None
+        return "any", 0
     if starts == "replan":
-        return 0
-    if starts.startswith("age") and starts[3:].isdigit():
-        return int(starts[3:])
-    raise ValueError(f"window starts must be 'any', 'replan' or 'age<k>', got {starts!r}")
+        return "age", 0
+    for kind in ("age", "stride"):
+        if starts.startswith(kind) and starts[len(kind) :].isdigit():
+            return kind, int(starts[len(kind) :])
+    raise ValueError(
+        f"window starts must be 'any', 'replan', 'age<k>' or 'stride<k>', got {starts!r}"
+    )
 
 
 STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell", "age")
@@ -225,22 +229,24 @@ class ReplayBuffer:
         length n has n - H + 1); each carries its piece's weight (1 if ``weights`` is None).
         ``starts="replan"``: only the windows that start at a replan step (plan age 0), whose
         first action was planned from the window's first state; ``"age<k>"``: only those that
-        start k steps into a plan (the control with as many windows, all stale by k)."""
-        age = start_age(starts)
-        if age is None:
+        start k steps into a plan (a control with as many windows, all stale by k);
+        ``"stride<k>"``: every k-th start of each piece from a phase fixed per piece (a control
+        with as many windows at k = E, their plan ages mixed) (``parse_starts``)."""
+        ok = self._eligible(pieces, horizon, starts)
+        if ok is None:
             n_win = self.length[pieces] - horizon + 1
             cum = np.cumsum(n_win)
             flat = rng.integers(0, cum[-1], batch)
             which = np.searchsorted(cum, flat, side="right")
             start = flat - np.concatenate([[0], cum[:-1]])[which]
         else:
-            rows_ok, starts_ok = np.nonzero(self._starts_at(pieces, horizon, age))
+            rows_ok, starts_ok = np.nonzero(ok)
             if len(rows_ok) == 0:
                 raise ValueError(
                     f"no window of the {len(pieces)} pieces (lengths "
                     f"{int(self.length[pieces].min()) if len(pieces) else 0}-"
                     f"{int(self.length[pieces].max()) if len(pieces) else 0}, H = {horizon}) "
-                    f"starts at plan age {age} ({starts!r}): are the pieces' plan ages recorded "
+                    f"starts where {starts!r} allows: are the pieces' plan ages recorded "
                     "(buffers saved before they were have none)?"
                 )
             pick = rng.integers(0, len(rows_ok), batch)
@@ -257,17 +263,23 @@ class ReplayBuffer:
             "piece": p,
         }
 
-    def _starts_at(self, pieces: np.ndarray, horizon: int, age: int) -> np.ndarray:
-        """[len(pieces), L] bool: the window starts of ``pieces`` at plan age ``age``."""
+    def _eligible(self, pieces: np.ndarray, horizon: int, starts: str) -> np.ndarray | None:
+        """[len(pieces), L] bool: the window starts of ``pieces`` that ``starts`` allows (None:
+        every start, ``any``)."""
+        kind, k = parse_starts(starts)
+        if kind == "any":
+            return None
         t = np.arange(self.max_len)
-        return (self.age[pieces] == age) & (t <= (self.length[pieces] - horizon)[:, None])
+        fits = t <= (self.length[pieces] - horizon)[:, None]
+        if kind == "age":
+            return (self.age[pieces] == k) & fits
+        phase = (self.seq[pieces] % k)[:, None]  # fixed per piece, spread over the pieces
+        return ((t - phase) % k == 0) & fits
 
     def n_windows(self, pieces: np.ndarray, horizon: int, starts: str = "any") -> int:
         """How many distinct windows ``windows(..., starts)`` draws from."""
-        age = start_age(starts)
-        if age is None:
-            return int((self.length[pieces] - horizon + 1).sum())
-        return int(self._starts_at(pieces, horizon, age).sum())
+        ok = self._eligible(pieces, horizon, starts)
+        return int((self.length[pieces] - horizon + 1).sum()) if ok is None else int(ok.sum())
 
     def subset(self, idx: np.ndarray, count_rest: bool = False) -> ReplayBuffer:
         """A buffer of the same capacity and layout holding the pieces ``idx`` (in that order);

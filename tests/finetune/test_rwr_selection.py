@@ -739,7 +739,15 @@ def test_replan_windows_start_at_a_plan_and_stay_inside_their_piece(tmp_path):
     assert (old_buf.age == -1).all()
     with pytest.raises(ValueError, match="plan ages recorded"):
         old_buf.windows(rng, np.arange(4), None, 8, 24, "replan")
-    for bad in ("stale", "age11", "age-1"):
+    # stride: as many windows again, one start in 11 of each piece, the plan ages mixed
+    st = buf.windows(np.random.default_rng(0), np.arange(len(buf)), None, 8000, 24, "stride11")
+    assert np.bincount(st["obs"][:, 0, 0].astype(int), minlength=11).min() > 0.05 * 8000
+    for p in np.unique(st["piece"])[:20]:  # each piece's starts 11 apart
+        t0 = np.unique(st["obs"][st["piece"] == p, 0, 1].astype(int))
+        assert (np.diff(t0) % 11 == 0).all()
+    n_st, n_rp = (buf.n_windows(np.arange(len(buf)), 24, s) for s in ("stride11", "replan"))
+    assert abs(n_st - n_rp) < 0.1 * n_rp
+    for bad in ("stale", "age11", "age-1", "stride0"):
         with pytest.raises(ValueError, match="window_starts"):
             dataclasses.replace(PAPER, window_starts=bad)
     # the control: as many windows, every one 5 steps into its plan
