@@ -193,7 +193,9 @@ def _load_layer(layer: nn.Module, p: dict) -> None:
         w = w[::-1].transpose(1, 2, 0)  # ours correlates the dilated input: flip for torch
     else:
         w = w.transpose(2, 1, 0)  # [k, in, out] -> [out, in, k]
-    layer.weight.data = torch.from_numpy(np.array(w, np.float32, copy=True))
+    # contiguous: a transposed view keeps numpy's strides, and torch's conv then copies the whole
+    # weight into its own layout on every call (about 0.9 GB per DDPM-10 plan of the paper U-Net)
+    layer.weight.data = torch.from_numpy(np.ascontiguousarray(w, np.float32))
     if p.get("bias") is not None and layer.bias is not None:
         layer.bias.data = torch.from_numpy(np.asarray(p["bias"], np.float32).copy())
 
@@ -269,6 +271,8 @@ class TorchSampler:
                     x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
             x = x.clone()  # an ordinary tensor again: the next step's gradient may record it
             x[:, self.action_dim :, 0] = s_now
+        if n == 1:  # nothing to rank (as the authors' GuidedPolicy)
+            return x[0].T
         with torch.inference_mode():
             r = self.value(x, torch.zeros(n, dtype=torch.long))
         return x[int(torch.argmax(r))].T
