@@ -21,7 +21,7 @@ from brax.envs.base import Env, State
 from mujoco import mjx
 
 from dmpc_jax.envs import obs as obs_lib
-from dmpc_jax.envs import signals
+from dmpc_jax.envs import signals, traced
 from dmpc_jax.envs.config import EnvConfig
 from dmpc_jax.envs.randomization import (
     sample_command,
@@ -111,6 +111,12 @@ class Go2Joystick(Env):
         return self.mjx_model
 
     def reset(self, rng: jax.Array) -> State:
+        return traced.reset(self, rng)  # one trace per config and process (envs/traced.py)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        return traced.step(self, state, action)
+
+    def _reset(self, rng: jax.Array) -> State:
         cfg = self.cfg
         key, k_q, k_yaw, k_v, k_dr, k_cmd, k_push, k_lat = jax.random.split(rng, 8)
         qpos = self._init_qpos
@@ -171,7 +177,7 @@ class Go2Joystick(Env):
         metrics["state/peak_joint_speed"] = jnp.max(jnp.abs(qvel[6:]))
         return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
 
-    def step(self, state: State, action: jax.Array) -> State:
+    def _step(self, state: State, action: jax.Array) -> State:
         if action.shape != (self.action_size,):
             raise ValueError(
                 f"Go2Joystick.step expects one action of shape ({self.action_size},), got "

@@ -326,3 +326,32 @@ def test_explicit_pd_at_delay_0_is_the_position_actuator_and_delay_1_lags(env, e
     assert lag > 1e-3
     with pytest.raises(ValueError, match="pd_delay"):
         dataclasses.replace(env.cfg, pd_delay=(2, 1))
+
+
+def test_envs_of_one_config_share_one_trace_with_the_same_numbers(env, env_fns, monkeypatch):
+    """``reset``/``step`` go through ``envs/traced.py``: a second env built from the same config
+    (a resumed run, an evaluator beside the rollouts) reuses the first one's trace, and the
+    numbers equal those of the untraced methods bit for bit."""
+    import dataclasses
+
+    from dmpc_jax.envs import traced
+
+    cfg = dataclasses.replace(env.cfg, episode_length_s=env.cfg.episode_length_s + 0.37)  # unseen
+    a, b, other = Go2Joystick(cfg), Go2Joystick(cfg), env
+    assert traced.SameConfig(a) == traced.SameConfig(b) != traced.SameConfig(other)
+    calls = []
+    real = Go2Joystick._reset
+    monkeypatch.setattr(Go2Joystick, "_reset", lambda self, rng: calls.append(1) or real(self, rng))
+    key = jax.random.PRNGKey(5)
+    jax.make_jaxpr(a.reset)(key)
+    jax.make_jaxpr(jax.vmap(b.reset))(jax.random.split(key, 3))
+    assert len(calls) == 1
+    monkeypatch.undo()
+    reset, step = env_fns
+    s = reset(key)
+    s_raw = jax.jit(env._reset)(key)
+    act = jnp.full(12, 0.1)
+    for x, y in ((s, s_raw), (step(s, act), jax.jit(env._step)(s_raw, act))):
+        chex.assert_trees_all_equal(x.obs, y.obs)
+        chex.assert_trees_all_equal(x.pipeline_state.qpos, y.pipeline_state.qpos)
+        np.testing.assert_array_equal(x.reward, y.reward)
