@@ -297,7 +297,13 @@ def _authors_lines(res: dict, rows: list[dict]) -> list[str]:
     return lines + [
         "",
         "The reimplementation below (`bench/torch_ref.py`) is the baseline that needs no "
-        "checkout: the same networks as ours with our weights, eager PyTorch.",
+        "checkout: the same networks as ours with our weights, eager PyTorch. It does the "
+        "authors' work per plan (per step one U-Net forward, one R_nn forward and its input "
+        "gradient; ranking only for N > 1) without their einops rearranges and their "
+        "constraint chain. Until 2026-12-06 it loaded its conv weights with numpy's transposed "
+        "strides, so every conv call copied its weight into torch's layout (about 0.9 GB per "
+        "DDPM-10 plan of the paper U-Net), and it ran 2-3.5x slower than the authors' code; "
+        "with contiguous weights (`tests/bench/test_bench.py` checks them) the gap is closed.",
         "",
     ]
 

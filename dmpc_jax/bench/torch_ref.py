@@ -195,7 +195,7 @@ def _load_layer(layer: nn.Module, p: dict) -> None:
         w = w.transpose(2, 1, 0)  # [k, in, out] -> [out, in, k]
     # contiguous: a transposed view keeps numpy's strides, and torch's conv then copies the whole
     # weight into its own layout on every call (about 0.9 GB per DDPM-10 plan of the paper U-Net)
-    layer.weight.data = torch.from_numpy(np.ascontiguousarray(w, np.float32))
+    layer.weight.data = torch.from_numpy(np.array(w, np.float32, order="C"))  # a writable copy
     if p.get("bias") is not None and layer.bias is not None:
         layer.bias.data = torch.from_numpy(np.asarray(p["bias"], np.float32).copy())
 
