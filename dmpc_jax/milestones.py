@@ -32,7 +32,9 @@ def marking(fn, name: str = "first_step"):
     """``fn`` (a jitted function) itself, unless ``DMPC_MILESTONES`` is set; then a stand-in that
     compiles each argument signature ahead of time (``lower().compile()``: the same persistent
     cache as a jit call) and marks ``name`` just before the first compiled call runs, so the time
-    to the first step is measured without a host callback in the rollout."""
+    to the first step is measured without a host callback in the rollout. Called while another
+    function is traced (the evaluation harness jits a rollout of marked segments), it is ``fn``
+    traced inline and marks nothing."""
     if not os.environ.get(ENV_VAR):
         return fn
     import jax
@@ -42,6 +44,8 @@ def marking(fn, name: str = "first_step"):
 
     def call(*args, **kwargs):
         leaves, tree = jax.tree.flatten((args, kwargs))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):  # inside another jitted fn
+            return fn(*args, **kwargs)  # traced into it: that one compiles and marks
         sig = (tree, tuple((np.shape(x), np.result_type(x), type(x)) for x in leaves))
         if sig not in compiled:
             compiled[sig] = fn.lower(*args, **kwargs).compile()

@@ -98,3 +98,7 @@ def test_marking_compiles_ahead_marks_before_the_first_run_and_reuses_it(tmp_pat
     g(jnp.arange(6.0), 2.0)  # a new shape compiles again
     assert traces == [(4,), (6,)]  # one trace per shape (jit and lower share it)
     assert len(log.read_text().splitlines()) == 1
+    # called inside another jitted function (the harness jits a rollout of marked segments):
+    # traced inline, where a compiled executable would refuse the tracers
+    outer = jax.jit(lambda x: g(x, 2.0) + 1.0)
+    np.testing.assert_array_equal(outer(jnp.arange(5.0)), f(jnp.arange(5.0), 2.0) + 1.0)
