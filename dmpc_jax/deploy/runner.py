@@ -353,10 +353,13 @@ class Runner:
         return {"ticks": k, "overruns": overruns}
 
     def stats(self) -> dict:
-        """LowCmd period and plan latency percentiles (ms), faults and mode."""
+        """LowCmd period and plan latency percentiles (ms), faults, mode and (over DDS) the LowStates
+        dropped on a bad CRC."""
         out = {"mode": self.mode, "ticks": self.ticks, "sent": self.sent,
                "policy_steps": self.policy_steps, "priority": self.priority,
                "faults": [e["fault"] for e in self.events if "fault" in e]}  # fmt: skip
+        if hasattr(self.transport, "crc_errors"):  # LowStates dropped on a bad CRC (DDS)
+            out["lowstate_crc_errors"] = int(self.transport.crc_errors)
         times = np.asarray(self.send_times)
         lat = self.policy_latencies_s if self.worker is None else self.worker.latencies_s
         lat = np.asarray(lat[1:]) * 1e3  # the first includes warm-up

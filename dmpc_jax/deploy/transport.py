@@ -82,8 +82,33 @@ def _sdk():
         "init": ChannelFactoryInitialize, "Publisher": ChannelPublisher,
         "Subscriber": ChannelSubscriber, "LowCmd_": LowCmd_, "LowState_": LowState_,
         "new_cmd": unitree_go_msg_dds__LowCmd_, "new_state": unitree_go_msg_dds__LowState_,
-        "CRC": CRC,
+        "CRC": _shared_crc(CRC),
     }  # fmt: skip
+
+
+_CRC_LOCK = threading.Lock()
+_CRC = None
+
+
+def _shared_crc(cls):
+    """``() -> `` the SDK's CRC object, made once per process. Call this, never ``CRC()``: the
+    SDK's ``CRC`` is a singleton whose ``__init__`` runs again at every ``CRC()``, reloading its C
+    library and resetting the function's return type, so a CRC computed meanwhile in another
+    thread comes back as a signed int, wrong for every message whose CRC has its top bit set (a
+    thread building ``CRC()`` in a loop made 2,719 of 20,000 checks fail; test_transport). With
+    a ``CRC()`` per message sent, the runner dropped good LowStates in its DDS thread and the
+    simulated robot good LowCmds."""
+
+    def get():
+        global _CRC
+        if _CRC is not None:
+            return _CRC
+        with _CRC_LOCK:
+            if _CRC is None:
+                _CRC = cls()
+            return _CRC
+
+    return get
 
 
 _INIT_LOCK = threading.Lock()

@@ -326,6 +326,41 @@ def test_lowstate_crc_is_checked_when_the_sdk_is_installed():
     assert not lowstate_crc_ok(crc, msg)
 
 
+def test_building_messages_in_one_thread_leaves_the_crc_checks_of_another_right():
+    """The runner builds a LowCmd per tick in its loop while the DDS thread checks each
+    LowState's CRC (the simulated robot the other way round). The SDK's CRC singleton reloaded
+    its C library at every ``CRC()``, and a check meanwhile returned a signed int: wrong for
+    every message whose CRC has its top bit set (2,719 of 20,000 here before the fix)."""
+    import threading
+
+    try:
+        from dmpc_jax.deploy.transport import _sdk
+
+        sdk = _sdk()
+    except Exception as e:  # noqa: BLE001
+        skip_without_extra(f"unitree_sdk2py not usable: {e}")
+    from dmpc_jax.deploy.transport import lowstate_crc_ok, lowstate_to_sdk
+
+    msg = next(m for t in range(1000)
+               if (m := lowstate_to_sdk(sdk, dataclasses.replace(upright(), tick=t))).crc >= 2**31)  # fmt: skip
+    cmd = LowCmd(np.zeros(12), np.zeros(12), np.full(12, 40.0), np.ones(12), np.zeros(12))
+    crc, stop = sdk["CRC"](), threading.Event()
+
+    def runner_loop():  # a LowCmd, then the SDK's CRC object as every message built gets it
+        while not stop.is_set():
+            lowcmd_to_sdk(sdk, cmd)
+            for _ in range(1000):
+                sdk["CRC"]()
+
+    sender = threading.Thread(target=runner_loop)
+    sender.start()
+    try:
+        bad = sum(not lowstate_crc_ok(crc, msg) for _ in range(5000))
+    finally:
+        stop.set()
+        sender.join()
+    assert bad == 0
+
 class FakeClock:
     """A plan_fn and its clock: each call 'takes' the next of ``durations_s``."""
 

@@ -64,6 +64,7 @@ def test_runner_stands_the_simulated_go2_up_over_dds(tmp_path):
     res = json.loads(log.read_text())
     assert stats["faults"] == [] and stats["mode"] == "walk", stats
     assert res["lowcmd_received"] > 500 and res["lowcmd_bad_crc"] == 0
+    assert stats["lowstate_crc_errors"] == 0
     assert lying.q[2] < -2.0  # started lying down (calf folded, SDK order FR calf)
     z = [p["z"] for p in res["trajectory"]]
     assert z[-1] > 0.25 > z[0], (z[0], z[-1])  # stood up
