@@ -129,4 +129,32 @@ def main(argv: list[str] | None = None) -> None:
     commands = dict(SUBCOMMANDS)
     if args[:1] and args[0] in PRESETS:
         commands[args[0]] = with_preset_defaults(args[0], args[1:])
-    tyro.extras.subcommand_cli_from_dict(commands, args=args)
+    try:
+        tyro.extras.subcommand_cli_from_dict(commands, args=args)
+    except BaseException as e:
+        _exit_now_in_a_group(e)
+        raise
+
+
+def _exit_now_in_a_group(e: BaseException) -> None:
+    """A process of a multi-process group that fails exits at once, with its traceback: a
+    normal exit runs jax.distributed's shutdown, which waits for every peer to reach it, and a
+    peer waiting at a barrier for the failed process only gives up after gloo's 30 s timeout.
+    ``dmpc launch`` then stops the peers as soon as the first process has failed."""
+    import jax
+
+    if not jax.distributed.is_initialized() or jax.process_count() < 2:
+        return
+    import os
+    import traceback
+
+    if isinstance(e, SystemExit):
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    else:
+        traceback.print_exc()
+        code = 130 if isinstance(e, KeyboardInterrupt) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
