@@ -277,7 +277,12 @@ def _authors_lines(res: dict, rows: list[dict]) -> list[str]:
         "Their modules imported unchanged and built as their play path builds them (paper "
         "U-Net dim 64, R_nn dim 32 as guide and candidate scorer, the BoxConstraint chain, "
         "DDPM-10, guidance scale 1), one robot per call, timed in the same process right after "
-        "ours at each N (same warm-up and repeats). Stand-ins needed without Isaac Gym or a GPU:",
+        "ours at each N (same warm-up and repeats). Guiding and ranking with R_nn is this "
+        "benchmark's choice, the same for both samplers: the play config of their release "
+        "(`go2_diffuser_config.py`, `reward_type` and `candidate_type`) guides and ranks with "
+        "an analytic reward (`LegPosExcursionRew`), a test-time task like ours, and R_nn is "
+        "what the method's finetuning rollouts guide with (METHOD §6). Stand-ins needed without "
+        "Isaac Gym or a GPU:",
         "",
         *[f"- {x}" for x in a["stand_ins"]],
         "",
