@@ -152,6 +152,7 @@ class Go2Joystick(Env):
             "command": sample_command(cfg.command, k_cmd),
             "step": jnp.zeros((), jnp.int32),
             "last_action": jnp.zeros(12),
+            "action_noise": jnp.zeros(12),  # a motor disturbance on the PD target (finetuning)
             "qd_prev": jnp.zeros(12),
             "air_time": jnp.zeros(4),
             "last_contact": jnp.ones(4, bool),
@@ -208,7 +209,7 @@ class Go2Joystick(Env):
             )
         info["push"] = push
 
-        target = self.q_default + cfg.action_scale * action
+        target = self.q_default + cfg.action_scale * (action + info["action_noise"])
         data = data.replace(ctrl=target)
 
         def substep(carry, _):

@@ -29,6 +29,11 @@ class FinetuneConfig:
         record_action: the action a rollout step records for the buffer, R_nn and the denoiser
             updates: ``executed`` (the planned one plus the noise, as the authors' runner stores
             it) or ``planned`` (the plan's row, without the exploration noise).
+        noise_at: where the exploration noise enters: ``action`` (the env steps the noisy action,
+            which the next observations' last-action slot then shows) or ``actuator`` (the env
+            steps the clean action and the noise moves only the PD target, a motor disturbance:
+            the last-action slot and the action-rate terms see the clean action, so a ``planned``
+            record is a trajectory whose states agree with its actions).
         window_starts: where the denoiser updates' H-step windows start: ``any`` step of a piece,
             only a ``replan`` step (plan age 0), where the window's first action was planned
             from its first state (at E = 11 the others were planned up to 10 steps earlier), or
@@ -130,6 +135,7 @@ class FinetuneConfig:
     execute: int = 11
     action_noise: float = 0.3
     record_action: Literal["executed", "planned"] = "executed"
+    noise_at: Literal["action", "actuator"] = "action"
     window_starts: str = "any"
     rollout_sampler: str = "ddpm"
     guidance: tuple[float, float] = (0.0, 0.2)
@@ -235,6 +241,10 @@ class FinetuneConfig:
             raise ValueError(
                 "FinetuneConfig.record_action must be 'executed' or 'planned', got "
                 f"{self.record_action!r}"
+            )
+        if self.noise_at not in ("action", "actuator"):
+            raise ValueError(
+                f"FinetuneConfig.noise_at must be 'action' or 'actuator', got {self.noise_at!r}"
             )
         try:
             kind, k = parse_starts(self.window_starts)

@@ -683,6 +683,41 @@ def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noi
         dataclasses.replace(base, record_action="noisy")
 
 
+def test_noise_at_the_actuator_keeps_the_last_action_slot_clean(env):
+    """``noise_at`` actuator: the same physics as noise on the action (the PD target gets the
+    planned action plus the same noise), but the observations' last-action slot shows the
+    planned actions only, so a planned record's states agree with its actions; with noise on
+    the action the slot carries the noise."""
+    import jax
+    import jax.numpy as jnp
+
+    from dmpc_jax.envs.obs import OBS_SLICES
+    from dmpc_jax.finetune.rollout import make_rollout
+
+    plan_fn, Task = _row_planner()
+    base = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=12, execute=3,
+                               action_noise=0.1, record_action="planned")  # fmt: skip
+    recs = {}
+    for where in ("action", "actuator"):
+        cfg = dataclasses.replace(base, noise_at=where)
+        start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
+        _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+        recs[where] = jax.tree.map(np.asarray, rec)
+    act, mot = recs["action"], recs["actuator"]
+    body = slice(0, OBS_SLICES["last_action"].start)  # velocities, gravity, command, joints
+    np.testing.assert_array_equal(mot["obs"][..., body], act["obs"][..., body])  # same physics
+    np.testing.assert_array_equal(mot["action"], act["action"])  # the planned rows
+    # the slot shows a recent action (the observation's latency delays it): the plan rows of
+    # _row_planner (0.01, 0.02, 0.03) or the zero of a start, with the noise only on the action
+    rows = np.array([0.0, 0.01, 0.02, 0.03])
+    dist = lambda x: np.abs(x[..., None] - rows).min(-1)  # noqa: E731
+    last = OBS_SLICES["last_action"]
+    assert dist(mot["obs"][..., last]).max() < 1e-6
+    assert np.median(dist(act["obs"][..., last])) > 0.01
+    with pytest.raises(ValueError, match="noise_at"):
+        dataclasses.replace(base, noise_at="motor")
+
+
 def _aged_rollout(rng, t=50, b=256, e=11):
     """[T, B] records at the cpu_paper layout whose plan ages run 0 .. E-1 from a per-env offset
     (as envs served fresh join the batch's timeline); obs[..., 0] carries the age and obs[..., 1]
