@@ -246,6 +246,12 @@ class FinetuneConfig:
             raise ValueError(
                 f"FinetuneConfig.noise_at must be 'action' or 'actuator', got {self.noise_at!r}"
             )
+        if self.noise_at == "actuator" and self.record_action == "executed" and self.action_noise:
+            raise ValueError(
+                "FinetuneConfig.noise_at 'actuator' keeps the noise out of the observations, so "
+                "record_action 'executed' would record a noisy action beside clean states; "
+                "use record_action 'planned'"
+            )
         try:
             kind, k = parse_starts(self.window_starts)
         except ValueError as e:

@@ -716,6 +716,8 @@ def test_noise_at_the_actuator_keeps_the_last_action_slot_clean(env):
     assert np.median(dist(act["obs"][..., last])) > 0.01
     with pytest.raises(ValueError, match="noise_at"):
         dataclasses.replace(base, noise_at="motor")
+    with pytest.raises(ValueError, match="record_action 'planned'"):
+        dataclasses.replace(base, noise_at="actuator", record_action="executed")
 
 
 def _aged_rollout(rng, t=50, b=256, e=11):
