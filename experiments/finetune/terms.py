@@ -3,9 +3,15 @@ metrics (reward, each reward term, forward speed, tracking error, falls) over th
 before and after an update, mean +- standard error over iterations, for several runs side by
 side. The rollout metrics are logged at every iteration (``rollout/*`` in ``metrics.jsonl``).
 
-Usage: .venv/bin/python experiments/finetune/terms.py [--before A-B] [--after C-D] RUN_DIR...
+Usage: .venv/bin/python experiments/finetune/terms.py [--before A-B] [--after C-D]
+          [--control RUN_DIR] RUN_DIR...
   e.g. ... --before 11-80 --after 81-120 checkpoints/rwr/cpu_paper_noise03_speed_s1
   (defaults: before 11-80, after 81-120: the first update of a cpu_paper run is at iteration 80)
+
+``--control``: a run on the same seed whose rollouts are the arms' up to their update and that
+never updates its denoiser (``--cfg.denoiser-every`` past the end): each arm's "after" is then
+also given as its difference to the control, paired by iteration (both draw the same keys per
+iteration), mean +- standard error: what the update did, net of how the rollouts drift anyway.
 """
 
 from __future__ import annotations
@@ -62,17 +68,33 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=span, default=(11, 80))
     ap.add_argument("--after", type=span, default=(81, 120))
+    ap.add_argument("--control", type=Path, default=None)
     ap.add_argument("runs", nargs="+", type=Path)
     args = ap.parse_args(argv)
     (b0, b1), (a0, a1) = args.before, args.after
-    print(f"| run | quantity | iterations {b0}-{b1} | iterations {a0}-{a1} |")
-    print("|---|---|---|---|")
+    ctrl = {r["iteration"]: r for r in rows(args.control)} if args.control else None
+    extra = f" minus {args.control.name}, paired |" if ctrl else ""
+    print(f"| run | quantity | iterations {b0}-{b1} | iterations {a0}-{a1} |{extra}")
+    print("|---|---|---|---|" + ("---|" if ctrl else ""))
     for run in args.runs:
         rs = rows(run)
         for name in SHOWN:
             label = name.removeprefix("rollout/")
-            print(f"| {run.name} | {label} | {summary(rs, b0, b1, name)} | "
-                  f"{summary(rs, a0, a1, name)} |")  # fmt: skip
+            cells = [summary(rs, b0, b1, name), summary(rs, a0, a1, name)]
+            if ctrl:
+                cells.append(paired(rs, ctrl, a0, a1, name))
+            print(f"| {run.name} | {label} | " + " | ".join(cells) + " |")
+
+
+def paired(rs: list[dict], ctrl: dict, lo: int, hi: int, name: str) -> str:
+    """The run minus the control, iteration by iteration over lo..hi: mean +- standard error."""
+    d = np.array([value(r, name) - value(ctrl[r["iteration"]], name) for r in rs
+                  if lo <= r["iteration"] <= hi and r["iteration"] in ctrl])  # fmt: skip
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return "-"
+    dec = 5 if name == "penalties" else 4
+    return f"{d.mean():+.{dec}f} ± {d.std(ddof=1) / np.sqrt(len(d)):.{dec}f} ({len(d)})"
 
 
 if __name__ == "__main__":
