@@ -9,6 +9,7 @@ params)`` and merges inside (``nnx.merge``), so parameters are plain pytrees for
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Literal
 
 import jax
@@ -181,14 +182,23 @@ def _merge(graphdef, params):
     return nnx.merge(graphdef, state)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(graphdef, params, x, k):
+    """One network's forward, traced once per graph definition and input shapes in a process:
+    merging an NNX graph and tracing its call costs a few tenths of a second each time, and a
+    guided plan calls the value net in its gradient and its ranking, in every sampler variant
+    and every program that plans; as a nested jit it is inlined when its caller compiles."""
+    return _merge(graphdef, params)(x, k)
+
+
 def apply_denoiser(nets: Networks, params, x, k):
     """x0 prediction [B, H, Dx] from x_k [B, H, Dx] and k [B]."""
-    return _merge(nets.denoiser, params)(x, k)
+    return _apply(nets.denoiser, params, x, k)
 
 
 def apply_value(nets: Networks, params, x, k):
     """R_nn(x_k, k) [B]."""
-    return _merge(nets.value, params)(x, k)
+    return _apply(nets.value, params, x, k)
 
 
 # ------------------------------------------------------------------ losses
