@@ -114,7 +114,9 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             chunk, fresh, served = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
             age = jnp.where(served, 0, age)
         planned = jnp.where(fresh[:, None], 0.0, chunk[:, index])
-        noise = jnp.where(fresh[:, None], 0.0, cfg.action_noise * jax.random.normal(k_noise, (b, 12)))
+        noise = jnp.where(
+            fresh[:, None], 0.0, cfg.action_noise * jax.random.normal(k_noise, (b, 12))
+        )
         action = planned + noise  # what the PD target gets either way
         if cfg.noise_at == "actuator":  # the env sees the clean action, its motors the noise
             state = state.replace(info={**state.info, "action_noise": noise})

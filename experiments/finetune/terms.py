@@ -60,8 +60,12 @@ def summary(rs: list[dict], lo: int, hi: int, name: str) -> str:
     if len(x) == 0:
         return "-"
     se = x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
-    d = 5 if name == "penalties" else 4
+    d = decimals(name)
     return f"{x.mean():.{d}f} ± {se:.{d}f} ({len(x)})"
+
+
+def decimals(name: str) -> int:
+    return 5 if name == "penalties" else 4
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,7 +97,7 @@ def paired(rs: list[dict], ctrl: dict, lo: int, hi: int, name: str) -> str:
     d = d[np.isfinite(d)]
     if len(d) < 2:
         return "-"
-    dec = 5 if name == "penalties" else 4
+    dec = decimals(name)
     return f"{d.mean():+.{dec}f} ± {d.std(ddof=1) / np.sqrt(len(d)):.{dec}f} ({len(d)})"
 
 

@@ -361,6 +361,7 @@ def test_building_messages_in_one_thread_leaves_the_crc_checks_of_another_right(
         sender.join()
     assert bad == 0
 
+
 class FakeClock:
     """A plan_fn and its clock: each call 'takes' the next of ``durations_s``."""
 
