@@ -112,12 +112,16 @@ class FinetuneConfig:
             a rate near 0 rather than at the full constant rate; R_nn keeps its rate.
         ema_decay: per-step decay of an EMA of the denoiser's parameters, which is then the
             planner (rollouts, evaluation, ``planner/``), as in pretraining; 0: the trained ones.
+        anchor: the planner's denoiser is ``anchor * pretrained + (1 - anchor) * d``, parameter
+            by parameter, where ``d`` is the EMA (or the trained denoiser without one): a fixed
+            share of the pretrained planner in every planner the run acts, evaluates and saves
+            with, however far the updates move ``d`` (0: ``d`` alone). Training continues from
+            the parameters it would without it.
         steps_per_call: optimizer steps per jitted call.
         checkpoint_every: iterations between checkpoints (buffer included).
         eval_every: success-rate evaluation (0 disables it), planned as
             ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
-        eval_episodes: success-rate evaluation (0 disables it), planned as
-            ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
+        eval_episodes: episodes per evaluation point (the same keys at every point).
         eval_task: success-rate evaluation (0 disables it), planned as
             ``dmpc eval`` plans (N = 1, DDPM, the same keys every time).
         eval_rules: success rules measured (``scenario.outcomes.RULES``); ``paper`` and ``box`` add
@@ -170,6 +174,7 @@ class FinetuneConfig:
     lr_warmup_steps: int = 0
     lr_anneal: bool = False
     ema_decay: float = 0.0
+    anchor: float = 0.0
     steps_per_call: int = 20
     checkpoint_every: int = 5
     eval_every: int = 10
@@ -227,6 +232,8 @@ class FinetuneConfig:
             )
         if self.lr_warmup_steps < 0 or not 0 <= self.ema_decay < 1:
             raise ValueError("FinetuneConfig.lr_warmup_steps must be >= 0, ema_decay in [0, 1)")
+        if not 0 <= self.anchor < 1:
+            raise ValueError(f"FinetuneConfig.anchor must be in [0, 1), got {self.anchor}")
         if self.temperature <= 0:
             raise ValueError(f"FinetuneConfig.temperature must be > 0, got {self.temperature}")
         if not 0 <= self.offline_fraction < 1:

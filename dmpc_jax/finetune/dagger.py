@@ -42,7 +42,8 @@ from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.envs.rollout import Controller, stateless
 from dmpc_jax.finetune.dagger_config import DaggerConfig, dagger_preset
-from dmpc_jax.finetune.loop import Evaluator, prepare_finetune_run
+from dmpc_jax.finetune.evaluator import Evaluator
+from dmpc_jax.finetune.loop import prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
 from dmpc_jax.finetune.rwr import ReplayBuffer
 from dmpc_jax.finetune.update import (

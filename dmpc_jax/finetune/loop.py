@@ -58,6 +58,7 @@ from dmpc_jax.diffusion.artifact import robot_constants, save_robot_constants
 from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune import report
 from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.finetune.evaluator import Evaluator
 from dmpc_jax.finetune.rollout import make_env, make_rollout, nominal_spec, rollout_metrics
 from dmpc_jax.finetune.rwr import ReplayBuffer
 from dmpc_jax.finetune.selection import (
@@ -67,6 +68,7 @@ from dmpc_jax.finetune.selection import (
     select_top,
 )
 from dmpc_jax.finetune.update import (
+    anchored,
     eligible,
     finetune_optimizer,
     make_update,
@@ -83,10 +85,6 @@ from dmpc_jax.finetune.update import (
 from dmpc_jax.planner.load import load_planner
 from dmpc_jax.planner.sampler import SamplerConfig
 from dmpc_jax.report.logger import RunLogger
-from dmpc_jax.scenario import outcomes
-from dmpc_jax.scenario.harness import Harness, HarnessConfig
-from dmpc_jax.scenario.metrics import episode_stats
-from dmpc_jax.scenario.tasks import get_task
 
 
 def prepare_finetune_run(
@@ -219,8 +217,12 @@ def finetune(
     def follow(p):  # after each call of steps_per_call denoiser steps
         ema["den"] = ema_step(ema["den"], p["denoiser"])
 
+    den_anchor = dist.to_global(planner.params["denoiser"], replicated) if cfg.anchor else None
+    mix = jax.jit(functools.partial(anchored, anchor=cfg.anchor))
+
     def acting(params):  # the parameters the planner acts with
-        return {**params, "denoiser": ema["den"]} if ema else params
+        den = ema["den"] if ema else params["denoiser"]
+        return {**params, "denoiser": mix(den_anchor, den) if cfg.anchor else den}
 
     def evaluate(params, it):  # the harness runs on each process's own device
         row = evaluator(params if jax.process_count() == 1 else dist.to_host(params))
@@ -334,66 +336,3 @@ def minibatch_weigher(score, group, temperature: float, ess_out: list):
         return w
 
     return weigh
-
-
-def action_error(trace: dict) -> float:
-    """RMS over joints and closed-loop steps (until each episode's end) of the executed action's
-    difference from the demonstrator's action on the same observation (``probe_action``), in
-    units of the demonstrator action's per-joint std on those states: 0 when the planner acts
-    as the demonstrator would on the states it reaches itself."""
-    done = np.asarray(trace["done_any"], bool)  # [T, B]: ended at or before step t
-    alive = ~np.concatenate([np.zeros_like(done[:1]), done[:-1]])  # acted before any end
-    a, d = np.asarray(trace["action"])[alive], np.asarray(trace["probe_action"])[alive]
-    if not len(a):
-        return float("nan")
-    std = np.maximum(d.std(axis=0), 1e-6)
-    return float(np.sqrt(np.mean(((a - d) / std) ** 2)))
-
-
-class Evaluator:
-    """The evaluation harness's task with the current parameters: the same env, keys, sampler
-    (N = 1, DDPM, analytic rewards on x0_hat) and receding horizon as ``dmpc eval`` (its
-    ``HarnessConfig`` defaults), one compiled rollout per env model. Success under each of
-    ``rules`` (``scenario.outcomes``); ``episodes`` keeps the last call's per-episode successes
-    {rule: [B] bool}, so arms on the same keys can be compared episode by episode.
-    ``eval/action_err_std``: ``action_error`` of the strict rollout."""
-
-    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",)):
-        self.spec = get_task(cfg.eval_task).spec
-        self.rules = rules
-        self.harness = Harness(
-            HarnessConfig(
-                planner_run=cfg.pretrained,
-                demonstrator_run=cfg.demonstrator_run,
-                episodes=cfg.eval_episodes,
-            ),  # fmt: skip
-            planner=planner,
-        )
-        self.episodes: dict[str, list[bool]] = {}
-
-    def __call__(self, params) -> dict:
-        spec, push = self.spec, self.spec.push_scale
-        t0 = time.perf_counter()
-        traces = {}
-        for model in dict.fromkeys(outcomes.rollout_model(r) for r in ("strict", *self.rules)):
-            traces[model], _ = self.harness.run("task", spec, push, params=params, model=model,
-                                                probe=model == "strict")  # fmt: skip
-        env = self.harness.env(push)
-        s = episode_stats(traces["strict"], spec.command[0], env.cfg.ctrl_dt)
-        row = {"eval/success_rate": s["success_rate"],
-               "eval/tracking_err": s["tracking_err_m_per_s"],
-               "eval/action_err_std": action_error(traces["strict"])}  # fmt: skip
-        self.episodes = {}
-        for rule in self.rules:
-            ok = outcomes.success(traces[outcomes.rollout_model(rule)], rule)
-            r = outcomes.rate(ok)
-            row[f"eval/{rule}"] = r["rate"]
-            row[f"eval/{rule}_lo"], row[f"eval/{rule}_hi"] = r["ci95"]
-            self.episodes[rule] = [bool(x) for x in ok]
-        row["eval/wall_s"] = time.perf_counter() - t0
-        return row
-
-    def append_episodes(self, path: Path, iteration: int) -> None:
-        """The last call's per-episode outcomes as one line of ``path`` (eval_episodes.jsonl)."""
-        with Path(path).open("a") as f:
-            f.write(json.dumps({"iteration": iteration, **self.episodes}) + "\n")

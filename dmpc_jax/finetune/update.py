@@ -135,7 +135,8 @@ def train_network(
             after_call(params)
         metrics = {k: float(v) for k, v in dist.to_host(m).items()}
         bar.update(s_call)
-        loss = next((v for k, v in metrics.items() if k.startswith("loss/")), float("nan"))
+        named = [k for k in ("loss/denoiser", "loss/value") if k in metrics]  # not a0_mse
+        loss = metrics[named[0]] if named else float("nan")
         bar.set_postfix(loss=f"{loss:.4f}")
     bar.close()
     return params, opt_state, metrics
@@ -169,6 +170,11 @@ def update_start(cfg, params: dict, opt_denoiser, ema: dict, initial: tuple) -> 
     if ema:
         ema["den"] = den0
     return {**params, "denoiser": den0}, opt0
+
+
+def anchored(pretrained: dict, denoiser: dict, anchor: float) -> dict:
+    """``anchor * pretrained + (1 - anchor) * denoiser``, leaf by leaf (``cfg.anchor``)."""
+    return jax.tree.map(lambda p, d: anchor * p + (1 - anchor) * d, pretrained, denoiser)
 
 
 def update_steps(cfg, buf, pieces: np.ndarray, horizon: int) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.finetune.config import finetune_preset
 from dmpc_jax.finetune.dagger import dagger_preset
-from dmpc_jax.finetune.loop import Evaluator
+from dmpc_jax.finetune.evaluator import Evaluator
 from dmpc_jax.scenario.harness import HarnessConfig
 
 
@@ -32,7 +32,7 @@ def test_the_harness_default_sampler_is_dmpc_evals():
 
 
 def test_action_error_counts_each_episode_until_its_end_in_demonstrator_std():
-    from dmpc_jax.finetune.loop import action_error
+    from dmpc_jax.finetune.evaluator import action_error
 
     rng = np.random.default_rng(0)
     demo = rng.normal(size=(6, 3, 12)).astype(np.float32)

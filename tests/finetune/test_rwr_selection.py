@@ -21,6 +21,7 @@ from dmpc_jax.finetune.selection import (
     yaw_group,
 )
 from dmpc_jax.finetune.update import (
+    anchored,
     select_for_update,
     train_network,
     update_start,
@@ -482,6 +483,21 @@ def test_an_update_from_the_pretrained_planner_starts_from_it_with_fresh_moments
     p, o = update_start(cfg, params, opt, ema, (den0, opt0))
     assert p["denoiser"] is den0 and p["value"] is params["value"] and o is opt0
     assert ema == ({"den": den0} if with_ema else {})
+
+
+def test_an_anchored_planner_keeps_a_fixed_share_of_the_pretrained_denoiser():
+    """``cfg.anchor``: leaf by leaf, anchor * pretrained + (1 - anchor) * the EMA (or trained)
+    denoiser; 0 is the denoiser itself. Refused outside [0, 1)."""
+    den0 = {"a": np.zeros((3, 2), np.float32), "b": {"c": np.full(4, 2.0, np.float32)}}
+    den = {"a": np.ones((3, 2), np.float32), "b": {"c": np.full(4, 6.0, np.float32)}}
+    got = anchored(den0, den, 0.25)
+    np.testing.assert_allclose(got["a"], 0.75)
+    np.testing.assert_allclose(got["b"]["c"], 5.0)
+    same = anchored(den0, den, 0.0)
+    np.testing.assert_array_equal(same["b"]["c"], den["b"]["c"])
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="anchor"):
+            FinetuneConfig(anchor=bad)
 
 
 def test_a_pieces_speed_class_comes_from_the_command_not_the_lagging_observation():

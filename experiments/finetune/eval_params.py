@@ -1,0 +1,80 @@
+"""Evaluate parameter variants of one finetuning checkpoint on the in-loop evaluation's keys.
+
+The finetuning run's planner acts with the EMA of its trained denoiser; its checkpoint holds the
+trained (raw) denoiser too. This evaluates, on the run's own evaluation (``Evaluator``: the same
+env, keys, sampler and rules as the in-loop points and ``dmpc eval``):
+
+  ema           the EMA denoiser the run acts with (its in-loop point again)
+  raw           the trained denoiser the next update continues from
+  mix:A         A * pretrained + (1 - A) * EMA, parameter by parameter
+  rawmix:A      A * pretrained + (1 - A) * raw
+
+Each variant's per-episode outcomes go to ``OUT/<variant>/eval_episodes.jsonl`` (iteration =
+the checkpoint step), so ``paired.py`` compares it with any run's point:
+  .venv/bin/python experiments/finetune/paired.py checkpoints/rwr/RUN:STEP OUT/<variant>
+
+Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT VARIANT...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from dmpc_jax.checkpointing import checkpoint_manager, restore_state
+from dmpc_jax.config import load_json
+from dmpc_jax.diffusion.config import make_optimizer
+from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.finetune.evaluator import Evaluator
+from dmpc_jax.finetune.update import finetune_optimizer
+from dmpc_jax.planner.load import load_planner
+
+
+def variant_params(name: str, pretrained: dict, state: dict) -> dict:
+    """The planner's parameters of one variant (the value net: the checkpoint's)."""
+    params = dict(state["params"])
+    base, _, a = name.partition(":")
+    if base not in ("ema", "raw", "mix", "rawmix") or (base in ("mix", "rawmix")) != bool(a):
+        raise SystemExit(f"unknown variant {name!r}: ema, raw, mix:A or rawmix:A")
+    den = state["ema_denoiser"] if base in ("ema", "mix") else state["params"]["denoiser"]
+    if a:
+        alpha = float(a)
+        den = jax.tree.map(lambda p, d: alpha * p + (1 - alpha) * d, pretrained, den)
+    return {**params, "denoiser": den}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 4:
+        raise SystemExit(__doc__)
+    run, step, out, variants = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
+    cfg = load_json(FinetuneConfig, run / "config.json")
+    if not cfg.ema_decay:
+        raise SystemExit(f"{run} has no EMA (ema_decay 0): the variants need one")
+    planner = load_planner(cfg.pretrained)
+    p = planner.params  # the checkpoint's layout (``finetune.loop.finetune``'s state)
+    template = {
+        "params": p,
+        "opt_denoiser": finetune_optimizer(cfg).init(p["denoiser"]),
+        "opt_value": make_optimizer(cfg).init(p["value"]),
+        "iteration": jax.numpy.zeros((), jax.numpy.int32),
+        "ema_denoiser": p["denoiser"],
+    }
+    state = restore_state(checkpoint_manager(run), template, step)
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules)
+    for name in variants:
+        t0 = time.perf_counter()
+        row = evaluator(variant_params(name, planner.params["denoiser"], state))
+        d = out / name.replace(":", "_")
+        d.mkdir(parents=True, exist_ok=True)
+        evaluator.append_episodes(d / "eval_episodes.jsonl", step)
+        rates = {k: round(v, 4) for k, v in row.items() if k.count("/") == 1}
+        print(json.dumps({"variant": name, "step": step, **rates,
+                          "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

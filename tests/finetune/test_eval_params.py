@@ -1,0 +1,37 @@
+"""``experiments/finetune/eval_params.py``: which denoiser each variant evaluates."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).parents[2] / "experiments/finetune/eval_params.py"
+_spec = importlib.util.spec_from_file_location("eval_params", _PATH)
+eval_params = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(eval_params)
+
+
+def _tree(x: float) -> dict:
+    return {"a": np.full((3, 2), x, np.float32), "b": {"c": np.full(4, x, np.float32)}}
+
+
+STATE = {"params": {"denoiser": _tree(2.0), "value": _tree(7.0)}, "ema_denoiser": _tree(4.0)}
+PRETRAINED = _tree(0.0)
+
+
+@pytest.mark.parametrize(
+    "name, want",
+    [("ema", 4.0), ("raw", 2.0), ("mix:0.25", 3.0), ("mix:1", 0.0), ("rawmix:0.5", 1.0)],
+)
+def test_variant_picks_and_mixes_the_denoiser(name, want):
+    got = eval_params.variant_params(name, PRETRAINED, STATE)
+    for leaf in (got["denoiser"]["a"], got["denoiser"]["b"]["c"]):
+        np.testing.assert_allclose(leaf, want, rtol=1e-6)
+    assert got["value"] is STATE["params"]["value"]  # the checkpoint's value net, untouched
+
+
+@pytest.mark.parametrize("name", ["best", "mix", "raw:0.5", "ema:0.1"])
+def test_unknown_variant_is_refused(name):
+    with pytest.raises(SystemExit, match="unknown variant"):
+        eval_params.variant_params(name, PRETRAINED, STATE)
