@@ -4,7 +4,9 @@ The finetuning run's planner acts with the EMA of its trained denoiser; its chec
 trained (raw) denoiser too. This evaluates, on the run's own evaluation (``Evaluator``: the same
 env, keys, sampler and rules as the in-loop points and ``dmpc eval``):
 
-  ema           the EMA denoiser the run acts with (its in-loop point again)
+  ema           the EMA denoiser (an anchored run acts with mix:<its anchor>); with the
+                checkpoint's value net, refit every iteration, so an in-loop point of another
+                iteration differs from it in the value net too
   raw           the trained denoiser the next update continues from
   mix:A         A * pretrained + (1 - A) * EMA, parameter by parameter
   rawmix:A      A * pretrained + (1 - A) * raw
