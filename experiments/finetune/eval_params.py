@@ -20,12 +20,17 @@ Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT VAR
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 import time
 from pathlib import Path
 
 import jax
+
+with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp", as dmpc's CLI
+    import mujoco.mjx  # noqa: F401
 
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import load_json
