@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -71,6 +70,7 @@ from dmpc_jax.finetune.update import (
     anchored,
     eligible,
     finetune_optimizer,
+    initial_state,
     make_update,
     offline_windows,
     restore_checkpoint,
@@ -150,15 +150,7 @@ def finetune(
         )
     optimizer = make_optimizer(cfg)  # clip + Adam from cfg.grad_clip / cfg.learning_rate
     den_optimizer = finetune_optimizer(cfg)  # the same, with cfg.lr_warmup_steps
-    params = planner.params
-    state = {
-        "params": params,
-        "opt_denoiser": den_optimizer.init(params["denoiser"]),
-        "opt_value": optimizer.init(params["value"]),
-        "iteration": jnp.zeros((), jnp.int32),
-    }
-    if cfg.ema_decay:  # the planner's denoiser: an EMA of the trained one
-        state["ema_denoiser"] = params["denoiser"]
+    state = initial_state(cfg, planner.params)
     buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes,
                        speed_edges=cfg.speed_edges)  # fmt: skip
     if resume:  # a template laid out on the mesh restores onto it
@@ -217,8 +209,9 @@ def finetune(
     def follow(p):  # after each call of steps_per_call denoiser steps
         ema["den"] = ema_step(ema["den"], p["denoiser"])
 
-    den_anchor = dist.to_global(planner.params["denoiser"], replicated) if cfg.anchor else None
-    mix = jax.jit(functools.partial(anchored, anchor=cfg.anchor))
+    if cfg.anchor:  # the pretrained share of every planner the run acts with
+        den_anchor = dist.to_global(planner.params["denoiser"], replicated)
+        mix = jax.jit(functools.partial(anchored, anchor=cfg.anchor))
 
     def acting(params):  # the parameters the planner acts with
         den = ema["den"] if ema else params["denoiser"]

@@ -172,6 +172,20 @@ def update_start(cfg, params: dict, opt_denoiser, ema: dict, initial: tuple) -> 
     return {**params, "denoiser": den0}, opt0
 
 
+def initial_state(cfg, params: dict) -> dict:
+    """A finetuning run's training state at iteration 0, from the pretrained ``params``: the
+    layout its checkpoints hold (``ema_denoiser`` only with ``cfg.ema_decay``)."""
+    state = {
+        "params": params,
+        "opt_denoiser": finetune_optimizer(cfg).init(params["denoiser"]),
+        "opt_value": make_optimizer(cfg).init(params["value"]),
+        "iteration": jnp.zeros((), jnp.int32),
+    }
+    if cfg.ema_decay:  # the planner's denoiser: an EMA of the trained one
+        state["ema_denoiser"] = params["denoiser"]
+    return state
+
+
 def anchored(pretrained: dict, denoiser: dict, anchor: float) -> dict:
     """``anchor * pretrained + (1 - anchor) * denoiser``, leaf by leaf (``cfg.anchor``)."""
     return jax.tree.map(lambda p, d: anchor * p + (1 - anchor) * d, pretrained, denoiser)

@@ -27,31 +27,26 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-
 with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp", as dmpc's CLI
     import mujoco.mjx  # noqa: F401
 
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import load_json
-from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.finetune.config import FinetuneConfig
 from dmpc_jax.finetune.evaluator import Evaluator
-from dmpc_jax.finetune.update import finetune_optimizer
+from dmpc_jax.finetune.update import anchored, initial_state
 from dmpc_jax.planner.load import load_planner
 
 
 def variant_params(name: str, pretrained: dict, state: dict) -> dict:
     """The planner's parameters of one variant (the value net: the checkpoint's)."""
-    params = dict(state["params"])
     base, _, a = name.partition(":")
     if base not in ("ema", "raw", "mix", "rawmix") or (base in ("mix", "rawmix")) != bool(a):
         raise SystemExit(f"unknown variant {name!r}: ema, raw, mix:A or rawmix:A")
     den = state["ema_denoiser"] if base in ("ema", "mix") else state["params"]["denoiser"]
     if a:
-        alpha = float(a)
-        den = jax.tree.map(lambda p, d: alpha * p + (1 - alpha) * d, pretrained, den)
-    return {**params, "denoiser": den}
+        den = anchored(pretrained, den, float(a))
+    return {**state["params"], "denoiser": den}
 
 
 def main(argv: list[str]) -> None:
@@ -62,14 +57,7 @@ def main(argv: list[str]) -> None:
     if not cfg.ema_decay:
         raise SystemExit(f"{run} has no EMA (ema_decay 0): the variants need one")
     planner = load_planner(cfg.pretrained)
-    p = planner.params  # the checkpoint's layout (``finetune.loop.finetune``'s state)
-    template = {
-        "params": p,
-        "opt_denoiser": finetune_optimizer(cfg).init(p["denoiser"]),
-        "opt_value": make_optimizer(cfg).init(p["value"]),
-        "iteration": jax.numpy.zeros((), jax.numpy.int32),
-        "ema_denoiser": p["denoiser"],
-    }
+    template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
     state = restore_state(checkpoint_manager(run), template, step)
     evaluator = Evaluator(cfg, planner, cfg.eval_rules)
     for name in variants:
