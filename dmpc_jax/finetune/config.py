@@ -73,7 +73,11 @@ class FinetuneConfig:
             and EMA the last update left: the authors') or ``pretrained`` (the pretrained
             planner's denoiser with fresh Adam moments and the EMA reset to it, so every update
             fits the kept set of the whole buffer anew and updates do not compound drift; a
-            ``lr_warmup_steps`` warm-up runs again at every update).
+            ``lr_warmup_steps`` warm-up runs again at every update) or ``acting`` (the
+            denoiser the planner acted with, ``anchor``'s mix included, with fresh Adam moments
+            and the EMA reset to it: each update continues from the planner that walked, not
+            from the trained weights, and ``anchor`` pulls every update's start back toward
+            the pretrained denoiser).
         top_quantile: per-group fraction of the buffer kept for the denoiser.
         max_pieces: the most pieces an update trains on: the best of the kept pieces
             (``selection`` best) or as many drawn at random from their union (random: the
@@ -158,7 +162,7 @@ class FinetuneConfig:
     offline_fraction: float = 0.0
     dataset: str = ""
     update_epochs: float = 0.0
-    update_from: Literal["current", "pretrained"] = "current"
+    update_from: Literal["current", "pretrained", "acting"] = "current"
     top_quantile: float = 0.05
     max_pieces: int = 1500
     yaw_classes: int = 2
@@ -207,7 +211,7 @@ class FinetuneConfig:
         for name, allowed in (("env_model", ("strict", "paper")),
                               ("selection", ("best", "random", "uniform")),
                               ("fall_pieces", ("keep", "drop")),
-                              ("update_from", ("current", "pretrained")),
+                              ("update_from", ("current", "pretrained", "acting")),
                               ("weight_scope", ("kept", "minibatch"))):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ValueError(

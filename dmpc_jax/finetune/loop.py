@@ -199,9 +199,10 @@ def finetune(
         (state["params"], state["opt_denoiser"], state["opt_value"]), replicated
     )
     ema = {"den": dist.to_global(state["ema_denoiser"], replicated)} if cfg.ema_decay else {}
-    # update_from pretrained: every denoiser update starts here (fresh moments, EMA reset)
+    # update_from pretrained: every denoiser update starts here (fresh moments, EMA reset);
+    # acting: from the planner's denoiser, with the same fresh moments
     initial = None
-    if cfg.update_from == "pretrained":
+    if cfg.update_from != "current":
         den0 = planner.params["denoiser"]
         initial = dist.to_global((den0, den_optimizer.init(den0)), replicated)
     ema_step = jax.jit(functools.partial(M.ema_update, decay=cfg.ema_decay**cfg.steps_per_call))
@@ -271,7 +272,8 @@ def finetune(
                 batch_w = minibatch_weigher(score, buf.group, cfg.temperature, batch_ess)
 
             n_steps = update_steps(cfg, buf, keep, h)
-            params, opt_d = update_start(cfg, params, opt_d, ema, initial)
+            origin = acting(params)["denoiser"] if cfg.update_from == "acting" else None
+            params, opt_d = update_start(cfg, params, opt_d, ema, initial, origin)
             params, opt_d, m = train_network(
                 upd_den, params, opt_d, buf, rng, k_den, cfg, keep, weights[cfg.weight_by],
                 n_steps, h, batch_sharding, batch_weights=batch_w,

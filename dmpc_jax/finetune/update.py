@@ -159,14 +159,20 @@ def select_for_update(cfg, buf, rng: np.random.Generator) -> tuple[np.ndarray, n
     return keep, top
 
 
-def update_start(cfg, params: dict, opt_denoiser, ema: dict, initial: tuple) -> tuple:
+def update_start(cfg, params: dict, opt_denoiser, ema: dict, initial: tuple, acting=None) -> tuple:
     """(params, opt_denoiser) a denoiser update trains from, with ``ema`` (``{"den": ...}`` or
     empty) set to match: as they are (``cfg.update_from`` current), or ``initial`` = (the
     pretrained denoiser, its fresh optimizer state) with the EMA reset to that denoiser
-    (pretrained)."""
+    (pretrained), or ``acting`` (the denoiser the planner acted with since the last update:
+    the EMA mixed with ``cfg.anchor``'s pretrained share) with the same fresh optimizer state
+    and the EMA reset to it (acting)."""
     if cfg.update_from == "current":
         return params, opt_denoiser
     den0, opt0 = initial
+    if cfg.update_from == "acting":
+        if acting is None:
+            raise ValueError("update_from acting needs the acting denoiser")
+        den0 = acting
     if ema:
         ema["den"] = den0
     return {**params, "denoiser": den0}, opt0

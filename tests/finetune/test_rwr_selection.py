@@ -485,6 +485,24 @@ def test_an_update_from_the_pretrained_planner_starts_from_it_with_fresh_moments
     assert ema == ({"den": den0} if with_ema else {})
 
 
+@pytest.mark.parametrize("with_ema", [True, False])
+def test_an_update_from_the_acting_planner_starts_from_it_with_fresh_moments(with_ema):
+    """update_from acting: the update trains from the denoiser the planner acted with (not the
+    trained weights, not the pretrained ones), with the fresh moments and the EMA reset to it;
+    without that denoiser it refuses."""
+    den0, opt0 = {"w": np.zeros(3)}, ("fresh",)
+    params, opt = {"denoiser": {"w": np.ones(3)}, "value": {"v": np.ones(2)}}, ("moved",)
+    ema = {"den": {"w": np.full(3, 0.5)}} if with_ema else {}
+    mixed = anchored(den0, ema["den"] if with_ema else params["denoiser"], 0.4)
+    cfg = dataclasses.replace(PAPER, update_from="acting", anchor=0.4)
+    p, o = update_start(cfg, params, opt, ema, (den0, opt0), mixed)
+    assert p["denoiser"] is mixed and p["value"] is params["value"] and o is opt0
+    np.testing.assert_allclose(p["denoiser"]["w"], 0.3 if with_ema else 0.6)
+    assert ema == ({"den": mixed} if with_ema else {})
+    with pytest.raises(ValueError, match="acting"):
+        update_start(cfg, params, opt, {}, (den0, opt0))
+
+
 def test_an_anchored_planner_keeps_a_fixed_share_of_the_pretrained_denoiser():
     """``cfg.anchor``: leaf by leaf, anchor * pretrained + (1 - anchor) * the EMA (or trained)
     denoiser; 0 is the denoiser itself. Refused outside [0, 1)."""
