@@ -86,7 +86,7 @@ SLOW_FIXTURES = {"env", "env_fns", "tiny_run", "two_device_run", "resumed_run", 
 # start first and the short files fill in behind them; xdist's own order (most tests first) left
 # the one-test pipeline file for last, with the other worker idle for minutes
 HEAVY_FILES = ("test_pipeline.py", "planner/test_planner.py", "diffusion/test_pretrain.py",
-               "finetune/test_dagger.py", "rl/test_brax_ppo.py", "rl/test_rl.py",
+               "finetune/test_dagger.py", "rl/test_rl.py",
                "envs/test_env.py", "deploy/test_export.py", "finetune/test_rwr_selection.py",
                "planner/test_mpc.py", "evaluate/test_offline_fidelity.py")  # fmt: skip
 

@@ -104,6 +104,11 @@ def test_killed_run_resumes_without_reset(resumed_run):
     assert env_steps == sorted(env_steps) and len(set(env_steps)) == len(env_steps)
     walls = [m["time/wall_s"] for m in log]
     assert walls == sorted(walls)
+    # brax's PPO losses (its ppo_losses, networks and acting, as rl/ppo.py assembles them) train
+    # on our env with the pinned jax: every logged loss finite in the killed and resumed parts
+    losses = {k: m[k] for m in log for k in m if "loss" in k}
+    assert {"train/policy_loss", "train/v_loss"} <= losses.keys()
+    assert all(np.isfinite(m[k]) for m in log for k in m if "loss" in k)
 
 
 def test_checkpoint_round_trip_is_bit_exact_and_guards_config(resumed_run):
