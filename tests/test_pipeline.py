@@ -31,8 +31,11 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     _dmpc("pretrain", "--preset", "tiny", "--dataset", data, "--root", "ck/diffusion")
     assert (tmp_path / pre / "planner").exists()
 
+    # an EMA planner with a pretrained share, each update from the planner that acted: the
+    # resume below then also carries the EMA, and the saved planner is checked for the share
     common = ("finetune", "--preset", "tiny", "--pretrained", pre, "--root", "ck/rwr",
-              "--cfg.demonstrator-run", demo, "--page", "")  # fmt: skip
+              "--cfg.demonstrator-run", demo, "--page", "", "--cfg.ema-decay", 0.9,
+              "--cfg.anchor", 0.5, "--cfg.update-from", "acting")  # fmt: skip
     _dmpc(*common, "--max-iterations", 1)
     rows = [json.loads(x) for x in (tmp_path / rwr / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1]
@@ -50,6 +53,26 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
         got, want = ({k: v for k, v in r.items() if not k.startswith("time/")} for r in (got, want))
         assert got.keys() == want.keys()
         np.testing.assert_allclose([got[k] for k in got], [want[k] for k in got], rtol=1e-5)
+
+    # the planner the run saved (what eval, export and the demo load) and acted with is the
+    # anchor's mix of the pretrained denoiser and the checkpoint's EMA, not the trained one
+    from dmpc_jax.checkpointing import checkpoint_manager, restore_state
+    from dmpc_jax.config import load_json
+    from dmpc_jax.finetune.config import FinetuneConfig
+    from dmpc_jax.finetune.update import initial_state
+    from dmpc_jax.planner.load import load_planner
+
+    fcfg = load_json(FinetuneConfig, tmp_path / rwr / "config.json")
+    pretrained = load_planner(tmp_path / pre).params
+    state = restore_state(checkpoint_manager(tmp_path / rwr), initial_state(fcfg, pretrained))
+    saved = load_planner(tmp_path / rwr).params["denoiser"]
+    leaves = zip(*(jax.tree.leaves(t) for t in (saved, pretrained["denoiser"],
+                   state["ema_denoiser"], state["params"]["denoiser"])), strict=True)  # fmt: skip
+    moved = False
+    for got, p0, ema, raw in leaves:
+        np.testing.assert_allclose(got, 0.5 * np.asarray(p0) + 0.5 * np.asarray(ema), atol=1e-6)
+        moved |= bool(np.any(np.asarray(ema) != np.asarray(raw)))
+    assert moved  # the EMA trails the trained weights: the check can tell the two apart
 
     # the offline-only control of dmpc dagger: the same optimisation on the offline windows
     # alone, no rollouts
