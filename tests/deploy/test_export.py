@@ -112,7 +112,7 @@ def test_corrupt_or_missing_artifact(exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
+def test_cached_export_carries_its_cache_and_refreshes(model, exported, tmp_path):
     """An artifact exported with early-step caching: the first call (empty cache) equals the
     in-process full plan, the second call from the returned cache equals the in-process cached
     plan (tolerances as above), the cache ages, and a command change refreshes it inside the
@@ -167,8 +167,6 @@ def test_cached_export_carries_its_cache_and_refreshes(model, tmp_path):
     switched = plan(s_now, 2, 1)
     fresh = p.plan_fn(seed=0, tasks=tasks)(s_now, 2, 1)  # a first call: empty cache
     np.testing.assert_array_equal(switched, fresh)
+    plain = ExportedPlanner(exported[0])  # the module's artifact, exported without a cache
     with pytest.raises(ExportError, match="no cache"):
-        plain = tmp_path / "plain"
-        export_planner(nets, params, cfg, scaler, SamplerConfig(num_candidates=2), ROBOT, plain,
-                       platforms=("cpu",))  # fmt: skip
-        ExportedPlanner(plain)(s_now, p.default_task(), p.no_constraints(), key_u32, first["cache"])
+        plain(s_now, plain.default_task(), plain.no_constraints(), key_u32, first["cache"])

@@ -286,15 +286,16 @@ def test_command_change_over_the_threshold_refreshes_the_cache(model, cached_pla
 
 
 @pytest.mark.slow
-def test_batched_cache_refreshes_each_robot_as_alone(model):
+def test_batched_cache_refreshes_each_robot_as_alone(model, cached_plan):
     """Two robots vmapped with the axis named, one refreshing (its command changed) and one not:
-    each gets the plan and cache it would get alone; with no robot refreshing, no full plan runs."""
+    each gets the plan and cache it would get alone (the module's compiled ``cached_plan``, the
+    same sampler config); with no robot refreshing, no full plan runs."""
     from dmpc_jax.planner.sampler import make_cached_plan_fn
 
     cfg, nets, params, sched, scaler = model
     scfg = SamplerConfig(num_candidates=2, cache_after=3)
     fn, calls, (_, s_now, task, cons, key) = _counting_plan(model, scfg)
-    alone = jax.jit(make_cached_plan_fn(fn, scfg, scaler))
+    alone, alone_calls, _ = cached_plan
     batched = jax.jit(jax.vmap(
         make_cached_plan_fn(fn, scfg, scaler, axis_name="r"), in_axes=(None, 0, None, None, 0, 0),
         axis_name="r",
@@ -312,6 +313,7 @@ def test_batched_cache_refreshes_each_robot_as_alone(model):
     assert np.asarray(new.age).tolist() == [1, 0]
     jax.effects_barrier()
     calls.clear()
+    alone_calls.clear()  # the module's plan: its next test starts from an empty count
     batched(params, s0, task, cons, keys, new)  # robot 1 back at 0.8 m/s refreshes too
     jax.effects_barrier()
     assert sorted(calls) == [0, 0, 1, 2, 3]  # the full branch (4 steps) and the cached one (1)
