@@ -3,7 +3,9 @@ split into blocks of the iterations its pieces were collected in, and for each b
 mean score (mean per-step reward), the score's 98.5th percentile (the kept set is the top 1.5%
 per group), the share that ends in a fall, and the share of the block in the kept set; then the
 whole buffer by the tilt of each piece's first steps (how far the base leans from upright when
-the piece starts: the states a recovery starts from), with the same columns.
+the piece starts: the states a recovery starts from), with the same columns; then, per block,
+the share of pieces that end in a fall in each speed class of the commands (the run's
+``speed_edges``; the fastest class is the nearest to the 1.0 m/s evaluation).
 
 Usage: .venv/bin/python experiments/finetune/buffer_blocks.py RUN_DIR [--blocks 0 80 120 ...]
   e.g. ... checkpoints/rwr/cpu_paper_replan_actuator_anchor_s1 --blocks 0 80 120 160 200 240
@@ -62,6 +64,20 @@ def main(argv=None) -> None:
         m = (buf.added > lo) & (buf.added <= hi)
         print(line(f"{lo + 1}-{hi}", m, buf, kept))
     print()
+    n_speed = len(buf.speed_edges) + 1
+    if n_speed > 1:
+        edges = ("", *(f"{e:g}" for e in buf.speed_edges), "")
+        names = [f"{lo}-{hi} m/s".strip("-") for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        names[0], names[-1] = f"< {buf.speed_edges[0]:g} m/s", f"> {buf.speed_edges[-1]:g} m/s"
+        print("| iterations | " + " | ".join(f"falls, {n}" for n in names) + " |")
+        print("|---|" + "---:|" * n_speed)
+        speed = buf.group % n_speed
+        for lo, hi in zip(args.blocks[:-1], args.blocks[1:], strict=False):
+            m = (buf.added > lo) & (buf.added <= hi)
+            if m.any():
+                cells = [f"{buf.fell[m & (speed == c)].mean():.3f}" for c in range(n_speed)]
+                print(f"| {lo + 1}-{hi} | " + " | ".join(cells) + " |")
+        print()
     print(head.format(f"lean over the first {START_STEPS} steps"))
     print("|---|---:|---:|---:|---:|---:|")
     tilt = start_tilt(buf)
