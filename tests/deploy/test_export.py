@@ -116,13 +116,14 @@ def test_cached_export_carries_its_cache_and_refreshes(model, exported, tmp_path
     """An artifact exported with early-step caching: the first call (empty cache) equals the
     in-process full plan, the second call from the returned cache equals the in-process cached
     plan (tolerances as above), the cache ages, and a command change refreshes it inside the
-    artifact; ``plan_fn`` carries the cache itself."""
+    artifact; ``plan_fn`` carries the cache itself. With ``cache_max_age`` 2 a cache that served
+    two plans refreshes, in process and in the artifact alike."""
     from dmpc_jax.planner.constraints import no_constraints
     from dmpc_jax.planner.rewards import default_task
     from dmpc_jax.planner.sampler import make_cached_plan_fn, make_plan_fn
 
     cfg, nets, params, sched, scaler = model
-    scfg = SamplerConfig(num_candidates=2, cache_after=3)
+    scfg = SamplerConfig(num_candidates=2, cache_after=3, cache_max_age=2)
     meta = export_planner(nets, params, cfg, scaler, scfg, ROBOT, tmp_path, platforms=("cpu",))
     assert meta["schema_version"] == 2 and meta["cache_fields"]["x"] == [2, cfg.horizon, 61]
     p = ExportedPlanner(tmp_path)
@@ -142,6 +143,13 @@ def test_cached_export_carries_its_cache_and_refreshes(model, exported, tmp_path
     out2, _ = ref(params, s_now, task, no_constraints(cfg.horizon), key, cache)
     np.testing.assert_allclose(second["action"], np.asarray(out2.action), atol=1e-4)
     assert int(second["cache"]["age"]) == 1
+    ages, got, c_ref, c_got = [], [], cache, first["cache"]
+    for _ in range(4):  # the same command: only the age refreshes the cache
+        _, c_ref = ref(params, s_now, task, no_constraints(cfg.horizon), key, c_ref)
+        c_got = p(s_now, p.default_task(), p.no_constraints(), key_u32, c_got)["cache"]
+        ages.append(int(c_ref.age))
+        got.append(int(c_got["age"]))
+    assert ages == got == [1, 2, 0, 1]
     moved = s_now.copy()
     moved[9] = 4.0
     third = p(moved, p.default_task(), p.no_constraints(), key_u32, second["cache"])
