@@ -57,26 +57,25 @@ def main(argv=None) -> None:
     kept = np.zeros(len(buf), bool)
     kept[top] = True
     print(f"{args.run}: {len(buf)} pieces, top {cfg['top_quantile']:.1%} per group: {kept.sum()}")
+    blocks = [(f"{lo + 1}-{hi}", (buf.added > lo) & (buf.added <= hi))
+              for lo, hi in zip(args.blocks[:-1], args.blocks[1:], strict=True)]  # fmt: skip
     head = "| {} | pieces | mean score | score p98.5 | ends in a fall | in the top set |"
     print(head.format("iterations"))
     print("|---|---:|---:|---:|---:|---:|")
-    for lo, hi in zip(args.blocks[:-1], args.blocks[1:], strict=False):
-        m = (buf.added > lo) & (buf.added <= hi)
-        print(line(f"{lo + 1}-{hi}", m, buf, kept))
+    for name, m in blocks:
+        print(line(name, m, buf, kept))
     print()
-    n_speed = len(buf.speed_edges) + 1
-    if n_speed > 1:
-        edges = ("", *(f"{e:g}" for e in buf.speed_edges), "")
-        names = [f"{lo}-{hi} m/s".strip("-") for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-        names[0], names[-1] = f"< {buf.speed_edges[0]:g} m/s", f"> {buf.speed_edges[-1]:g} m/s"
-        print("| iterations | " + " | ".join(f"falls, {n}" for n in names) + " |")
-        print("|---|" + "---:|" * n_speed)
-        speed = buf.group % n_speed
-        for lo, hi in zip(args.blocks[:-1], args.blocks[1:], strict=False):
-            m = (buf.added > lo) & (buf.added <= hi)
+    edges = buf.speed_edges
+    if edges:
+        names = [f"< {edges[0]:g}", *(f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:], strict=False)),
+                 f"> {edges[-1]:g}"]  # fmt: skip
+        print("| iterations | " + " | ".join(f"falls, {n} m/s" for n in names) + " |")
+        print("|---|" + "---:|" * len(names))
+        speed = buf.group % len(names)  # command_group's speed class
+        for name, m in blocks:
             if m.any():
-                cells = [f"{buf.fell[m & (speed == c)].mean():.3f}" for c in range(n_speed)]
-                print(f"| {lo + 1}-{hi} | " + " | ".join(cells) + " |")
+                cells = [f"{buf.fell[m & (speed == c)].mean():.3f}" for c in range(len(names))]
+                print(f"| {name} | " + " | ".join(cells) + " |")
         print()
     print(head.format(f"lean over the first {START_STEPS} steps"))
     print("|---|---:|---:|---:|---:|---:|")
