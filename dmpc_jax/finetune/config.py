@@ -25,6 +25,10 @@ class FinetuneConfig:
         steps_per_iter: control steps per env per iteration.
         iterations: iterations in total.
         execute: E, actions executed per plan (synchronous replanning).
+        margin: D; 0 (the default) plans synchronously: from o_t, rows 0 .. E-1 executed at once.
+            D > 0 plans on the robot's timeline, as ``dmpc eval`` (async ``MPCConfig``, whose D is
+            4): a plan from o_t enters at row D, D steps later, while the previous plan's rows
+            run; one plan every E - D steps. Needs ``replan_at_reset``.
         action_noise: std of the Gaussian noise added to executed actions (action units).
         record_action: the action a rollout step records for the buffer, R_nn and the denoiser
             updates: ``executed`` (the planned one plus the noise, as the authors' runner stores
@@ -141,6 +145,7 @@ class FinetuneConfig:
     steps_per_iter: int = 50
     iterations: int = 80
     execute: int = 11
+    margin: int = 0
     action_noise: float = 0.3
     record_action: Literal["executed", "planned"] = "executed"
     noise_at: Literal["action", "actuator"] = "action"
@@ -225,6 +230,11 @@ class FinetuneConfig:
             raise ValueError(f"FinetuneConfig.yaw_classes must be 2 or 3, got {self.yaw_classes}")
         if any(b <= a for a, b in zip(self.speed_edges, self.speed_edges[1:], strict=False)):
             raise ValueError(f"FinetuneConfig.speed_edges must increase, got {self.speed_edges}")
+        if not 0 <= self.margin < self.execute or self.margin and not self.replan_at_reset:
+            raise ValueError(
+                f"FinetuneConfig.margin must be in [0, execute = {self.execute}), got "
+                f"{self.margin}, and > 0 needs replan_at_reset (a reset env is served at once)"
+            )
         if self.wz_deadband < 0 or self.update_epochs < 0 or self.reset_plans < 1:
             raise ValueError(
                 "FinetuneConfig.wz_deadband and update_epochs must be >= 0, reset_plans >= 1"

@@ -38,7 +38,8 @@ class Evaluator:
     {rule: [B] bool}, so arms on the same keys can be compared episode by episode.
     ``eval/action_err_std``: ``action_error`` of the strict rollout."""
 
-    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",)):
+    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=None):
+        """``mpc``: the receding-horizon timeline (``MPCConfig``; default: ``dmpc eval``'s)."""
         self.spec = get_task(cfg.eval_task).spec
         self.rules = rules
         self.harness = Harness(
@@ -46,6 +47,7 @@ class Evaluator:
                 planner_run=cfg.pretrained,
                 demonstrator_run=cfg.demonstrator_run,
                 episodes=cfg.eval_episodes,
+                **({"mpc": mpc} if mpc is not None else {}),
             ),  # fmt: skip
             planner=planner,
         )

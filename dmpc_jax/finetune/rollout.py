@@ -61,9 +61,18 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     their next step and enter the batch's timeline at its current index (their plan's first row
     is executed at index i, so the chunk holds it rolled by i); otherwise a fresh env holds the
     default pose (action 0, not recorded) until the batch's next plan.
+
+    With ``cfg.margin`` D > 0 the batch plans on the robot's timeline (``dmpc eval``'s async
+    ``MPCConfig``): a plan made from o_t at index E - D waits as the *pending* chunk and enters at
+    row D when the running chunk reaches index E, so one plan every E - D steps; the step that
+    plans is age 0 (a ``replan`` window starts at the state the plan saw, and its first D actions
+    are the previous plan's, as the robot executes them). The first step is at index E - D and
+    its plan also runs from row 0 at once, as the harness's synchronous first plan; a fresh env served at index i also gets its own plan as the pending
+    chunk (its row E - i enters at index D), so a reset never resumes a plan made before it. The
+    carry's chunk then holds [running | pending] rows, [B, 2E, 12].
     """
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
-    b, e = cfg.n_envs, cfg.execute
+    b, e, d = cfg.n_envs, cfg.execute, getattr(cfg, "margin", 0)
     m = min(cfg.reset_plans, b)
     lo, hi = cfg.guidance
 
@@ -73,8 +82,11 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     def start(key):
         k_env, k_g = jax.random.split(key)
         state = wrapped.reset(jax.random.split(k_env, b))
-        chunk = jnp.zeros((b, e, 12))  # replaced at the first step (index = E)
-        carry = (state, chunk, jnp.asarray(e, jnp.int32), jnp.zeros(b, bool), draw_scales(k_g),
+        if d:  # every env fresh at index E - D: all served at the first step
+            chunk, index, fresh = jnp.zeros((b, 2 * e, 12)), e - d, jnp.ones(b, bool)
+        else:  # replaced at the first step (index = E)
+            chunk, index, fresh = jnp.zeros((b, e, 12)), e, jnp.zeros(b, bool)
+        carry = (state, chunk, jnp.asarray(index, jnp.int32), fresh, draw_scales(k_g),
                  jnp.zeros(b, jnp.int32))  # fmt: skip
         # reset leaves some weakly typed scalars that step makes strong: strip them, so the
         # first and later ``run`` calls share one compilation
@@ -87,15 +99,20 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         return jax.vmap(one)(obs, jax.random.split(key, obs.shape[0]), scales)
 
     def serve_fresh(params, obs, scales, chunk, index, fresh, key):
-        """Plans for up to ``m`` fresh envs, rolled to start at ``index``; they stop being fresh.
-        Also returns which envs were served (their plan's age restarts)."""
+        """Plans for up to ``m`` fresh envs, rolled to start at ``index`` (async: and continued
+        as their pending chunk); they stop being fresh. Also returns which envs were served
+        (their plan's age restarts)."""
         ids = jnp.argsort(~fresh, stable=True)[:m]  # the fresh envs first
         sel = fresh[ids]
 
         def serve(chunk):
             plans = plan_batch(params, obs[ids], scales[ids], key)
-            plans = jax.vmap(lambda p: jnp.roll(p, index, axis=0))(plans)
-            return chunk.at[ids].set(jnp.where(sel[:, None, None], plans, chunk[ids]))
+            rows = jax.vmap(lambda p: jnp.roll(p, index, axis=0))(plans)
+            if d:  # pending row j holds the plan's row j - (index + D - E): no wrap after E - D
+                rows = jnp.concatenate(
+                    [rows, jax.vmap(lambda p: jnp.roll(p, index + d - e, axis=0))(plans)], axis=1
+                )
+            return chunk.at[ids].set(jnp.where(sel[:, None, None], rows, chunk[ids]))
 
         chunk = jax.lax.cond(fresh.any(), serve, lambda c: c, chunk)
         return chunk, fresh.at[ids].set(fresh[ids] & ~sel), jnp.zeros(b, bool).at[ids].set(sel)
@@ -105,11 +122,31 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         k_plan, k_noise, k_g = jax.random.split(key, 3)
         k_reset = jax.random.fold_in(key, 3)
         obs = state.obs["state"]
-        need = index >= e
-        chunk = jax.lax.cond(need, lambda: plan_batch(params, obs, scales, k_plan), lambda: chunk)
-        index = jnp.where(need, 0, index)
-        fresh = jnp.where(need, False, fresh)
-        age = jnp.where(need, 0, age)
+        if d:  # async: the pending chunk enters at row D; the next plan is made at E - D
+            switch = index >= e
+            chunk = jnp.where(switch, jnp.concatenate([chunk[:, e:], chunk[:, e:]], axis=1), chunk)
+            index = jnp.where(switch, d, index)
+            need = index == e - d
+
+            def plan_pending(chunk):
+                return chunk.at[:, e:].set(plan_batch(params, obs, scales, k_plan))
+
+            chunk = jax.lax.cond(need, plan_pending, lambda c: c, chunk)
+            age = jnp.where(need, 0, age)
+            # the first step (every env fresh): the plan also runs from row 0 now (the rows at
+            # indices E - D .. E - 1), as a fresh env's served plan does
+            first = fresh.all() & need
+            running = jnp.roll(chunk[:, e:], e - d, axis=1)
+            chunk = jnp.where(first, jnp.concatenate([running, chunk[:, e:]], axis=1), chunk)
+            fresh = jnp.where(first, False, fresh)
+        else:
+            need = index >= e
+            chunk = jax.lax.cond(
+                need, lambda: plan_batch(params, obs, scales, k_plan), lambda: chunk
+            )
+            index = jnp.where(need, 0, index)
+            fresh = jnp.where(need, False, fresh)
+            age = jnp.where(need, 0, age)
         if cfg.replan_at_reset:
             chunk, fresh, served = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
             age = jnp.where(served, 0, age)

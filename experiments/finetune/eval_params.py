@@ -15,7 +15,11 @@ Each variant's per-episode outcomes go to ``OUT/<variant>/eval_episodes.jsonl`` 
 the checkpoint step), so ``paired.py`` compares it with any run's point:
   .venv/bin/python experiments/finetune/paired.py checkpoints/rwr/RUN:STEP OUT/<variant>
 
-Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT VARIANT...
+``--mode sync`` plans on the finetuning rollouts' timeline (plan from o_t, execute rows
+0 .. E-1, plan again) instead of ``dmpc eval``'s robot timeline (async: a plan from o_t enters
+at row D); the outcomes then go to ``OUT/<variant>_sync/``.
+
+Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync] VARIANT...
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dmpc_jax.finetune.config import FinetuneConfig
 from dmpc_jax.finetune.evaluator import Evaluator
 from dmpc_jax.finetune.update import anchored, initial_state
 from dmpc_jax.planner.load import load_planner
+from dmpc_jax.planner.mpc import MPCConfig
 
 
 def variant_params(name: str, pretrained: dict, state: dict) -> dict:
@@ -53,21 +58,27 @@ def main(argv: list[str]) -> None:
     if len(argv) < 4:
         raise SystemExit(__doc__)
     run, step, out, variants = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
+    mode = "async"
+    if variants[:1] == ["--mode"]:
+        mode, variants = variants[1], variants[2:]
+    if mode not in ("async", "sync") or not variants:
+        raise SystemExit(__doc__)
     cfg = load_json(FinetuneConfig, run / "config.json")
     if not cfg.ema_decay:
         raise SystemExit(f"{run} has no EMA (ema_decay 0): the variants need one")
     planner = load_planner(cfg.pretrained)
     template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
     state = restore_state(checkpoint_manager(run), template, step)
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules)
+    mpc = MPCConfig(mode="sync") if mode == "sync" else None
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=mpc)
     for name in variants:
         t0 = time.perf_counter()
         row = evaluator(variant_params(name, planner.params["denoiser"], state))
-        d = out / name.replace(":", "_")
+        d = out / (name.replace(":", "_") + ("_sync" if mode == "sync" else ""))
         d.mkdir(parents=True, exist_ok=True)
         evaluator.append_episodes(d / "eval_episodes.jsonl", step)
         rates = {k: round(v, 4) for k, v in row.items() if k.count("/") == 1}
-        print(json.dumps({"variant": name, "step": step, **rates,
+        print(json.dumps({"variant": name, "step": step, "mode": mode, **rates,
                           "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)  # fmt: skip
 
 

@@ -237,6 +237,60 @@ def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan
     np.testing.assert_array_equal(np.asarray(rec["age"])[valid], row[valid])
 
 
+def test_async_rollouts_run_each_plan_from_row_d_as_the_robot_does(env):
+    """``margin`` D > 0: a plan made at step t (age 0) runs from step t + D at row D, the rows
+    in between come from the previous plan, and an env served after its reset runs its own plan
+    from row 0 on, continued across the switch, until a later batch plan enters."""
+    import jax
+    import jax.numpy as jnp
+
+    from dmpc_jax.finetune.rollout import make_rollout
+
+    plan_fn, Task = _row_planner()
+
+    def tagged(params, s, task, cons, key):  # each plan carries its own tag below one row step
+        return plan_fn(params, s, task, cons, key).replace(
+            action=plan_fn(params, s, task, cons, key).action + 0.004 * jax.random.uniform(key)
+        )
+
+    e, d, steps = 5, 2, env.cfg.episode_steps + 9  # every env times out once, at the same step
+    cfg = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=steps, execute=e,
+                              margin=d, action_noise=0.0, replan_at_reset=True,
+                              reset_plans=2)  # fmt: skip
+    start, run = make_rollout(cfg, env, tagged, Task(jnp.zeros(())), None)
+    _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+    valid, age, done = np.asarray(rec["valid"]), np.asarray(rec["age"]), np.asarray(rec["done"])
+    a = np.asarray(rec["action"])[..., 0]
+    row = np.rint(a / 0.01).astype(int) - 1
+    tag = a - 0.01 * (row + 1)
+    t_end = int(np.flatnonzero(done.all(1))[0])
+    assert valid[: t_end + 1].all() and valid[t_end + 1].sum() == 2 and valid[t_end + 2].all()
+    np.testing.assert_array_equal(row[:e, 0], np.arange(e))  # the first plan: rows 0 .. E-1
+    batch_plans = np.flatnonzero((age == 0).all(1))
+    np.testing.assert_array_equal(batch_plans[:3], [0, e - d, 2 * (e - d)])
+    checked = 0
+    for env_id in range(4):
+        made = np.flatnonzero(valid[:, env_id] & (age[:, env_id] == 0))
+        # served: the first plan after a reset (the previous step ended or was not planned)
+        served = {0} | {t for t in made if t and (done[t - 1, env_id] or not valid[t - 1, env_id])}
+        assert len(served) == 2
+        for t in np.flatnonzero(valid[:, env_id]):
+            src = max([m for m in made if m <= t - d] + [s for s in served if s <= t])
+            assert row[t, env_id] == t - src, (env_id, t, src)
+            same = [
+                u
+                for u in range(src, t)
+                if valid[u, env_id]
+                and max([m for m in made if m <= u - d] + [s for s in served if s <= u]) == src
+            ]
+            if same:  # one plan, one tag
+                np.testing.assert_allclose(tag[t, env_id], tag[same[0], env_id], atol=1e-6)
+                checked += 1
+    assert checked > 2 * steps  # the tags were compared along most of the run
+    with pytest.raises(ValueError, match="margin"):
+        dataclasses.replace(cfg, replan_at_reset=False)
+
+
 def test_a_run_moved_without_its_buffer_resumes_from_the_kept_set(tmp_path):
     import jax.numpy as jnp
 
