@@ -24,7 +24,7 @@ class FinetuneConfig:
         n_envs: parallel envs of the planner rollouts.
         steps_per_iter: control steps per env per iteration.
         iterations: iterations in total.
-        execute: E, actions executed per plan (synchronous replanning).
+        execute: E, actions executed per plan (per plan entered, at ``margin`` > 0).
         margin: D; 0 (the default) plans synchronously: from o_t, rows 0 .. E-1 executed at once.
             D > 0 plans on the robot's timeline, as ``dmpc eval`` (async ``MPCConfig``, whose D is
             4): a plan from o_t enters at row D, D steps later, while the previous plan's rows
@@ -40,8 +40,10 @@ class FinetuneConfig:
             record is a trajectory whose states agree with its actions).
         window_starts: where the denoiser updates' H-step windows start: ``any`` step of a piece,
             only a ``replan`` step (plan age 0), where the window's first action was planned
-            from its first state (at E = 11 the others were planned up to 10 steps earlier), or
-            only ``age<k>`` steps into a plan (a control as large as ``replan``, stale by k), or
+            from its first state (at E = 11 the others were planned up to 10 steps earlier; at
+            ``margin`` D > 0 the window starts at the state its plan saw and its first D actions
+            are the previous plan's, in flight), or only ``age<k>`` steps into a plan (a control
+            as large as ``replan``, stale by k; k < E - D at D > 0), or
             every k-th step of a piece, ``stride<k>``, from a phase fixed per piece (at k = E a
             control as large as ``replan`` with the plan ages mixed, as ``any`` has them).
         rollout_sampler: the rollouts' sampling path (``SamplerConfig.with_variant``): ``ddpm`` (all
@@ -277,10 +279,11 @@ class FinetuneConfig:
             kind, k = parse_starts(self.window_starts)
         except ValueError as e:
             raise ValueError(f"FinetuneConfig.window_starts: {e}") from None
-        if kind == "age" and not 0 <= k < self.execute or kind == "stride" and k < 1:
+        ages = self.execute - self.margin  # async: a plan every E - D steps
+        if kind == "age" and not 0 <= k < ages or kind == "stride" and k < 1:
             raise ValueError(
                 f"FinetuneConfig.window_starts {self.window_starts!r}: a plan age must be in "
-                f"[0, execute) = [0, {self.execute}), a stride >= 1"
+                f"[0, execute - margin) = [0, {ages}), a stride >= 1"
             )
         if self.action_noise < 0:
             raise ValueError(f"FinetuneConfig.action_noise must be >= 0, got {self.action_noise}")

@@ -12,6 +12,15 @@ from dmpc_jax.finetune.config import FinetuneConfig, load_config
 from dmpc_jax.report.logger import read_jsonl
 
 
+def _timeline(cfg) -> str:
+    """The rollouts' replanning timeline in words."""
+    d = getattr(cfg, "margin", 0)
+    if not d:
+        return f"synchronous replanning every E = {cfg.execute} steps"
+    return (f"replanning every {cfg.execute - d} steps on the robot's timeline (a plan enters at "
+            f"row D = {d}, E = {cfg.execute})")  # fmt: skip
+
+
 def plot_learning_curve(metrics_path: Path, out: Path) -> None:
     import matplotlib
 
@@ -71,7 +80,7 @@ def write_page(run_dir: Path, out: Path) -> None:
         f"{last.get('env_steps', 0):,} env steps, {last.get('time/wall_s', 0) / 3600:.2f} h).",
         "",
         f"Starting point: `{cfg.pretrained}`. Rollouts: {cfg.n_envs} envs x {cfg.steps_per_iter} "
-        f"steps per iteration, synchronous replanning every E = {cfg.execute} steps, N = 1, "
+        f"steps per iteration, {_timeline(cfg)}, N = 1, "
         f"learned-reward guidance scale ~ U{tuple(cfg.guidance)} per env and episode, action "
         f"noise {cfg.action_noise}, commands vx ~ U{tuple(cfg.vx)} m/s, wz ~ U{tuple(cfg.wz)} "
         f"rad/s resampled every {cfg.resample_s:g} s, the demonstrator's randomisation, pushes, "

@@ -54,7 +54,8 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     ``plan_fn(params, s_now, task, cons, key)`` is the sampler (N = 1); ``task`` carries the
     learned-reward weight, its guidance scale is replaced per env. Records are [T, B]: obs,
     action (``cfg.record_action``: executed, with noise, or planned), reward, done, terminated, valid (a planned step), wz,
-    age (steps since the plan the step's action came from was made: 0 at a replan step).
+    age (sync: steps since the plan the step's action came from was made, 0 at a replan step;
+    async: steps since the env's latest plan was made, 0 at the step that plans).
 
     Timeline: the batch replans every E steps (index 0 .. E-1 into each env's chunk). An env that
     resets is *fresh*: with ``cfg.replan_at_reset`` up to ``cfg.reset_plans`` fresh envs plan at
@@ -133,12 +134,12 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
 
             chunk = jax.lax.cond(need, plan_pending, lambda c: c, chunk)
             age = jnp.where(need, 0, age)
-            # the first step (every env fresh): the plan also runs from row 0 now (the rows at
-            # indices E - D .. E - 1), as a fresh env's served plan does
-            first = fresh.all() & need
+            # a fresh env (every env at the first step) runs the batch plan, made from its own
+            # post-reset state, from row 0 now (indices E - D .. E - 1), as a served plan does
+            now = (fresh & need)[:, None, None]
             running = jnp.roll(chunk[:, e:], e - d, axis=1)
-            chunk = jnp.where(first, jnp.concatenate([running, chunk[:, e:]], axis=1), chunk)
-            fresh = jnp.where(first, False, fresh)
+            chunk = jnp.where(now, jnp.concatenate([running, chunk[:, e:]], axis=1), chunk)
+            fresh = fresh & ~need
         else:
             need = index >= e
             chunk = jax.lax.cond(

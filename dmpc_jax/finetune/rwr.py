@@ -66,7 +66,7 @@ class ReplayBuffer:
     the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``), added [P]
     (iteration it was collected in), seq [P] (order of arrival), fell [P] (the piece ends in a
     fall: its last step terminated the episode; false in buffers saved before it was recorded),
-    age [P, L] (each step's plan age, steps since its action's plan was made: 0 at a replan step;
+    age [P, L] (each step's plan age, ``finetune.rollout.make_rollout``'s: 0 at a replan step;
     -1 where unknown: padding, and buffers saved before it was recorded).
     ``keep``: which pieces survive pruning, the ``best`` by score (RWR) or the ``newest`` (DAgger,
     where a low-reward recovery is as much worth keeping as a high-reward stride).

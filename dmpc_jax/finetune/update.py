@@ -284,6 +284,9 @@ def restore_rollout(run_dir: Path, iteration: int, template):
             )
         got = [z[f"leaf{i}"] for i in range(len(z.files) - 1)]
     if [(a.shape, a.dtype) for a in got] != [(w.shape, w.dtype) for w in want]:
-        return template, f"{ROLLOUT_FILE} holds another env layout"
+        return (
+            template,
+            f"{ROLLOUT_FILE} holds another env layout (env, n_envs, or a sync against an async chunk)",
+        )
     placed = [dist.to_global(a, w.sharding) for a, w in zip(got, want, strict=True)]
     return jax.tree.unflatten(jax.tree.structure(template), placed), None
