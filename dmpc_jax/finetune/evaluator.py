@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmpc_jax.planner.mpc import MPCConfig
 from dmpc_jax.scenario import outcomes
 from dmpc_jax.scenario.harness import Harness, HarnessConfig
 from dmpc_jax.scenario.metrics import episode_stats
@@ -38,7 +39,7 @@ class Evaluator:
     {rule: [B] bool}, so arms on the same keys can be compared episode by episode.
     ``eval/action_err_std``: ``action_error`` of the strict rollout."""
 
-    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=None):
+    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=MPCConfig()):
         """``mpc``: the receding-horizon timeline (``MPCConfig``; default: ``dmpc eval``'s)."""
         self.spec = get_task(cfg.eval_task).spec
         self.rules = rules
@@ -47,7 +48,7 @@ class Evaluator:
                 planner_run=cfg.pretrained,
                 demonstrator_run=cfg.demonstrator_run,
                 episodes=cfg.eval_episodes,
-                **({"mpc": mpc} if mpc is not None else {}),
+                mpc=mpc,
             ),  # fmt: skip
             planner=planner,
         )

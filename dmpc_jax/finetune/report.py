@@ -14,7 +14,7 @@ from dmpc_jax.report.logger import read_jsonl
 
 def _timeline(cfg) -> str:
     """The rollouts' replanning timeline in words."""
-    d = getattr(cfg, "margin", 0)
+    d = cfg.margin
     if not d:
         return f"synchronous replanning every E = {cfg.execute} steps"
     return (f"replanning every {cfg.execute - d} steps on the robot's timeline (a plan enters at "

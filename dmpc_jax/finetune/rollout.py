@@ -73,7 +73,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     carry's chunk then holds [running | pending] rows, [B, 2E, 12].
     """
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
-    b, e, d = cfg.n_envs, cfg.execute, getattr(cfg, "margin", 0)
+    b, e, d = cfg.n_envs, cfg.execute, cfg.margin
     m = min(cfg.reset_plans, b)
     lo, hi = cfg.guidance
 
@@ -99,6 +99,15 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
 
         return jax.vmap(one)(obs, jax.random.split(key, obs.shape[0]), scales)
 
+    def entered(plans, index):
+        """[B, E, 12] plans whose row 0 runs at ``index`` as chunk rows: rolled by ``index``
+        (async: followed by their pending rows, row j holding the plan's row j - (index + D - E),
+        so the plan continues across the switch; no wrap for index >= E - D)."""
+        rows = jnp.roll(plans, index, axis=1)
+        if not d:
+            return rows
+        return jnp.concatenate([rows, jnp.roll(plans, index + d - e, axis=1)], axis=1)
+
     def serve_fresh(params, obs, scales, chunk, index, fresh, key):
         """Plans for up to ``m`` fresh envs, rolled to start at ``index`` (async: and continued
         as their pending chunk); they stop being fresh. Also returns which envs were served
@@ -107,12 +116,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         sel = fresh[ids]
 
         def serve(chunk):
-            plans = plan_batch(params, obs[ids], scales[ids], key)
-            rows = jax.vmap(lambda p: jnp.roll(p, index, axis=0))(plans)
-            if d:  # pending row j holds the plan's row j - (index + D - E): no wrap after E - D
-                rows = jnp.concatenate(
-                    [rows, jax.vmap(lambda p: jnp.roll(p, index + d - e, axis=0))(plans)], axis=1
-                )
+            rows = entered(plan_batch(params, obs[ids], scales[ids], key), index)
             return chunk.at[ids].set(jnp.where(sel[:, None, None], rows, chunk[ids]))
 
         chunk = jax.lax.cond(fresh.any(), serve, lambda c: c, chunk)
@@ -137,8 +141,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             # a fresh env (every env at the first step) runs the batch plan, made from its own
             # post-reset state, from row 0 now (indices E - D .. E - 1), as a served plan does
             now = (fresh & need)[:, None, None]
-            running = jnp.roll(chunk[:, e:], e - d, axis=1)
-            chunk = jnp.where(now, jnp.concatenate([running, chunk[:, e:]], axis=1), chunk)
+            chunk = jnp.where(now, entered(chunk[:, e:], e - d), chunk)
             fresh = fresh & ~need
         else:
             need = index >= e

@@ -69,8 +69,7 @@ def main(argv: list[str]) -> None:
     planner = load_planner(cfg.pretrained)
     template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
     state = restore_state(checkpoint_manager(run), template, step)
-    mpc = MPCConfig(mode="sync") if mode == "sync" else None
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=mpc)
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=MPCConfig(mode=mode))
     for name in variants:
         t0 = time.perf_counter()
         row = evaluator(variant_params(name, planner.params["denoiser"], state))

@@ -23,7 +23,7 @@ with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp"
     import mujoco.mjx  # noqa: F401
 
 import jax
-import jax.numpy as jnp
+import optax
 
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import load_json
@@ -32,14 +32,9 @@ from dmpc_jax.finetune.update import anchored, initial_state
 from dmpc_jax.planner.load import load_planner
 
 
-def norm(tree) -> float:
-    return float(
-        jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
-    )
-
-
-def minus(a, b):
-    return jax.tree.map(lambda x, y: x - y, a, b)
+def distance(a, b) -> float:
+    """L2 norm of ``a - b`` over every leaf."""
+    return float(optax.global_norm(jax.tree.map(lambda x, y: x - y, a, b)))
 
 
 def main(argv: list[str]) -> None:
@@ -61,9 +56,10 @@ def main(argv: list[str]) -> None:
         pre, raw = params["denoiser"], state["params"]["denoiser"]
         ema = state.get("ema_denoiser", raw)
         act = anchored(pre, ema, cfg.anchor) if cfg.anchor else ema
-        moved = f"{norm(minus(act, prev)):.3f}" if prev is not None else "-"
-        print(f"{run.name}:{step}  |pre| {norm(pre):.2f}  ema-pre {norm(minus(ema, pre)):.3f}  "
-              f"raw-pre {norm(minus(raw, pre)):.3f}  acting-pre {norm(minus(act, pre)):.3f}  "
+        moved = f"{distance(act, prev):.3f}" if prev is not None else "-"
+        print(f"{run.name}:{step}  |pre| {optax.global_norm(pre):.2f}  "
+              f"ema-pre {distance(ema, pre):.3f}  raw-pre {distance(raw, pre):.3f}  "
+              f"acting-pre {distance(act, pre):.3f}  "
               f"acting-previous {moved}", flush=True)  # fmt: skip
         prev = act
 

@@ -237,9 +237,9 @@ def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan
     np.testing.assert_array_equal(np.asarray(rec["age"])[valid], row[valid])
 
 
-def _obs_tag(s):
+def _obs_tag(s, xp=np):
     """A tag below one plan row (0.01) that names the observation a plan was made from."""
-    return 0.004 * np.mod(1000.0 * np.sum(s, axis=-1), 1.0)
+    return 0.004 * xp.mod(1000.0 * xp.sum(s, axis=-1), 1.0)
 
 
 def test_async_rollouts_run_each_plan_from_row_d_as_the_robot_does(env):
@@ -256,8 +256,7 @@ def test_async_rollouts_run_each_plan_from_row_d_as_the_robot_does(env):
 
     def tagged(params, s, task, cons, key):  # rows 0.01 (h + 1), tagged by the plan's state
         out = plan_fn(params, s, task, cons, key)
-        tag = 0.004 * jnp.mod(1000.0 * jnp.sum(s), 1.0)
-        return out.replace(action=out.action + tag)
+        return out.replace(action=out.action + _obs_tag(s, jnp))
 
     # E = 5, D = 2: a plan every 3 steps. Every env times out at the same step and is served
     # at index 4 (two envs) or 2 (the other two, a step later; before and after the batch plan
