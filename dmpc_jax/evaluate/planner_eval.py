@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,9 @@ def evaluate_task(cfg: EvalConfig, *, write: bool = True, harness: Harness | Non
     results, traces = {}, {}
     for name in cfg.controllers:
         run_spec = specs.get(name, spec)
+        # the rollout is one compiled program: say what runs before its minutes of compile
+        print(f"{spec.name}: {name}, {hs.cfg.episodes} episodes of {hs.cfg.episode_s:g} s "
+              "(compile, then roll out)...", file=sys.stderr, flush=True)  # fmt: skip
         trace, info = hs.run(name, run_spec, spec.push_scale)
         row = episode_stats(trace, spec.command[0], dt)
         if name == "demonstrator":

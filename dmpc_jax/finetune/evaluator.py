@@ -31,12 +31,33 @@ def action_error(trace: dict) -> float:
     return float(np.sqrt(np.mean(((a - d) / std) ** 2)))
 
 
+def episode_times(traces: dict, dt: float) -> dict:
+    """Per-episode times of one evaluation, beside its outcomes in eval_episodes.jsonl:
+    ``fall_s`` {env model: [B]} the first failure's time (``outcomes.fall_time_s``), None where
+    the episode never failed; ``box_exit_s`` [B] (from the ``paper`` model's trace, the one the
+    box rule reads, where it ran) when the base left the box, None where it never did."""
+    out: dict = {"fall_s": {}}
+    for model, trace in traces.items():
+        steps, t = outcomes.fall_steps(trace), np.asarray(trace["done_any"]).shape[0]
+        out["fall_s"][model] = [
+            None if s == t else round(float(outcomes.fall_time_s(s, dt)), 2) for s in steps
+        ]
+    box = traces.get(outcomes.rollout_model("box"))
+    if box is not None:
+        steps, t = outcomes.box_exit_steps(box), np.asarray(box["done_any"]).shape[0]
+        out["box_exit_s"] = [
+            None if s == t else round(float(outcomes.fall_time_s(s, dt)), 2) for s in steps
+        ]
+    return out
+
+
 class Evaluator:
     """The evaluation harness's task with the current parameters: the same env, keys, sampler
     (N = 1, DDPM, analytic rewards on x0_hat) and receding horizon as ``dmpc eval`` (its
     ``HarnessConfig`` defaults), one compiled rollout per env model. Success under each of
     ``rules`` (``scenario.outcomes``); ``episodes`` keeps the last call's per-episode successes
-    {rule: [B] bool}, so arms on the same keys can be compared episode by episode.
+    {rule: [B] bool}, so arms on the same keys can be compared episode by episode, and ``times``
+    its fall and box-exit times (``episode_times``).
     ``eval/action_err_std``: ``action_error`` of the strict rollout."""
 
     def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=MPCConfig()):
@@ -53,6 +74,7 @@ class Evaluator:
             planner=planner,
         )
         self.episodes: dict[str, list[bool]] = {}
+        self.times: dict = {}
 
     def __call__(self, params) -> dict:
         spec, push = self.spec, self.spec.push_scale
@@ -67,6 +89,7 @@ class Evaluator:
                "eval/tracking_err": s["tracking_err_m_per_s"],
                "eval/action_err_std": action_error(traces["strict"])}  # fmt: skip
         self.episodes = {}
+        self.times = episode_times(traces, env.cfg.ctrl_dt)
         for rule in self.rules:
             ok = outcomes.success(traces[outcomes.rollout_model(rule)], rule)
             r = outcomes.rate(ok)
@@ -79,4 +102,4 @@ class Evaluator:
     def append_episodes(self, path: Path, iteration: int) -> None:
         """The last call's per-episode outcomes as one line of ``path`` (eval_episodes.jsonl)."""
         with Path(path).open("a") as f:
-            f.write(json.dumps({"iteration": iteration, **self.episodes}) + "\n")
+            f.write(json.dumps({"iteration": iteration, **self.episodes, **self.times}) + "\n")

@@ -46,3 +46,25 @@ def test_action_error_counts_each_episode_until_its_end_in_demonstrator_std():
     off[alive] += 0.5 * demo[alive].std(axis=0)  # half a std on every counted step
     trace = {"action": off, "probe_action": demo, "done_any": done}
     np.testing.assert_allclose(action_error(trace), 0.5, rtol=1e-4)
+
+
+def test_episode_times_give_each_episodes_fall_and_box_exit_beside_its_outcome():
+    from dmpc_jax.finetune.evaluator import episode_times
+    from dmpc_jax.scenario import outcomes
+
+    t, dt = 5, 0.02
+    done = np.zeros((t, 3), bool)
+    done[2:, 0] = True  # episode 0 fails at step index 2: at the end of that step, 3 dt
+    done[4:, 2] = True  # episode 2 at the last step: 5 dt
+    qpos = np.zeros((t, 3, 3), np.float32)
+    qpos[3:, 1, 0] = 4.0  # episode 1 leaves the box (3.3 m from its start) at step index 3
+    strict = {"done_any": done, "qpos": qpos}
+    paper = {"done_any": np.zeros_like(done), "qpos": qpos}
+    got = episode_times({"strict": strict, "paper": paper}, dt)
+    assert got["fall_s"]["strict"] == [0.06, None, 0.1]
+    assert got["fall_s"]["paper"] == [None, None, None]
+    assert got["box_exit_s"] == [None, 0.08, None]
+    # the same times the outcomes read: episode 1 succeeds under box only, by leaving
+    assert outcomes.success(strict, "strict").tolist() == [False, True, False]
+    assert outcomes.success(paper, "box").tolist() == [True, True, True]
+    assert "box_exit_s" not in episode_times({"strict": strict}, dt)  # no paper trace, no exits
