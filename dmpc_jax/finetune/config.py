@@ -92,6 +92,12 @@ class FinetuneConfig:
         speed_edges: commanded forward speeds (m/s, increasing) that split each yaw class into
             speed classes, so pieces compete with pieces under similar commands (the top
             quantile by mean reward otherwise favours slow commands); () for none (the paper's).
+        startup_steps: pieces that start within an episode's first ``startup_steps`` control
+            steps (the start from standing and the first strides) form groups of their own, one
+            per command group, so the top quantile keeps the best start-ups too; 0 (the
+            default, the paper's) for none. The start scores below the strides after it (lower
+            tracking reward while the robot speeds up), so without them no start-up piece is
+            kept, while the evaluation's early falls come 2-4.5 s after standing.
         selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
             ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
             authors'); ``uniform`` (a control, not RWR): as many pieces per group as the top
@@ -174,6 +180,7 @@ class FinetuneConfig:
     max_pieces: int = 1500
     yaw_classes: int = 2
     speed_edges: tuple[float, ...] = ()
+    startup_steps: int = 0
     selection: Literal["best", "random", "uniform"] = "best"
     fall_pieces: Literal["keep", "drop"] = "keep"
     temperature: float = 0.02
@@ -230,6 +237,8 @@ class FinetuneConfig:
             )
         if self.yaw_classes not in (2, 3):
             raise ValueError(f"FinetuneConfig.yaw_classes must be 2 or 3, got {self.yaw_classes}")
+        if self.startup_steps < 0:
+            raise ValueError(f"FinetuneConfig.startup_steps must be >= 0, got {self.startup_steps}")
         if any(b <= a for a, b in zip(self.speed_edges, self.speed_edges[1:], strict=False)):
             raise ValueError(f"FinetuneConfig.speed_edges must increase, got {self.speed_edges}")
         if not 0 <= self.margin < self.execute or self.margin and not self.replan_at_reset:

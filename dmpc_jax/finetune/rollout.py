@@ -53,7 +53,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
 
     ``plan_fn(params, s_now, task, cons, key)`` is the sampler (N = 1); ``task`` carries the
     learned-reward weight, its guidance scale is replaced per env. Records are [T, B]: obs,
-    action (``cfg.record_action``: executed, with noise, or planned), reward, done, terminated, valid (a planned step), wz,
+    action (``cfg.record_action``: executed, with noise, or planned), reward, done, terminated, valid (a planned step), t (steps since the env's reset), wz,
     age (sync: steps since the plan the step's action came from was made, 0 at a replan step;
     async: steps since the env's latest plan was made, 0 at the step that plans).
 
@@ -173,6 +173,7 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             "terminated": done & (nxt.info["truncation"] == 0),
             "valid": ~fresh,
             "age": age,
+            "t": state.info["step"],  # steps since the env's reset, at this step's obs
             "wz": state.info["command"][:, 2],
             "vx": state.info["command"][:, 0],  # the command itself (the obs's copy lags)
             # what the reward is made of, per step (logged as means: which term an update moves)

@@ -63,7 +63,9 @@ STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq",
 class ReplayBuffer:
     """Pieces padded to ``max_len`` steps: obs [P, L, 49], action [P, L, 12], reward [P, L],
     length [P], score [P] (mean per-step reward), group [P] (``command_group`` of the command at
-    the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``), added [P]
+    the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``; with
+    ``startup_steps`` > 0 the pieces that start within an episode's first ``startup_steps``
+    steps, the start from standing, form a second set of groups after those), added [P]
     (iteration it was collected in), seq [P] (order of arrival), fell [P] (the piece ends in a
     fall: its last step terminated the episode; false in buffers saved before it was recorded),
     age [P, L] (each step's plan age, ``finetune.rollout.make_rollout``'s: 0 at a replan step;
@@ -84,11 +86,17 @@ class ReplayBuffer:
     keep: str = "best"
     yaw_classes: int = 2
     speed_edges: tuple[float, ...] = ()
+    startup_steps: int = 0
+
+    @property
+    def n_command_groups(self) -> int:
+        """Command groups: yaw classes x speed classes (``command_group``)."""
+        return self.yaw_classes * (len(self.speed_edges) + 1)
 
     @property
     def n_groups(self) -> int:
-        """Command groups: yaw classes x speed classes (``command_group``)."""
-        return self.yaw_classes * (len(self.speed_edges) + 1)
+        """The command groups, twice with ``startup_steps`` (later pieces, then start-up ones)."""
+        return self.n_command_groups * (2 if self.startup_steps else 1)
 
     def __post_init__(self):
         self.speed_edges = tuple(float(x) for x in self.speed_edges)
@@ -137,9 +145,12 @@ class ReplayBuffer:
     def add_rollout(self, rec: dict, min_len: int, iteration: int) -> int:
         """Split [T, B] records (obs, action, reward, wz, valid, done; terminated, where given,
         marks the pieces that end in a fall; vx, where given, is the commanded forward speed,
-        else it is read from the observation, whose copy lags by the env's latency) into pieces,
-        add those of at least ``min_len`` steps, prune to capacity. Returns the number of pieces
-        added."""
+        else it is read from the observation, whose copy lags by the env's latency; t, needed
+        with ``startup_steps``, is each step's count of steps since its episode's reset) into
+        pieces, add those of at least ``min_len`` steps, prune to capacity. Returns the number of
+        pieces added."""
+        if self.startup_steps and "t" not in rec:
+            raise ValueError("ReplayBuffer.startup_steps needs the records' t (steps since reset)")
         pieces = split_pieces(np.asarray(rec["valid"]), np.asarray(rec["done"]), min_len)
         n = len(pieces)
         if n == 0:
@@ -149,7 +160,7 @@ class ReplayBuffer:
         rew = np.zeros((n, self.max_len), np.float32)
         length = np.zeros(n, np.int32)
         wz0, vx0 = np.zeros(n, np.float32), np.zeros(n, np.float32)
-        fell = np.zeros(n, bool)
+        fell, startup = np.zeros(n, bool), np.zeros(n, bool)
         age = np.full((n, self.max_len), -1, np.int16)
         terminated = np.asarray(rec["terminated"]) if "terminated" in rec else None
         vx_col = obs_lib.OBS_SLICES["command"].start  # the commanded vx, scaled, in obs
@@ -164,12 +175,15 @@ class ReplayBuffer:
             if terminated is not None:  # a piece cut by a fall ends on the terminating step
                 fell[i] = terminated[s + ln - 1, e]
             wz0[i] = rec["wz"][s, e]
+            if self.startup_steps:
+                startup[i] = rec["t"][s, e] < self.startup_steps
             vx0[i] = (rec["vx"][s, e] if "vx" in rec
                       else rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0])  # fmt: skip
         first = int(self.seq.max()) + 1 if self._n else 0
         self.insert({"obs": obs, "action": act, "reward": rew, "length": length,
                      "score": (rew.sum(1) / length).astype(np.float32),
-                     "group": command_group(wz0, vx0, self.yaw_classes, self.speed_edges),
+                     "group": command_group(wz0, vx0, self.yaw_classes, self.speed_edges)
+                     + self.n_command_groups * startup,
                      "added": np.full(n, iteration, np.int32),
                      "seq": np.arange(first, first + n, dtype=np.int64), "fell": fell,
                      "age": age})  # fmt: skip
@@ -286,7 +300,7 @@ class ReplayBuffer:
         ``count_rest``: the pieces left out still count, as ``absent``, towards their groups'
         sizes (a moved run's top quantile stays the top quantile of the whole buffer)."""
         out = ReplayBuffer(self.capacity, self.max_len, self.obs_dim, self.act_dim, self.keep,
-                           self.yaw_classes, self.speed_edges)  # fmt: skip
+                           self.yaw_classes, self.speed_edges, self.startup_steps)  # fmt: skip
         idx = np.asarray(idx, np.int64)
         out.insert({k: getattr(self, k)[idx] for k in STORED})
         if count_rest:
@@ -302,7 +316,7 @@ class ReplayBuffer:
         np.savez(
             tmp, capacity=self.capacity, max_len=self.max_len, keep=self.keep,
             yaw_classes=self.yaw_classes, speed_edges=np.asarray(self.speed_edges, np.float64),
-            absent=self.absent,
+            startup_steps=self.startup_steps, absent=self.absent,
             **{k: getattr(self, k) for k in STORED},
         )  # fmt: skip
         os.replace(tmp, path)
@@ -317,8 +331,9 @@ class ReplayBuffer:
                 keep = str(f["keep"]) if "keep" in f.files else "best"  # older files: RWR's
                 classes = int(f["yaw_classes"]) if "yaw_classes" in f.files else 2
                 edges = tuple(f["speed_edges"].tolist()) if "speed_edges" in f.files else ()
+                startup = int(f["startup_steps"]) if "startup_steps" in f.files else 0
                 buf = cls(int(f["capacity"]), int(f["max_len"]), f["obs"].shape[2],
-                          f["action"].shape[2], keep, classes, edges)  # fmt: skip
+                          f["action"].shape[2], keep, classes, edges, startup)  # fmt: skip
                 rows = {k: f[k] for k in STORED if k in f.files}
                 n = len(rows["length"])
                 rows.setdefault("seq", np.arange(n, dtype=np.int64))  # older files: file order

@@ -229,6 +229,9 @@ def save_checkpoint(
     save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, planner)
 
 
+BUFFER_LAYOUT = ("capacity", "max_len", "keep", "yaw_classes", "speed_edges", "startup_steps")
+
+
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
     """(state, buffer) of the newest checkpoint; ``(template, buf)`` unchanged if there is none.
     Without buffer.npz (a run moved to another machine) the buffer restarts from kept.npz, and
@@ -240,13 +243,13 @@ def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
     full, kept = Path(run_dir) / "buffer.npz", Path(run_dir) / "kept.npz"
     loaded = ReplayBuffer.load(full if full.exists() or not kept.exists() else kept)
     have, want = (
-        (loaded.capacity, loaded.max_len, loaded.keep, loaded.yaw_classes, loaded.speed_edges),
-        (buf.capacity, buf.max_len, buf.keep, buf.yaw_classes, buf.speed_edges),
+        tuple(getattr(loaded, k) for k in BUFFER_LAYOUT),
+        tuple(getattr(buf, k) for k in BUFFER_LAYOUT),
     )
     if have != want:
         raise ValueError(
-            f"replay buffer in {run_dir} has capacity/piece length/pruning/yaw classes/speed "
-            f"edges {have}, the config wants {want}"
+            f"replay buffer in {run_dir} has {'/'.join(BUFFER_LAYOUT)} {have}, the config "
+            f"wants {want}"
         )
     return state, loaded
 

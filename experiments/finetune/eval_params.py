@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import dmpc_jax  # noqa: F401  (first: it sets XLA's log level before JAX loads)
+
 with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp", as dmpc's CLI
     import mujoco.mjx  # noqa: F401
 

@@ -107,6 +107,57 @@ def test_buffer_pieces_keep_their_data_and_pruning_keeps_the_best():
         np.testing.assert_array_equal(w, buf.obs[2, s : s + 4])
 
 
+def test_startup_pieces_form_their_own_groups_and_keep_their_best_at_the_runs_shapes(tmp_path):
+    """256 envs x 50 steps per iteration, as cpu_paper's rollouts, 3 yaw classes x 4 speed
+    classes, episodes reset at different steps: a piece is a start-up piece when its first step
+    is within startup_steps of its episode's reset. Start-ups score lower (the robot speeds up),
+    so one top quantile over each command group keeps none of them; per start-up group it does.
+    """
+    from dmpc_jax.finetune.selection import select_top
+
+    rng = np.random.default_rng(4)
+    t_len, b, startup, edges = 50, 256, 250, (0.6, 0.7, 0.8)
+    bufs = {k: ReplayBuffer(100_000, t_len, yaw_classes=3, speed_edges=edges, startup_steps=k)
+            for k in (0, startup)}  # fmt: skip
+    t0 = rng.integers(0, 1000, size=b)  # each env's steps since its reset at the first step
+    steps = np.arange(t_len)[:, None]
+    for it in range(1, 9):
+        again = rng.random(b) < 0.2  # about a fifth of the envs end an episode and reset
+        reset = rng.integers(1, t_len, size=b)  # ... at this step (their last is the one before)
+        after = again & (steps >= reset)
+        t = np.where(after, steps - reset, t0 + steps).astype(np.int32)
+        reward = np.where(t < startup, 0.1, 0.2) + 0.01 * rng.random((t_len, b))
+        rec = _records(t_len, b, rng, reward=reward.astype(np.float32))
+        rec.update(t=t, done=again & (steps == reset - 1), vx=rng.uniform(0.5, 1.0, (t_len, b)))
+        for buf in bufs.values():
+            buf.add_rollout(rec, min_len=24, iteration=it)
+        t0 = np.where(again, t_len - reset, t0 + t_len)
+    plain, split = bufs[0], bufs[startup]
+    assert split.n_groups == 2 * plain.n_groups == 24 and len(split) == len(plain)
+    np.testing.assert_array_equal(split.score, plain.score)  # the same pieces, only regrouped
+    up = split.group >= plain.n_groups
+    np.testing.assert_array_equal(split.group % plain.n_groups, plain.group)
+    # a piece is a start-up one exactly when its first step's t is below startup_steps: its
+    # reward (0.1 + noise below 0.2) says which steps were start-up steps
+    np.testing.assert_array_equal(up, split.reward[:, 0] < 0.15)
+    assert up.any() and not up.all()
+    top = select_top(plain.score, plain.group, 0.015, 1500, plain.group_sizes())
+    assert not up[top].any()  # the plain groups keep no start-up piece
+    top = select_top(split.score, split.group, 0.015, 1500, split.group_sizes())
+    kept_up = top[up[top]]
+    assert len(kept_up) >= plain.n_groups  # at least one per start-up group
+    for g in np.unique(split.group[up]):  # and the best of each
+        best = np.flatnonzero(split.group == g)[np.argmax(split.score[split.group == g])]
+        assert best in kept_up
+    split.save(tmp_path / "buffer.npz")  # the layout survives a restart
+    back = ReplayBuffer.load(tmp_path / "buffer.npz")
+    assert back.startup_steps == startup and back.n_groups == 24
+    np.testing.assert_array_equal(back.group_sizes(), split.group_sizes())
+    assert split.subset(top, count_rest=True).startup_steps == startup
+    with pytest.raises(ValueError, match="needs the records' t"):
+        ReplayBuffer(10, t_len, startup_steps=5).add_rollout(_records(t_len, 2, rng), 24, 1)
+
+
 def test_return_weights_separate_pieces_that_mean_weights_do_not():
     # METHOD §6 weights by the trajectory return: with per-step rewards ~0.02 (x dt) the mean
     # per-step score hardly varies at temperature 0.02, the return does

@@ -235,6 +235,12 @@ def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan
     np.testing.assert_array_equal(row[after][ok & (index[after] == 0)[:, None]], 0)
     # each recorded step's plan age is the plan row it executes (fresh envs restart theirs)
     np.testing.assert_array_equal(np.asarray(rec["age"])[valid], row[valid])
+    # t counts each step since its env's reset: up to the time-out, then again from 0
+    t = np.asarray(rec["t"])
+    np.testing.assert_array_equal(t[: t_end + 1], np.tile(np.arange(t_end + 1)[:, None], (1, 4)))
+    np.testing.assert_array_equal(
+        t[t_end + 1 :], np.tile(np.arange(steps - t_end - 1)[:, None], (1, 4))
+    )
 
 
 def _obs_tag(s, xp=np):
