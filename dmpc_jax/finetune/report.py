@@ -60,6 +60,18 @@ def plot_learning_curve(metrics_path: Path, out: Path) -> None:
     plt.close(fig)
 
 
+def _groups(cfg) -> str:
+    """The command groups the top quantile is taken in, as the page says them."""
+    out = f"{cfg.yaw_classes} yaw classes"
+    if cfg.speed_edges:
+        out += f" x {len(cfg.speed_edges) + 1} speed classes split at {list(cfg.speed_edges)} m/s"
+    if cfg.startup_steps:
+        out += (
+            f", each twice: pieces starting in an episode's first {cfg.startup_steps} steps apart"
+        )
+    return out
+
+
 def write_page(run_dir: Path, out: Path) -> None:
     """experiments/finetune/README.md: success before/after, the learning curve, the settings."""
     run_dir, out = Path(run_dir), Path(out)
@@ -88,7 +100,8 @@ def write_page(run_dir: Path, out: Path) -> None:
         f"{cfg.buffer_size:,} pieces by mean per-step reward. R_nn refit every "
         f"{cfg.value_every} iteration(s) ({cfg.value_steps} steps); denoiser every "
         f"{cfg.denoiser_every} iterations ({cfg.denoiser_steps} steps, batch {cfg.batch_size}) on "
-        f"the top {100 * cfg.top_quantile:g}% per yaw-sign group (at most {cfg.max_pieces}), "
+        f"the top {100 * cfg.top_quantile:g}% per group ({_groups(cfg)}; at most "
+        f"{cfg.max_pieces}), "
         f"softmax weights with temperature {cfg.temperature}.",
         "",
         f"Success: the evaluation harness's `{cfg.eval_task}` task (`dmpc eval`: "
