@@ -747,23 +747,36 @@ def test_the_uniform_control_keeps_the_kept_sets_sizes_but_not_its_scores():
     assert len(at_cap) == 1500 and len(set(at_cap.tolist())) == 1500
 
 
-def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noise(env):
-    # the recorded action tells which plan row ran (_row_planner); the same
-    # keys give the same rollout, so the two records differ by the exploration noise alone
+ROW_ROLLOUT = dict(n_envs=4, steps_per_iter=12, execute=3, action_noise=0.1)
+
+
+@pytest.fixture(scope="module")
+def row_rollouts(env):
+    """{(record_action, noise_at): records} of ``_row_planner``'s rollout at ``ROW_ROLLOUT`` on
+    the same keys, one compile per distinct setting for the tests below."""
     import jax
     import jax.numpy as jnp
 
     from dmpc_jax.finetune.rollout import make_rollout
 
     plan_fn, Task = _row_planner()
-
-    base = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=12, execute=3,
-                               action_noise=0.1)  # fmt: skip
-    recs = {}
-    for how in ("executed", "planned"):
-        cfg = dataclasses.replace(base, record_action=how)
+    out = {}
+    for how, where in (("executed", "action"), ("planned", "action"), ("planned", "actuator")):
+        cfg = dataclasses.replace(finetune_preset("tiny"), **ROW_ROLLOUT, record_action=how,
+                                  noise_at=where)  # fmt: skip
         start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
-        _, recs[how] = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+        _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+        out[how, where] = jax.tree.map(np.asarray, rec)
+    return out
+
+
+def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noise(
+    env, row_rollouts
+):
+    # the recorded action tells which plan row ran (_row_planner); the same
+    # keys give the same rollout, so the two records differ by the exploration noise alone
+    base = dataclasses.replace(finetune_preset("tiny"), **ROW_ROLLOUT)
+    recs = {how: row_rollouts[how, "action"] for how in ("executed", "planned")}
     planned, executed = (
         np.asarray(recs["planned"]["action"]),
         np.asarray(recs["executed"]["action"]),
@@ -778,7 +791,7 @@ def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noi
     # the per-term records add up to the reward, and their logged means to the logged reward
     from dmpc_jax.finetune.rollout import rollout_metrics
 
-    rec = jax.tree.map(np.asarray, recs["planned"])
+    rec = recs["planned"]
     np.testing.assert_allclose(sum(rec["terms"].values()), rec["reward"], rtol=1e-5, atol=1e-6)
     m = rollout_metrics(rec, env.cfg.ctrl_dt)
     assert set(rec["terms"]) == set(env.cfg.reward.scales)
@@ -789,26 +802,15 @@ def test_the_planned_record_is_the_plan_row_and_the_executed_one_carries_the_noi
         dataclasses.replace(base, record_action="noisy")
 
 
-def test_noise_at_the_actuator_keeps_the_last_action_slot_clean(env):
+def test_noise_at_the_actuator_keeps_the_last_action_slot_clean(row_rollouts):
     """``noise_at`` actuator: the same physics as noise on the action (the PD target gets the
     planned action plus the same noise), but the observations' last-action slot shows the
     planned actions only, so a planned record's states agree with its actions; with noise on
     the action the slot carries the noise."""
-    import jax
-    import jax.numpy as jnp
-
     from dmpc_jax.envs.obs import OBS_SLICES
-    from dmpc_jax.finetune.rollout import make_rollout
 
-    plan_fn, Task = _row_planner()
-    base = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=12, execute=3,
-                               action_noise=0.1, record_action="planned")  # fmt: skip
-    recs = {}
-    for where in ("action", "actuator"):
-        cfg = dataclasses.replace(base, noise_at=where)
-        start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
-        _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
-        recs[where] = jax.tree.map(np.asarray, rec)
+    base = dataclasses.replace(finetune_preset("tiny"), **ROW_ROLLOUT, record_action="planned")
+    recs = {where: row_rollouts["planned", where] for where in ("action", "actuator")}
     act, mot = recs["action"], recs["actuator"]
     body = slice(0, OBS_SLICES["last_action"].start)  # velocities, gravity, command, joints
     np.testing.assert_array_equal(mot["obs"][..., body], act["obs"][..., body])  # same physics
