@@ -9,7 +9,9 @@ the 3.3 m box) with their median time.
 
 ``--buffer RUN``: the buffer's start pieces (the first piece of an episode: its first step's
 previous action is exactly zero, as after a reset), their share, mean score against the others,
-and how many of them the top 1.5% per group keeps (the run's own groups).
+and how many of them the top 1.5% per group keeps (the run's own groups); for a run with
+start-up groups (``startup_steps``), the same for its start-up and later pieces, with their
+falls per 1000 steps.
 
 Usage: .venv/bin/python experiments/finetune/fall_times.py DIR[:IT]... [--buffer RUN_DIR]
 """
@@ -58,11 +60,16 @@ def buffer(run: str) -> None:
     cfg = json.loads((Path(run) / "config.json").read_text())
     prev = OBS_SLICES["last_action"]
     start = np.abs(buf.obs[:, 0, prev]).max(-1) == 0.0
-    top = select_top(buf.score, buf.group, cfg["top_quantile"], cfg["max_pieces"],
-                     buf.group_sizes())  # fmt: skip
+    top = select_top(buf.score, buf.group, cfg["top_quantile"], 10**9, buf.group_sizes())
     print(f"{run}: {len(buf)} pieces, {int(start.sum())} start pieces ({100 * start.mean():.1f}%), "
           f"mean score {buf.score[start].mean():.4f} against {buf.score[~start].mean():.4f}; "
           f"kept {len(top)}, of them start pieces {int(start[top].sum())}")  # fmt: skip
+    if buf.startup_steps:  # the run's start-up groups: pieces starting in the first N steps
+        up = buf.group >= buf.n_command_groups
+        for name, m in ((f"first {buf.startup_steps} steps", up), ("later", ~up)):
+            falls = 1000 * buf.fell[m].sum() / max(buf.length[m].sum(), 1)
+            print(f"  {name}: {int(m.sum())} pieces, mean score {buf.score[m].mean():.4f}, "
+                  f"{falls:.2f} falls per 1000 steps, kept {int(m[top].sum())}")  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
