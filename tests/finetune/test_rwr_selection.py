@@ -327,8 +327,12 @@ def test_a_run_moved_without_its_buffer_resumes_from_the_kept_set(tmp_path):
     np.testing.assert_array_equal(rbuf.score, buf.score[kept])
     assert rbuf.yaw_classes == 3 and rbuf.capacity == 1000
     np.testing.assert_array_equal(rbuf.group_sizes(), buf.group_sizes())  # the rest still counts
-    with pytest.raises(ValueError, match="yaw classes"):
+    with pytest.raises(ValueError, match="yaw_classes"):
         restore_checkpoint(tmp_path, template, ReplayBuffer(1000, 50, yaw_classes=2))
+    with pytest.raises(ValueError, match="startup_steps"):  # start-up groups are a layout too
+        restore_checkpoint(
+            tmp_path, template, ReplayBuffer(1000, 50, yaw_classes=3, startup_steps=5)
+        )
 
 
 def _rows(rng, k, first_seq, it, max_len=6):
