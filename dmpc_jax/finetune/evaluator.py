@@ -36,18 +36,15 @@ def episode_times(traces: dict, dt: float) -> dict:
     ``fall_s`` {env model: [B]} the first failure's time (``outcomes.fall_time_s``), None where
     the episode never failed; ``box_exit_s`` [B] (from the ``paper`` model's trace, the one the
     box rule reads, where it ran) when the base left the box, None where it never did."""
-    out: dict = {"fall_s": {}}
-    for model, trace in traces.items():
-        steps, t = outcomes.fall_steps(trace), np.asarray(trace["done_any"]).shape[0]
-        out["fall_s"][model] = [
-            None if s == t else round(float(outcomes.fall_time_s(s, dt)), 2) for s in steps
-        ]
+
+    def seconds(steps, trace) -> list:  # T (the trace length) means never
+        t = np.asarray(trace["done_any"]).shape[0]
+        return [None if s == t else round(float(outcomes.fall_time_s(s, dt)), 2) for s in steps]
+
+    out: dict = {"fall_s": {m: seconds(outcomes.fall_steps(tr), tr) for m, tr in traces.items()}}
     box = traces.get(outcomes.rollout_model("box"))
     if box is not None:
-        steps, t = outcomes.box_exit_steps(box), np.asarray(box["done_any"]).shape[0]
-        out["box_exit_s"] = [
-            None if s == t else round(float(outcomes.fall_time_s(s, dt)), 2) for s in steps
-        ]
+        out["box_exit_s"] = seconds(outcomes.box_exit_steps(box), box)
     return out
 
 

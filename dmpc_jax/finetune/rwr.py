@@ -9,6 +9,7 @@ the piece they come from. Host-side numpy: the data never needs to be on the dev
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ def parse_starts(starts: str) -> tuple[str, int]:
 
 
 STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell", "age")
+# what a buffer's pieces mean (saved with them; a resume refuses a buffer laid out otherwise)
+LAYOUT = ("capacity", "max_len", "keep", "yaw_classes", "speed_edges", "startup_steps")
 
 
 @dataclass
@@ -97,6 +100,10 @@ class ReplayBuffer:
     def n_groups(self) -> int:
         """The command groups, twice with ``startup_steps`` (later pieces, then start-up ones)."""
         return self.n_command_groups * (2 if self.startup_steps else 1)
+
+    def layout(self) -> tuple:
+        """The ``LAYOUT`` fields' values."""
+        return tuple(getattr(self, k) for k in LAYOUT)
 
     def __post_init__(self):
         self.speed_edges = tuple(float(x) for x in self.speed_edges)
@@ -299,8 +306,7 @@ class ReplayBuffer:
         """A buffer of the same capacity and layout holding the pieces ``idx`` (in that order);
         ``count_rest``: the pieces left out still count, as ``absent``, towards their groups'
         sizes (a moved run's top quantile stays the top quantile of the whole buffer)."""
-        out = ReplayBuffer(self.capacity, self.max_len, self.obs_dim, self.act_dim, self.keep,
-                           self.yaw_classes, self.speed_edges, self.startup_steps)  # fmt: skip
+        out = dataclasses.replace(self)  # empty, with the same fields
         idx = np.asarray(idx, np.int64)
         out.insert({k: getattr(self, k)[idx] for k in STORED})
         if count_rest:
@@ -313,12 +319,9 @@ class ReplayBuffer:
         """Atomic write of every array (a kill mid-save leaves the previous file intact)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp, capacity=self.capacity, max_len=self.max_len, keep=self.keep,
-            yaw_classes=self.yaw_classes, speed_edges=np.asarray(self.speed_edges, np.float64),
-            startup_steps=self.startup_steps, absent=self.absent,
-            **{k: getattr(self, k) for k in STORED},
-        )  # fmt: skip
+        layout = dict(zip(LAYOUT, self.layout(), strict=True))
+        layout["speed_edges"] = np.asarray(self.speed_edges, np.float64)
+        np.savez(tmp, **layout, absent=self.absent, **{k: getattr(self, k) for k in STORED})
         os.replace(tmp, path)
 
     @classmethod

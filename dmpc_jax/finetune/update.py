@@ -19,7 +19,7 @@ from dmpc_jax.checkpointing import checkpoint_manager, restore_state, save_state
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import save_planner_params
 from dmpc_jax.diffusion.config import make_optimizer
-from dmpc_jax.finetune.rwr import ReplayBuffer
+from dmpc_jax.finetune.rwr import LAYOUT, ReplayBuffer
 from dmpc_jax.finetune.selection import select_pieces, select_top
 
 
@@ -229,9 +229,6 @@ def save_checkpoint(
     save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, planner)
 
 
-BUFFER_LAYOUT = ("capacity", "max_len", "keep", "yaw_classes", "speed_edges", "startup_steps")
-
-
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
     """(state, buffer) of the newest checkpoint; ``(template, buf)`` unchanged if there is none.
     Without buffer.npz (a run moved to another machine) the buffer restarts from kept.npz, and
@@ -242,14 +239,10 @@ def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):
     state = restore_state(mngr, template)
     full, kept = Path(run_dir) / "buffer.npz", Path(run_dir) / "kept.npz"
     loaded = ReplayBuffer.load(full if full.exists() or not kept.exists() else kept)
-    have, want = (
-        tuple(getattr(loaded, k) for k in BUFFER_LAYOUT),
-        tuple(getattr(buf, k) for k in BUFFER_LAYOUT),
-    )
-    if have != want:
+    if loaded.layout() != buf.layout():
         raise ValueError(
-            f"replay buffer in {run_dir} has {'/'.join(BUFFER_LAYOUT)} {have}, the config "
-            f"wants {want}"
+            f"replay buffer in {run_dir} has {'/'.join(LAYOUT)} {loaded.layout()}, the config "
+            f"wants {buf.layout()}"
         )
     return state, loaded
 
