@@ -98,6 +98,12 @@ class FinetuneConfig:
             default, the paper's) for none. The start scores below the strides after it (lower
             tracking reward while the robot speeds up), so without them no start-up piece is
             kept, while the evaluation's early falls come 2-4.5 s after standing.
+        pitch_split: pieces whose observed pitch (from the observation's projected gravity,
+            nose down positive), averaged over their first 0.2 s (``rwr.PITCH_STEPS``), exceeds
+            ``pitch_split`` rad form groups of their own
+            (one per command group, after the start-up ones), so the top quantile keeps the
+            best pieces that start pitched nose-down, the recoveries from the drift that ends in
+            the evaluation's early falls; 0 (the default) for none.
         selection: ``best``: the best pieces of each group, at most ``max_pieces // groups`` each;
             ``random``: ``max_pieces`` drawn at random from the union of the kept pieces (the
             authors'); ``uniform`` (a control, not RWR): as many pieces per group as the top
@@ -181,6 +187,7 @@ class FinetuneConfig:
     yaw_classes: int = 2
     speed_edges: tuple[float, ...] = ()
     startup_steps: int = 0
+    pitch_split: float = 0.0
     selection: Literal["best", "random", "uniform"] = "best"
     fall_pieces: Literal["keep", "drop"] = "keep"
     temperature: float = 0.02
@@ -239,6 +246,8 @@ class FinetuneConfig:
             raise ValueError(f"FinetuneConfig.yaw_classes must be 2 or 3, got {self.yaw_classes}")
         if self.startup_steps < 0:
             raise ValueError(f"FinetuneConfig.startup_steps must be >= 0, got {self.startup_steps}")
+        if self.pitch_split < 0:
+            raise ValueError(f"FinetuneConfig.pitch_split must be >= 0 rad, got {self.pitch_split}")
         if any(b <= a for a, b in zip(self.speed_edges, self.speed_edges[1:], strict=False)):
             raise ValueError(f"FinetuneConfig.speed_edges must increase, got {self.speed_edges}")
         if not 0 <= self.margin < self.execute or self.margin and not self.replan_at_reset:

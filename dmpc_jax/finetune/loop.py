@@ -152,7 +152,8 @@ def finetune(
     den_optimizer = finetune_optimizer(cfg)  # the same, with cfg.lr_warmup_steps
     state = initial_state(cfg, planner.params)
     buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes,
-                       speed_edges=cfg.speed_edges, startup_steps=cfg.startup_steps)  # fmt: skip
+                       speed_edges=cfg.speed_edges, startup_steps=cfg.startup_steps,
+                       pitch_split=cfg.pitch_split)  # fmt: skip
     if resume:  # a template laid out on the mesh restores onto it
         template = dist.to_global(state, dist.replicated(dist.global_mesh()))
         state, buf = restore_checkpoint(run_dir, template, buf)

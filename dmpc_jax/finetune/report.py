@@ -69,6 +69,8 @@ def _groups(cfg) -> str:
         out += (
             f", each twice: pieces starting in an episode's first {cfg.startup_steps} steps apart"
         )
+    if cfg.pitch_split:
+        out += f", each twice: pieces starting {cfg.pitch_split} rad or more nose-down apart"
     return out
 
 

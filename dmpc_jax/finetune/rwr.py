@@ -59,7 +59,11 @@ def parse_starts(starts: str) -> tuple[str, int]:
 
 STORED = ("obs", "action", "reward", "length", "score", "group", "added", "seq", "fell", "age")
 # what a buffer's pieces mean (saved with them; a resume refuses a buffer laid out otherwise)
-LAYOUT = ("capacity", "max_len", "keep", "yaw_classes", "speed_edges", "startup_steps")
+# the steps whose observed pitch decides a nose-down piece: 0.2 s at 50 Hz, so the observation's
+# noise (+-0.05 on each gravity component, about +-3 degrees of pitch) averages out
+PITCH_STEPS = 10
+LAYOUT = ("capacity", "max_len", "keep", "yaw_classes", "speed_edges", "startup_steps",
+          "pitch_split")  # fmt: skip
 
 
 @dataclass
@@ -68,7 +72,10 @@ class ReplayBuffer:
     length [P], score [P] (mean per-step reward), group [P] (``command_group`` of the command at
     the piece's start: ``yaw_classes`` yaw classes, each split at ``speed_edges``; with
     ``startup_steps`` > 0 the pieces that start within an episode's first ``startup_steps``
-    steps, the start from standing, form a second set of groups after those), added [P]
+    steps, the start from standing, form a second set of groups after those; with
+    ``pitch_split`` > 0 the pieces whose mean observed pitch over their first ``PITCH_STEPS``
+    steps exceeds it, nose down, form a set
+    of their own after all those: ``stratum`` x ``n_command_groups`` + command group), added [P]
     (iteration it was collected in), seq [P] (order of arrival), fell [P] (the piece ends in a
     fall: its last step terminated the episode; false in buffers saved before it was recorded),
     age [P, L] (each step's plan age, ``finetune.rollout.make_rollout``'s: 0 at a replan step;
@@ -90,6 +97,7 @@ class ReplayBuffer:
     yaw_classes: int = 2
     speed_edges: tuple[float, ...] = ()
     startup_steps: int = 0
+    pitch_split: float = 0.0
 
     @property
     def n_command_groups(self) -> int:
@@ -97,9 +105,21 @@ class ReplayBuffer:
         return self.yaw_classes * (len(self.speed_edges) + 1)
 
     @property
+    def n_strata(self) -> int:
+        """Sets of command groups: x2 with ``startup_steps`` (later pieces, then start-up ones),
+        x2 with ``pitch_split`` (level starts, then nose-down ones)."""
+        return (2 if self.startup_steps else 1) * (2 if self.pitch_split else 1)
+
+    @property
     def n_groups(self) -> int:
-        """The command groups, twice with ``startup_steps`` (later pieces, then start-up ones)."""
-        return self.n_command_groups * (2 if self.startup_steps else 1)
+        return self.n_command_groups * self.n_strata
+
+    def stratum(self, startup: np.ndarray, nose_down: np.ndarray) -> np.ndarray:
+        """Each piece's set of command groups (``n_strata``) from its start-up and nose-down
+        flags (each ignored where its split is off)."""
+        up = np.asarray(startup, np.int64) if self.startup_steps else 0
+        down = np.asarray(nose_down, np.int64) if self.pitch_split else 0
+        return up + (2 if self.startup_steps else 1) * down
 
     def layout(self) -> tuple:
         """The ``LAYOUT`` fields' values."""
@@ -167,10 +187,11 @@ class ReplayBuffer:
         rew = np.zeros((n, self.max_len), np.float32)
         length = np.zeros(n, np.int32)
         wz0, vx0 = np.zeros(n, np.float32), np.zeros(n, np.float32)
-        fell, startup = np.zeros(n, bool), np.zeros(n, bool)
+        fell, startup, nose_down = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
         age = np.full((n, self.max_len), -1, np.int16)
         terminated = np.asarray(rec["terminated"]) if "terminated" in rec else None
         vx_col = obs_lib.OBS_SLICES["command"].start  # the commanded vx, scaled, in obs
+        g = obs_lib.OBS_SLICES["gravity"]  # the projected gravity (unscaled) in obs
         for i, (e, s, t) in enumerate(pieces):
             ln = min(t - s, self.max_len)
             obs[i, :ln] = rec["obs"][s : s + ln, e]
@@ -184,13 +205,16 @@ class ReplayBuffer:
             wz0[i] = rec["wz"][s, e]
             if self.startup_steps:
                 startup[i] = rec["t"][s, e] < self.startup_steps
+            if self.pitch_split:  # obs_lib.roll_pitch's pitch, nose down positive
+                gx, gz = (rec["obs"][s : s + min(ln, PITCH_STEPS), e, g][:, j] for j in (0, 2))
+                nose_down[i] = np.arctan2(gx, -gz).mean() > self.pitch_split
             vx0[i] = (rec["vx"][s, e] if "vx" in rec
                       else rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0])  # fmt: skip
         first = int(self.seq.max()) + 1 if self._n else 0
         self.insert({"obs": obs, "action": act, "reward": rew, "length": length,
                      "score": (rew.sum(1) / length).astype(np.float32),
                      "group": command_group(wz0, vx0, self.yaw_classes, self.speed_edges)
-                     + self.n_command_groups * startup,
+                     + self.n_command_groups * self.stratum(startup, nose_down),
                      "added": np.full(n, iteration, np.int32),
                      "seq": np.arange(first, first + n, dtype=np.int64), "fell": fell,
                      "age": age})  # fmt: skip
@@ -335,8 +359,9 @@ class ReplayBuffer:
                 classes = int(f["yaw_classes"]) if "yaw_classes" in f.files else 2
                 edges = tuple(f["speed_edges"].tolist()) if "speed_edges" in f.files else ()
                 startup = int(f["startup_steps"]) if "startup_steps" in f.files else 0
+                pitch = float(f["pitch_split"]) if "pitch_split" in f.files else 0.0
                 buf = cls(int(f["capacity"]), int(f["max_len"]), f["obs"].shape[2],
-                          f["action"].shape[2], keep, classes, edges, startup)  # fmt: skip
+                          f["action"].shape[2], keep, classes, edges, startup, pitch)  # fmt: skip
                 rows = {k: f[k] for k in STORED if k in f.files}
                 n = len(rows["length"])
                 rows.setdefault("seq", np.arange(n, dtype=np.int64))  # older files: file order

@@ -158,6 +158,64 @@ def test_startup_pieces_form_their_own_groups_and_keep_their_best_at_the_runs_sh
         ReplayBuffer(10, t_len, startup_steps=5).add_rollout(_records(t_len, 2, rng), 24, 1)
 
 
+def test_nose_down_pieces_form_their_own_groups_at_the_runs_shapes(tmp_path):
+    """256 envs x 50 steps, 3 yaw classes x 4 speed classes, as cpu_paper's rollouts: a piece is
+    a nose-down piece when the pitch of its observations' projected gravity (the env's
+    ``roll_pitch`` of the base quaternion), averaged over its first PITCH_STEPS steps, exceeds
+    pitch_split. Nose-down starts score lower, so
+    the plain groups keep none; their own groups keep the best of each. With start-up groups as
+    well the strata multiply (start-up x nose-down), and the layout survives a save and load."""
+    from dmpc_jax.envs import obs as obs_lib
+    from dmpc_jax.finetune.rwr import PITCH_STEPS
+    from dmpc_jax.finetune.selection import select_top
+
+    rng = np.random.default_rng(5)
+    t_len, b, split, edges = 50, 256, 0.035, (0.6, 0.7, 0.8)
+    bufs = {(k, u): ReplayBuffer(100_000, t_len, yaw_classes=3, speed_edges=edges,
+                                 startup_steps=u, pitch_split=k)
+            for k, u in ((0.0, 0), (split, 0), (0.0, 250), (split, 250))}  # fmt: skip
+    g = obs_lib.OBS_SLICES["gravity"]
+    for it in range(1, 9):
+        # each env's base pitched about y (nose down > 0) through the iteration, varied a little
+        level = rng.uniform(-0.06, 0.12, (1, b))
+        level = np.where(np.abs(level - split) < 0.005, level + 0.01, level)  # clear of the split
+        pitch = level + rng.uniform(-1e-3, 1e-3, (t_len, b))
+        quat = np.stack([np.cos(pitch / 2), 0 * pitch, np.sin(pitch / 2), 0 * pitch], -1)
+        np.testing.assert_allclose(obs_lib.roll_pitch(np, quat)[1], pitch, atol=1e-6)
+        t = rng.integers(0, 500, (1, b)) + np.arange(t_len)[:, None]
+        reward = np.where(pitch[:1] > split, 0.1, 0.2) + 0.01 * rng.random((t_len, b))
+        rec = _records(t_len, b, rng, reward=reward.astype(np.float32))
+        rec["obs"][..., g] = obs_lib.projected_gravity(np, quat)
+        again = rng.random(b) < 0.3  # some envs reset mid-iteration: two pieces
+        rec.update(t=t.astype(np.int32), vx=rng.uniform(0.5, 1.0, (t_len, b)),
+                   done=again & (np.arange(t_len)[:, None] == 29))  # fmt: skip
+        for buf in bufs.values():
+            buf.add_rollout(rec, min_len=20, iteration=it)
+    plain, down, both = bufs[(0.0, 0)], bufs[(split, 0)], bufs[(split, 250)]
+    assert (plain.n_groups, down.n_groups, both.n_groups) == (12, 24, 48)
+    np.testing.assert_array_equal(down.score, plain.score)  # the same pieces, regrouped
+    np.testing.assert_array_equal(down.group % 12, plain.group)
+    nose = down.group >= 12
+    first = [
+        np.arctan2(o[:PITCH_STEPS, g][:, 0], -o[:PITCH_STEPS, g][:, 2]).mean() for o in down.obs
+    ]
+    np.testing.assert_array_equal(nose, np.array(first) > split)  # its first steps' pitch
+    assert 0.1 < nose.mean() < 0.9
+    startup = bufs[(0.0, 250)].group >= 12  # the start-up flag of a start-up-only buffer
+    assert startup.any() and not startup.all()
+    np.testing.assert_array_equal(both.group, plain.group + 12 * (startup + 2 * nose))
+    top = select_top(plain.score, plain.group, 0.015, 1500, plain.group_sizes())
+    assert not nose[top].any()
+    top = select_top(down.score, down.group, 0.015, 1500, down.group_sizes())
+    for grp in np.unique(down.group[nose]):  # the best nose-down start of each command group
+        best = np.flatnonzero(down.group == grp)[np.argmax(down.score[down.group == grp])]
+        assert best in top
+    both.save(tmp_path / "buffer.npz")
+    back = ReplayBuffer.load(tmp_path / "buffer.npz")
+    assert back.layout() == both.layout() and back.n_groups == 48
+    np.testing.assert_array_equal(back.group_sizes(), both.group_sizes())
+
+
 def test_return_weights_separate_pieces_that_mean_weights_do_not():
     # METHOD §6 weights by the trajectory return: with per-step rewards ~0.02 (x dt) the mean
     # per-step score hardly varies at temperature 0.02, the return does

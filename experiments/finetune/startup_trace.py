@@ -1,0 +1,188 @@
+"""What the planner does in the first seconds of the evaluation's episodes, where its box
+failures happen (``fall_times.py``): the strict rollout of the in-loop evaluation (the same env,
+keys, sampler and timeline as ``Evaluator`` and ``dmpc eval``), traced step by step, with the
+demonstrator on the same keys beside it.
+
+Saves ``OUT/trace.npz`` (the first ``--seconds`` of every episode: forward speed, base height,
+roll, pitch, yaw rate, joint positions, the executed action, the demonstrator's action on the
+same observation, the reward and its terms, the fall step and cause; the demonstrator's
+forward speed, height and pitch) and prints, per 0.5 s bin, the mean of each quantity for three
+sets of episodes: those that fall before 5 s (``early``), those that fall later (``late``), and
+those that never fall (``survive``), beside the demonstrator's.
+
+``--task``: another suite task on the same keys (``balance_1x``: the same walk with the upright
+reward at task guidance). Planner: the finetuning config's pretrained planner, or a run's checkpoint (``--run RUN --step
+STEP [--variant V]``, variants as ``eval_params.py``).
+
+Usage: .venv/bin/python experiments/finetune/startup_trace.py CONFIG OUT [--seconds 6]
+           [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A]] [--task TASK]
+  CONFIG: a finetuning run's config.json (its pretrained planner, demonstrator, eval task and
+  episode count), e.g. checkpoints/rwr/cpu_paper_replan_actuator_acting_noise0_s1/config.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import dmpc_jax  # noqa: F401  (first: it sets XLA's log level before JAX loads)
+
+with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp", as dmpc's CLI
+    import mujoco.mjx  # noqa: F401
+
+import numpy as np
+
+from dmpc_jax.config import load_json
+from dmpc_jax.envs.go2_joystick import FALL_CAUSES
+from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.planner.load import load_planner
+from dmpc_jax.planner.mpc import MPCConfig
+from dmpc_jax.scenario import outcomes
+from dmpc_jax.scenario.harness import Harness, HarnessConfig
+from dmpc_jax.scenario.tasks import get_task
+
+BIN_S = 0.5
+
+
+def _params(args, cfg, planner):
+    if args.run is None:
+        return None
+    from dmpc_jax.checkpointing import checkpoint_manager, restore_state
+    from dmpc_jax.finetune.update import initial_state
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from eval_params import variant_params
+
+    template = initial_state(cfg, planner.params)
+    state = restore_state(checkpoint_manager(Path(args.run)), template, args.step)
+    return variant_params(args.variant, planner.params["denoiser"], state)
+
+
+def trace_arrays(tr: dict, n: int) -> dict:
+    """The first ``n`` steps of a harness trace as the saved quantities, [n, B] each."""
+    m = {k: np.asarray(v)[:n] for k, v in tr.items() if not k.startswith("plan/")}
+    out = {
+        "vx": m["state/forward_vel"], "height": m["state/base_height"],
+        "roll": m["state/roll"], "pitch": m["state/pitch"],
+        "yaw_rate": m["qvel"][..., 5], "joints": m["qpos"][..., 7:19],
+        "reward": m["reward"],
+    }  # fmt: skip
+    out.update({f"reward/{k[7:]}": v for k, v in m.items() if k.startswith("reward/")})
+    if "probe_action" in m:
+        out["action"], out["probe_action"] = m["action"], m["probe_action"]
+    return out
+
+
+def episode_randomization(hs: Harness, push_scale: float, batch: int) -> dict:
+    """Each episode's domain randomisation (friction, added mass, centre-of-mass offset, motor
+    strength, damping scale), drawn as the harness's rollout draws it: the same reset keys
+    (``envs.rollout.make_segments``' ``start``)."""
+    import jax
+
+    k_start, _ = jax.random.split(hs.key)
+    k_reset, _ = jax.random.split(k_start)
+    env = hs.env(push_scale)
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(k_reset, batch))
+    dr = jax.device_get(state.info["dr"])
+    out = {k: np.asarray(v) for k, v in dr.items() if k != "com_offset"}
+    out["com_x"], out["com_y"] = (np.asarray(dr["com_offset"])[:, i] for i in (0, 1))
+    return out
+
+
+def randomization_table(dr: dict, fall_s: np.ndarray) -> None:
+    """Mean of each randomised parameter per set, and the early-fall rate per tercile of it."""
+    early = fall_s < 5
+    print(
+        "\nrandomisation: mean (early / late / survive); early falls per tercile (low, mid, high)"
+    )
+    late, surv = (fall_s >= 5) & np.isfinite(fall_s), ~np.isfinite(fall_s)
+    for k, v in dr.items():
+        edges = np.quantile(v, [1 / 3, 2 / 3])
+        terc = np.digitize(v, edges)
+        per = [f"{int(early[terc == i].sum())}/{int((terc == i).sum())}" for i in range(3)]
+        print(f"{k:>15} {v[early].mean():7.3f} {v[late].mean():7.3f} {v[surv].mean():7.3f}   "
+              + "  ".join(per))  # fmt: skip
+
+
+def fall_cause(tr: dict, steps: np.ndarray) -> list[str]:
+    t = np.asarray(tr["done_any"]).shape[0]
+    causes = []
+    for b, s in enumerate(steps):
+        if s == t:
+            causes.append("")
+            continue
+        hit = [c for c in FALL_CAUSES if np.asarray(tr[f"fall/{c}"])[s, b] > 0]
+        causes.append("+".join(hit) or "?")
+    return causes
+
+
+def summary(p: dict, d: dict, fall_s: np.ndarray, dt: float) -> None:
+    sets = {"early": fall_s < 5, "late": (fall_s >= 5) & np.isfinite(fall_s),
+            "survive": ~np.isfinite(fall_s)}  # fmt: skip
+    n = p["vx"].shape[0]
+    bins = np.arange(0, n * dt + 1e-9, BIN_S)
+    err = np.sqrt(np.mean((p["action"] - p["probe_action"]) ** 2, axis=-1))  # [T, B]
+    alive = np.arange(n)[:, None] * dt < np.where(np.isfinite(fall_s), fall_s, np.inf)[None]
+    print(f"episodes: {', '.join(f'{k} {int(v.sum())}' for k, v in sets.items())}")
+    for name, q, scale in (("vx m/s", p["vx"], 1), ("demo vx", d["vx"], 1),
+                           ("pitch deg", p["pitch"], 180 / np.pi),
+                           ("demo pitch", d["pitch"], 180 / np.pi),
+                           ("height cm", p["height"], 100), ("demo height", d["height"], 100),
+                           ("|a - a_demo|", err, 1), ("reward", p["reward"], 1 / dt)):  # fmt: skip
+        print(f"\n{name:>14} " + " ".join(f"{b:5.1f}" for b in bins[:-1]))
+        for k, sel in sets.items():
+            row = []
+            for a, b in zip(bins, bins[1:], strict=False):
+                i = slice(int(round(a / dt)), int(round(b / dt)))
+                v, ok = q[i][:, sel], alive[i][:, sel]
+                row.append(f"{scale * v[ok].mean():5.2f}" if ok.any() else "    -")
+            print(f"{k:>14} " + " ".join(row))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("out")
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--run")
+    ap.add_argument("--step", type=int)
+    ap.add_argument("--variant", default="ema")
+    ap.add_argument(
+        "--task", help="a suite task on the same keys (default: the config's eval task)"
+    )
+    args = ap.parse_args()
+    cfg = load_json(FinetuneConfig, Path(args.config))
+    planner = load_planner(cfg.pretrained)
+    spec = get_task(args.task or cfg.eval_task).spec
+    hs = Harness(HarnessConfig(planner_run=cfg.pretrained, demonstrator_run=cfg.demonstrator_run,
+                               episodes=cfg.eval_episodes, mpc=MPCConfig()), planner=planner)  # fmt: skip
+    ptr, _ = hs.run("task", spec, spec.push_scale, params=_params(args, cfg, planner), probe=True)
+    dtr, _ = hs.run("demonstrator", spec, spec.push_scale)
+    dt = hs.env(spec.push_scale).cfg.ctrl_dt
+    n = int(round(args.seconds / dt))
+    steps = outcomes.fall_steps(ptr)
+    t = np.asarray(ptr["done_any"]).shape[0]
+    fall_s = np.where(steps < t, outcomes.fall_time_s(steps, dt), np.inf)
+    p, d = trace_arrays(ptr, n), trace_arrays(dtr, n)
+    dr = episode_randomization(hs, spec.push_scale, cfg.eval_episodes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "trace.npz", fall_s=fall_s, dt=dt,
+                        cause=np.array(fall_cause(ptr, steps)),
+                        **p, **{f"demo/{k}": v for k, v in d.items()},
+                        **{f"dr/{k}": v for k, v in dr.items()})  # fmt: skip
+    (out / "command.txt").write_text(json.dumps(vars(args)) + "\n")
+    causes = fall_cause(ptr, steps)
+    early = [c for c, f in zip(causes, fall_s, strict=True) if f < 5]
+    print(f"planner: {cfg.pretrained if args.run is None else f'{args.run}@{args.step} {args.variant}'}"
+          f"; early fall causes: {dict(zip(*np.unique(early, return_counts=True), strict=True))}")  # fmt: skip
+    summary(p, d, fall_s, dt)
+    randomization_table(dr, fall_s)
+
+
+if __name__ == "__main__":
+    main()
