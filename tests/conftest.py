@@ -84,16 +84,37 @@ SLOW_FIXTURES = {"env", "env_fns", "tiny_run", "two_device_run", "resumed_run", 
 # the files that take longest on one worker (`--durations` of a cold `make test`), heaviest first:
 # `make test` hands files to its workers in collection order (`--no-loadscope-reorder`), so these
 # start first and the short files fill in behind them; xdist's own order (most tests first) left
-# the one-test pipeline file for last, with the other worker idle for minutes
-HEAVY_FILES = ("test_pipeline.py", "planner/test_planner.py", "diffusion/test_pretrain.py",
-               "finetune/test_dagger.py", "rl/test_rl.py",
+# the one-test pipeline file for last, with the other worker idle for minutes. xdist also hands
+# each worker a second file at once when its first holds two tests or fewer: the pipeline's one
+# test takes ``PIPELINE_PARTNER``, a short file, so the next heavy file goes to the other worker
+# instead of queueing behind the pipeline (it did: pipeline and pretraining, about 430 s cold,
+# on one worker)
+PIPELINE_PARTNER = "test_config.py"
+HEAVY_FILES = ("test_pipeline.py", "planner/test_planner.py", PIPELINE_PARTNER,
+               "diffusion/test_pretrain.py", "finetune/test_dagger.py", "rl/test_rl.py",
                "envs/test_env.py", "deploy/test_export.py", "finetune/test_rwr_selection.py",
                "planner/test_mpc.py", "evaluate/test_offline_fidelity.py")  # fmt: skip
+_BUSY: dict[str, float] = {}  # seconds of setup, call and teardown per xdist worker
 
 
 def _weight(item) -> int:
     path = item.nodeid.split("::")[0].removeprefix("tests/")
     return HEAVY_FILES.index(path) if path in HEAVY_FILES else len(HEAVY_FILES)
+
+
+def pytest_runtest_logreport(report):
+    node = getattr(report, "node", None)  # the worker a report came from (xdist's controller)
+    if node is not None:
+        key = node.gateway.id
+        _BUSY[key] = _BUSY.get(key, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How busy each worker was: a worker idle long before the other says the files' order
+    (``HEAVY_FILES``) no longer balances them."""
+    if _BUSY:
+        busy = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(_BUSY.items()))
+        terminalreporter.write_line(f"busy time per worker (setup + call + teardown): {busy}")
 
 
 def pytest_collection_modifyitems(items):

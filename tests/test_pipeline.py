@@ -32,10 +32,12 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / pre / "planner").exists()
 
     # an EMA planner with a pretrained share, each update from the planner that acted: the
-    # resume below then also carries the EMA, and the saved planner is checked for the share
+    # resume below then also carries the EMA, and the saved planner is checked for the share;
+    # start-up and nose-down groups (4 strata): the resume checks the buffer's layout
     common = ("finetune", "--preset", "tiny", "--pretrained", pre, "--root", "ck/rwr",
               "--cfg.demonstrator-run", demo, "--page", "", "--cfg.ema-decay", 0.9,
-              "--cfg.anchor", 0.5, "--cfg.update-from", "acting")  # fmt: skip
+              "--cfg.anchor", 0.5, "--cfg.update-from", "acting", "--cfg.startup-steps", 5,
+              "--cfg.pitch-split", 0.035)  # fmt: skip
     _dmpc(*common, "--max-iterations", 1)
     rows = [json.loads(x) for x in (tmp_path / rwr / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1]
@@ -44,6 +46,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     assert [r["iteration"] for r in rows] == [1, 2]
     assert all(np.isfinite(r["rollout/reward_per_step"]) for r in rows)
     assert all(0 <= rows[1][f"rwr/{k}_fell_fraction"] <= 1 for k in ("kept", "top"))
+    strata = range(4)  # the update's pieces per stratum add up to the buffer and the kept set
+    assert sum(rows[1][f"buffer/stratum{k}"] for k in strata) == rows[1]["buffer/pieces"]
+    assert sum(rows[1][f"rwr/kept_stratum{k}"] for k in strata) == rows[1]["rwr/kept"]
     # the stopped-and-resumed run follows the curve of one that ran straight through: the
     # same rollouts (env states restored), the same update at iteration 2
     _dmpc(*("ck/straight" if a == "ck/rwr" else a for a in common))

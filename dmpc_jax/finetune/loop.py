@@ -292,6 +292,11 @@ def finetune(
                         "rwr/top_fell_fraction": float(buf.fell[top].mean()),
                         "rwr/denoiser_steps": n_steps,
                         "time/update_s": time.perf_counter() - t_upd})  # fmt: skip
+            if buf.n_strata > 1:  # start-up / nose-down groups: their pieces held and kept
+                stratum = buf.group // buf.n_command_groups
+                for k in range(buf.n_strata):
+                    row[f"buffer/stratum{k}"] = int((stratum == k).sum())
+                    row[f"rwr/kept_stratum{k}"] = int((stratum[keep] == k).sum())
             if batch_ess:  # the weights that trained: ESS / B of the minibatches
                 row["rwr/ess_batch_fraction"] = float(np.mean(batch_ess))
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):

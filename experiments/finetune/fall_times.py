@@ -11,7 +11,8 @@ the 3.3 m box) with their median time.
 previous action is exactly zero, as after a reset), their share, mean score against the others,
 and how many of them the top 1.5% per group keeps (the run's own groups); for a run with
 start-up groups (``startup_steps``), the same for its start-up and later pieces, with their
-falls per 1000 steps.
+falls per 1000 steps; for one with nose-down groups (``pitch_split``), for its nose-down and level
+pieces.
 
 Usage: .venv/bin/python experiments/finetune/fall_times.py DIR[:IT]... [--buffer RUN_DIR]
 """
@@ -64,12 +65,18 @@ def buffer(run: str) -> None:
     print(f"{run}: {len(buf)} pieces, {int(start.sum())} start pieces ({100 * start.mean():.1f}%), "
           f"mean score {buf.score[start].mean():.4f} against {buf.score[~start].mean():.4f}; "
           f"kept {len(top)}, of them start pieces {int(start[top].sum())}")  # fmt: skip
+    stratum = buf.group // buf.n_command_groups  # ReplayBuffer.stratum's set of groups
+    sets = []
     if buf.startup_steps:  # the run's start-up groups: pieces starting in the first N steps
-        up = buf.group >= buf.n_command_groups
-        for name, m in ((f"first {buf.startup_steps} steps", up), ("later", ~up)):
-            falls = 1000 * buf.fell[m].sum() / max(buf.length[m].sum(), 1)
-            print(f"  {name}: {int(m.sum())} pieces, mean score {buf.score[m].mean():.4f}, "
-                  f"{falls:.2f} falls per 1000 steps, kept {int(m[top].sum())}")  # fmt: skip
+        up = stratum % 2 == 1
+        sets += [(f"first {buf.startup_steps} steps", up), ("later", ~up)]
+    if buf.pitch_split:  # its nose-down groups: pieces starting pitched past the split
+        down = stratum // (2 if buf.startup_steps else 1) == 1
+        sets += [(f"nose-down > {buf.pitch_split} rad", down), ("level", ~down)]
+    for name, m in sets:
+        falls = 1000 * buf.fell[m].sum() / max(buf.length[m].sum(), 1)
+        print(f"  {name}: {int(m.sum())} pieces, mean score {buf.score[m].mean():.4f}, "
+              f"{falls:.2f} falls per 1000 steps, kept {int(m[top].sum())}")  # fmt: skip
 
 
 def main(argv: list[str]) -> None:

@@ -8,11 +8,15 @@ roll, pitch, yaw rate, joint positions, the executed action, the demonstrator's 
 same observation, the reward and its terms, the fall step and cause; the demonstrator's
 forward speed, height and pitch) and prints, per 0.5 s bin, the mean of each quantity for three
 sets of episodes: those that fall before 5 s (``early``), those that fall later (``late``), and
-those that never fall (``survive``), beside the demonstrator's.
+those that never fall (``survive``), beside the demonstrator's; then each randomised parameter's
+mean per set, the early falls per tercile of it, and a logistic regression of the early falls on
+all of them (also written to ``OUT/summary.txt``).
 
 ``--task``: another suite task on the same keys (``balance_1x``: the same walk with the upright
 reward at task guidance). Planner: the finetuning config's pretrained planner, or a run's checkpoint (``--run RUN --step
 STEP [--variant V]``, variants as ``eval_params.py``).
+
+``--reprint``: the summary again from ``OUT/trace.npz`` (no rollout).
 
 Usage: .venv/bin/python experiments/finetune/startup_trace.py CONFIG OUT [--seconds 6]
            [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A]] [--task TASK]
@@ -147,6 +151,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config")
     ap.add_argument("out")
+    ap.add_argument("--reprint", action="store_true", help="only the summary of OUT/trace.npz")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--run")
     ap.add_argument("--step", type=int)
@@ -155,6 +160,8 @@ def main() -> None:
         "--task", help="a suite task on the same keys (default: the config's eval task)"
     )
     args = ap.parse_args()
+    if args.reprint:
+        return report(Path(args.out))
     cfg = load_json(FinetuneConfig, Path(args.config))
     planner = load_planner(cfg.pretrained)
     spec = get_task(args.task or cfg.eval_task).spec
@@ -171,17 +178,52 @@ def main() -> None:
     dr = episode_randomization(hs, spec.push_scale, cfg.eval_episodes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "trace.npz", fall_s=fall_s, dt=dt,
+    who = cfg.pretrained if args.run is None else f"{args.run}@{args.step} {args.variant}"
+    np.savez_compressed(out / "trace.npz", fall_s=fall_s, dt=dt, planner=who, task=spec.name,
                         cause=np.array(fall_cause(ptr, steps)),
                         **p, **{f"demo/{k}": v for k, v in d.items()},
                         **{f"dr/{k}": v for k, v in dr.items()})  # fmt: skip
     (out / "command.txt").write_text(json.dumps(vars(args)) + "\n")
-    causes = fall_cause(ptr, steps)
-    early = [c for c, f in zip(causes, fall_s, strict=True) if f < 5]
-    print(f"planner: {cfg.pretrained if args.run is None else f'{args.run}@{args.step} {args.variant}'}"
-          f"; early fall causes: {dict(zip(*np.unique(early, return_counts=True), strict=True))}")  # fmt: skip
-    summary(p, d, fall_s, dt)
-    randomization_table(dr, fall_s)
+    report(out)
+
+
+def report(out: Path) -> None:
+    """``OUT/summary.txt`` (and stdout) from ``OUT/trace.npz``."""
+    with np.load(out / "trace.npz") as z:
+        f = {k: z[k] for k in z.files}
+    fall_s, dt = f["fall_s"], float(f["dt"])
+    pick = lambda pre: {k[len(pre) :]: v for k, v in f.items() if k.startswith(pre)}  # noqa: E731
+    p = {k: v for k, v in f.items() if "/" not in k or k.startswith("reward/")}
+    d, dr = pick("demo/"), pick("dr/")
+    early = [str(c) for c, t in zip(f["cause"], fall_s, strict=True) if t < 5]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        counts = ", ".join(
+            f"{c} {n}" for c, n in zip(*np.unique(early, return_counts=True), strict=True)
+        )
+        print(f"planner: {f.get('planner', '?')}; task {f.get('task', '?')}; early fall causes: {counts}")
+        summary(p, d, fall_s, dt)
+        randomization_table(dr, fall_s)
+        fall_model(dr, fall_s < 5)
+    (out / "summary.txt").write_text(text.getvalue())
+    print(text.getvalue(), end="")
+
+
+def fall_model(dr: dict, early: np.ndarray) -> None:
+    """A logistic regression of the early falls on the standardised randomised parameters
+    (Newton's method): each parameter's coefficient with its standard error and z."""
+    keys = list(dr)
+    x = np.stack([(dr[k] - dr[k].mean()) / dr[k].std() for k in keys], 1)
+    x = np.c_[np.ones(len(early)), x]
+    y, w = early.astype(np.float64), np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        h = x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(len(w))
+        w = w + np.linalg.solve(h, x.T @ (y - p))
+    se = np.sqrt(np.diag(np.linalg.inv(h)))
+    print("\nearly fall ~ logistic(standardised parameters): coefficient +- standard error (z)")
+    for k, b, e in zip(["intercept", *keys], w, se, strict=True):
+        print(f"{k:>15} {b:6.2f} +- {e:4.2f} ({b / e:5.1f})")
 
 
 if __name__ == "__main__":
