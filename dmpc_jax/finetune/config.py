@@ -150,6 +150,8 @@ class FinetuneConfig:
             a rollout on the full-contact model.
         eval_start: evaluate the pretrained planner before the first iteration (the "before"
             number; off for an arm whose start is already measured on the same keys).
+        env_set: overrides of the rollout env's config (``field.path=json``, as ``dmpc
+            dataset``'s), e.g. a narrower domain randomisation; the evaluation keeps its own env.
         seed: PRNG seed.
     """
 
@@ -207,9 +209,15 @@ class FinetuneConfig:
     eval_task: str = "walk_1.0"
     eval_rules: tuple[str, ...] = ("strict",)
     eval_start: bool = True
+    env_set: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self):
+        if self.env_set:  # a typo fails here, before the run directory is made
+            from dmpc_jax.config import apply_overrides
+            from dmpc_jax.envs.config import EnvConfig
+
+            apply_overrides(EnvConfig(), self.env_set)
         for name in ("n_envs", "steps_per_iter", "iterations", "execute", "buffer_size",
                      "value_every", "denoiser_every", "batch_size", "steps_per_call",
                      "checkpoint_every", "max_pieces"):  # fmt: skip

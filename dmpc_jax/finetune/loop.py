@@ -171,7 +171,7 @@ def finetune(
     replicated = dist.replicated(mesh)
     batch_sharding = dist.split(mesh, axis=1)  # [S, B, ...]
 
-    env = make_env(cfg)
+    env = make_env(cfg, cfg.env_set)
     spec = nominal_spec(cfg)
     _, task, cons = planner.task_args(spec)
     scfg = SamplerConfig(num_candidates=1).with_variant(cfg.rollout_sampler, dcfg.num_steps)

@@ -98,7 +98,9 @@ def write_page(run_dir: Path, out: Path) -> None:
         f"learned-reward guidance scale ~ U{tuple(cfg.guidance)} per env and episode, action "
         f"noise {cfg.action_noise}, commands vx ~ U{tuple(cfg.vx)} m/s, wz ~ U{tuple(cfg.wz)} "
         f"rad/s resampled every {cfg.resample_s:g} s, the demonstrator's randomisation, pushes, "
-        "observation noise and latency, the paper's env reward (METHOD §7). Buffer: best "
+        "observation noise and latency"
+        + (f" with {', '.join(f'`{x}`' for x in cfg.env_set)}" if cfg.env_set else "")
+        + ", the paper's env reward (METHOD §7). Buffer: best "
         f"{cfg.buffer_size:,} pieces by mean per-step reward. R_nn refit every "
         f"{cfg.value_every} iteration(s) ({cfg.value_steps} steps); denoiser every "
         f"{cfg.denoiser_every} iterations ({cfg.denoiser_steps} steps, batch {cfg.batch_size}) on "

@@ -14,7 +14,12 @@ start-up groups (``startup_steps``), the same for its start-up and later pieces,
 falls per 1000 steps; for one with nose-down groups (``pitch_split``), for its nose-down and level
 pieces.
 
+``--dr TRACE``: the early falls (before 5 s) per tercile of the evaluation episodes' motor
+strength, friction, added mass and forward centre of mass, read from a ``startup_trace.py``
+``trace.npz`` of the same keys (``startup/``).
+
 Usage: .venv/bin/python experiments/finetune/fall_times.py DIR[:IT]... [--buffer RUN_DIR]
+           [--dr TRACE_NPZ]
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def _times(x: list) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in x], np.float64)
 
 
-def point(spec: str) -> None:
+def point(spec: str, dr: dict | None = None) -> None:
     path, _, it = spec.partition(":")
     rows = [json.loads(s) for s in (Path(path) / "eval_episodes.jsonl").read_text().splitlines()]
     rows = [r for r in rows if not it or r["iteration"] == int(it)]
@@ -54,6 +59,15 @@ def point(spec: str) -> None:
           f"{len(fell)}: before 5 s {int((fell < 5).sum())}, after {int((fell >= 5).sum())} "
           f"({bins}); box failures {int(box_fail.sum())}, median fall "
           f"{np.median(paper[box_fail]):.2f} s; median box exit {np.nanmedian(exits):.2f} s")  # fmt: skip
+    if dr is not None:  # the early falls per tercile of each randomised parameter
+        early = np.nan_to_num(strict, nan=np.inf) < 5
+        terciles = []
+        for k in ("motor_strength", "friction", "added_mass", "com_x"):
+            which = np.digitize(dr[k], np.quantile(dr[k], [1 / 3, 2 / 3]))
+            terciles.append(
+                f"{k} " + " / ".join(str(int(early[which == i].sum())) for i in range(3))
+            )
+        print("  early falls per tercile (low / mid / high): " + "; ".join(terciles))
 
 
 def buffer(run: str) -> None:
@@ -86,8 +100,14 @@ def main(argv: list[str]) -> None:
         i = argv.index("--buffer")
         buffer(argv[i + 1])
         argv = argv[:i] + argv[i + 2 :]
+    dr = None
+    if "--dr" in argv:
+        i = argv.index("--dr")
+        with np.load(argv[i + 1]) as z:
+            dr = {k[3:]: z[k] for k in z.files if k.startswith("dr/")}
+        argv = argv[:i] + argv[i + 2 :]
     for spec in argv:
-        point(spec)
+        point(spec, dr)
 
 
 if __name__ == "__main__":

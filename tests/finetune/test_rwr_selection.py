@@ -179,6 +179,18 @@ def test_config_rejects_unknown_choices():
             FinetuneConfig(**{field: bad})
 
 
+def test_the_rollout_env_takes_the_configs_overrides_and_rejects_a_typo():
+    from dmpc_jax.config import ConfigError
+    from dmpc_jax.finetune.rollout import make_env
+
+    cfg = FinetuneConfig(env_set=("randomization.motor_strength=[0.9, 0.95]",))
+    env = make_env(cfg, cfg.env_set)  # as the finetuning loop builds its rollout env
+    assert env.cfg.randomization.motor_strength == (0.9, 0.95)
+    assert env.cfg.randomization.friction == make_env(FinetuneConfig()).cfg.randomization.friction
+    with pytest.raises(ConfigError, match="motor_strenght"):
+        FinetuneConfig(env_set=("randomization.motor_strenght=[0.9, 0.95]",))
+
+
 @pytest.mark.slow
 def _row_planner():
     """``(plan_fn, Task)`` of a fake planner whose row h is 0.01 (h + 1) on every joint: the
