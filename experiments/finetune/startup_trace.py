@@ -9,8 +9,9 @@ same observation, the reward and its terms, the fall step and cause; the demonst
 forward speed, height and pitch) and prints, per 0.5 s bin, the mean of each quantity for three
 sets of episodes: those that fall before 5 s (``early``), those that fall later (``late``), and
 those that never fall (``survive``), beside the demonstrator's; then each randomised parameter's
-mean per set, the early falls per tercile of it, and a logistic regression of the early falls on
-all of them (also written to ``OUT/summary.txt``).
+mean per set, the early falls per tercile of it, a logistic regression of the early falls on
+all of them, and per joint at 2-3 s the planner's departure from the demonstrator's action and the
+joint positions, early fallers against survivors (also written to ``OUT/summary.txt``).
 
 ``--task``: another suite task on the same keys (``balance_1x``: the same walk with the upright
 reward at task guidance). Planner: the finetuning config's pretrained planner, or a run's checkpoint (``--run RUN --step
@@ -201,12 +202,32 @@ def report(out: Path) -> None:
         counts = ", ".join(
             f"{c} {n}" for c, n in zip(*np.unique(early, return_counts=True), strict=True)
         )
-        print(f"planner: {f.get('planner', '?')}; task {f.get('task', '?')}; early fall causes: {counts}")
+        print(
+            f"planner: {f.get('planner', '?')}; task {f.get('task', '?')}; early fall causes: {counts}"
+        )
         summary(p, d, fall_s, dt)
         randomization_table(dr, fall_s)
         fall_model(dr, fall_s < 5)
+        joint_table(p, fall_s, dt)
     (out / "summary.txt").write_text(text.getvalue())
     print(text.getvalue(), end="")
+
+
+def joint_table(p: dict, fall_s: np.ndarray, dt: float, window=(2.0, 3.0)) -> None:
+    """Per joint over ``window`` (s): the planner's action minus the demonstrator's on the same
+    observation (mean and RMS) and the joint position, early fallers against survivors."""
+    sets = {"early": fall_s < 5, "survive": ~np.isfinite(fall_s)}
+    i = slice(int(round(window[0] / dt)), int(round(window[1] / dt)))
+    diff, q = (p["action"] - p["probe_action"])[i], p["joints"][i]
+    legs = [f"{leg}_{j}" for leg in ("FR", "FL", "RR", "RL") for j in ("hip", "thigh", "calf")]
+    print(f"\nper joint, {window[0]:g}-{window[1]:g} s: action - demonstrator's (mean, RMS) and "
+          "joint position (rad), early / survive")  # fmt: skip
+    stats = {k: (diff[:, m].mean((0, 1)), np.sqrt((diff[:, m] ** 2).mean((0, 1))),
+                 q[:, m].mean((0, 1))) for k, m in sets.items()}  # fmt: skip
+    for j, name in enumerate(legs):
+        row = "  ".join(f"{stats[k][0][j]:6.3f} {stats[k][1][j]:5.2f} {stats[k][2][j]:6.3f}"
+                        for k in sets)  # fmt: skip
+        print(f"{name:>9} {row}")
 
 
 def fall_model(dr: dict, early: np.ndarray) -> None:
