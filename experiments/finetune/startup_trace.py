@@ -17,7 +17,9 @@ joint positions, early fallers against survivors (also written to ``OUT/summary.
 reward at task guidance). Planner: the finetuning config's pretrained planner, or a run's checkpoint (``--run RUN --step
 STEP [--variant V]``, variants as ``eval_params.py``).
 
-``--reprint``: the summary again from ``OUT/trace.npz`` (no rollout).
+``--reprint``: the summary again from ``OUT/trace.npz`` (no rollout). ``--dataset DIR``: how
+often the pretraining data (e.g. ``data/cpu_recovery``, the pretrained planner's) holds the
+states the early fallers reach.
 
 Usage: .venv/bin/python experiments/finetune/startup_trace.py CONFIG OUT [--seconds 6]
            [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A]] [--task TASK]
@@ -153,6 +155,7 @@ def main() -> None:
     ap.add_argument("config")
     ap.add_argument("out")
     ap.add_argument("--reprint", action="store_true", help="only the summary of OUT/trace.npz")
+    ap.add_argument("--dataset", help="a pretraining dataset: its coverage of those states")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--run")
     ap.add_argument("--step", type=int)
@@ -162,7 +165,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.reprint:
-        return report(Path(args.out))
+        return report(Path(args.out), args.dataset)
     cfg = load_json(FinetuneConfig, Path(args.config))
     planner = load_planner(cfg.pretrained)
     spec = get_task(args.task or cfg.eval_task).spec
@@ -185,11 +188,35 @@ def main() -> None:
                         **p, **{f"demo/{k}": v for k, v in d.items()},
                         **{f"dr/{k}": v for k, v in dr.items()})  # fmt: skip
     (out / "command.txt").write_text(json.dumps(vars(args)) + "\n")
-    report(out)
+    report(out, args.dataset)
 
 
-def report(out: Path) -> None:
-    """``OUT/summary.txt`` (and stdout) from ``OUT/trace.npz``."""
+def coverage(p: dict, fall_s: np.ndarray, dt: float, dataset: Path) -> None:
+    """How often the pretraining data holds the states the early fallers reach at 2-4 s: the
+    body pitched nose-down past 3 / 5 degrees and the base below 30.5 / 30 cm (the data's clean
+    privileged gravity and base height, ``envs.go2_joystick._privileged_obs``'s layout)."""
+    priv = np.load(Path(dataset) / "privileged.npy", mmap_mode="r")
+    g, h = np.asarray(priv[..., 6:9]), np.asarray(priv[..., 48])
+    pitch = np.degrees(np.arctan2(g[..., 0], -g[..., 2]))
+    early = fall_s < 5
+    i = slice(int(round(2 / dt)), int(round(4 / dt)))
+    pp, hh = np.degrees(p["pitch"][i][:, early]), p["height"][i][:, early]
+    alive = np.arange(i.start, i.stop)[:, None] * dt < fall_s[early][None]
+    print(f"\ncoverage in {dataset} ({pitch.size:,} steps; pitch p1 / p50 / p99 "
+          f"{' / '.join(f'{x:.2f}' for x in np.percentile(pitch, [1, 50, 99]))} deg, base "
+          f"height p1 {100 * np.percentile(h, 1):.2f} cm) of the early fallers' states at 2-4 s:")  # fmt: skip
+    for deg, cm in ((3, 30.5), (5, 30.0)):
+        data = (pitch > deg) & (h < cm / 100)
+        seen = (pp > deg) & (hh < cm / 100) & alive
+        print(
+            f"  pitch > {deg} deg and base < {cm} cm: {100 * seen.sum() / alive.sum():.1f}% of "
+            f"their steps; {int(data.sum()):,} steps of the data ({100 * data.mean():.3f}%)"
+        )
+
+
+def report(out: Path, dataset: str | None = None) -> None:
+    """``OUT/summary.txt`` (and stdout) from ``OUT/trace.npz``; ``dataset``: with the
+    pretraining data's coverage of the early fallers' states (``coverage``)."""
     with np.load(out / "trace.npz") as z:
         f = {k: z[k] for k in z.files}
     fall_s, dt = f["fall_s"], float(f["dt"])
@@ -209,6 +236,8 @@ def report(out: Path) -> None:
         randomization_table(dr, fall_s)
         fall_model(dr, fall_s < 5)
         joint_table(p, fall_s, dt)
+        if dataset:
+            coverage(p, fall_s, dt, Path(dataset))
     (out / "summary.txt").write_text(text.getvalue())
     print(text.getvalue(), end="")
 
