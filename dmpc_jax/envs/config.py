@@ -244,6 +244,11 @@ class EnvConfig:
         terminate_on_contact: terminate on base or thigh ground contact.
         init_attitude: initial base roll and pitch drawn from U(-x, x) rad at reset (0: level;
             the authors' data collection uses 0.2).
+        init_states: an ``.npz`` of recorded states (``qpos`` [N, 19], ``qvel`` [N, 18]): each
+            reset starts from one drawn at random, its base moved over the origin, instead of
+            the standing pose (e.g. the planner's states before its falls, so the demonstrator
+            shows how to recover from them: ``experiments/finetune/startup_trace.py``); "" for
+            none. Overrides ``init_attitude`` and the pose and velocity noise of the reset.
         solver_iterations: the contact solver's iterations (``ModelConfig``; Unitree's
             ``go2.xml`` uses 100).
         cone: its friction cone, ``pyramidal`` or ``elliptic`` (``ModelConfig``).
@@ -271,6 +276,7 @@ class EnvConfig:
     max_pitch: float = 1.6
     terminate_on_contact: bool = True
     init_attitude: float = 0.0
+    init_states: str = ""
     solver_iterations: int = 1
     cone: Literal["pyramidal", "elliptic"] = "pyramidal"
     impratio: float = 1.0

@@ -21,13 +21,9 @@ from brax.envs.base import Env, State
 from mujoco import mjx
 
 from dmpc_jax.envs import obs as obs_lib
+from dmpc_jax.envs import randomization as rnd
 from dmpc_jax.envs import signals, traced
 from dmpc_jax.envs.config import EnvConfig
-from dmpc_jax.envs.randomization import (
-    sample_command,
-    sample_push_interval,
-    sample_randomization,
-)
 from dmpc_jax.envs.rewards import compute_rewards
 from dmpc_jax.envs.terrain import make_terrain_height
 from dmpc_jax.robot import go2
@@ -70,6 +66,8 @@ class Go2Joystick(Env):
         init[7:] = pose
         init[2] = go2.standing_height(pose, cfg.model) + 0.01
         self._init_qpos = jnp.asarray(init, jnp.float32)
+        # recorded starts (EnvConfig.init_states), read once here; None without
+        self._init_states = rnd.load_init_states(cfg.init_states, init.size, self.mj_model.nv)
         # base collision probes in the base frame: box bottom corners and the nose sphere bottom
         sx, sy, sz = 0.1881, 0.04675, 0.057
         self._base_probes = jnp.array(
@@ -137,9 +135,11 @@ class Go2Joystick(Env):
             .at[:6]
             .set(jax.random.uniform(k_v, (6,), minval=-0.3, maxval=0.3))
         )
+        if self._init_states is not None:  # a recorded state, its base over the origin
+            qpos, qvel = rnd.draw_init_state(self._init_states, jax.random.fold_in(k_q, 1))
         data = mjx.make_data(self.mjx_model, impl="jax", device=jax.local_devices()[0])
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=qpos[7:])
-        dr = sample_randomization(self.cfg.randomization, k_dr)
+        dr = rnd.sample_randomization(self.cfg.randomization, k_dr)
         data = mjx.forward(self._randomized_model(dr), data)
 
         latency_lo, latency_hi = (
@@ -149,7 +149,7 @@ class Go2Joystick(Env):
         )
         info = {
             "key": key,
-            "command": sample_command(cfg.command, k_cmd),
+            "command": rnd.sample_command(cfg.command, k_cmd),
             "step": jnp.zeros((), jnp.int32),
             "last_action": jnp.zeros(12),
             "action_noise": jnp.zeros(12),  # a motor disturbance on the PD target (finetuning)
@@ -157,7 +157,7 @@ class Go2Joystick(Env):
             "air_time": jnp.zeros(4),
             "last_contact": jnp.ones(4, bool),
             "last_foot_pos": data.geom_xpos[self._foot_ids],
-            "push_countdown": sample_push_interval(cfg.push, cfg.ctrl_dt, k_push),
+            "push_countdown": rnd.sample_push_interval(cfg.push, cfg.ctrl_dt, k_push),
             "push": jnp.zeros(2),
             "dr": dr,
             "latency": jax.random.randint(k_lat, (), latency_lo, latency_hi + 1),
@@ -205,7 +205,9 @@ class Go2Joystick(Env):
                 push = jnp.where(due, mag * jnp.array([jnp.cos(angle), jnp.sin(angle)]), 0.0)
             data = data.replace(qvel=data.qvel.at[:2].add(push))
             info["push_countdown"] = jnp.where(
-                due, sample_push_interval(cfg.push, cfg.ctrl_dt, k_push), info["push_countdown"] - 1
+                due,
+                rnd.sample_push_interval(cfg.push, cfg.ctrl_dt, k_push),
+                info["push_countdown"] - 1,
             )
         info["push"] = push
 
@@ -294,7 +296,9 @@ class Go2Joystick(Env):
         info["last_action"] = action
         info["step"] = info["step"] + 1
         resample = info["step"] % int(round(cfg.command.resample_s / cfg.ctrl_dt)) == 0
-        info["command"] = jnp.where(resample, sample_command(cfg.command, k_cmd), info["command"])
+        info["command"] = jnp.where(
+            resample, rnd.sample_command(cfg.command, k_cmd), info["command"]
+        )
         info["key"] = key
 
         clean = self._policy_obs(data, info)

@@ -1,11 +1,15 @@
 """What the env draws at random: the domain randomisation of each episode (friction, added base
 mass, centre-of-mass offset, motor strength and joint damping scale: the demonstrator's ranges,
-``RandomizationConfig``), the velocity commands and the intervals between pushes."""
+``RandomizationConfig``), the velocity commands, the intervals between pushes, and a recorded
+start (``EnvConfig.init_states``)."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dmpc_jax.envs.config import CommandConfig, PushConfig, RandomizationConfig
 
@@ -53,3 +57,25 @@ def sample_push_interval(p: PushConfig, ctrl_dt: float, key) -> jax.Array:
     """Control steps until the next push, drawn from ``p.interval_s``."""
     lo, hi = p.interval_s
     return (jax.random.uniform(key, (), minval=lo, maxval=hi) / ctrl_dt).astype(jnp.int32)
+
+
+def load_init_states(path: str, nq: int, nv: int) -> tuple[jax.Array, jax.Array] | None:
+    """(qpos [N, nq], qvel [N, nv]) of an ``EnvConfig.init_states`` file, checked; None for ""."""
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError(f"EnvConfig.init_states: {path} is not a file")
+    with np.load(path) as f:
+        qpos, qvel = np.asarray(f["qpos"], np.float32), np.asarray(f["qvel"], np.float32)
+    if qpos.ndim != 2 or qpos.shape[1] != nq or qvel.shape != (len(qpos), nv) or not len(qpos):
+        raise ValueError(
+            f"EnvConfig.init_states {path}: want qpos [N, {nq}] and qvel [N, {nv}], got "
+            f"{qpos.shape} and {qvel.shape}"
+        )
+    return jnp.asarray(qpos), jnp.asarray(qvel)
+
+
+def draw_init_state(states: tuple[jax.Array, jax.Array], key) -> tuple[jax.Array, jax.Array]:
+    """One recorded (qpos, qvel) drawn at random, its base moved over the origin."""
+    i = jax.random.randint(key, (), 0, states[0].shape[0])
+    return states[0][i].at[:2].set(0.0), states[1][i]

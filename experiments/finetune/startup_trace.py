@@ -3,7 +3,8 @@ failures happen (``fall_times.py``): the strict rollout of the in-loop evaluatio
 keys, sampler and timeline as ``Evaluator`` and ``dmpc eval``), traced step by step, with the
 demonstrator on the same keys beside it.
 
-Saves ``OUT/trace.npz`` (the first ``--seconds`` of every episode: forward speed, base height,
+Saves ``OUT/early_states.npz`` (the early fallers' full states before their falls, the
+starts ``EnvConfig.init_states`` reads) and ``OUT/trace.npz`` (the first ``--seconds`` of every episode: forward speed, base height,
 roll, pitch, yaw rate, joint positions, the executed action, the demonstrator's action on the
 same observation, the reward and its terms, the fall step and cause; the demonstrator's
 forward speed, height and pitch) and prints, per 0.5 s bin, the mean of each quantity for three
@@ -188,6 +189,7 @@ def main() -> None:
                         **p, **{f"demo/{k}": v for k, v in d.items()},
                         **{f"dr/{k}": v for k, v in dr.items()})  # fmt: skip
     (out / "command.txt").write_text(json.dumps(vars(args)) + "\n")
+    save_states(ptr, fall_s, dt, out / "early_states.npz")
     report(out, args.dataset)
 
 
@@ -212,6 +214,18 @@ def coverage(p: dict, fall_s: np.ndarray, dt: float, dataset: Path) -> None:
             f"  pitch > {deg} deg and base < {cm} cm: {100 * seen.sum() / alive.sum():.1f}% of "
             f"their steps; {int(data.sum()):,} steps of the data ({100 * data.mean():.3f}%)"
         )
+
+
+def save_states(tr: dict, fall_s: np.ndarray, dt: float, path: Path, every: int = 5) -> None:
+    """The early fallers' full states from 1.5 s to 0.2 s before each fall, every ``every``
+    steps, as ``EnvConfig.init_states`` reads them (``qpos`` [N, 19], ``qvel`` [N, 18]): starts
+    for the demonstrator's recoveries from the drift (``dmpc dataset --cfg.env-set
+    init_states=<path>``)."""
+    qpos, qvel = np.asarray(tr["qpos"]), np.asarray(tr["qvel"])
+    rows = [(t, b) for b in np.flatnonzero(fall_s < 5)
+            for t in range(int(1.5 / dt), int(round((fall_s[b] - 0.2) / dt)), every)]  # fmt: skip
+    t, b = (np.array(x, int) for x in zip(*rows, strict=True)) if rows else ([], [])
+    np.savez(path, qpos=qpos[t, b], qvel=qvel[t, b])
 
 
 def report(out: Path, dataset: str | None = None) -> None:

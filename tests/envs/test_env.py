@@ -243,6 +243,43 @@ def test_wrong_action_shape_is_a_clear_error(env, env_fns):
 
 
 @pytest.mark.slow
+def test_resets_start_from_recorded_states_over_the_origin(tmp_path):
+    """EnvConfig.init_states: every reset draws one of the recorded states (a base pitched
+    nose-down and sunk, as the planner's before its early falls), moved over the origin, with its
+    velocity; the observation sees it. A file of the wrong layout is refused."""
+    from dmpc_jax.config import apply_overrides
+
+    plain = Go2Joystick(env_preset("tiny"))
+    q0 = np.asarray(plain._init_qpos)
+    rng = np.random.default_rng(0)
+    qpos = np.tile(q0, (3, 1))
+    for k, pitch in enumerate((0.05, 0.1, 0.15)):  # nose down about y, base lower, elsewhere
+        qpos[k, 3:7] = [np.cos(pitch / 2), 0.0, np.sin(pitch / 2), 0.0]
+        qpos[k, :3] = [5.0 * k, -2.0, q0[2] - 0.02 * k]
+    qvel = rng.normal(0, 0.3, (3, plain.mj_model.nv)).astype(np.float32)
+    np.savez(tmp_path / "states.npz", qpos=qpos, qvel=qvel)
+    cfg = apply_overrides(env_preset("tiny"),
+                          [f"init_states={tmp_path / 'states.npz'}", "noise.enabled=false"])  # fmt: skip
+    env = Go2Joystick(cfg)
+    s = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), 16))
+    got_q, got_v = np.asarray(s.pipeline_state.qpos), np.asarray(s.pipeline_state.qvel)
+    want = qpos.copy()
+    want[:, :2] = 0.0
+    which = [int(np.argmin(np.abs(want - q).sum(1))) for q in got_q]
+    np.testing.assert_allclose(got_q, want[which], atol=1e-6)
+    np.testing.assert_allclose(got_v, qvel[which], atol=1e-6)
+    assert len(set(which)) > 1  # drawn, not always the first
+    g = obs_lib.OBS_SLICES["gravity"]
+    np.testing.assert_allclose(np.asarray(s.obs["state"][:, g]),
+                               obs_lib.projected_gravity(np, got_q[:, 3:7]), atol=1e-5)  # fmt: skip
+    np.savez(tmp_path / "bad.npz", qpos=qpos[:, :7], qvel=qvel)
+    with pytest.raises(ValueError, match="want qpos"):
+        Go2Joystick(apply_overrides(env_preset("tiny"), [f"init_states={tmp_path / 'bad.npz'}"]))
+    with pytest.raises(ValueError, match="not a file"):  # when the env is made, not the config
+        Go2Joystick(apply_overrides(env_preset("tiny"), [f"init_states={tmp_path / 'none.npz'}"]))
+
+
+@pytest.mark.slow
 def test_recovery_collection_settings_tilt_the_start_and_set_the_velocity():
     """The authors' data-collection disturbances: initial roll/pitch in +-init_attitude and pushes
     that *set* the base's horizontal velocity to U(-v, v)^2."""
