@@ -46,7 +46,11 @@ def roll_pitch(xp, quat_wxyz):
     roll = atan2(-g_y, -g_z) (the ZYX Euler roll exactly), pitch = atan2(g_x, -g_z) (nose down
     positive). Both span (-pi, pi]: a nose-over reaches |pitch| > pi/2, so a pitch limit such as
     the authors' 1.6 rad can trigger (the ZYX Euler pitch, an arcsin, never exceeds pi/2)."""
-    g = projected_gravity(xp, quat_wxyz)
+    return gravity_roll_pitch(xp, projected_gravity(xp, quat_wxyz))
+
+
+def gravity_roll_pitch(xp, g):
+    """``roll_pitch`` from a projected gravity g [..., 3] (as the observation holds it)."""
     return xp.arctan2(-g[..., 1], -g[..., 2]), xp.arctan2(g[..., 0], -g[..., 2])
 
 

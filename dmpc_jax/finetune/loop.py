@@ -293,7 +293,7 @@ def finetune(
                         "rwr/denoiser_steps": n_steps,
                         "time/update_s": time.perf_counter() - t_upd})  # fmt: skip
             if buf.n_strata > 1:  # start-up / nose-down groups: their pieces held and kept
-                stratum = buf.group // buf.n_command_groups
+                stratum = buf.strata()
                 for k in range(buf.n_strata):
                     row[f"buffer/stratum{k}"] = int((stratum == k).sum())
                     row[f"rwr/kept_stratum{k}"] = int((stratum[keep] == k).sum())

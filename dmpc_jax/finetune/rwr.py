@@ -121,6 +121,18 @@ class ReplayBuffer:
         down = np.asarray(nose_down, np.int64) if self.pitch_split else 0
         return up + (2 if self.startup_steps else 1) * down
 
+    def strata(self) -> np.ndarray:
+        """[P] each held piece's stratum (``stratum``'s value): its set of command groups."""
+        return self.group // self.n_command_groups
+
+    def flags(self) -> tuple[np.ndarray, np.ndarray]:
+        """([P] start-up, [P] nose-down) of the held pieces, read back from their strata
+        (``stratum``'s inverse; all false where that split is off)."""
+        s, up_sets = self.strata(), 2 if self.startup_steps else 1
+        up = s % 2 == 1 if self.startup_steps else np.zeros(len(s), bool)
+        down = s // up_sets == 1 if self.pitch_split else np.zeros(len(s), bool)
+        return up, down
+
     def layout(self) -> tuple:
         """The ``LAYOUT`` fields' values."""
         return tuple(getattr(self, k) for k in LAYOUT)
@@ -206,8 +218,10 @@ class ReplayBuffer:
             if self.startup_steps:
                 startup[i] = rec["t"][s, e] < self.startup_steps
             if self.pitch_split:  # obs_lib.roll_pitch's pitch, nose down positive
-                gx, gz = (rec["obs"][s : s + min(ln, PITCH_STEPS), e, g][:, j] for j in (0, 2))
-                nose_down[i] = np.arctan2(gx, -gz).mean() > self.pitch_split
+                _, pitch = obs_lib.gravity_roll_pitch(
+                    np, rec["obs"][s : s + min(ln, PITCH_STEPS), e, g]
+                )
+                nose_down[i] = pitch.mean() > self.pitch_split
             vx0[i] = (rec["vx"][s, e] if "vx" in rec
                       else rec["obs"][s, e, vx_col] / obs_lib.COMMAND_SCALE[0])  # fmt: skip
         first = int(self.seq.max()) + 1 if self._n else 0

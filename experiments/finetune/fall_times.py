@@ -79,13 +79,11 @@ def buffer(run: str) -> None:
     print(f"{run}: {len(buf)} pieces, {int(start.sum())} start pieces ({100 * start.mean():.1f}%), "
           f"mean score {buf.score[start].mean():.4f} against {buf.score[~start].mean():.4f}; "
           f"kept {len(top)}, of them start pieces {int(start[top].sum())}")  # fmt: skip
-    stratum = buf.group // buf.n_command_groups  # ReplayBuffer.stratum's set of groups
+    up, down = buf.flags()
     sets = []
     if buf.startup_steps:  # the run's start-up groups: pieces starting in the first N steps
-        up = stratum % 2 == 1
         sets += [(f"first {buf.startup_steps} steps", up), ("later", ~up)]
     if buf.pitch_split:  # its nose-down groups: pieces starting pitched past the split
-        down = stratum // (2 if buf.startup_steps else 1) == 1
         sets += [(f"nose-down > {buf.pitch_split} rad", down), ("level", ~down)]
     for name, m in sets:
         falls = 1000 * buf.fell[m].sum() / max(buf.length[m].sum(), 1)

@@ -45,6 +45,7 @@ with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp"
 import numpy as np
 
 from dmpc_jax.config import load_json
+from dmpc_jax.envs import obs as obs_lib
 from dmpc_jax.envs.go2_joystick import FALL_CAUSES
 from dmpc_jax.finetune.config import FinetuneConfig
 from dmpc_jax.planner.load import load_planner
@@ -199,7 +200,7 @@ def coverage(p: dict, fall_s: np.ndarray, dt: float, dataset: Path) -> None:
     privileged gravity and base height, ``envs.go2_joystick._privileged_obs``'s layout)."""
     priv = np.load(Path(dataset) / "privileged.npy", mmap_mode="r")
     g, h = np.asarray(priv[..., 6:9]), np.asarray(priv[..., 48])
-    pitch = np.degrees(np.arctan2(g[..., 0], -g[..., 2]))
+    pitch = np.degrees(obs_lib.gravity_roll_pitch(np, g)[1])
     early = fall_s < 5
     i = slice(int(round(2 / dt)), int(round(4 / dt)))
     pp, hh = np.degrees(p["pitch"][i][:, early]), p["height"][i][:, early]

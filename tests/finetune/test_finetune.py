@@ -204,6 +204,9 @@ def test_nose_down_pieces_form_their_own_groups_at_the_runs_shapes(tmp_path):
     startup = bufs[(0.0, 250)].group >= 12  # the start-up flag of a start-up-only buffer
     assert startup.any() and not startup.all()
     np.testing.assert_array_equal(both.group, plain.group + 12 * (startup + 2 * nose))
+    np.testing.assert_array_equal(both.flags()[0], startup)  # read back from the groups
+    np.testing.assert_array_equal(both.flags()[1], nose)
+    assert not down.flags()[0].any() and not plain.flags()[1].any()
     top = select_top(plain.score, plain.group, 0.015, 1500, plain.group_sizes())
     assert not nose[top].any()
     top = select_top(down.score, down.group, 0.015, 1500, down.group_sizes())
