@@ -176,21 +176,42 @@ def window_starts(done: np.ndarray, horizon: int) -> np.ndarray:
     return np.stack([env_idx, starts[t_idx]], axis=1)
 
 
+def fallen_rows(done: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """[E, T] bool: the row lies in an episode that ends in a fall (``terminated`` on its ``done``
+    row). An episode the recording cuts off before its end did not fall."""
+    done, terminated = np.asarray(done, bool), np.asarray(terminated, bool)
+    # episode k of an env holds the rows after its k-th done up to and including its (k+1)-th
+    episode = np.concatenate([np.zeros_like(done[:, :1], np.int64),
+                              np.cumsum(done[:, :-1], axis=1)], axis=1)  # fmt: skip
+    e, t = np.nonzero(done & terminated)
+    fell = np.zeros((done.shape[0], done.shape[1] + 1), bool)  # [E, episodes <= T + 1]
+    fell[e, episode[e, t]] = True
+    return np.take_along_axis(fell, episode, axis=1)
+
+
 class WindowSampler:
-    """Random H-step windows of (action, obs) rows that never cross an episode end.
+    """Random H-step windows of (action, obs) rows that never cross an episode end
+    (``drop_falls``: nor lie in an episode that ends in a fall).
 
     ``sample(rng, B)`` returns dict of arrays: ``action`` [B, H, 12], ``obs`` [B, H, 49],
     ``reward`` [B, H], ``command`` [B, H, 3], ``start`` [B, 2] (env, t). Row h of every field is the
     same env step, so ``action[:, h]`` is the action taken at ``obs[:, h]``.
     """
 
-    def __init__(self, ds: Dataset, horizon: int, envs: np.ndarray | None = None):
+    def __init__(
+        self, ds: Dataset, horizon: int, envs: np.ndarray | None = None, drop_falls: bool = False
+    ):
         self.ds, self.horizon = ds, horizon
-        starts = window_starts(np.asarray(ds["done"]), horizon)
+        done = np.asarray(ds["done"])
+        starts = window_starts(done, horizon)
         if envs is not None:
             starts = starts[np.isin(starts[:, 0], envs)]
+        if drop_falls:  # no window of an episode that ends in a fall
+            fell = fallen_rows(done, np.asarray(ds["terminated"]))
+            starts = starts[~fell[starts[:, 0], starts[:, 1]]]
         if len(starts) == 0:
-            raise DatasetError(f"{ds.path}: no episode has {horizon} consecutive steps")
+            why = " outside episodes that fall" if drop_falls else ""
+            raise DatasetError(f"{ds.path}: no episode{why} has {horizon} consecutive steps")
         self.starts = starts
 
     def __len__(self) -> int:

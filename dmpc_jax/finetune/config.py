@@ -71,7 +71,11 @@ class FinetuneConfig:
         offline_fraction: share of every denoiser batch drawn from ``dataset`` (the pretraining
             data's training envs, weight 1) beside the kept pieces' windows: an anchor against
             forgetting while the kept set is small (0: the paper's, RWR windows only).
-        dataset: the offline dataset of ``offline_fraction`` (the pretrained run's data).
+        dataset: the offline dataset of ``offline_fraction``: the pretrained run's data (its
+            training envs only), or another one, e.g. the demonstrator's recoveries from the
+            planner's drifting states (``dmpc dataset --cfg.env-set init_states=...``; all envs).
+        offline_falls: ``keep`` every window of ``dataset`` or ``drop`` those of episodes that end
+            in a fall (recoveries only).
         update_epochs: when > 0, each denoiser update runs this many epochs over the windows of
             the kept pieces (steps rounded up to a multiple of ``steps_per_call``) instead of
             ``denoiser_steps``.
@@ -182,6 +186,7 @@ class FinetuneConfig:
     denoiser_steps: int = 400
     offline_fraction: float = 0.0
     dataset: str = ""
+    offline_falls: Literal["keep", "drop"] = "keep"
     update_epochs: float = 0.0
     update_from: Literal["current", "pretrained", "acting"] = "current"
     top_quantile: float = 0.05
@@ -284,6 +289,10 @@ class FinetuneConfig:
             )
         if self.offline_fraction > 0 and not self.dataset:
             raise ValueError("FinetuneConfig.offline_fraction > 0 needs a dataset")
+        if self.offline_falls not in ("keep", "drop"):
+            raise ValueError(
+                f"FinetuneConfig.offline_falls must be 'keep' or 'drop', got {self.offline_falls!r}"
+            )
         if self.guidance[0] > self.guidance[1] or self.guidance[0] < 0:
             raise ValueError(f"FinetuneConfig.guidance must be 0 <= lo <= hi, got {self.guidance}")
         if self.record_action not in ("executed", "planned"):

@@ -186,7 +186,9 @@ def finetune(
     upd_den = make_update(nets, dcfg, planner.scaler, den_optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
     evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
-    offline = offline_windows(cfg.pretrained, cfg.dataset, h) if cfg.offline_fraction else None
+    offline = None
+    if cfg.offline_fraction:
+        offline = offline_windows(cfg.pretrained, cfg.dataset, h, cfg.offline_falls == "drop")
 
     base = jax.random.PRNGKey(cfg.seed)
     carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))

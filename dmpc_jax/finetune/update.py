@@ -71,17 +71,23 @@ def finetune_optimizer(cfg):
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
 
 
-def offline_windows(pretrained: str | Path, dataset: str | Path, horizon: int):
-    """The offline dataset's ``WindowSampler`` over the pretraining run's training envs (its
-    own split): the windows an update mixes in beside the buffer's."""
+def offline_windows(
+    pretrained: str | Path, dataset: str | Path, horizon: int, drop_falls: bool = False
+):
+    """The offline dataset's ``WindowSampler``: the windows an update mixes in beside the
+    buffer's. The pretraining run's own data: over its training envs (its own split); any other
+    dataset (e.g. the demonstrator's recoveries from the planner's states): all its envs.
+    ``drop_falls``: none of an episode that ends in a fall."""
     from dmpc_jax.data.dataset import WindowSampler, load_dataset
     from dmpc_jax.diffusion.artifact import run_pretrain_config
     from dmpc_jax.diffusion.train import split_envs
 
     pcfg = run_pretrain_config(Path(pretrained))
     ds = load_dataset(Path(dataset))
-    train_envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
-    return WindowSampler(ds, horizon, envs=train_envs)
+    envs = None
+    if Path(dataset).resolve() == Path(pcfg.dataset).resolve():
+        envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
+    return WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
 
 
 def offline_rows(cfg) -> int:

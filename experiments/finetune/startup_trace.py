@@ -22,8 +22,12 @@ STEP [--variant V]``, variants as ``eval_params.py``).
 often the pretraining data (e.g. ``data/cpu_recovery``, the pretrained planner's) holds the
 states the early fallers reach.
 
+``--seed S --episodes N``: other keys than the evaluation's (its keys are seed 0), e.g. for
+starts to collect training data from that the evaluation never sees.
+
 Usage: .venv/bin/python experiments/finetune/startup_trace.py CONFIG OUT [--seconds 6]
            [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A]] [--task TASK]
+           [--seed S] [--episodes N]
   CONFIG: a finetuning run's config.json (its pretrained planner, demonstrator, eval task and
   episode count), e.g. checkpoints/rwr/cpu_paper_replan_actuator_acting_noise0_s1/config.json
 """
@@ -165,14 +169,20 @@ def main() -> None:
     ap.add_argument(
         "--task", help="a suite task on the same keys (default: the config's eval task)"
     )
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the harness's key (0: the in-loop evaluation's keys; another one for "
+                    "states to train on)")  # fmt: skip
+    ap.add_argument("--episodes", type=int, help="default: the config's eval episodes")
     args = ap.parse_args()
     if args.reprint:
         return report(Path(args.out), args.dataset)
     cfg = load_json(FinetuneConfig, Path(args.config))
     planner = load_planner(cfg.pretrained)
     spec = get_task(args.task or cfg.eval_task).spec
+    episodes = args.episodes or cfg.eval_episodes
     hs = Harness(HarnessConfig(planner_run=cfg.pretrained, demonstrator_run=cfg.demonstrator_run,
-                               episodes=cfg.eval_episodes, mpc=MPCConfig()), planner=planner)  # fmt: skip
+                               episodes=episodes, mpc=MPCConfig(), seed=args.seed),
+                 planner=planner)  # fmt: skip
     ptr, _ = hs.run("task", spec, spec.push_scale, params=_params(args, cfg, planner), probe=True)
     dtr, _ = hs.run("demonstrator", spec, spec.push_scale)
     dt = hs.env(spec.push_scale).cfg.ctrl_dt
@@ -181,7 +191,7 @@ def main() -> None:
     t = np.asarray(ptr["done_any"]).shape[0]
     fall_s = np.where(steps < t, outcomes.fall_time_s(steps, dt), np.inf)
     p, d = trace_arrays(ptr, n), trace_arrays(dtr, n)
-    dr = episode_randomization(hs, spec.push_scale, cfg.eval_episodes)
+    dr = episode_randomization(hs, spec.push_scale, episodes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     who = cfg.pretrained if args.run is None else f"{args.run}@{args.step} {args.variant}"

@@ -13,6 +13,7 @@ from dmpc_jax.data.dataset import (
     SCHEMA_VERSION,
     DatasetError,
     WindowSampler,
+    fallen_rows,
     load_dataset,
     window_starts,
 )
@@ -43,6 +44,43 @@ def test_windows_are_aligned_and_within_episodes(tmp_path):
     assert not crosses.any()
     assert ((env == 0) & (t0 == 3)).any() or len(sampler) > 0
     np.testing.assert_array_equal(batch["start"][:, 0], env)
+
+
+def test_windows_of_episodes_that_fall_are_dropped_at_the_recovery_data_shapes(tmp_path):
+    # the recovery data's shapes: 2 s episodes (100 steps) from recorded starts, the planner's
+    # horizon 24; some episodes end in a fall before their 100 steps, the last one is cut off
+    e_n, t_n, h = 4, 430, 24
+    path = synthetic_dataset(tmp_path / "d", E=e_n, T=t_n, done_at=())
+    ds = load_dataset(path)
+    done, term = np.zeros((e_n, t_n), bool), np.zeros((e_n, t_n), bool)
+    ends = {0: [99, 199, 299, 399], 1: [99, 149, 249, 349], 2: [40, 140, 240, 340], 3: [99, 429]}
+    falls = {(1, 149), (2, 40), (2, 340), (3, 99), (3, 429)}
+    for e, ts in ends.items():
+        done[e, ts] = True
+    for e, t in falls:
+        term[e, t] = True
+    np.save(path / "done.npy", done)
+    np.save(path / "terminated.npy", term)
+    ds = load_dataset(path)
+
+    fell = fallen_rows(done, term)
+    expect = np.zeros_like(fell)
+    expect[1, 100:150] = expect[2, :41] = expect[2, 241:341] = expect[3, :] = True
+    np.testing.assert_array_equal(fell, expect)  # cut-off last episodes did not fall
+
+    keep, drop = WindowSampler(ds, h), WindowSampler(ds, h, drop_falls=True)
+    kept = {tuple(x) for x in drop.starts}
+    assert kept == {tuple(x) for x in keep.starts if not expect[x[0], x[1]]}
+    assert len(kept) < len(keep)
+    batch = drop.sample(np.random.default_rng(0), 4096)
+    obs_t = batch["obs"][..., 0].astype(int)  # env * 1000 + t
+    assert not expect[obs_t // 1000, obs_t % 1000].any()  # no row of a falling episode
+    # an env split and the drop compose; all episodes falling is a clear error
+    assert {tuple(x) for x in WindowSampler(ds, h, envs=[2], drop_falls=True).starts} == {
+        x for x in kept if x[0] == 2
+    }
+    with pytest.raises(DatasetError, match="outside episodes that fall"):
+        WindowSampler(ds, h, envs=[3], drop_falls=True)
 
 
 def test_schema_version_mismatch_is_a_clear_error(tmp_path):

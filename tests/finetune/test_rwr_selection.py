@@ -493,6 +493,39 @@ def test_every_rwr_batch_mixes_in_its_offline_share_at_the_paper_layout():
         dataclasses.replace(PAPER, offline_fraction=1.0, dataset="data/x")
 
 
+def test_offline_windows_split_only_the_pretraining_runs_own_data(tmp_path):
+    """The pretrained run's dataset: its training envs (the held-out ones stay unseen); any
+    other dataset (the demonstrator's recoveries): every env, less the falling episodes on
+    ``offline_falls`` drop."""
+    from helpers import synthetic_dataset
+
+    from dmpc_jax.config import save_json
+    from dmpc_jax.diffusion.config import PretrainConfig
+    from dmpc_jax.diffusion.train import split_envs
+    from dmpc_jax.finetune.update import offline_windows
+
+    own = synthetic_dataset(tmp_path / "own", E=8, T=80, done_at=())
+    other = synthetic_dataset(tmp_path / "other", E=8, T=80, done_at=((5, 30),))
+    term = np.zeros((8, 80), bool)
+    term[5, 30] = True
+    np.save(other / "terminated.npy", term)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_json(PretrainConfig(dataset=str(own), holdout_fraction=0.25, seed=3), run / "config.json")
+    train, hold = split_envs(8, 0.25, 3)
+    assert len(hold) == 2
+    envs = lambda s: set(s.starts[:, 0].tolist())  # noqa: E731
+    assert envs(offline_windows(run, own, 24)) == set(train.tolist())
+    kept = offline_windows(run, other, 24)
+    assert envs(kept) == set(range(8))
+    assert ((kept.starts[:, 0] == 5) & (kept.starts[:, 1] <= 30)).any()
+    dropped = offline_windows(run, other, 24, drop_falls=True)
+    assert envs(dropped) == set(range(8))  # env 5's cut-off episode after its fall stays
+    assert not ((dropped.starts[:, 0] == 5) & (dropped.starts[:, 1] <= 30)).any()
+    with pytest.raises(ValueError, match="offline_falls"):
+        dataclasses.replace(PAPER, offline_falls="some")
+
+
 def _falling_rollout(rng, t=50, b=256, fall_at=None):
     """[T, B] records at the cpu_paper layout (256 envs x 50 steps, three yaw classes) where the
     envs of ``fall_at`` {env: step} fall at that step (done and terminated) after the best
