@@ -71,11 +71,17 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     its plan also runs from row 0 at once, as the harness's synchronous first plan; a fresh env served at index i also gets its own plan as the pending
     chunk (its row E - i enters at index D), so a reset never resumes a plan made before it. The
     carry's chunk then holds [running | pending] rows, [B, 2E, 12].
+
+    ``run(carry, key, params, opts)``: ``opts`` (``rollout_options(cfg, arrays=True)``) holds
+    ``record_action``, ``noise_at``, ``action_noise`` and ``replan_at_reset`` as arrays, so one
+    compilation serves every setting of them (the tests'); without it they are the config's,
+    fixed when ``run`` is traced (the finetuning run's program).
     """
     wrapped = wrap_for_training(env, env.cfg.episode_steps)
     b, e, d = cfg.n_envs, cfg.execute, cfg.margin
     m = min(cfg.reset_plans, b)
     lo, hi = cfg.guidance
+    fixed = rollout_options(cfg)
 
     def draw_scales(key):
         return jax.random.uniform(key, (b,), minval=lo, maxval=hi)
@@ -108,21 +114,22 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             return rows
         return jnp.concatenate([rows, jnp.roll(plans, index + d - e, axis=1)], axis=1)
 
-    def serve_fresh(params, obs, scales, chunk, index, fresh, key):
+    def serve_fresh(params, obs, scales, chunk, index, fresh, key, replan):
         """Plans for up to ``m`` fresh envs, rolled to start at ``index`` (async: and continued
         as their pending chunk); they stop being fresh. Also returns which envs were served
-        (their plan's age restarts)."""
+        (their plan's age restarts). ``replan``: True, or a traced flag (False: none served)."""
         ids = jnp.argsort(~fresh, stable=True)[:m]  # the fresh envs first
-        sel = fresh[ids]
+        sel = fresh[ids] if replan is True else fresh[ids] & replan
+        any_fresh = fresh.any() if replan is True else sel.any()
 
         def serve(chunk):
             rows = entered(plan_batch(params, obs[ids], scales[ids], key), index)
             return chunk.at[ids].set(jnp.where(sel[:, None, None], rows, chunk[ids]))
 
-        chunk = jax.lax.cond(fresh.any(), serve, lambda c: c, chunk)
+        chunk = jax.lax.cond(any_fresh, serve, lambda c: c, chunk)
         return chunk, fresh.at[ids].set(fresh[ids] & ~sel), jnp.zeros(b, bool).at[ids].set(sel)
 
-    def body(params, carry, key):
+    def body(params, opts, carry, key):
         state, chunk, index, fresh, scales, age = carry
         k_plan, k_noise, k_g = jax.random.split(key, 3)
         k_reset = jax.random.fold_in(key, 3)
@@ -151,23 +158,33 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             index = jnp.where(need, 0, index)
             fresh = jnp.where(need, False, fresh)
             age = jnp.where(need, 0, age)
-        if cfg.replan_at_reset:
-            chunk, fresh, served = serve_fresh(params, obs, scales, chunk, index, fresh, k_reset)
+        if opts["replan_at_reset"] is not False:
+            chunk, fresh, served = serve_fresh(
+                params, obs, scales, chunk, index, fresh, k_reset, opts["replan_at_reset"]
+            )
             age = jnp.where(served, 0, age)
         planned = jnp.where(fresh[:, None], 0.0, chunk[:, index])
         noise = jnp.where(
-            fresh[:, None], 0.0, cfg.action_noise * jax.random.normal(k_noise, (b, 12))
+            fresh[:, None], 0.0, opts["action_noise"] * jax.random.normal(k_noise, (b, 12))
         )
         action = planned + noise  # what the PD target gets either way
-        if cfg.noise_at == "actuator":  # the env sees the clean action, its motors the noise
+        at_actuator = opts["noise_at_actuator"]
+        if at_actuator is True:  # the env sees the clean action, its motors the noise
             state = state.replace(info={**state.info, "action_noise": noise})
             nxt = wrapped.step(state, planned)
-        else:
+        elif at_actuator is False:
             nxt = wrapped.step(state, action)
+        else:  # a traced flag: the same two cases, selected at run time
+            motor = jnp.where(at_actuator, noise, state.info["action_noise"])
+            state = state.replace(info={**state.info, "action_noise": motor})
+            nxt = wrapped.step(state, jnp.where(at_actuator, planned, action))
         done = nxt.done > 0
+        record_planned = opts["record_planned"]
         rec = {
             "obs": obs,
-            "action": planned if cfg.record_action == "planned" else action,
+            "action": (planned if record_planned else action)
+            if isinstance(record_planned, bool)
+            else jnp.where(record_planned, planned, action),
             "reward": nxt.reward,
             "done": done,
             "terminated": done & (nxt.info["truncation"] == 0),
@@ -184,12 +201,31 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         scales = jnp.where(done, draw_scales(k_g), scales)
         return (nxt, chunk, index + 1, fresh | done, scales, age + 1), rec
 
-    def run(carry, key, params):
+    def run(carry, key, params, opts=None):
         return jax.lax.scan(
-            functools.partial(body, params), carry, jax.random.split(key, cfg.steps_per_iter)
+            functools.partial(body, params, fixed if opts is None else opts),
+            carry,
+            jax.random.split(key, cfg.steps_per_iter),
         )
 
     return jax.jit(start), jax.jit(run)
+
+
+def rollout_options(cfg: FinetuneConfig, arrays: bool = False) -> dict:
+    """The rollout's per-step choices from ``cfg`` (``record_action``, ``noise_at``,
+    ``action_noise``, ``replan_at_reset``): Python values that ``make_rollout``'s ``run``
+    fixes at trace time, or (``arrays``) arrays to pass as its ``opts``."""
+    opts = {
+        "record_planned": cfg.record_action == "planned",
+        "noise_at_actuator": cfg.noise_at == "actuator",
+        "action_noise": float(cfg.action_noise),
+        "replan_at_reset": bool(cfg.replan_at_reset),
+    }
+    if not arrays:
+        return opts
+    return {
+        k: jnp.asarray(v, jnp.float32 if k == "action_noise" else bool) for k, v in opts.items()
+    }
 
 
 def rollout_metrics(rec: dict, dt: float) -> dict:

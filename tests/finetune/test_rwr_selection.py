@@ -213,20 +213,37 @@ def _row_planner():
     return plan_fn, Task
 
 
-@pytest.mark.parametrize("replan", [True, False])
-def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(env, replan):
+@pytest.fixture(scope="module")
+def row_rollout(env):
+    """``run(**settings) -> records`` of ``_row_planner``'s rollout (4 envs, a plan every 3
+    steps, 2 reset plans per step, every env timing out once at the same step) on the same keys,
+    with ``record_action``, ``noise_at``, ``action_noise`` and ``replan_at_reset`` passed as
+    arrays (``rollout_options``): one compilation serves every test below that sets them."""
     import jax
     import jax.numpy as jnp
 
-    from dmpc_jax.finetune.rollout import make_rollout
+    from dmpc_jax.finetune.rollout import make_rollout, rollout_options
 
     plan_fn, Task = _row_planner()
-
-    e, steps = 3, env.cfg.episode_steps + 8  # every env times out once, at the same step
-    cfg = dataclasses.replace(finetune_preset("tiny"), n_envs=4, steps_per_iter=steps, execute=e,
-                              action_noise=0.0, replan_at_reset=replan, reset_plans=2)  # fmt: skip
+    cfg = dataclasses.replace(finetune_preset("tiny"), n_envs=4, execute=3, reset_plans=2,
+                              steps_per_iter=env.cfg.episode_steps + 8)  # fmt: skip
     start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
-    _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+    carry = start(jax.random.PRNGKey(0))
+
+    def records(**settings):
+        opts = rollout_options(dataclasses.replace(cfg, **settings), arrays=True)
+        _, rec = run(carry, jax.random.PRNGKey(1), None, opts)
+        return cfg, jax.tree.map(np.asarray, rec)
+
+    records.traces = lambda: run._cache_size()  # compilations of ``run`` so far
+    return records
+
+
+@pytest.mark.parametrize("replan", [True, False])
+def test_a_reset_env_replans_at_its_next_step_and_joins_the_timeline(row_rollout, replan):
+    cfg, rec = row_rollout(action_noise=0.0, replan_at_reset=replan)
+    e, steps = cfg.execute, cfg.steps_per_iter
+    assert row_rollout.traces() == 1  # every setting runs the one compiled rollout
     done, valid = np.asarray(rec["done"]), np.asarray(rec["valid"])
     row = np.rint(np.asarray(rec["action"])[..., 0] / 0.01).astype(int) - 1  # plan row, -1: none
     t_end = int(np.flatnonzero(done.all(1))[0])
@@ -800,22 +817,15 @@ ROW_ROLLOUT = dict(n_envs=4, steps_per_iter=12, execute=3, action_noise=0.1)
 
 
 @pytest.fixture(scope="module")
-def row_rollouts(env):
-    """{(record_action, noise_at): records} of ``_row_planner``'s rollout at ``ROW_ROLLOUT`` on
-    the same keys, one compile per distinct setting for the tests below."""
-    import jax
-    import jax.numpy as jnp
-
-    from dmpc_jax.finetune.rollout import make_rollout
-
-    plan_fn, Task = _row_planner()
+def row_rollouts(row_rollout):
+    """{(record_action, noise_at): records} of ``row_rollout``'s first 12 steps with action
+    noise 0.1 on the same keys, for the tests below."""
     out = {}
     for how, where in (("executed", "action"), ("planned", "action"), ("planned", "actuator")):
-        cfg = dataclasses.replace(finetune_preset("tiny"), **ROW_ROLLOUT, record_action=how,
-                                  noise_at=where)  # fmt: skip
-        start, run = make_rollout(cfg, env, plan_fn, Task(jnp.zeros(())), None)
-        _, rec = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
-        out[how, where] = jax.tree.map(np.asarray, rec)
+        _, rec = row_rollout(action_noise=0.1, record_action=how, noise_at=where)
+        out[how, where] = {k: v[:12] if k != "terms" else {t: x[:12] for t, x in v.items()}
+                           for k, v in rec.items()}  # fmt: skip
+    assert row_rollout.traces() == 1
     return out
 
 
