@@ -13,9 +13,10 @@ averaged over the episodes that did not fall and the samples. Row 0 is the actio
 itself; later rows compare with a trajectory the planner's own plan need not follow.
 
 Planners: the pretrained one and, for each ``RUN:STEP[:VARIANT]`` (variants as
-``eval_params.py``: ema, raw, mix:A, rawmix:A; default ema), the checkpoint's.
+``eval_params.py``: ema, raw, mix:A, rawmix:A; default ema), the checkpoint's; a bare run
+directory is its saved planner (``planner/``, e.g. a ``dmpc dagger`` run's).
 
-Usage: .venv/bin/python experiments/finetune/recovery_fit.py CONFIG DATASET RUN:STEP[:VARIANT]...
+Usage: .venv/bin/python experiments/finetune/recovery_fit.py CONFIG DATASET RUN:STEP[:VARIANT]|RUN...
            [--episodes 512] [--samples 4]
   CONFIG: a finetuning run's config.json (its pretrained planner and rollout sampler)
 """
@@ -96,6 +97,9 @@ def main() -> None:
     points = [("pretrained", planner.params)]
     template = None
     for p in args.points:
+        if ":" not in p:  # a planner run (pretraining, finetuning or dagger): its saved planner
+            points.append((Path(p).name, load_planner(p).params))
+            continue
         run, step, *variant = p.split(":", 2)
         rcfg = load_json(FinetuneConfig, Path(run) / "config.json")
         template = template or initial_state(rcfg, planner.params)
