@@ -73,7 +73,8 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
     carry's chunk then holds [running | pending] rows, [B, 2E, 12].
 
     ``run(carry, key, params, opts)``: ``opts`` (``rollout_options(cfg, arrays=True)``) holds
-    ``record_action``, ``noise_at``, ``action_noise`` and ``replan_at_reset`` as arrays, so one
+    ``record_action``, ``noise_at``, ``action_noise`` and ``replan_at_reset`` as arrays
+    (``record_planned``, ``noise_at_actuator``, ``action_noise``, ``replan_at_reset``), so one
     compilation serves every setting of them (the tests'); without it they are the config's,
     fixed when ``run`` is traced (the finetuning run's program).
     """

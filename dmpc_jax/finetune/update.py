@@ -87,7 +87,9 @@ def offline_windows(
     envs = None
     if Path(dataset).resolve() == Path(pcfg.dataset).resolve():
         envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
-    return WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
+    sampler = WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
+    sampler.split = envs is not None  # logged by the loop: which rule applied
+    return sampler
 
 
 def offline_rows(cfg) -> int:

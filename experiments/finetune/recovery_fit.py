@@ -43,7 +43,7 @@ from eval_params import variant_params  # noqa: E402
 
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state  # noqa: E402
 from dmpc_jax.config import load_json  # noqa: E402
-from dmpc_jax.data.dataset import fallen_rows, load_dataset  # noqa: E402
+from dmpc_jax.data.dataset import fallen_rows, load_dataset, window_starts  # noqa: E402
 from dmpc_jax.finetune.config import FinetuneConfig  # noqa: E402
 from dmpc_jax.finetune.rollout import nominal_spec  # noqa: E402
 from dmpc_jax.finetune.update import initial_state  # noqa: E402
@@ -56,8 +56,10 @@ def episode_starts(done: np.ndarray, terminated: np.ndarray, e: int, limit: int)
     first = np.zeros_like(done)
     first[:, 0] = True
     first[:, 1:] = done[:, :-1]
-    ok = first & ~fallen_rows(done, terminated)
-    ok[:, done.shape[1] - e + 1 :] = False
+    ok = np.zeros_like(done)
+    env, t = window_starts(done, e).T  # e rows inside one episode
+    ok[env, t] = True
+    ok &= first & ~fallen_rows(done, terminated)
     env, t = np.nonzero(ok)
     return np.stack([env, t], 1)[:limit]
 
@@ -95,14 +97,13 @@ def main() -> None:
         return jax.vmap(lambda ks: jax.vmap(one)(obs, ks))(keys)
 
     points = [("pretrained", planner.params)]
-    template = None
     for p in args.points:
         if ":" not in p:  # a planner run (pretraining, finetuning or dagger): its saved planner
             points.append((Path(p).name, load_planner(p).params))
             continue
         run, step, *variant = p.split(":", 2)
         rcfg = load_json(FinetuneConfig, Path(run) / "config.json")
-        template = template or initial_state(rcfg, planner.params)
+        template = initial_state(rcfg, planner.params)  # each run's own checkpoint layout
         state = restore_state(checkpoint_manager(Path(run)), template, int(step))
         name = variant[0] if variant else "ema"
         points.append((f"{Path(run).name}@{step} {name}",

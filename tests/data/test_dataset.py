@@ -51,7 +51,6 @@ def test_windows_of_episodes_that_fall_are_dropped_at_the_recovery_data_shapes(t
     # horizon 24; some episodes end in a fall before their 100 steps, the last one is cut off
     e_n, t_n, h = 4, 430, 24
     path = synthetic_dataset(tmp_path / "d", E=e_n, T=t_n, done_at=())
-    ds = load_dataset(path)
     done, term = np.zeros((e_n, t_n), bool), np.zeros((e_n, t_n), bool)
     ends = {0: [99, 199, 299, 399], 1: [99, 149, 249, 349], 2: [40, 140, 240, 340], 3: [99, 429]}
     falls = {(1, 149), (2, 40), (2, 340), (3, 99), (3, 429)}

@@ -533,6 +533,7 @@ def test_offline_windows_split_only_the_pretraining_runs_own_data(tmp_path):
     assert len(hold) == 2
     envs = lambda s: set(s.starts[:, 0].tolist())  # noqa: E731
     assert envs(offline_windows(run, own, 24)) == set(train.tolist())
+    assert offline_windows(run, own, 24).split and not offline_windows(run, other, 24).split
     kept = offline_windows(run, other, 24)
     assert envs(kept) == set(range(8))
     assert ((kept.starts[:, 0] == 5) & (kept.starts[:, 1] <= 30)).any()
@@ -811,6 +812,30 @@ def test_the_uniform_control_keeps_the_kept_sets_sizes_but_not_its_scores():
     assert len(set(uni.tolist()) & set(top.tolist())) < 0.1 * len(top)
     at_cap = select_pieces(*_paper_buffer_scores(rng), 0.015, 1500, "uniform", rng)
     assert len(at_cap) == 1500 and len(set(at_cap.tolist())) == 1500
+
+
+def test_options_fixed_at_trace_time_run_as_the_traced_ones(env, row_rollout):
+    """The finetuning run's program (``run`` without ``opts``: the config's choices fixed when it
+    is traced) records what the shared traced rollout records on the same keys, at the setting
+    the traced tests leave to it: no reset replanning, noise at the actuator, planned record."""
+    import jax
+    import jax.numpy as jnp
+
+    from dmpc_jax.finetune.rollout import make_rollout
+
+    settings = dict(action_noise=0.1, replan_at_reset=False, noise_at="actuator",
+                    record_action="planned")  # fmt: skip
+    cfg, traced = row_rollout(**settings)
+    plan_fn, Task = _row_planner()
+    start, run = make_rollout(
+        dataclasses.replace(cfg, **settings), env, plan_fn, Task(jnp.zeros(())), None
+    )
+    _, fixed = run(start(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), None)
+    fixed = jax.tree.map(np.asarray, fixed)
+    assert jax.tree.structure(fixed) == jax.tree.structure(traced)
+    for got, want in zip(jax.tree.leaves(fixed), jax.tree.leaves(traced), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.asarray(traced["valid"]).all()  # the resets' unplanned steps are in it
 
 
 ROW_ROLLOUT = dict(n_envs=4, steps_per_iter=12, execute=3, action_noise=0.1)
