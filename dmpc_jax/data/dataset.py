@@ -201,7 +201,7 @@ class WindowSampler:
     def __init__(
         self, ds: Dataset, horizon: int, envs: np.ndarray | None = None, drop_falls: bool = False
     ):
-        self.ds, self.horizon = ds, horizon
+        self.ds, self.horizon, self.envs = ds, horizon, envs
         done = np.asarray(ds["done"])
         starts = window_starts(done, horizon)
         if envs is not None:

@@ -191,7 +191,7 @@ def finetune(
         offline = offline_windows(cfg.pretrained, cfg.dataset, h, cfg.offline_falls == "drop")
         if main:  # which envs: the pretraining run's own data is split, any other is not
             print(f"finetune: {len(offline):,} offline windows of {cfg.dataset} "
-                  f"({'its training envs' if offline.split else 'all envs'})")  # fmt: skip
+                  f"({'all envs' if offline.envs is None else 'its training envs'})")  # fmt: skip
 
     base = jax.random.PRNGKey(cfg.seed)
     carry = r_start(np.asarray(jax.random.fold_in(base, 10_000_000 + start)))

@@ -169,23 +169,15 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
             fresh[:, None], 0.0, opts["action_noise"] * jax.random.normal(k_noise, (b, 12))
         )
         action = planned + noise  # what the PD target gets either way
+        # noise at the actuator: the env sees the clean action, its motors the noise
         at_actuator = opts["noise_at_actuator"]
-        if at_actuator is True:  # the env sees the clean action, its motors the noise
-            state = state.replace(info={**state.info, "action_noise": noise})
-            nxt = wrapped.step(state, planned)
-        elif at_actuator is False:
-            nxt = wrapped.step(state, action)
-        else:  # a traced flag: the same two cases, selected at run time
-            motor = jnp.where(at_actuator, noise, state.info["action_noise"])
-            state = state.replace(info={**state.info, "action_noise": motor})
-            nxt = wrapped.step(state, jnp.where(at_actuator, planned, action))
+        motor = _pick(at_actuator, noise, state.info["action_noise"])
+        state = state.replace(info={**state.info, "action_noise": motor})
+        nxt = wrapped.step(state, _pick(at_actuator, planned, action))
         done = nxt.done > 0
-        record_planned = opts["record_planned"]
         rec = {
             "obs": obs,
-            "action": (planned if record_planned else action)
-            if isinstance(record_planned, bool)
-            else jnp.where(record_planned, planned, action),
+            "action": _pick(opts["record_planned"], planned, action),
             "reward": nxt.reward,
             "done": done,
             "terminated": done & (nxt.info["truncation"] == 0),
@@ -210,6 +202,14 @@ def make_rollout(cfg: FinetuneConfig, env, plan_fn, task, cons):
         )
 
     return jax.jit(start), jax.jit(run)
+
+
+def _pick(flag, a, b):
+    """``a`` where ``flag`` else ``b``: chosen at trace time for a Python bool (the program
+    holds one branch), at run time for a traced flag."""
+    if isinstance(flag, bool):
+        return a if flag else b
+    return jnp.where(flag, a, b)
 
 
 def rollout_options(cfg: FinetuneConfig, arrays: bool = False) -> dict:

@@ -87,9 +87,7 @@ def offline_windows(
     envs = None
     if Path(dataset).resolve() == Path(pcfg.dataset).resolve():
         envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
-    sampler = WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
-    sampler.split = envs is not None  # logged by the loop: which rule applied
-    return sampler
+    return WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
 
 
 def offline_rows(cfg) -> int:
