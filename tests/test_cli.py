@@ -123,3 +123,14 @@ def test_cfg_flags_carry_their_field_docs_in_help():
                          capture_output=True, text=True, check=True, env={"COLUMNS": "200"})  # fmt: skip
     assert "parallel envs of the planner rollouts" in out.stdout  # --cfg.n-envs
     assert "softmax temperature of the weights" in out.stdout  # --cfg.temperature
+
+
+def test_dataset_concat_puts_two_datasets_side_by_side(tmp_path, capsys):
+    from helpers import synthetic_dataset
+
+    from dmpc_jax.data.dataset import load_dataset
+
+    a, b = synthetic_dataset(tmp_path / "a", E=2), synthetic_dataset(tmp_path / "b", E=3)
+    main(["dataset-concat", "--out", str(tmp_path / "c"), "--sources", str(a), str(b)])
+    assert load_dataset(tmp_path / "c").n_envs == 5
+    assert "5 envs x 20 steps from 2 datasets" in capsys.readouterr().out

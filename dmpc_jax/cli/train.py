@@ -181,6 +181,21 @@ def finetune(
             finetune_curve(str(run_dir), page or f"experiments/finetune/{run or preset}")
 
 
+def dataset_concat(out: str, sources: tuple[str, ...]) -> None:
+    """Put datasets of equal episode layout side by side as one (DAgger's aggregate: the
+    demonstrator's recoveries from each round's planner), e.g.
+    ``dmpc dataset-concat --out data/recoveries_r12 --sources data/rec_r1 data/rec_r2``.
+
+    Args:
+        out: the new dataset directory (must not exist).
+        sources: two or more dataset directories with the same steps per env.
+    """
+    from dmpc_jax.data.dataset import concatenate
+
+    ds = concatenate(Path(out), [Path(s) for s in sources])
+    print(f"{out}: {ds.n_envs} envs x {ds.n_steps} steps from {len(sources)} datasets")
+
+
 def finetune_curve(run_dir: str = "checkpoints/rwr/cpu_paper", out: str | None = None) -> None:
     """Write a finetuning run's learning-curve page (success under the box, paper and strict
     rules against env steps, R_nn fit, ESS, kept fraction, falls, wall time; its numbers in

@@ -154,6 +154,39 @@ def load_dataset(path: Path, *, mmap: bool = True) -> Dataset:
     return Dataset(path, meta, arrays)
 
 
+def concatenate(out: Path, sources: list[Path], chunk: int = 64) -> Dataset:
+    """One dataset of the sources' envs side by side (DAgger's aggregate of several collections):
+    every source must hold the same steps per env and observation layout; ``meta.json`` keeps the
+    first source's collection and env settings, lists the sources, and holds the union's scaling
+    statistics. ``out`` must not exist: nothing is overwritten."""
+    out = Path(out)
+    if out.exists():
+        raise DatasetError(f"{out} exists: pick a new directory for the concatenation")
+    parts = [load_dataset(Path(p)) for p in sources]
+    if len(parts) < 2:
+        raise DatasetError("concatenate needs two or more datasets")
+    for d in parts[1:]:
+        if d.n_steps != parts[0].n_steps:
+            raise DatasetError(f"{d.path} holds {d.n_steps} steps per env, {parts[0].path} "
+                               f"{parts[0].n_steps}: only equal lengths go side by side")  # fmt: skip
+        if d.meta.get("obs_layout") != parts[0].meta.get("obs_layout"):
+            raise DatasetError(f"{d.path}: another observation layout than {parts[0].path}")
+    shapes = {k: (sum(d.n_envs for d in parts), *parts[0][k].shape[1:]) for k in FIELDS}
+    arrays = create_arrays(out, shapes)
+    e = 0
+    for d in parts:
+        for i in range(0, d.n_envs, chunk):
+            n = min(chunk, d.n_envs - i)
+            for k in FIELDS:
+                arrays[k][e + i : e + i + n] = d[k][i : i + n]
+        e += d.n_envs
+    meta = {k: v for k, v in parts[0].meta.items() if k not in ("files", "stats", "schema_version")}
+    meta["created_by"] = "dataset.concatenate"
+    meta["sources"] = [{"path": str(d.path), "n_envs": d.n_envs} for d in parts]
+    finalize(out, arrays, meta)
+    return load_dataset(out)
+
+
 def window_starts(done: np.ndarray, horizon: int) -> np.ndarray:
     """All (env, t) such that rows t .. t+H-1 of that env lie in one episode.
 

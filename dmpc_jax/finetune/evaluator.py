@@ -57,8 +57,10 @@ class Evaluator:
     its fall and box-exit times (``episode_times``).
     ``eval/action_err_std``: ``action_error`` of the strict rollout."""
 
-    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=MPCConfig()):
-        """``mpc``: the receding-horizon timeline (``MPCConfig``; default: ``dmpc eval``'s)."""
+    def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=MPCConfig(),
+                 seed: int = 0):  # fmt: skip
+        """``mpc``: the receding-horizon timeline (``MPCConfig``; default: ``dmpc eval``'s);
+        ``seed``: the episodes' keys (0: ``dmpc eval``'s and every in-loop point's)."""
         self.spec = get_task(cfg.eval_task).spec
         self.rules = rules
         self.harness = Harness(
@@ -67,6 +69,7 @@ class Evaluator:
                 demonstrator_run=cfg.demonstrator_run,
                 episodes=cfg.eval_episodes,
                 mpc=mpc,
+                seed=seed,
             ),  # fmt: skip
             planner=planner,
         )

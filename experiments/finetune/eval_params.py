@@ -10,6 +10,10 @@ env, keys, sampler and rules as the in-loop points and ``dmpc eval``):
   raw           the trained denoiser the next update continues from
   mix:A         A * pretrained + (1 - A) * EMA, parameter by parameter
   rawmix:A      A * pretrained + (1 - A) * raw
+  planner       the run's exported planner (``RUN/planner``: what ``dmpc eval`` loads; the only
+                variant of a run without an EMA, e.g. a ``dmpc dagger`` run with ema_decay 0);
+                STEP then only labels the outcomes
+  pretrained    the planner the run started from (its config's ``pretrained``)
 
 Each variant's per-episode outcomes go to ``OUT/<variant>/eval_episodes.jsonl`` (iteration =
 the checkpoint step), so ``paired.py`` compares it with any run's point:
@@ -19,12 +23,18 @@ the checkpoint step), so ``paired.py`` compares it with any run's point:
 0 .. E-1, plan again) instead of ``dmpc eval``'s robot timeline (async: a plan from o_t enters
 at row D); the outcomes then go to ``OUT/<variant>_sync/``.
 
-Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync] VARIANT...
+``--seed S`` evaluates on other keys than every in-loop point's (seed 0): whether a planner's
+lead on the in-loop keys holds on episodes nothing was picked on; outcomes go to
+``OUT/<variant>_seed<S>/``. ``--episodes N`` overrides the run's evaluation episodes.
+
+Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync]
+       [--seed S] [--episodes N] VARIANT...
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import sys
@@ -39,6 +49,7 @@ with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp"
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import load_json
 from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.finetune.dagger_config import DaggerConfig
 from dmpc_jax.finetune.evaluator import Evaluator
 from dmpc_jax.finetune.update import anchored, initial_state
 from dmpc_jax.planner.load import load_planner
@@ -56,30 +67,48 @@ def variant_params(name: str, pretrained: dict, state: dict) -> dict:
     return {**state["params"], "denoiser": den}
 
 
-def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
+    """RUN_DIR STEP OUT [--mode M] [--seed S] [--episodes N] VARIANT... -> its parts."""
     if len(argv) < 4:
         raise SystemExit(__doc__)
-    run, step, out, variants = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
-    mode = "async"
-    if variants[:1] == ["--mode"]:
-        mode, variants = variants[1], variants[2:]
-    if mode not in ("async", "sync") or not variants:
+    run, step, out, rest = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
+    opts = {"mode": "async", "seed": 0, "episodes": 0}
+    while rest[:1] and rest[0].startswith("--") and rest[0][2:] in opts and len(rest) > 1:
+        flag, value, rest = rest[0][2:], rest[1], rest[2:]
+        opts[flag] = value if flag == "mode" else int(value)
+    if opts["mode"] not in ("async", "sync") or not rest:
         raise SystemExit(__doc__)
-    cfg = load_json(FinetuneConfig, run / "config.json")
-    if not cfg.ema_decay:
-        raise SystemExit(f"{run} has no EMA (ema_decay 0): the variants need one")
+    return run, step, out, opts, rest
+
+
+def main(argv: list[str]) -> None:
+    run, step, out, opts, variants = parse(argv)
+    raw = json.loads((run / "config.json").read_text())  # a dagger run's settings hold its branches
+    cfg = load_json(DaggerConfig if "branch_steps" in raw else FinetuneConfig, run / "config.json")
+    if opts["episodes"]:
+        cfg = dataclasses.replace(cfg, eval_episodes=opts["episodes"])
     planner = load_planner(cfg.pretrained)
-    template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
-    state = restore_state(checkpoint_manager(run), template, step)
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=MPCConfig(mode=mode))
+    state = None
+    if any(v not in ("planner", "pretrained") for v in variants):
+        if not cfg.ema_decay or isinstance(cfg, DaggerConfig):
+            raise SystemExit(f"{run}: only the planner variant (no finetuning EMA checkpoint)")
+        template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
+        state = restore_state(checkpoint_manager(run), template, step)
+    mode, seed = opts["mode"], opts["seed"]
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=MPCConfig(mode=mode), seed=seed)
     for name in variants:
         t0 = time.perf_counter()
-        row = evaluator(variant_params(name, planner.params["denoiser"], state))
-        d = out / (name.replace(":", "_") + ("_sync" if mode == "sync" else ""))
+        if name in ("planner", "pretrained"):
+            params = load_planner(run).params if name == "planner" else planner.params
+        else:
+            params = variant_params(name, planner.params["denoiser"], state)
+        row = evaluator(params)
+        suffix = ("_sync" if mode == "sync" else "") + (f"_seed{seed}" if seed else "")
+        d = out / (name.replace(":", "_") + suffix)
         d.mkdir(parents=True, exist_ok=True)
         evaluator.append_episodes(d / "eval_episodes.jsonl", step)
         rates = {k: round(v, 4) for k, v in row.items() if k.count("/") == 1}
-        print(json.dumps({"variant": name, "step": step, "mode": mode, **rates,
+        print(json.dumps({"variant": name, "step": step, "mode": mode, "seed": seed, **rates,
                           "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)  # fmt: skip
 
 

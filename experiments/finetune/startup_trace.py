@@ -16,7 +16,8 @@ joint positions, early fallers against survivors (also written to ``OUT/summary.
 
 ``--task``: another suite task on the same keys (``balance_1x``: the same walk with the upright
 reward at task guidance). Planner: the finetuning config's pretrained planner, or a run's checkpoint (``--run RUN --step
-STEP [--variant V]``, variants as ``eval_params.py``).
+STEP [--variant V]``, variants as ``eval_params.py``; ``planner``: the run's exported planner,
+e.g. a ``dmpc dagger`` run's).
 
 ``--reprint``: the summary again from ``OUT/trace.npz`` (no rollout). ``--dataset DIR``: how
 often the pretraining data (e.g. ``data/cpu_recovery``, the pretrained planner's) holds the
@@ -26,7 +27,7 @@ states the early fallers reach.
 starts to collect training data from that the evaluation never sees.
 
 Usage: .venv/bin/python experiments/finetune/startup_trace.py CONFIG OUT [--seconds 6]
-           [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A]] [--task TASK]
+           [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A|planner]] [--task TASK]
            [--seed S] [--episodes N]
   CONFIG: a finetuning run's config.json (its pretrained planner, demonstrator, eval task and
   episode count), e.g. checkpoints/rwr/cpu_paper_replan_actuator_acting_noise0_s1/config.json
@@ -64,6 +65,8 @@ BIN_S = 0.5
 def _params(args, cfg, planner):
     if args.run is None:
         return None
+    if args.variant == "planner":  # the run's exported planner (a dagger run has no EMA state)
+        return load_planner(args.run).params
     from dmpc_jax.checkpointing import checkpoint_manager, restore_state
     from dmpc_jax.finetune.update import initial_state
 

@@ -13,6 +13,7 @@ from dmpc_jax.data.dataset import (
     SCHEMA_VERSION,
     DatasetError,
     WindowSampler,
+    concatenate,
     fallen_rows,
     load_dataset,
     window_starts,
@@ -80,6 +81,27 @@ def test_windows_of_episodes_that_fall_are_dropped_at_the_recovery_data_shapes(t
     }
     with pytest.raises(DatasetError, match="outside episodes that fall"):
         WindowSampler(ds, h, envs=[3], drop_falls=True)
+
+
+def test_concatenated_datasets_hold_every_source_env_and_the_union_stats(tmp_path):
+    a = load_dataset(synthetic_dataset(tmp_path / "a", E=3, T=20))
+    b = load_dataset(synthetic_dataset(tmp_path / "b", E=2, T=20, done_at=((1, 4),)))
+    c = concatenate(tmp_path / "c", [a.path, b.path], chunk=2)  # chunks that cut a source
+    assert c.n_envs == 5 and c.n_steps == 20
+    for k in FIELDS:
+        np.testing.assert_array_equal(c[k][:3], a[k])
+        np.testing.assert_array_equal(c[k][3:], b[k])
+    both = np.concatenate([a["obs"], b["obs"]])
+    np.testing.assert_allclose(c.meta["stats"]["obs"]["mean"], both.mean((0, 1)), rtol=1e-5)
+    assert [s["n_envs"] for s in c.meta["sources"]] == [3, 2]
+    # windows never join two sources' envs: the union's windows are each source's
+    assert len(WindowSampler(c, horizon=5)) == len(WindowSampler(a, 5)) + len(WindowSampler(b, 5))
+    with pytest.raises(DatasetError, match="exists"):
+        concatenate(tmp_path / "c", [a.path, b.path])
+    short = synthetic_dataset(tmp_path / "s", E=2, T=10)
+    with pytest.raises(DatasetError, match="equal lengths"):
+        concatenate(tmp_path / "d", [a.path, short])
+    assert not (tmp_path / "d").exists()  # refused before anything is written
 
 
 def test_schema_version_mismatch_is_a_clear_error(tmp_path):

@@ -35,3 +35,22 @@ def test_variant_picks_and_mixes_the_denoiser(name, want):
 def test_unknown_variant_is_refused(name):
     with pytest.raises(SystemExit, match="unknown variant"):
         eval_params.variant_params(name, PRETRAINED, STATE)
+
+
+def test_options_before_the_variants_are_read_in_any_order():
+    run, step, out, opts, variants = eval_params.parse(
+        ["r", "80", "o", "--seed", "2", "--mode", "sync", "--episodes", "64", "planner", "ema"]
+    )
+    assert (run, step, out) == (Path("r"), 80, Path("o"))
+    assert opts == {"mode": "sync", "seed": 2, "episodes": 64}
+    assert variants == ["planner", "ema"]
+    assert eval_params.parse(["r", "5", "o", "pretrained"])[3] == {
+        "mode": "async", "seed": 0, "episodes": 0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["r", "5", "o"], ["r", "5", "o", "--seed", "1"],
+                                  ["r", "5", "o", "--mode", "fast", "ema"]])  # fmt: skip
+def test_no_variant_or_a_bad_mode_prints_the_usage(argv):
+    with pytest.raises(SystemExit, match="Usage"):
+        eval_params.parse(argv)

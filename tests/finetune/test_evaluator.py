@@ -24,6 +24,16 @@ def test_in_loop_evaluation_uses_dmpc_eval_harness_settings():
         assert ev.harness.cfg.sampler.num_candidates == 1
 
 
+def test_another_seed_gives_dmpc_evals_keys_of_that_seed():
+    cfg = dagger_preset("cpu")
+    ev = Evaluator(cfg, planner=object(), seed=3)
+    want = EvalConfig(
+        task=cfg.eval_task, episodes=cfg.eval_episodes, planner_run=cfg.pretrained,
+        demonstrator_run=cfg.demonstrator_run, seed=3,
+    ).harness_config()  # fmt: skip
+    assert ev.harness.cfg == want and ev.harness.cfg.seed == 3
+
+
 def test_the_harness_default_sampler_is_dmpc_evals():
     h = HarnessConfig(planner_run="p", demonstrator_run="d", episodes=1)
     assert h.sampler == EvalConfig().harness_config().sampler
