@@ -24,11 +24,13 @@ often the pretraining data (e.g. ``data/cpu_recovery``, the pretrained planner's
 states the early fallers reach.
 
 ``--seed S --episodes N``: other keys than the evaluation's (its keys are seed 0), e.g. for
-starts to collect training data from that the evaluation never sees.
+starts to collect training data from that the evaluation never sees. ``--every-fall``: the
+starts before every fall (a DAgger round from a planner that falls later too), not only the
+early ones.
 
 Usage: .venv/bin/python experiments/finetune/startup_trace.py CONFIG OUT [--seconds 6]
            [--run RUN --step STEP [--variant ema|raw|mix:A|rawmix:A|planner]] [--task TASK]
-           [--seed S] [--episodes N]
+           [--seed S] [--episodes N] [--every-fall]
   CONFIG: a finetuning run's config.json (its pretrained planner, demonstrator, eval task and
   episode count), e.g. checkpoints/rwr/cpu_paper_replan_actuator_acting_noise0_s1/config.json
 """
@@ -176,6 +178,9 @@ def main() -> None:
                     help="the harness's key (0: the in-loop evaluation's keys; another one for "
                     "states to train on)")  # fmt: skip
     ap.add_argument("--episodes", type=int, help="default: the config's eval episodes")
+    ap.add_argument("--every-fall", action="store_true",
+                    help="early_states.npz holds the states before every fall, not only those "
+                    "before 5 s")  # fmt: skip
     args = ap.parse_args()
     if args.reprint:
         return report(Path(args.out), args.dataset)
@@ -203,7 +208,7 @@ def main() -> None:
                         **p, **{f"demo/{k}": v for k, v in d.items()},
                         **{f"dr/{k}": v for k, v in dr.items()})  # fmt: skip
     (out / "command.txt").write_text(json.dumps(vars(args)) + "\n")
-    save_states(ptr, fall_s, dt, out / "early_states.npz")
+    save_states(ptr, fall_s, dt, out / "early_states.npz", every_fall=args.every_fall)
     report(out, args.dataset)
 
 
@@ -230,14 +235,18 @@ def coverage(p: dict, fall_s: np.ndarray, dt: float, dataset: Path) -> None:
         )
 
 
-def save_states(tr: dict, fall_s: np.ndarray, dt: float, path: Path, every: int = 5) -> None:
+def save_states(tr: dict, fall_s: np.ndarray, dt: float, path: Path, every: int = 5,
+                every_fall: bool = False) -> None:  # fmt: skip
     """The early fallers' full states from 1.5 s to 0.2 s before each fall, every ``every``
     steps, as ``EnvConfig.init_states`` reads them (``qpos`` [N, 19], ``qvel`` [N, 18]): starts
     for the demonstrator's recoveries from the drift (``dmpc dataset --cfg.env-set
-    init_states=<path>``)."""
+    init_states=<path>``). ``every_fall``: every faller's, from 3.5 s (not before 1.5 s) to
+    0.2 s before its fall (an early faller's states are the same)."""
     qpos, qvel = np.asarray(tr["qpos"]), np.asarray(tr["qvel"])
-    rows = [(t, b) for b in np.flatnonzero(fall_s < 5)
-            for t in range(int(1.5 / dt), int(round((fall_s[b] - 0.2) / dt)), every)]  # fmt: skip
+    fallers = np.flatnonzero(np.isfinite(fall_s) if every_fall else fall_s < 5)
+    first = lambda b: max(int(1.5 / dt), int(round((fall_s[b] - 3.5) / dt)))  # noqa: E731
+    rows = [(t, b) for b in fallers
+            for t in range(first(b), int(round((fall_s[b] - 0.2) / dt)), every)]  # fmt: skip
     t, b = (np.array(x, int) for x in zip(*rows, strict=True)) if rows else ([], [])
     np.savez(path, qpos=qpos[t, b], qvel=qvel[t, b])
 
