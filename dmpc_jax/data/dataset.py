@@ -156,9 +156,9 @@ def load_dataset(path: Path, *, mmap: bool = True) -> Dataset:
 
 def concatenate(out: Path, sources: list[Path], chunk: int = 64) -> Dataset:
     """One dataset of the sources' envs side by side (DAgger's aggregate of several collections):
-    every source must hold the same steps per env and observation layout; ``meta.json`` keeps the
-    first source's collection and env settings, lists the sources, and holds the union's scaling
-    statistics. ``out`` must not exist: nothing is overwritten."""
+    every source must hold the same steps per env and observation layout; ``meta.json`` lists
+    the sources with their collection and env settings, and holds the union's transitions,
+    episode ends, falls and scaling statistics. ``out`` must not exist: nothing is overwritten."""
     out = Path(out)
     if out.exists():
         raise DatasetError(f"{out} exists: pick a new directory for the concatenation")
@@ -180,9 +180,16 @@ def concatenate(out: Path, sources: list[Path], chunk: int = 64) -> Dataset:
             for k in FIELDS:
                 arrays[k][e + i : e + i + n] = d[k][i : i + n]
         e += d.n_envs
-    meta = {k: v for k, v in parts[0].meta.items() if k not in ("files", "stats", "schema_version")}
+    own = ("files", "stats", "schema_version", "config", "env", "collection_s",
+           "first_chunk_with_compile_s")  # fmt: skip
+    meta = {k: v for k, v in parts[0].meta.items() if k not in own}
     meta["created_by"] = "dataset.concatenate"
-    meta["sources"] = [{"path": str(d.path), "n_envs": d.n_envs} for d in parts]
+    meta["sources"] = [{"path": str(d.path), "n_envs": d.n_envs,
+                        **{k: d.meta[k] for k in ("config", "env") if k in d.meta}}
+                       for d in parts]  # fmt: skip
+    meta["transitions"] = shapes["obs"][0] * shapes["obs"][1]
+    meta["episodes_ended"] = int(sum(int(np.asarray(d["done"]).sum()) for d in parts))
+    meta["falls"] = int(sum(int(np.asarray(d["terminated"]).sum()) for d in parts))
     finalize(out, arrays, meta)
     return load_dataset(out)
 

@@ -94,6 +94,7 @@ def test_concatenated_datasets_hold_every_source_env_and_the_union_stats(tmp_pat
     both = np.concatenate([a["obs"], b["obs"]])
     np.testing.assert_allclose(c.meta["stats"]["obs"]["mean"], both.mean((0, 1)), rtol=1e-5)
     assert [s["n_envs"] for s in c.meta["sources"]] == [3, 2]
+    assert c.meta["transitions"] == 100 and c.meta["episodes_ended"] == 2  # a's and b's done
     # windows never join two sources' envs: the union's windows are each source's
     assert len(WindowSampler(c, horizon=5)) == len(WindowSampler(a, 5)) + len(WindowSampler(b, 5))
     with pytest.raises(DatasetError, match="exists"):
