@@ -25,10 +25,12 @@ at row D); the outcomes then go to ``OUT/<variant>_sync/``.
 
 ``--seed S`` evaluates on other keys than every in-loop point's (seed 0): whether a planner's
 lead on the in-loop keys holds on episodes nothing was picked on; outcomes go to
-``OUT/<variant>_seed<S>/``. ``--episodes N`` overrides the run's evaluation episodes.
+``OUT/<variant>_seed<S>/``. ``--episodes N`` overrides the run's evaluation episodes; ``--task T``
+its task (a suite task, e.g. ``walk_0.5``: what a planner trained on other data kept), outcomes
+in ``OUT/<variant>_<T>/``.
 
 Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync]
-       [--seed S] [--episodes N] VARIANT...
+       [--seed S] [--episodes N] [--task T] VARIANT...
 """
 
 from __future__ import annotations
@@ -68,14 +70,14 @@ def variant_params(name: str, pretrained: dict, state: dict) -> dict:
 
 
 def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
-    """RUN_DIR STEP OUT [--mode M] [--seed S] [--episodes N] VARIANT... -> its parts."""
+    """RUN_DIR STEP OUT [--mode M] [--seed S] [--episodes N] [--task T] VARIANT... -> parts."""
     if len(argv) < 4:
         raise SystemExit(__doc__)
     run, step, out, rest = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
-    opts = {"mode": "async", "seed": 0, "episodes": 0}
+    opts = {"mode": "async", "seed": 0, "episodes": 0, "task": ""}
     while rest[:1] and rest[0].startswith("--") and rest[0][2:] in opts and len(rest) > 1:
         flag, value, rest = rest[0][2:], rest[1], rest[2:]
-        opts[flag] = value if flag == "mode" else int(value)
+        opts[flag] = value if flag in ("mode", "task") else int(value)
     if opts["mode"] not in ("async", "sync") or not rest:
         raise SystemExit(__doc__)
     return run, step, out, opts, rest
@@ -87,6 +89,8 @@ def main(argv: list[str]) -> None:
     cfg = load_json(DaggerConfig if "branch_steps" in raw else FinetuneConfig, run / "config.json")
     if opts["episodes"]:
         cfg = dataclasses.replace(cfg, eval_episodes=opts["episodes"])
+    if opts["task"]:  # another suite task on the same keys
+        cfg = dataclasses.replace(cfg, eval_task=opts["task"])
     planner = load_planner(cfg.pretrained)
     state = None
     if any(v not in ("planner", "pretrained") for v in variants):
@@ -104,11 +108,13 @@ def main(argv: list[str]) -> None:
             params = variant_params(name, planner.params["denoiser"], state)
         row = evaluator(params)
         suffix = ("_sync" if mode == "sync" else "") + (f"_seed{seed}" if seed else "")
+        suffix += f"_{opts['task']}" if opts["task"] else ""
         d = out / (name.replace(":", "_") + suffix)
         d.mkdir(parents=True, exist_ok=True)
         evaluator.append_episodes(d / "eval_episodes.jsonl", step)
         rates = {k: round(v, 4) for k, v in row.items() if k.count("/") == 1}
-        print(json.dumps({"variant": name, "step": step, "mode": mode, "seed": seed, **rates,
+        print(json.dumps({"variant": name, "step": step, "mode": mode, "seed": seed,
+                          "task": cfg.eval_task, **rates,
                           "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)  # fmt: skip
 
 
