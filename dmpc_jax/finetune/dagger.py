@@ -284,7 +284,9 @@ def dagger(
     )  # fmt: skip
     update = make_update(nets, dcfg, planner.scaler, optimizer, "denoiser")
     windows = MixedWindows.from_config(cfg, h)
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
+    evaluator = (
+        Evaluator(cfg, planner, cfg.eval_rules, seed=cfg.eval_seed) if cfg.eval_every else None
+    )
     offline_only = cfg.offline_fraction == 1.0  # the control: no rollouts, nothing from them
 
     def evaluate(params, it):  # per-episode outcomes on the fixed keys, as dmpc finetune keeps

@@ -61,6 +61,8 @@ class DaggerConfig:
         eval_rules: success rules measured (``scenario.outcomes.RULES``), each episode's outcome
             kept in ``eval_episodes.jsonl`` as in ``dmpc finetune``.
         eval_before: also measure the starting planner (iteration 0) when a run starts.
+        eval_seed: the measurement's keys (0: ``dmpc eval``'s and every run's in-loop keys;
+            another seed, e.g. validation keys to pick among trainings or snapshots on).
         seed: PRNG seed.
     """
 
@@ -96,6 +98,7 @@ class DaggerConfig:
     eval_task: str = "walk_1.0"
     eval_rules: tuple[str, ...] = ("strict",)
     eval_before: bool = True
+    eval_seed: int = 0
     seed: int = 0
 
     def __post_init__(self):

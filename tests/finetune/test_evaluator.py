@@ -5,6 +5,7 @@ settings: N = 1, DDPM, analytic rewards on x0_hat, E / D, keys), so its success 
 import dataclasses
 
 import numpy as np
+import pytest
 
 from dmpc_jax.evaluate.planner_eval import EvalConfig
 from dmpc_jax.finetune.config import finetune_preset
@@ -78,3 +79,22 @@ def test_episode_times_give_each_episodes_fall_and_box_exit_beside_its_outcome()
     assert outcomes.success(strict, "strict").tolist() == [False, True, False]
     assert outcomes.success(paper, "box").tolist() == [True, True, True]
     assert "box_exit_s" not in episode_times({"strict": strict}, dt)  # no paper trace, no exits
+
+
+def test_a_dagger_run_measures_on_its_eval_seeds_keys(tmp_path, monkeypatch):
+    """``--cfg.eval-seed 7``: the run's in-loop evaluation on seed 7's keys (validation keys to
+    pick among trainings on), built as every run builds it; stopped there, nothing compiles."""
+    import dmpc_jax.finetune.dagger as dagger_mod
+
+    class Built(Exception):
+        pass
+
+    def evaluator(cfg, planner, rules, seed=0):
+        raise Built(seed)
+
+    monkeypatch.setattr(dagger_mod, "Evaluator", evaluator)
+    cfg = dataclasses.replace(dagger_preset("cpu"), eval_seed=7, dataset="", offline_fraction=0.0)
+    with pytest.raises(Built) as e:
+        dagger_mod.dagger(cfg, run_dir=tmp_path / "run")
+    assert e.value.args == (7,)
+    assert dagger_preset("cpu").eval_seed == 0  # default: the keys of every in-loop point
