@@ -69,6 +69,34 @@ def variant_params(name: str, pretrained: dict, state: dict) -> dict:
     return {**state["params"], "denoiser": den}
 
 
+def run_config(run: Path) -> FinetuneConfig | DaggerConfig:
+    """The settings a run was started with: a dagger run's (its config holds branches) or a
+    finetuning run's."""
+    raw = json.loads((run / "config.json").read_text())
+    return load_json(DaggerConfig if "branch_steps" in raw else FinetuneConfig, run / "config.json")
+
+
+def run_params(run: Path, step: int, names: list[str], planner) -> dict:
+    """{variant: the planner's parameters} of a run (``planner``: the one it started from, whose
+    denoiser the mixes take): ``planner`` and ``pretrained`` need no checkpoint; the others are
+    read from the run's checkpoint at ``step`` (restored once, in the layout of the run's own
+    config), which only a finetuning run with an EMA holds."""
+    state = None
+    if any(n not in ("planner", "pretrained") for n in names):
+        cfg = run_config(run)
+        if not cfg.ema_decay or isinstance(cfg, DaggerConfig):
+            raise SystemExit(f"{run}: only the planner variant (no finetuning EMA checkpoint)")
+        template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
+        state = restore_state(checkpoint_manager(run), template, step)
+    out = {}
+    for name in names:
+        if name in ("planner", "pretrained"):
+            out[name] = load_planner(run).params if name == "planner" else planner.params
+        else:
+            out[name] = variant_params(name, planner.params["denoiser"], state)
+    return out
+
+
 def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
     """RUN_DIR STEP OUT [--mode M] [--seed S] [--episodes N] [--task T] VARIANT... -> parts."""
     if len(argv) < 4:
@@ -85,28 +113,18 @@ def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
 
 def main(argv: list[str]) -> None:
     run, step, out, opts, variants = parse(argv)
-    raw = json.loads((run / "config.json").read_text())  # a dagger run's settings hold its branches
-    cfg = load_json(DaggerConfig if "branch_steps" in raw else FinetuneConfig, run / "config.json")
+    cfg = run_config(run)
     if opts["episodes"]:
         cfg = dataclasses.replace(cfg, eval_episodes=opts["episodes"])
     if opts["task"]:  # another suite task on the same keys
         cfg = dataclasses.replace(cfg, eval_task=opts["task"])
     planner = load_planner(cfg.pretrained)
-    state = None
-    if any(v not in ("planner", "pretrained") for v in variants):
-        if not cfg.ema_decay or isinstance(cfg, DaggerConfig):
-            raise SystemExit(f"{run}: only the planner variant (no finetuning EMA checkpoint)")
-        template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
-        state = restore_state(checkpoint_manager(run), template, step)
+    params = run_params(run, step, variants, planner)
     mode, seed = opts["mode"], opts["seed"]
     evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=MPCConfig(mode=mode), seed=seed)
     for name in variants:
         t0 = time.perf_counter()
-        if name in ("planner", "pretrained"):
-            params = load_planner(run).params if name == "planner" else planner.params
-        else:
-            params = variant_params(name, planner.params["denoiser"], state)
-        row = evaluator(params)
+        row = evaluator(params[name])
         suffix = ("_sync" if mode == "sync" else "") + (f"_seed{seed}" if seed else "")
         suffix += f"_{opts['task']}" if opts["task"] else ""
         d = out / (name.replace(":", "_") + suffix)

@@ -39,14 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from eval_params import variant_params  # noqa: E402
+from eval_params import run_params  # noqa: E402
 
-from dmpc_jax.checkpointing import checkpoint_manager, restore_state  # noqa: E402
 from dmpc_jax.config import load_json  # noqa: E402
 from dmpc_jax.data.dataset import fallen_rows, load_dataset, window_starts  # noqa: E402
 from dmpc_jax.finetune.config import FinetuneConfig  # noqa: E402
 from dmpc_jax.finetune.rollout import nominal_spec  # noqa: E402
-from dmpc_jax.finetune.update import initial_state  # noqa: E402
 from dmpc_jax.planner.load import load_planner  # noqa: E402
 from dmpc_jax.planner.sampler import SamplerConfig  # noqa: E402
 
@@ -102,12 +100,9 @@ def main() -> None:
             points.append((Path(p).name, load_planner(p).params))
             continue
         run, step, *variant = p.split(":", 2)
-        rcfg = load_json(FinetuneConfig, Path(run) / "config.json")
-        template = initial_state(rcfg, planner.params)  # each run's own checkpoint layout
-        state = restore_state(checkpoint_manager(Path(run)), template, int(step))
         name = variant[0] if variant else "ema"
         points.append((f"{Path(run).name}@{step} {name}",
-                       variant_params(name, planner.params["denoiser"], state)))  # fmt: skip
+                       run_params(Path(run), int(step), [name], planner)[name]))  # fmt: skip
     print(f"{len(starts)} recovery episodes of {args.dataset} (first {e} rows; error in units of "
           f"the demonstrator's per-joint std; {args.samples} plans each)")  # fmt: skip
     print(f"{'planner':<58} {'row 0':>7} {'rows 0-3':>9} {'rows 0-' + str(e - 1):>9}")

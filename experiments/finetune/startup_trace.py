@@ -64,20 +64,13 @@ from dmpc_jax.scenario.tasks import get_task
 BIN_S = 0.5
 
 
-def _params(args, cfg, planner):
+def _params(args, planner):
     if args.run is None:
         return None
-    if args.variant == "planner":  # the run's exported planner (a dagger run has no EMA state)
-        return load_planner(args.run).params
-    from dmpc_jax.checkpointing import checkpoint_manager, restore_state
-    from dmpc_jax.finetune.update import initial_state
-
     sys.path.insert(0, str(Path(__file__).parent))
-    from eval_params import variant_params
+    from eval_params import run_params
 
-    template = initial_state(cfg, planner.params)
-    state = restore_state(checkpoint_manager(Path(args.run)), template, args.step)
-    return variant_params(args.variant, planner.params["denoiser"], state)
+    return run_params(Path(args.run), args.step, [args.variant], planner)[args.variant]
 
 
 def trace_arrays(tr: dict, n: int) -> dict:
@@ -191,7 +184,7 @@ def main() -> None:
     hs = Harness(HarnessConfig(planner_run=cfg.pretrained, demonstrator_run=cfg.demonstrator_run,
                                episodes=episodes, mpc=MPCConfig(), seed=args.seed),
                  planner=planner)  # fmt: skip
-    ptr, _ = hs.run("task", spec, spec.push_scale, params=_params(args, cfg, planner), probe=True)
+    ptr, _ = hs.run("task", spec, spec.push_scale, params=_params(args, planner), probe=True)
     dtr, _ = hs.run("demonstrator", spec, spec.push_scale)
     dt = hs.env(spec.push_scale).cfg.ctrl_dt
     n = int(round(args.seconds / dt))

@@ -55,3 +55,23 @@ def test_options_before_the_variants_are_read_in_any_order():
 def test_no_variant_or_a_bad_mode_prints_the_usage(argv):
     with pytest.raises(SystemExit, match="Usage"):
         eval_params.parse(argv)
+
+
+def test_variants_without_a_checkpoint_need_no_ema(tmp_path, monkeypatch):
+    """``planner`` (the run's saved planner) and ``pretrained`` read no checkpoint, so a dagger
+    run without an EMA serves them; a checkpoint variant of such a run is refused."""
+    import json
+
+    from dmpc_jax.finetune.dagger_config import DaggerConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"branch_steps": [60, 80], "ema_decay": 0.0}))
+    saved = {"denoiser": _tree(5.0)}
+    monkeypatch.setattr(eval_params, "load_planner", lambda p: type("P", (), {"params": saved}))
+    start = type("P", (), {"params": {"denoiser": PRETRAINED}})
+    assert isinstance(eval_params.run_config(run), DaggerConfig)
+    got = eval_params.run_params(run, 5, ["planner", "pretrained"], start)
+    assert got["planner"] is saved and got["pretrained"] is start.params
+    with pytest.raises(SystemExit, match="only the planner variant"):
+        eval_params.run_params(run, 5, ["planner", "ema"], start)

@@ -2,13 +2,11 @@
 fallers' states, from when to when."""
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 
 _DIR = Path(__file__).parents[2] / "experiments/finetune"
-sys.path.insert(0, str(_DIR))  # startup_trace imports its neighbour eval_params
 _spec = importlib.util.spec_from_file_location("startup_trace", _DIR / "startup_trace.py")
 startup_trace = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(startup_trace)
