@@ -39,9 +39,13 @@ from tqdm import tqdm
 
 from dmpc_jax.checkpointing import truncate_metrics
 from dmpc_jax.diffusion import model as M
-from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.envs.rollout import Controller, stateless
-from dmpc_jax.finetune.dagger_config import DaggerConfig, dagger_preset
+from dmpc_jax.finetune.dagger_config import (
+    DaggerConfig,
+    dagger_preset,
+    learning_rate,
+    make_dagger_optimizer,
+)
 from dmpc_jax.finetune.evaluator import Evaluator
 from dmpc_jax.finetune.loop import prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
@@ -245,7 +249,7 @@ def dagger(
             f"DaggerConfig.branch_steps[0] ({cfg.branch_steps[0]}) minus skip_after_fork "
             f"({cfg.skip_after_fork}) must be >= the horizon ({h})"
         )
-    optimizer = make_optimizer(cfg)
+    optimizer = make_dagger_optimizer(cfg)
     state = {
         "params": planner.params,
         "ema": planner.params,
@@ -336,6 +340,7 @@ def dagger(
         if evaluator is not None and (it % cfg.eval_every == 0 or it == cfg.iterations):
             row.update(evaluate(ema, it))
         row["denoiser_steps"] = it * cfg.denoiser_steps
+        row["train/learning_rate"] = float(learning_rate(cfg, it * cfg.denoiser_steps - 1))
         row["time/iter_s"] = time.perf_counter() - t0
         row["time/wall_s"] = prev_wall + time.perf_counter() - wall0
         logger.log(row, it, skip=("iteration",))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+
+import jax.numpy as jnp
+import optax
 
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 
@@ -50,6 +54,11 @@ class DaggerConfig:
         denoiser_steps: optimizer steps per iteration.
         batch_size: the denoiser's batch (windows).
         learning_rate: its Adam rate.
+        lr_decay_steps: K > 0: the rate holds ``learning_rate`` until the run's last K optimizer
+            steps (of ``iterations * denoiser_steps``), then falls linearly to zero at the last
+            one (0: constant to the end). The spread between trainings and between snapshots
+            of one training lives in the last few hundred steps of a constant-rate fit
+            (experiments/finetune/rounds); an annealed end asks whether it narrows.
         grad_clip: its global-norm gradient clip.
         steps_per_call: optimizer steps per jitted call.
         ema_decay: per-step decay of the EMA of the parameters, which is the planner (rollouts,
@@ -89,6 +98,7 @@ class DaggerConfig:
     denoiser_steps: int = 200
     batch_size: int = 256
     learning_rate: float = 1e-4
+    lr_decay_steps: int = 0
     grad_clip: float = 1.0
     steps_per_call: int = 20
     ema_decay: float = 0.995
@@ -121,6 +131,11 @@ class DaggerConfig:
                 f"DaggerConfig.denoiser_steps ({self.denoiser_steps}) must be a multiple of "
                 f"steps_per_call ({self.steps_per_call})"
             )
+        if not 0 <= self.lr_decay_steps <= self.iterations * self.denoiser_steps:
+            raise ValueError(
+                f"DaggerConfig.lr_decay_steps must be in [0, iterations * denoiser_steps = "
+                f"{self.iterations * self.denoiser_steps}], got {self.lr_decay_steps}"
+            )
         lo, hi = self.branch_steps
         if not 1 <= lo <= hi:
             raise ValueError(f"DaggerConfig.branch_steps must be 1 <= lo <= hi, got {(lo, hi)}")
@@ -141,6 +156,22 @@ class DaggerConfig:
             raise ValueError(
                 f"DaggerConfig.eval_rules must name strict, paper or box, got {self.eval_rules}"
             )
+
+
+def learning_rate(cfg: DaggerConfig, step):
+    """The Adam rate at optimizer step ``step`` (0-based, over the whole run): ``learning_rate``
+    up to the last ``lr_decay_steps`` = K steps, then linearly down to ``learning_rate / K`` at the
+    run's last step (constant with K = 0)."""
+    if not cfg.lr_decay_steps:
+        return cfg.learning_rate
+    total, k = cfg.iterations * cfg.denoiser_steps, cfg.lr_decay_steps
+    return cfg.learning_rate * jnp.clip((total - step) / k, 0.0, 1.0)
+
+
+def make_dagger_optimizer(cfg: DaggerConfig) -> optax.GradientTransformation:
+    """Pretraining's optimizer (global-norm clip, then Adam) at ``learning_rate``'s rate."""
+    rate = functools.partial(learning_rate, cfg) if cfg.lr_decay_steps else cfg.learning_rate
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
 
 
 def dagger_preset(name: str) -> DaggerConfig:

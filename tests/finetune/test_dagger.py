@@ -197,3 +197,33 @@ def test_committed_branches_replay_the_learner_then_the_expert_and_keep_the_fork
     np.testing.assert_array_equal(rec["valid"][ages >= 0], ages[ages >= 0] < h)
     pieces = split_pieces(rec["valid"], rec["done"], h)
     assert pieces and all(b - a == h and (fork[a, e] or a == 0) for e, a, b in pieces)
+
+
+def test_the_rate_holds_then_falls_linearly_over_the_last_steps_of_the_run():
+    """At the real run's shapes (5 x 340 steps, the last 680 annealed), Adam with a constant
+    gradient moves by the rate itself: 1e-4 for 1020 steps, then linearly down to 1e-4 / 680."""
+    from dmpc_jax.finetune.dagger_config import make_dagger_optimizer
+
+    cfg = DaggerConfig(iterations=5, denoiser_steps=340, lr_decay_steps=680, grad_clip=1e9)
+    opt = make_dagger_optimizer(cfg)
+    p = jnp.zeros(())
+    state = opt.init(p)
+
+    def step(state, _):
+        u, state = opt.update(jnp.ones(()), state, p)
+        return state, -u
+
+    _, moves = jax.lax.scan(step, state, None, length=1700)
+    moves = np.asarray(moves)
+    np.testing.assert_allclose(moves[:1021], 1e-4, rtol=1e-3)
+    np.testing.assert_allclose(moves[1020:], 1e-4 * (680 - np.arange(680)) / 680, rtol=1e-3)
+    constant = make_dagger_optimizer(DaggerConfig(iterations=5, denoiser_steps=340, grad_clip=1e9))
+    _, flat = jax.lax.scan(
+        lambda s, _: (lambda u, s: (s, -u))(*constant.update(jnp.ones(()), s, p)),
+        constant.init(p),
+        None,
+        length=1700,
+    )
+    np.testing.assert_allclose(np.asarray(flat), 1e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        DaggerConfig(iterations=5, denoiser_steps=340, lr_decay_steps=1701)
