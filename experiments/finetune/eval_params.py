@@ -14,6 +14,8 @@ env, keys, sampler and rules as the in-loop points and ``dmpc eval``):
                 variant of a run without an EMA, e.g. a ``dmpc dagger`` run with ema_decay 0);
                 STEP then only labels the outcomes
   pretrained    the planner the run started from (its config's ``pretrained``)
+  soup:A,B,...  the parameter-by-parameter mean of the exported planners of runs A, B, ...
+                (trainings from one start: a "model soup"); outcomes in ``OUT/soup_<names>``
 
 Each variant's per-episode outcomes go to ``OUT/<variant>/eval_episodes.jsonl`` (iteration =
 the checkpoint step), so ``paired.py`` compares it with any run's point:
@@ -48,6 +50,9 @@ import dmpc_jax  # noqa: F401  (first: it sets XLA's log level before JAX loads)
 with contextlib.redirect_stdout(io.StringIO()):  # mjx's "Failed to import warp", as dmpc's CLI
     import mujoco.mjx  # noqa: F401
 
+import jax
+import numpy as np
+
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import load_json
 from dmpc_jax.finetune.config import FinetuneConfig
@@ -76,13 +81,32 @@ def run_config(run: Path) -> FinetuneConfig | DaggerConfig:
     return load_json(DaggerConfig if "branch_steps" in raw else FinetuneConfig, run / "config.json")
 
 
+def soup(runs: list[str]) -> dict:
+    """The mean, parameter by parameter, of the exported planners of ``runs`` (all of one
+    network layout, e.g. trainings from one start)."""
+    if len(runs) < 2:
+        raise SystemExit(f"soup needs two or more runs, got {runs}")
+    trees = [load_planner(Path(r)).params for r in runs]
+    return jax.tree.map(lambda *xs: sum(np.asarray(x, np.float32) for x in xs) / len(xs), *trees)
+
+
+def out_name(variant: str) -> str:
+    """The output folder's name of a variant: ``mix:0.4`` -> ``mix_0.4``, a soup's runs by their
+    folder names: ``soup:a/r1,a/r2`` -> ``soup_r1-r2``."""
+    base, _, arg = variant.partition(":")
+    if base == "soup":
+        return "soup_" + "-".join(Path(r).name for r in arg.split(","))
+    return variant.replace(":", "_")
+
+
 def run_params(run: Path, step: int, names: list[str], planner) -> dict:
     """{variant: the planner's parameters} of a run (``planner``: the one it started from, whose
     denoiser the mixes take): ``planner`` and ``pretrained`` need no checkpoint; the others are
     read from the run's checkpoint at ``step`` (restored once, in the layout of the run's own
     config), which only a finetuning run with an EMA holds."""
     state = None
-    if any(n not in ("planner", "pretrained") for n in names):
+    fixed = ("planner", "pretrained")
+    if any(n not in fixed and not n.startswith("soup:") for n in names):
         cfg = run_config(run)
         if not cfg.ema_decay or isinstance(cfg, DaggerConfig):
             raise SystemExit(f"{run}: only the planner variant (no finetuning EMA checkpoint)")
@@ -90,8 +114,10 @@ def run_params(run: Path, step: int, names: list[str], planner) -> dict:
         state = restore_state(checkpoint_manager(run), template, step)
     out = {}
     for name in names:
-        if name in ("planner", "pretrained"):
+        if name in fixed:
             out[name] = load_planner(run).params if name == "planner" else planner.params
+        elif name.startswith("soup:"):
+            out[name] = soup(name.partition(":")[2].split(","))
         else:
             out[name] = variant_params(name, planner.params["denoiser"], state)
     return out
@@ -127,7 +153,7 @@ def main(argv: list[str]) -> None:
         row = evaluator(params[name])
         suffix = ("_sync" if mode == "sync" else "") + (f"_seed{seed}" if seed else "")
         suffix += f"_{opts['task']}" if opts["task"] else ""
-        d = out / (name.replace(":", "_") + suffix)
+        d = out / (out_name(name) + suffix)
         d.mkdir(parents=True, exist_ok=True)
         evaluator.append_episodes(d / "eval_episodes.jsonl", step)
         rates = {k: round(v, 4) for k, v in row.items() if k.count("/") == 1}

@@ -75,3 +75,25 @@ def test_variants_without_a_checkpoint_need_no_ema(tmp_path, monkeypatch):
     assert got["planner"] is saved and got["pretrained"] is start.params
     with pytest.raises(SystemExit, match="only the planner variant"):
         eval_params.run_params(run, 5, ["planner", "ema"], start)
+
+
+def test_a_soup_is_the_mean_of_the_runs_planners_and_needs_no_checkpoint(tmp_path, monkeypatch):
+    """``soup:A,B,C`` averages the three runs' exported planners leaf by leaf (a dagger run
+    without an EMA serves it) and names its outcomes by the runs' folders."""
+    import json
+
+    saved = {"r1": _tree(1.0), "r2": _tree(2.0), "r3": _tree(6.0)}
+    monkeypatch.setattr(
+        eval_params, "load_planner", lambda p: type("P", (), {"params": saved[Path(p).name]})
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"branch_steps": [60, 80], "ema_decay": 0.0}))
+    name = "soup:x/r1,x/r2,y/r3"
+    got = eval_params.run_params(run, 5, [name], None)[name]
+    for leaf in (got["a"], got["b"]["c"]):
+        np.testing.assert_allclose(leaf, 3.0, rtol=1e-6)
+    assert eval_params.out_name(name) == "soup_r1-r2-r3"
+    assert eval_params.out_name("mix:0.4") == "mix_0.4"
+    with pytest.raises(SystemExit, match="two or more"):
+        eval_params.run_params(run, 5, ["soup:x/r1"], None)
