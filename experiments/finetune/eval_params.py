@@ -29,10 +29,11 @@ at row D); the outcomes then go to ``OUT/<variant>_sync/``.
 lead on the in-loop keys holds on episodes nothing was picked on; outcomes go to
 ``OUT/<variant>_seed<S>/``. ``--episodes N`` overrides the run's evaluation episodes; ``--task T``
 its task (a suite task, e.g. ``walk_0.5``: what a planner trained on other data kept), outcomes
-in ``OUT/<variant>_<T>/``.
+in ``OUT/<variant>_<T>/``. ``--execute E --margin D``: another receding horizon than ``dmpc
+eval``'s E = 11, D = 4 (a test-time setting), outcomes in ``OUT/<variant>_E<E>D<D>/``.
 
 Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync]
-       [--seed S] [--episodes N] [--task T] VARIANT...
+       [--seed S] [--episodes N] [--task T] [--execute E --margin D] VARIANT...
 """
 
 from __future__ import annotations
@@ -128,12 +129,14 @@ def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
     if len(argv) < 4:
         raise SystemExit(__doc__)
     run, step, out, rest = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
-    opts = {"mode": "async", "seed": 0, "episodes": 0, "task": ""}
+    opts = {"mode": "async", "seed": 0, "episodes": 0, "task": "", "execute": 0, "margin": 0}
     while rest[:1] and rest[0].startswith("--") and rest[0][2:] in opts and len(rest) > 1:
         flag, value, rest = rest[0][2:], rest[1], rest[2:]
         opts[flag] = value if flag in ("mode", "task") else int(value)
     if opts["mode"] not in ("async", "sync") or not rest:
         raise SystemExit(__doc__)
+    if bool(opts["execute"]) != bool(opts["margin"]):
+        raise SystemExit("--execute and --margin go together\n" + __doc__)
     return run, step, out, opts, rest
 
 
@@ -147,12 +150,15 @@ def main(argv: list[str]) -> None:
     planner = load_planner(cfg.pretrained)
     params = run_params(run, step, variants, planner)
     mode, seed = opts["mode"], opts["seed"]
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=MPCConfig(mode=mode), seed=seed)
+    horizon = {"execute": opts["execute"], "margin": opts["margin"]} if opts["execute"] else {}
+    mpc = MPCConfig(mode=mode, **horizon)
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=mpc, seed=seed)
     for name in variants:
         t0 = time.perf_counter()
         row = evaluator(params[name])
         suffix = ("_sync" if mode == "sync" else "") + (f"_seed{seed}" if seed else "")
         suffix += f"_{opts['task']}" if opts["task"] else ""
+        suffix += f"_E{mpc.execute}D{mpc.margin}" if horizon else ""
         d = out / (out_name(name) + suffix)
         d.mkdir(parents=True, exist_ok=True)
         evaluator.append_episodes(d / "eval_episodes.jsonl", step)

@@ -40,18 +40,20 @@ def test_unknown_variant_is_refused(name):
 def test_options_before_the_variants_are_read_in_any_order():
     run, step, out, opts, variants = eval_params.parse(
         ["r", "80", "o", "--seed", "2", "--mode", "sync", "--episodes", "64", "--task", "walk_0.5",
-         "planner", "ema"]
+         "--execute", "24", "--margin", "4", "planner", "ema"]
     )  # fmt: skip
     assert (run, step, out) == (Path("r"), 80, Path("o"))
-    assert opts == {"mode": "sync", "seed": 2, "episodes": 64, "task": "walk_0.5"}
+    assert opts == {"mode": "sync", "seed": 2, "episodes": 64, "task": "walk_0.5", "execute": 24,
+                    "margin": 4}  # fmt: skip
     assert variants == ["planner", "ema"]
     assert eval_params.parse(["r", "5", "o", "pretrained"])[3] == {
-        "mode": "async", "seed": 0, "episodes": 0, "task": "",
+        "mode": "async", "seed": 0, "episodes": 0, "task": "", "execute": 0, "margin": 0,
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("argv", [["r", "5", "o"], ["r", "5", "o", "--seed", "1"],
-                                  ["r", "5", "o", "--mode", "fast", "ema"]])  # fmt: skip
+                                  ["r", "5", "o", "--mode", "fast", "ema"],
+                                  ["r", "5", "o", "--execute", "24", "ema"]])  # fmt: skip
 def test_no_variant_or_a_bad_mode_prints_the_usage(argv):
     with pytest.raises(SystemExit, match="Usage"):
         eval_params.parse(argv)
