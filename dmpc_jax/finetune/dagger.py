@@ -51,6 +51,7 @@ from dmpc_jax.finetune.loop import prepare_finetune_run
 from dmpc_jax.finetune.rollout import make_env
 from dmpc_jax.finetune.rwr import ReplayBuffer
 from dmpc_jax.finetune.update import (
+    keep_best_planner,
     make_update,
     offline_rows,
     offline_windows,
@@ -296,6 +297,8 @@ def dagger(
     def evaluate(params, it):  # per-episode outcomes on the fixed keys, as dmpc finetune keeps
         row = evaluator(params)
         evaluator.append_episodes(run_dir / "eval_episodes.jsonl", it)
+        if cfg.keep_best:  # the pick among the run's snapshots, on the evaluation's keys
+            keep_best_planner(run_dir, params, it, row, cfg.eval_rules[0])
         return row
 
     base = jax.random.PRNGKey(cfg.seed)

@@ -72,6 +72,12 @@ class DaggerConfig:
         eval_before: also measure the starting planner (iteration 0) when a run starts.
         eval_seed: the measurement's keys (0: ``dmpc eval``'s and every run's in-loop keys;
             another seed, e.g. validation keys to pick among trainings or snapshots on).
+        keep_best: also keep the planner of the evaluation with the highest success under the
+            first of ``eval_rules`` so far (ties: the earlier) as ``<run>/best/``, a planner
+            run of its own (``load_planner``, ``dmpc eval``, ``eval_params.py <run>/best``) with
+            ``best.json`` naming its iteration and rates: a pick among a training's snapshots,
+            on the evaluation's keys (use validation keys, ``eval_seed``, and confirm the pick
+            on others).
         seed: PRNG seed.
     """
 
@@ -109,6 +115,7 @@ class DaggerConfig:
     eval_rules: tuple[str, ...] = ("strict",)
     eval_before: bool = True
     eval_seed: int = 0
+    keep_best: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -151,6 +158,8 @@ class DaggerConfig:
             raise ValueError("DaggerConfig.offline_fraction > 0 needs a dataset")
         if self.eval_every < 0 or self.eval_episodes < 1:
             raise ValueError("DaggerConfig.eval_every must be >= 0 and eval_episodes >= 1")
+        if self.keep_best and not self.eval_every:
+            raise ValueError("DaggerConfig.keep_best needs evaluations (eval_every > 0)")
         bad = set(self.eval_rules) - {"strict", "paper", "box"}
         if bad or not self.eval_rules:
             raise ValueError(

@@ -87,6 +87,7 @@ class Evaluator:
         s = episode_stats(traces["strict"], spec.command[0], env.cfg.ctrl_dt)
         row = {"eval/success_rate": s["success_rate"],
                "eval/tracking_err": s["tracking_err_m_per_s"],
+               "eval/forward_vel": s["mean_forward_vel"],
                "eval/action_err_std": action_error(traces["strict"])}  # fmt: skip
         self.episodes = {}
         self.times = episode_times(traces, env.cfg.ctrl_dt)

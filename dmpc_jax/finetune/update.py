@@ -4,7 +4,9 @@ parameters, the rollout's env state)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import jax
@@ -233,6 +235,29 @@ def save_checkpoint(
     save_state(mngr, it, state, force=True)
     planner = state[planner_key] if planner is None else planner
     save_planner_params(checkpoint_manager(run_dir, 1, "planner"), it, planner)
+
+
+BEST_FILES = ("config.json", "pretrain_config.json", "scaler.json", "robot.json")
+
+
+def keep_best_planner(run_dir: Path, params, iteration: int, row: dict, rule: str) -> bool:
+    """Keep ``params`` as ``run_dir/best/`` (a planner run of its own: the run's config, scaler
+    and robot files, ``planner/``, and ``best.json`` with the iteration and the row's
+    ``eval/*`` rates) when ``row[f"eval/{rule}"]`` beats the kept one's (ties keep the earlier);
+    returns whether it did."""
+    best = Path(run_dir) / "best"
+    info, rate = best / "best.json", float(row[f"eval/{rule}"])
+    if info.exists() and json.loads(info.read_text())["rate"] >= rate:
+        return False
+    best.mkdir(exist_ok=True)
+    for name in BEST_FILES:
+        shutil.copyfile(Path(run_dir) / name, best / name)
+    save_planner_params(checkpoint_manager(best, 1, "planner"), iteration, params)
+    rates = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
+    info.write_text(
+        json.dumps({"iteration": iteration, "rule": rule, "rate": rate, **rates}) + "\n"
+    )
+    return True
 
 
 def restore_checkpoint(run_dir: Path, template: dict, buf: ReplayBuffer):

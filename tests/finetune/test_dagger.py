@@ -2,6 +2,8 @@
 learner's state and record the expert's actions; pieces end where a branch is forked again; the
 buffer keeps the newest pieces; the mixed batches hold both sources."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,3 +229,37 @@ def test_the_rate_holds_then_falls_linearly_over_the_last_steps_of_the_run():
     np.testing.assert_allclose(np.asarray(flat), 1e-4, rtol=1e-3)
     with pytest.raises(ValueError, match="lr_decay_steps"):
         DaggerConfig(iterations=5, denoiser_steps=340, lr_decay_steps=1701)
+
+
+def test_the_best_snapshot_is_kept_as_a_planner_run_of_its_own(tmp_path):
+    """``keep_best_planner`` keeps the first evaluation, replaces it only on a higher rate (a tie
+    keeps the earlier) and leaves a run ``load_planner`` reads: the kept snapshot's parameters,
+    the run's scaler, with ``best.json`` naming its iteration."""
+    import json
+    import shutil
+
+    from dmpc_jax.finetune.update import keep_best_planner
+    from dmpc_jax.planner.load import load_planner
+
+    src = Path("checkpoints/diffusion/cpu")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "scaler.json", "robot.json"):
+        shutil.copyfile(src / name, run / name)
+    shutil.copyfile(src / "config.json", run / "pretrain_config.json")
+    params = load_planner(src).params
+    snapshot = {it: jax.tree.map(lambda x, it=it: np.asarray(x) * (1 + it / 100), params)
+                for it in range(1, 5)}  # fmt: skip
+    kept = [keep_best_planner(run, snapshot[it], it, {"eval/strict": r, "eval/box": 0.9}, "strict")
+            for it, r in ((1, 0.3), (2, 0.2), (3, 0.3), (4, 0.5))]  # fmt: skip
+    assert kept == [True, False, False, True]
+    info = json.loads((run / "best/best.json").read_text())
+    assert (info["iteration"], info["rate"], info["eval/box"]) == (4, 0.5, 0.9)
+    got = load_planner(run / "best")
+    for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(snapshot[4]), strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6)
+    want = load_planner(src).scaler
+    for k in want:
+        np.testing.assert_allclose(got.scaler[k], want[k])
+    with pytest.raises(ValueError, match="keep_best needs evaluations"):
+        DaggerConfig(keep_best=True, eval_every=0)
