@@ -31,9 +31,12 @@ lead on the in-loop keys holds on episodes nothing was picked on; outcomes go to
 its task (a suite task, e.g. ``walk_0.5``: what a planner trained on other data kept), outcomes
 in ``OUT/<variant>_<T>/``. ``--execute E --margin D``: another receding horizon than ``dmpc
 eval``'s E = 11, D = 4 (a test-time setting), outcomes in ``OUT/<variant>_E<E>D<D>/``.
+``--rules strict,paper,box``: other success rules than the run's ``eval_rules`` (the ``paper``
+or ``box`` rollout also records when each episode left the box: whether a success walked).
 
 Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync]
-       [--seed S] [--episodes N] [--task T] [--execute E --margin D] VARIANT...
+       [--seed S] [--episodes N] [--task T] [--execute E --margin D]
+       [--rules R,R] VARIANT...
 """
 
 from __future__ import annotations
@@ -129,10 +132,18 @@ def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
     if len(argv) < 4:
         raise SystemExit(__doc__)
     run, step, out, rest = Path(argv[0]), int(argv[1]), Path(argv[2]), argv[3:]
-    opts = {"mode": "async", "seed": 0, "episodes": 0, "task": "", "execute": 0, "margin": 0}
+    opts = {
+        "mode": "async",
+        "seed": 0,
+        "episodes": 0,
+        "task": "",
+        "execute": 0,
+        "margin": 0,
+        "rules": "",
+    }
     while rest[:1] and rest[0].startswith("--") and rest[0][2:] in opts and len(rest) > 1:
         flag, value, rest = rest[0][2:], rest[1], rest[2:]
-        opts[flag] = value if flag in ("mode", "task") else int(value)
+        opts[flag] = value if flag in ("mode", "task", "rules") else int(value)
     if opts["mode"] not in ("async", "sync") or not rest:
         raise SystemExit(__doc__)
     if bool(opts["execute"]) != bool(opts["margin"]):
@@ -145,6 +156,8 @@ def main(argv: list[str]) -> None:
     cfg = run_config(run)
     if opts["episodes"]:
         cfg = dataclasses.replace(cfg, eval_episodes=opts["episodes"])
+    if opts["rules"]:
+        cfg = dataclasses.replace(cfg, eval_rules=tuple(opts["rules"].split(",")))
     if opts["task"]:  # another suite task on the same keys
         cfg = dataclasses.replace(cfg, eval_task=opts["task"])
     planner = load_planner(cfg.pretrained)
