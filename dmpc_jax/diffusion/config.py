@@ -94,9 +94,11 @@ def pretrain_preset(name: str) -> PretrainConfig:
     raise ValueError(f"unknown pretrain preset {name!r}; choose tiny, cpu or paper")
 
 
-def make_optimizer(cfg: PretrainConfig):
-    """Global-norm clip, then Adam at ``cfg.learning_rate``."""
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.learning_rate))
+def make_optimizer(cfg: PretrainConfig, rate=None):
+    """Global-norm clip, then Adam at ``rate``: a float or an optax schedule of the optimizer
+    step (None: ``cfg.learning_rate``)."""
+    rate = cfg.learning_rate if rate is None else rate
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
 
 
 def initial_state(cfg: PretrainConfig, params, optimizer) -> dict:

@@ -6,8 +6,8 @@ import dataclasses
 import functools
 
 import jax.numpy as jnp
-import optax
 
+from dmpc_jax.diffusion.config import make_optimizer
 from dmpc_jax.paths import DEFAULT_DEMONSTRATOR
 
 
@@ -177,10 +177,11 @@ def learning_rate(cfg: DaggerConfig, step):
     return cfg.learning_rate * jnp.clip((total - step) / k, 0.0, 1.0)
 
 
-def make_dagger_optimizer(cfg: DaggerConfig) -> optax.GradientTransformation:
+def make_dagger_optimizer(cfg: DaggerConfig):
     """Pretraining's optimizer (global-norm clip, then Adam) at ``learning_rate``'s rate."""
-    rate = functools.partial(learning_rate, cfg) if cfg.lr_decay_steps else cfg.learning_rate
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
+    return make_optimizer(
+        cfg, functools.partial(learning_rate, cfg) if cfg.lr_decay_steps else None
+    )
 
 
 def dagger_preset(name: str) -> DaggerConfig:

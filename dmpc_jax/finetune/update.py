@@ -69,8 +69,7 @@ def finetune_optimizer(cfg):
     a linear warm-up from 0 over ``cfg.lr_warmup_steps`` steps when that is set."""
     if not cfg.lr_warmup_steps:
         return make_optimizer(cfg)
-    rate = optax.linear_schedule(0.0, cfg.learning_rate, cfg.lr_warmup_steps)
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(rate))
+    return make_optimizer(cfg, optax.linear_schedule(0.0, cfg.learning_rate, cfg.lr_warmup_steps))
 
 
 def offline_windows(
