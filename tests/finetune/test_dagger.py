@@ -206,27 +206,23 @@ def test_the_rate_holds_then_falls_linearly_over_the_last_steps_of_the_run():
     gradient moves by the rate itself: 1e-4 for 1020 steps, then linearly down to 1e-4 / 680."""
     from dmpc_jax.finetune.dagger_config import make_dagger_optimizer
 
-    cfg = DaggerConfig(iterations=5, denoiser_steps=340, lr_decay_steps=680, grad_clip=1e9)
-    opt = make_dagger_optimizer(cfg)
     p = jnp.zeros(())
-    state = opt.init(p)
 
-    def step(state, _):
-        u, state = opt.update(jnp.ones(()), state, p)
-        return state, -u
+    def moves(**kw):  # how far Adam moves p at each of the run's 1700 steps
+        opt = make_dagger_optimizer(
+            DaggerConfig(iterations=5, denoiser_steps=340, grad_clip=1e9, **kw)
+        )
 
-    _, moves = jax.lax.scan(step, state, None, length=1700)
-    moves = np.asarray(moves)
-    np.testing.assert_allclose(moves[:1021], 1e-4, rtol=1e-3)
-    np.testing.assert_allclose(moves[1020:], 1e-4 * (680 - np.arange(680)) / 680, rtol=1e-3)
-    constant = make_dagger_optimizer(DaggerConfig(iterations=5, denoiser_steps=340, grad_clip=1e9))
-    _, flat = jax.lax.scan(
-        lambda s, _: (lambda u, s: (s, -u))(*constant.update(jnp.ones(()), s, p)),
-        constant.init(p),
-        None,
-        length=1700,
-    )
-    np.testing.assert_allclose(np.asarray(flat), 1e-4, rtol=1e-3)
+        def step(state, _):
+            u, state = opt.update(jnp.ones(()), state, p)
+            return state, -u
+
+        return np.asarray(jax.lax.scan(step, opt.init(p), None, length=1700)[1])
+
+    annealed = moves(lr_decay_steps=680)
+    np.testing.assert_allclose(annealed[:1021], 1e-4, rtol=1e-3)
+    np.testing.assert_allclose(annealed[1020:], 1e-4 * (680 - np.arange(680)) / 680, rtol=1e-3)
+    np.testing.assert_allclose(moves(), 1e-4, rtol=1e-3)
     with pytest.raises(ValueError, match="lr_decay_steps"):
         DaggerConfig(iterations=5, denoiser_steps=340, lr_decay_steps=1701)
 
