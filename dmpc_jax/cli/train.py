@@ -188,7 +188,8 @@ def dataset_concat(out: str, sources: tuple[str, ...]) -> None:
 
     Args:
         out: the new dataset directory (must not exist).
-        sources: two or more dataset directories with the same steps per env.
+        sources: two or more dataset directories; steps per env a multiple of the shortest's
+            (a longer source's envs are cut into pieces of that length).
     """
     from dmpc_jax.data.dataset import concatenate
 

@@ -156,37 +156,44 @@ def load_dataset(path: Path, *, mmap: bool = True) -> Dataset:
 
 def concatenate(out: Path, sources: list[Path], chunk: int = 64) -> Dataset:
     """One dataset of the sources' envs side by side (DAgger's aggregate of several collections):
-    every source must hold the same steps per env and observation layout; ``meta.json`` lists
-    the sources with their collection and env settings, and holds the union's transitions,
-    episode ends, falls and scaling statistics. ``out`` must not exist: nothing is overwritten."""
+    every source must hold the same observation layout, and steps per env that are a multiple
+    of the shortest source's T: a longer source's envs are each cut into pieces of T steps, one
+    env per piece (windows across a cut are lost; e.g. the 8000-step pretraining data beside
+    4000-step recoveries). ``meta.json`` lists the sources with their collection and env
+    settings and envs after the cut, and holds the union's transitions, episode ends, falls and
+    scaling statistics. ``out`` must not exist: nothing is overwritten."""
     out = Path(out)
     if out.exists():
         raise DatasetError(f"{out} exists: pick a new directory for the concatenation")
     parts = [load_dataset(Path(p)) for p in sources]
     if len(parts) < 2:
         raise DatasetError("concatenate needs two or more datasets")
-    for d in parts[1:]:
-        if d.n_steps != parts[0].n_steps:
-            raise DatasetError(f"{d.path} holds {d.n_steps} steps per env, {parts[0].path} "
-                               f"{parts[0].n_steps}: only equal lengths go side by side")  # fmt: skip
+    t = min(d.n_steps for d in parts)
+    for d in parts:
+        if d.n_steps % t:
+            raise DatasetError(f"{d.path} holds {d.n_steps} steps per env, not a multiple of the "
+                               f"shortest source's {t}: its envs cannot be cut to that length")  # fmt: skip
         if d.meta.get("obs_layout") != parts[0].meta.get("obs_layout"):
             raise DatasetError(f"{d.path}: another observation layout than {parts[0].path}")
-    shapes = {k: (sum(d.n_envs for d in parts), *parts[0][k].shape[1:]) for k in FIELDS}
+    cuts = [d.n_steps // t for d in parts]  # pieces per source env
+    shapes = {k: (sum(d.n_envs * c for d, c in zip(parts, cuts, strict=True)), t,
+                  *parts[0][k].shape[2:]) for k in FIELDS}  # fmt: skip
     arrays = create_arrays(out, shapes)
     e = 0
-    for d in parts:
+    for d, c in zip(parts, cuts, strict=True):
         for i in range(0, d.n_envs, chunk):
             n = min(chunk, d.n_envs - i)
-            for k in FIELDS:
-                arrays[k][e + i : e + i + n] = d[k][i : i + n]
-        e += d.n_envs
+            for k in FIELDS:  # env i's piece j becomes env e + i * c + j
+                block = np.asarray(d[k][i : i + n])
+                arrays[k][e + i * c : e + (i + n) * c] = block.reshape(n * c, t, *block.shape[2:])
+        e += d.n_envs * c
     own = ("files", "stats", "schema_version", "config", "env", "collection_s",
            "first_chunk_with_compile_s")  # fmt: skip
     meta = {k: v for k, v in parts[0].meta.items() if k not in own}
     meta["created_by"] = "dataset.concatenate"
-    meta["sources"] = [{"path": str(d.path), "n_envs": d.n_envs,
+    meta["sources"] = [{"path": str(d.path), "n_envs": d.n_envs * c, "cut": c,
                         **{k: d.meta[k] for k in ("config", "env") if k in d.meta}}
-                       for d in parts]  # fmt: skip
+                       for d, c in zip(parts, cuts, strict=True)]  # fmt: skip
     meta["transitions"] = shapes["obs"][0] * shapes["obs"][1]
     meta["episodes_ended"] = int(sum(int(np.asarray(d["done"]).sum()) for d in parts))
     meta["falls"] = int(sum(int(np.asarray(d["terminated"]).sum()) for d in parts))

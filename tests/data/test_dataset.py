@@ -99,10 +99,31 @@ def test_concatenated_datasets_hold_every_source_env_and_the_union_stats(tmp_pat
     assert len(WindowSampler(c, horizon=5)) == len(WindowSampler(a, 5)) + len(WindowSampler(b, 5))
     with pytest.raises(DatasetError, match="exists"):
         concatenate(tmp_path / "c", [a.path, b.path])
-    short = synthetic_dataset(tmp_path / "s", E=2, T=10)
-    with pytest.raises(DatasetError, match="equal lengths"):
-        concatenate(tmp_path / "d", [a.path, short])
+    odd = synthetic_dataset(tmp_path / "o", E=2, T=15)
+    with pytest.raises(DatasetError, match="not a multiple"):
+        concatenate(tmp_path / "d", [a.path, odd])
     assert not (tmp_path / "d").exists()  # refused before anything is written
+
+
+def test_a_longer_source_is_cut_into_envs_of_the_shortest_length(tmp_path):
+    # the pretraining data (8000 steps per env) beside recoveries (4000): here 40 beside 10
+    long = load_dataset(synthetic_dataset(tmp_path / "l", E=3, T=40, done_at=((1, 25),)))
+    short = load_dataset(synthetic_dataset(tmp_path / "s", E=2, T=10))
+    c = concatenate(tmp_path / "c", [short.path, long.path], chunk=2)  # chunks that cut a source
+    assert c.n_envs == 2 + 3 * 4 and c.n_steps == 10
+    for k in FIELDS:
+        np.testing.assert_array_equal(c[k][:2], short[k])
+        for e in range(3):  # long env e's piece j is env 2 + 4 e + j
+            for j in range(4):
+                np.testing.assert_array_equal(c[k][2 + 4 * e + j], long[k][e, 10 * j : 10 * j + 10])
+    assert c.meta["transitions"] == 2 * 10 + 3 * 40
+    assert c.meta["episodes_ended"] == 2  # short's (0, 7) and long's (1, 25)
+    assert [(s["n_envs"], s["cut"]) for s in c.meta["sources"]] == [(2, 1), (12, 4)]
+    # a window never crosses a cut: the long source loses the H - 1 starts before each of its
+    # envs' three cuts (env 1's episode end at row 25 removes the same starts either way)
+    h = 5
+    assert len(WindowSampler(long, h)) == 36 + 32 + 36
+    assert len(WindowSampler(c, h)) == len(WindowSampler(short, h)) + 104 - 3 * 3 * (h - 1)
 
 
 def test_schema_version_mismatch_is_a_clear_error(tmp_path):
