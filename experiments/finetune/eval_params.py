@@ -16,6 +16,12 @@ env, keys, sampler and rules as the in-loop points and ``dmpc eval``):
   pretrained    the planner the run started from (its config's ``pretrained``)
   soup:A,B,...  the parameter-by-parameter mean of the exported planners of runs A, B, ...
                 (trainings from one start: a "model soup"); outcomes in ``OUT/soup_<names>``
+  toward:REF,T  the run's exported planner moved a share T of the way to run REF's (REF a
+                training from it): P + T (P_REF - P) for the denoiser, the run's value net;
+                outcomes in ``OUT/toward_<REF name>_<T>``
+  jitter:REF,K  the run's exported planner plus a random direction (normal draws of seed K)
+                scaled leaf by leaf to the norm of that leaf's move to REF: a move as large as
+                the training's, in no trained direction; outcomes in ``OUT/jitter_<REF>_<K>``
 
 Each variant's per-episode outcomes go to ``OUT/<variant>/eval_episodes.jsonl`` (iteration =
 the checkpoint step), so ``paired.py`` compares it with any run's point:
@@ -94,12 +100,39 @@ def soup(runs: list[str]) -> dict:
     return jax.tree.map(lambda *xs: sum(np.asarray(x, np.float32) for x in xs) / len(xs), *trees)
 
 
+def moved(run: Path, variant: str) -> dict:
+    """``toward:REF,T`` or ``jitter:REF,K`` of the run's exported planner (see the module doc)."""
+    base, _, arg = variant.partition(":")
+    ref, _, x = arg.rpartition(",")
+    if not ref or not x:
+        raise SystemExit(f"{variant!r}: {base}:REF,{'T' if base == 'toward' else 'K'}")
+    p, q = load_planner(run).params, load_planner(Path(ref)).params
+    den, den_ref = (
+        jax.tree.map(lambda a: np.asarray(a, np.float32), t["denoiser"]) for t in (p, q)
+    )
+    if base == "toward":
+        new = jax.tree.map(lambda a, b: a + float(x) * (b - a), den, den_ref)
+    else:
+        leaves, tree = jax.tree.flatten(den)
+        rng = np.random.default_rng(int(x))
+        new_leaves = []
+        for a, b in zip(leaves, jax.tree.leaves(den_ref), strict=True):
+            u = rng.standard_normal(a.shape).astype(np.float32)
+            norm = float(np.linalg.norm(b - a))
+            new_leaves.append(a + u * (norm / max(float(np.linalg.norm(u)), 1e-12)))
+        new = jax.tree.unflatten(tree, new_leaves)
+    return {**p, "denoiser": new}
+
+
 def out_name(variant: str) -> str:
     """The output folder's name of a variant: ``mix:0.4`` -> ``mix_0.4``, a soup's runs by their
     folder names: ``soup:a/r1,a/r2`` -> ``soup_r1-r2``."""
     base, _, arg = variant.partition(":")
     if base == "soup":
         return "soup_" + "-".join(Path(r).name for r in arg.split(","))
+    if base in ("toward", "jitter"):
+        ref, _, x = arg.rpartition(",")
+        return f"{base}_{Path(ref).name}_{x}"
     return variant.replace(":", "_")
 
 
@@ -110,7 +143,8 @@ def run_params(run: Path, step: int, names: list[str], planner) -> dict:
     config), which only a finetuning run with an EMA holds."""
     state = None
     fixed = ("planner", "pretrained")
-    if any(n not in fixed and not n.startswith("soup:") for n in names):
+    special = ("soup:", "toward:", "jitter:")
+    if any(n not in fixed and not n.startswith(special) for n in names):
         cfg = run_config(run)
         if not cfg.ema_decay or isinstance(cfg, DaggerConfig):
             raise SystemExit(f"{run}: only the planner variant (no finetuning EMA checkpoint)")
@@ -122,6 +156,8 @@ def run_params(run: Path, step: int, names: list[str], planner) -> dict:
             out[name] = load_planner(run).params if name == "planner" else planner.params
         elif name.startswith("soup:"):
             out[name] = soup(name.partition(":")[2].split(","))
+        elif name.startswith(("toward:", "jitter:")):
+            out[name] = moved(run, name)
         else:
             out[name] = variant_params(name, planner.params["denoiser"], state)
     return out

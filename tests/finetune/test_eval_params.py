@@ -99,3 +99,37 @@ def test_a_soup_is_the_mean_of_the_runs_planners_and_needs_no_checkpoint(tmp_pat
     assert eval_params.out_name("mix:0.4") == "mix_0.4"
     with pytest.raises(SystemExit, match="two or more"):
         eval_params.run_params(run, 5, ["soup:x/r1"], None)
+
+
+def test_toward_and_jitter_move_the_runs_planner_by_the_trainings_step(tmp_path, monkeypatch):
+    """``toward:REF,T`` is P + T (P_REF - P) on the denoiser (the run's value net kept);
+    ``jitter:REF,K`` moves every leaf as far as its move to REF, in a random direction that
+    the seed fixes."""
+    import json
+
+    value = _tree(7.0)
+    start = {"denoiser": _tree(1.0), "value": value}
+    ref = {"denoiser": {"a": np.full((3, 2), 3.0, np.float32), "b": {"c": np.arange(4.0) + 1}}}
+    saved = {"run": start, "ref": ref}
+    monkeypatch.setattr(
+        eval_params, "load_planner", lambda p: type("P", (), {"params": saved[Path(p).name]})
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"branch_steps": [60, 80], "ema_decay": 0.0}))
+    names = ["toward:x/ref,0.25", "jitter:x/ref,0", "jitter:x/ref,1", "jitter:y/ref,0"]
+    got = eval_params.run_params(run, 5, names, None)
+    half = got["toward:x/ref,0.25"]
+    np.testing.assert_allclose(half["denoiser"]["a"], 1.5)
+    np.testing.assert_allclose(half["denoiser"]["b"]["c"], 1 + 0.25 * np.arange(4.0))
+    assert half["value"] is value
+    for name in names[1:]:
+        for leaf, want in (("a", np.sqrt(6 * 4.0)), ("c", np.sqrt(0 + 1 + 4 + 9))):
+            d = got[name]["denoiser"][leaf] if leaf == "a" else got[name]["denoiser"]["b"]["c"]
+            np.testing.assert_allclose(np.linalg.norm(d - 1.0), want, rtol=1e-5)
+    j0, j1 = (got[n]["denoiser"]["a"] for n in names[1:3])
+    assert not np.allclose(j0, j1)  # another seed, another direction
+    np.testing.assert_array_equal(j0, got[names[3]]["denoiser"]["a"])  # the seed fixes it
+    assert not np.allclose(j0 - 1.0, 2.0)  # not the trained direction
+    assert eval_params.out_name(names[0]) == "toward_ref_0.25"
+    assert eval_params.out_name(names[1]) == "jitter_ref_0"
