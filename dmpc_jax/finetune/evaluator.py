@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dmpc_jax.planner.mpc import MPCConfig
+from dmpc_jax.planner.sampler import SamplerConfig
 from dmpc_jax.scenario import outcomes
 from dmpc_jax.scenario.harness import Harness, HarnessConfig
 from dmpc_jax.scenario.metrics import episode_stats
@@ -58,9 +59,11 @@ class Evaluator:
     ``eval/action_err_std``: ``action_error`` of the strict rollout."""
 
     def __init__(self, cfg, planner, rules: tuple[str, ...] = ("strict",), mpc=MPCConfig(),
-                 seed: int = 0):  # fmt: skip
+                 seed: int = 0, candidates: int = 1):  # fmt: skip
         """``mpc``: the receding-horizon timeline (``MPCConfig``; default: ``dmpc eval``'s);
-        ``seed``: the episodes' keys (0: ``dmpc eval``'s and every in-loop point's)."""
+        ``seed``: the episodes' keys (0: ``dmpc eval``'s and every in-loop point's);
+        ``candidates``: N plans per call, the best by the guidance reward kept (1: ``dmpc
+        eval``'s default and every in-loop point's; METHOD: N > 1 at test time)."""
         self.spec = get_task(cfg.eval_task).spec
         self.rules = rules
         self.harness = Harness(
@@ -70,6 +73,7 @@ class Evaluator:
                 episodes=cfg.eval_episodes,
                 mpc=mpc,
                 seed=seed,
+                sampler=SamplerConfig(num_candidates=candidates, analytic_on_x0=True),
             ),  # fmt: skip
             planner=planner,
         )

@@ -39,10 +39,12 @@ in ``OUT/<variant>_<T>/``. ``--execute E --margin D``: another receding horizon 
 eval``'s E = 11, D = 4 (a test-time setting), outcomes in ``OUT/<variant>_E<E>D<D>/``.
 ``--rules strict,paper,box``: other success rules than the run's ``eval_rules`` (the ``paper``
 or ``box`` rollout also records when each episode left the box: whether a success walked).
+``--candidates N``: N plans per call, the best by the guidance reward kept (METHOD: N > 1 at
+test time; ``dmpc eval --cfg.num-candidates``), outcomes in ``OUT/<variant>_N<N>/``.
 
 Usage: .venv/bin/python experiments/finetune/eval_params.py RUN_DIR STEP OUT [--mode sync]
        [--seed S] [--episodes N] [--task T] [--execute E --margin D]
-       [--rules R,R] VARIANT...
+       [--rules R,R] [--candidates N] VARIANT...
 """
 
 from __future__ import annotations
@@ -176,6 +178,7 @@ def parse(argv: list[str]) -> tuple[Path, int, Path, dict, list[str]]:
         "execute": 0,
         "margin": 0,
         "rules": "",
+        "candidates": 1,
     }
     while rest[:1] and rest[0].startswith("--") and rest[0][2:] in opts and len(rest) > 1:
         flag, value, rest = rest[0][2:], rest[1], rest[2:]
@@ -201,13 +204,15 @@ def main(argv: list[str]) -> None:
     mode, seed = opts["mode"], opts["seed"]
     horizon = {"execute": opts["execute"], "margin": opts["margin"]} if opts["execute"] else {}
     mpc = MPCConfig(mode=mode, **horizon)
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=mpc, seed=seed)
+    n = opts["candidates"]
+    evaluator = Evaluator(cfg, planner, cfg.eval_rules, mpc=mpc, seed=seed, candidates=n)
     for name in variants:
         t0 = time.perf_counter()
         row = evaluator(params[name])
         suffix = ("_sync" if mode == "sync" else "") + (f"_seed{seed}" if seed else "")
         suffix += f"_{opts['task']}" if opts["task"] else ""
         suffix += f"_E{mpc.execute}D{mpc.margin}" if horizon else ""
+        suffix += f"_N{n}" if n > 1 else ""
         d = out / (out_name(name) + suffix)
         d.mkdir(parents=True, exist_ok=True)
         evaluator.append_episodes(d / "eval_episodes.jsonl", step)

@@ -40,14 +40,16 @@ def test_unknown_variant_is_refused(name):
 def test_options_before_the_variants_are_read_in_any_order():
     run, step, out, opts, variants = eval_params.parse(
         ["r", "80", "o", "--seed", "2", "--mode", "sync", "--episodes", "64", "--task", "walk_0.5",
-         "--execute", "24", "--margin", "4", "--rules", "strict,box", "planner", "ema"]
+         "--execute", "24", "--margin", "4", "--rules", "strict,box", "--candidates", "4",
+         "planner", "ema"]
     )  # fmt: skip
     assert (run, step, out) == (Path("r"), 80, Path("o"))
     assert opts == {"mode": "sync", "seed": 2, "episodes": 64, "task": "walk_0.5", "execute": 24,
-                    "margin": 4, "rules": "strict,box"}  # fmt: skip
+                    "margin": 4, "rules": "strict,box", "candidates": 4}  # fmt: skip
     assert variants == ["planner", "ema"]
     assert eval_params.parse(["r", "5", "o", "pretrained"])[3] == {
         "mode": "async", "seed": 0, "episodes": 0, "task": "", "execute": 0, "margin": 0, "rules": "",
+        "candidates": 1,
     }  # fmt: skip
 
 

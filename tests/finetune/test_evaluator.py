@@ -35,6 +35,16 @@ def test_another_seed_gives_dmpc_evals_keys_of_that_seed():
     assert ev.harness.cfg == want and ev.harness.cfg.seed == 3
 
 
+def test_more_candidates_give_dmpc_evals_sampler_with_that_n():
+    cfg = dagger_preset("cpu")
+    ev = Evaluator(cfg, planner=object(), candidates=4)
+    want = EvalConfig(
+        task=cfg.eval_task, episodes=cfg.eval_episodes, planner_run=cfg.pretrained,
+        demonstrator_run=cfg.demonstrator_run, num_candidates=4,
+    ).harness_config()  # fmt: skip
+    assert ev.harness.cfg == want and ev.harness.cfg.sampler.num_candidates == 4
+
+
 def test_the_harness_default_sampler_is_dmpc_evals():
     h = HarnessConfig(planner_run="p", demonstrator_run="d", episodes=1)
     assert h.sampler == EvalConfig().harness_config().sampler
