@@ -10,8 +10,9 @@ export MUJOCO_GL ?= egl
 # gloo collectives on CPU); on a cluster the scheduler starts them (README, "Scale out").
 STAGE = $(if $(NPROC),$(VENV)/bin/dmpc launch --nproc $(NPROC) --,$(VENV)/bin/dmpc)
 
-# the planner that eval, export and sim2sim use: the RWR-finetuned one (make finetune)
-PLANNER ?= checkpoints/rwr/$(PRESET)
+# the planner that demo, eval, export, sim2sim and deploy use: the DAgger rounds' pick
+# (experiments/finetune/rounds); PLANNER=checkpoints/rwr/$(PRESET) the RWR-finetuned one (make finetune)
+PLANNER ?= checkpoints/dagger/r2_s0
 
 .PHONY: venv test test-fast check-pages demo bench-env bench-ppo demonstrator eval-policy dataset pretrain finetune eval eval-suite eval-sweep export sim2sim sim2sim-faults deploy bench lint gl clean
 

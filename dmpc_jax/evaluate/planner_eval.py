@@ -124,9 +124,19 @@ class EvalConfig:
             raise ValueError("EvalConfig.episodes must be >= 1 and episode_s > 0")
 
     def command_line(self) -> str:
-        """The ``dmpc eval`` command line that reproduces this config: the task, episodes, length,
-        candidates, sampler and seed always, every other field where it differs from the default."""
-        always = ("task", "episodes", "episode_s", "num_candidates", "method", "seed")
+        """The ``dmpc eval`` command line that reproduces this config: the task, planner, episodes,
+        length, candidates, sampler and seed always (the planner named even at the default, which
+        has changed: a page keeps naming what it measured), every other field where it differs
+        from the default."""
+        always = (
+            "task",
+            "planner_run",
+            "episodes",
+            "episode_s",
+            "num_candidates",
+            "method",
+            "seed",
+        )
         default = EvalConfig()
         parts = ["dmpc eval"]
         for f in dataclasses.fields(self):
