@@ -25,24 +25,22 @@ def test_in_loop_evaluation_uses_dmpc_eval_harness_settings():
         assert ev.harness.cfg.sampler.num_candidates == 1
 
 
-def test_another_seed_gives_dmpc_evals_keys_of_that_seed():
+@pytest.mark.parametrize(
+    "kwargs, eval_kwargs",
+    [({"seed": 3}, {"seed": 3}), ({"candidates": 4}, {"num_candidates": 4})],
+)
+def test_another_seed_or_n_gives_dmpc_evals_harness_with_it(kwargs, eval_kwargs):
+    """Other keys (``seed``) or N plans per call (``candidates``): ``dmpc eval``'s harness
+    config with that seed or ``num_candidates``."""
     cfg = dagger_preset("cpu")
-    ev = Evaluator(cfg, planner=object(), seed=3)
+    ev = Evaluator(cfg, planner=object(), **kwargs)
     want = EvalConfig(
         task=cfg.eval_task, episodes=cfg.eval_episodes, planner_run=cfg.pretrained,
-        demonstrator_run=cfg.demonstrator_run, seed=3,
+        demonstrator_run=cfg.demonstrator_run, **eval_kwargs,
     ).harness_config()  # fmt: skip
-    assert ev.harness.cfg == want and ev.harness.cfg.seed == 3
-
-
-def test_more_candidates_give_dmpc_evals_sampler_with_that_n():
-    cfg = dagger_preset("cpu")
-    ev = Evaluator(cfg, planner=object(), candidates=4)
-    want = EvalConfig(
-        task=cfg.eval_task, episodes=cfg.eval_episodes, planner_run=cfg.pretrained,
-        demonstrator_run=cfg.demonstrator_run, num_candidates=4,
-    ).harness_config()  # fmt: skip
-    assert ev.harness.cfg == want and ev.harness.cfg.sampler.num_candidates == 4
+    assert ev.harness.cfg == want
+    assert ev.harness.cfg.seed == want.seed and want.seed == eval_kwargs.get("seed", 0)
+    assert ev.harness.cfg.sampler.num_candidates == eval_kwargs.get("num_candidates", 1)
 
 
 def test_the_harness_default_sampler_is_dmpc_evals():
