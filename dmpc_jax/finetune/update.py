@@ -76,8 +76,10 @@ def offline_windows(
     pretrained: str | Path, dataset: str | Path, horizon: int, drop_falls: bool = False
 ):
     """The offline dataset's ``WindowSampler``: the windows an update mixes in beside the
-    buffer's. The pretraining run's own data: over its training envs (its own split); any other
-    dataset (e.g. the demonstrator's recoveries from the planner's states): all its envs.
+    buffer's. The pretraining run's own data: over its training envs (its own split); a
+    concatenation (``dmpc dataset-concat``) that holds it: every env but the rows of its
+    held-out envs (each cut into ``cut`` rows); any other dataset (e.g. the demonstrator's
+    recoveries from the planner's states): all its envs.
     ``drop_falls``: none of an episode that ends in a fall."""
     from dmpc_jax.data.dataset import WindowSampler, load_dataset
     from dmpc_jax.diffusion.artifact import run_pretrain_config
@@ -85,9 +87,20 @@ def offline_windows(
 
     pcfg = run_pretrain_config(Path(pretrained))
     ds = load_dataset(Path(dataset))
+    own = Path(pcfg.dataset).resolve()
     envs = None
-    if Path(dataset).resolve() == Path(pcfg.dataset).resolve():
+    if Path(dataset).resolve() == own:
         envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
+    elif ds.meta.get("sources"):
+        row, held = 0, []
+        for src in ds.meta["sources"]:
+            cut = int(src.get("cut", 1))
+            if Path(src["path"]).resolve() == own:
+                _, out = split_envs(src["n_envs"] // cut, pcfg.holdout_fraction, pcfg.seed)
+                held += [row + i * cut + j for i in out for j in range(cut)]
+            row += src["n_envs"]
+        if held:
+            envs = np.setdiff1d(np.arange(ds.n_envs), held)
     return WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
 
 

@@ -540,6 +540,15 @@ def test_offline_windows_split_only_the_pretraining_runs_own_data(tmp_path):
     dropped = offline_windows(run, other, 24, drop_falls=True)
     assert envs(dropped) == set(range(8))  # env 5's cut-off episode after its fall stays
     assert not ((dropped.starts[:, 0] == 5) & (dropped.starts[:, 1] <= 30)).any()
+    # a concatenation holding the pretraining data (its envs cut in two) keeps its held-out
+    # envs out too: rows 8 + 2 i and 8 + 2 i + 1 of held-out env i
+    from dmpc_jax.data.dataset import concatenate
+
+    short = synthetic_dataset(tmp_path / "short", E=8, T=40, done_at=())
+    both = concatenate(tmp_path / "both", [short, own]).path
+    rows = {8 + 2 * i + j for i in hold.tolist() for j in (0, 1)}
+    assert envs(offline_windows(run, both, 24)) == set(range(8 + 16)) - rows
+    assert offline_windows(run, concatenate(tmp_path / "two", [short, other]).path, 24).envs is None
     with pytest.raises(ValueError, match="offline_falls"):
         dataclasses.replace(PAPER, offline_falls="some")
 
