@@ -201,6 +201,20 @@ def concatenate(out: Path, sources: list[Path], chunk: int = 64) -> Dataset:
     return load_dataset(out)
 
 
+def source_rows(ds: Dataset, source: Path) -> np.ndarray | None:
+    """Where a concatenation (``concatenate``) holds its source ``source``: [E_source, cut] rows,
+    row ``[i, j]`` the piece j of the source's env i (a source cut into c pieces: rows offset + i c
+    .. offset + i c + c - 1; a source listed twice: both copies side by side); None when ``ds``
+    is no concatenation or holds no such source."""
+    row, found = 0, []
+    for src in ds.meta.get("sources", ()):
+        cut = int(src.get("cut", 1))  # concatenations before the cut hold whole envs
+        if Path(src["path"]).resolve() == Path(source).resolve():
+            found.append(row + np.arange(src["n_envs"]).reshape(-1, cut))
+        row += src["n_envs"]
+    return np.concatenate(found, axis=1) if found else None
+
+
 def window_starts(done: np.ndarray, horizon: int) -> np.ndarray:
     """All (env, t) such that rows t .. t+H-1 of that env lie in one episode.
 

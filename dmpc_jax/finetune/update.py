@@ -81,26 +81,18 @@ def offline_windows(
     held-out envs (each cut into ``cut`` rows); any other dataset (e.g. the demonstrator's
     recoveries from the planner's states): all its envs.
     ``drop_falls``: none of an episode that ends in a fall."""
-    from dmpc_jax.data.dataset import WindowSampler, load_dataset
+    from dmpc_jax.data.dataset import WindowSampler, load_dataset, source_rows
     from dmpc_jax.diffusion.artifact import run_pretrain_config
     from dmpc_jax.diffusion.train import split_envs
 
     pcfg = run_pretrain_config(Path(pretrained))
     ds = load_dataset(Path(dataset))
-    own = Path(pcfg.dataset).resolve()
     envs = None
-    if Path(dataset).resolve() == own:
+    if Path(dataset).resolve() == Path(pcfg.dataset).resolve():
         envs, _ = split_envs(ds.n_envs, pcfg.holdout_fraction, pcfg.seed)
-    elif ds.meta.get("sources"):
-        row, held = 0, []
-        for src in ds.meta["sources"]:
-            cut = int(src.get("cut", 1))
-            if Path(src["path"]).resolve() == own:
-                _, out = split_envs(src["n_envs"] // cut, pcfg.holdout_fraction, pcfg.seed)
-                held += [row + i * cut + j for i in out for j in range(cut)]
-            row += src["n_envs"]
-        if held:
-            envs = np.setdiff1d(np.arange(ds.n_envs), held)
+    elif (rows := source_rows(ds, Path(pcfg.dataset))) is not None:  # a concatenation holding it
+        _, held = split_envs(len(rows), pcfg.holdout_fraction, pcfg.seed)
+        envs = np.setdiff1d(np.arange(ds.n_envs), rows[held])
     return WindowSampler(ds, horizon, envs=envs, drop_falls=drop_falls)
 
 

@@ -102,12 +102,18 @@ def soup(runs: list[str]) -> dict:
     return jax.tree.map(lambda *xs: sum(np.asarray(x, np.float32) for x in xs) / len(xs), *trees)
 
 
-def moved(run: Path, variant: str) -> dict:
-    """``toward:REF,T`` or ``jitter:REF,K`` of the run's exported planner (see the module doc)."""
+def ref_variant(variant: str) -> tuple[str, str, str]:
+    """``toward:REF,T`` / ``jitter:REF,K`` -> (base, REF, T or K)."""
     base, _, arg = variant.partition(":")
     ref, _, x = arg.rpartition(",")
     if not ref or not x:
         raise SystemExit(f"{variant!r}: {base}:REF,{'T' if base == 'toward' else 'K'}")
+    return base, ref, x
+
+
+def moved(run: Path, variant: str) -> dict:
+    """``toward:REF,T`` or ``jitter:REF,K`` of the run's exported planner (see the module doc)."""
+    base, ref, x = ref_variant(variant)
     p, q = load_planner(run).params, load_planner(Path(ref)).params
     den, den_ref = (
         jax.tree.map(lambda a: np.asarray(a, np.float32), t["denoiser"]) for t in (p, q)
@@ -133,7 +139,7 @@ def out_name(variant: str) -> str:
     if base == "soup":
         return "soup_" + "-".join(Path(r).name for r in arg.split(","))
     if base in ("toward", "jitter"):
-        ref, _, x = arg.rpartition(",")
+        _, ref, x = ref_variant(variant)
         return f"{base}_{Path(ref).name}_{x}"
     return variant.replace(":", "_")
 

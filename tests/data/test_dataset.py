@@ -16,6 +16,7 @@ from dmpc_jax.data.dataset import (
     concatenate,
     fallen_rows,
     load_dataset,
+    source_rows,
     window_starts,
 )
 
@@ -111,11 +112,15 @@ def test_a_longer_source_is_cut_into_envs_of_the_shortest_length(tmp_path):
     short = load_dataset(synthetic_dataset(tmp_path / "s", E=2, T=10))
     c = concatenate(tmp_path / "c", [short.path, long.path], chunk=2)  # chunks that cut a source
     assert c.n_envs == 2 + 3 * 4 and c.n_steps == 10
+    rows = source_rows(c, long.path)  # what readers of the concatenation use
+    assert rows.shape == (3, 4) and source_rows(long, long.path) is None
+    np.testing.assert_array_equal(source_rows(c, short.path), [[0], [1]])
     for k in FIELDS:
         np.testing.assert_array_equal(c[k][:2], short[k])
         for e in range(3):  # long env e's piece j is env 2 + 4 e + j
             for j in range(4):
                 np.testing.assert_array_equal(c[k][2 + 4 * e + j], long[k][e, 10 * j : 10 * j + 10])
+                assert rows[e, j] == 2 + 4 * e + j
     assert c.meta["transitions"] == 2 * 10 + 3 * 40
     assert c.meta["episodes_ended"] == 2  # short's (0, 7) and long's (1, 25)
     assert [(s["n_envs"], s["cut"]) for s in c.meta["sources"]] == [(2, 1), (12, 4)]
