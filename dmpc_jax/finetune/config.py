@@ -154,6 +154,8 @@ class FinetuneConfig:
             a rollout on the full-contact model.
         eval_start: evaluate the pretrained planner before the first iteration (the "before"
             number; off for an arm whose start is already measured on the same keys).
+        eval_seed: the measurement's keys (0: ``dmpc eval``'s and every run's in-loop keys;
+            another seed, e.g. validation keys to compare with a planner measured there).
         env_set: overrides of the rollout env's config (``field.path=json``, as ``dmpc
             dataset``'s), e.g. a narrower domain randomisation; the evaluation keeps its own env.
         seed: PRNG seed.
@@ -214,6 +216,7 @@ class FinetuneConfig:
     eval_task: str = "walk_1.0"
     eval_rules: tuple[str, ...] = ("strict",)
     eval_start: bool = True
+    eval_seed: int = 0
     env_set: tuple[str, ...] = ()
     seed: int = 0
 

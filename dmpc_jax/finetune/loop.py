@@ -185,7 +185,9 @@ def finetune(
     r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
     upd_den = make_update(nets, dcfg, planner.scaler, den_optimizer, "denoiser")
     upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
-    evaluator = Evaluator(cfg, planner, cfg.eval_rules) if cfg.eval_every else None
+    evaluator = (
+        Evaluator(cfg, planner, cfg.eval_rules, seed=cfg.eval_seed) if cfg.eval_every else None
+    )
     offline = None
     if cfg.offline_fraction:
         offline = offline_windows(cfg.pretrained, cfg.dataset, h, cfg.offline_falls == "drop")

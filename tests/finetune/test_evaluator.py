@@ -106,3 +106,22 @@ def test_a_dagger_run_measures_on_its_eval_seeds_keys(tmp_path, monkeypatch):
         dagger_mod.dagger(cfg, run_dir=tmp_path / "run")
     assert e.value.args == (7,)
     assert dagger_preset("cpu").eval_seed == 0  # default: the keys of every in-loop point
+
+
+def test_a_finetune_run_measures_on_its_eval_seeds_keys(tmp_path, monkeypatch):
+    """``dmpc finetune --cfg.eval-seed 7``: the in-loop evaluation on seed 7's keys, as the
+    DAgger runs' (a finetuning arm paired with a pick measured on validation keys)."""
+    import dmpc_jax.finetune.loop as loop_mod
+
+    class Built(Exception):
+        pass
+
+    def evaluator(cfg, planner, rules, seed=0):
+        raise Built(seed)
+
+    monkeypatch.setattr(loop_mod, "Evaluator", evaluator)
+    cfg = dataclasses.replace(finetune_preset("cpu"), eval_seed=7, eval_every=1)
+    with pytest.raises(Built) as e:
+        loop_mod.finetune(cfg, run_dir=tmp_path / "run", progress=False)
+    assert e.value.args == (7,)
+    assert finetune_preset("cpu").eval_seed == 0
