@@ -141,15 +141,14 @@ def finetune(
         cfg, Path(run_dir), resume=resume, overwrite=overwrite, command=command
     )
     planner = load_planner(cfg.pretrained)
-    dcfg, nets, h = planner.dcfg, planner.nets, planner.dcfg.horizon
+    h = planner.dcfg.horizon
     if cfg.execute >= h:
         raise ValueError(f"FinetuneConfig.execute ({cfg.execute}) must be < the horizon ({h})")
     if cfg.steps_per_iter < h:
         raise ValueError(
             f"FinetuneConfig.steps_per_iter ({cfg.steps_per_iter}) must be >= the horizon ({h})"
         )
-    optimizer = make_optimizer(cfg)  # clip + Adam from cfg.grad_clip / cfg.learning_rate
-    den_optimizer = finetune_optimizer(cfg)  # the same, with cfg.lr_warmup_steps
+    den_optimizer = finetune_optimizer(cfg)  # the updates' (clip + Adam, warm-up)
     state = initial_state(cfg, planner.params)
     buf = ReplayBuffer(cfg.buffer_size, cfg.steps_per_iter, yaw_classes=cfg.yaw_classes,
                        speed_edges=cfg.speed_edges, startup_steps=cfg.startup_steps,
@@ -170,24 +169,7 @@ def finetune(
         )
     replicated = dist.replicated(mesh)
     batch_sharding = dist.split(mesh, axis=1)  # [S, B, ...]
-
-    env = make_env(cfg, cfg.env_set)
-    spec = nominal_spec(cfg)
-    _, task, cons = planner.task_args(spec)
-    scfg = SamplerConfig(num_candidates=1).with_variant(cfg.rollout_sampler, dcfg.num_steps)
-    plan_fn = planner.plan_fn(scfg)
-    r_start, r_run = make_rollout(cfg, env, plan_fn, task, cons)
-    # the rollout carry (env state, chunk, index, fresh, scales, age): envs split over the mesh
-    envs = dist.split(mesh)
-    carry_sharding = (envs, envs, replicated, envs, envs, envs)
-    r_start = jax.jit(r_start, out_shardings=carry_sharding)
-    records = dist.split(mesh, axis=1)  # [T, B, ...]
-    r_run = jax.jit(r_run, out_shardings=(carry_sharding, records))
-    upd_den = make_update(nets, dcfg, planner.scaler, den_optimizer, "denoiser")
-    upd_val = make_update(nets, dcfg, planner.scaler, optimizer, "value")
-    evaluator = (
-        Evaluator(cfg, planner, cfg.eval_rules, seed=cfg.eval_seed) if cfg.eval_every else None
-    )
+    env, r_start, r_run, upd_den, upd_val, evaluator = _programs(cfg, planner, mesh)
     offline = None
     if cfg.offline_fraction:
         offline = offline_windows(cfg.pretrained, cfg.dataset, h, cfg.offline_falls == "drop")
@@ -332,6 +314,43 @@ def finetune(
     if main:
         report.plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
     return {"params": params, "planner": acting(params), "iteration": end, "buffer": buf}
+
+
+_PROGRAMS: dict = {}  # the loop's jitted programs, per config and planner files
+
+
+def _programs(cfg: FinetuneConfig, planner, mesh):
+    """(env, rollout start, rollout run, denoiser update, value update, evaluator) of a config
+    and pretrained run, built once per process: a resumed or repeated run in the same process
+    (the pipeline test runs three) calls the functions it traced before instead of tracing them
+    again. Keyed by the config, the planner's checkpoint digest and the bytes of the files its
+    programs bake in (model config, scaling, robot constants); parameters are run-time inputs."""
+    src = Path(cfg.pretrained)
+    files = tuple((src / n).read_bytes() if (src / n).exists() else b""
+                  for n in ("pretrain_config.json", "config.json", "scaler.json", "robot.json"))  # fmt: skip
+    key = (cfg, planner.source, files, mesh.size, jax.process_count())
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    dcfg, nets = planner.dcfg, planner.nets
+    env = make_env(cfg, cfg.env_set)
+    _, task, cons = planner.task_args(nominal_spec(cfg))
+    scfg = SamplerConfig(num_candidates=1).with_variant(cfg.rollout_sampler, dcfg.num_steps)
+    r_start, r_run = make_rollout(cfg, env, planner.plan_fn(scfg), task, cons)
+    # the rollout carry (env state, chunk, index, fresh, scales, age): envs split over the mesh
+    envs, replicated = dist.split(mesh), dist.replicated(mesh)
+    carry_sharding = (envs, envs, replicated, envs, envs, envs)
+    records = dist.split(mesh, axis=1)  # [T, B, ...]
+    programs = (
+        env,
+        jax.jit(r_start, out_shardings=carry_sharding),
+        jax.jit(r_run, out_shardings=(carry_sharding, records)),
+        make_update(nets, dcfg, planner.scaler, finetune_optimizer(cfg), "denoiser"),
+        make_update(nets, dcfg, planner.scaler, make_optimizer(cfg), "value"),
+        Evaluator(cfg, planner, cfg.eval_rules, seed=cfg.eval_seed) if cfg.eval_every else None,
+    )
+    _PROGRAMS.clear()  # one config at a time: a long-lived process does not pile them up
+    _PROGRAMS[key] = programs
+    return programs
 
 
 def minibatch_weigher(score, group, temperature: float, ess_out: list):

@@ -337,3 +337,39 @@ def test_rollout_state_roundtrip_and_its_fallbacks(tmp_path):
     other = ({"q": jnp.zeros((4, 2))}, jnp.zeros(4, bool), jnp.asarray(0, jnp.int32))
     got, why = restore_rollout(tmp_path, 7, other)  # n_envs changed
     assert got is other and "layout" in why
+
+
+def test_the_loop_programs_are_built_once_per_config_and_planner_files(tmp_path, monkeypatch):
+    """``finetune`` builds its env, rollout, updates and evaluator once per process for a config
+    and pretrained run (a resumed or repeated run reuses the traced functions: the pipeline
+    test's resumed run follows the straight one through them); another config, another
+    checkpoint or another scaling / robot file builds them anew."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import dmpc_jax.finetune.loop as loop_mod
+    from dmpc_jax import distributed as dist
+    from dmpc_jax.finetune.config import finetune_preset
+
+    built = []
+    monkeypatch.setattr(loop_mod, "_PROGRAMS", {})
+    monkeypatch.setattr(loop_mod, "make_env", lambda cfg, env_set: built.append(cfg) or "env")
+    monkeypatch.setattr(loop_mod, "make_rollout", lambda *a: (lambda k: k, lambda c, k, p: (c, k)))
+    monkeypatch.setattr(loop_mod, "make_update", lambda *a: "update")
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    for name in ("config.json", "scaler.json", "robot.json"):
+        (pre / name).write_text("{}")
+    planner = SimpleNamespace(source=f"{pre}:4@aaaa", dcfg=SimpleNamespace(num_steps=4), nets=None,
+                              scaler={}, plan_fn=lambda scfg: None,
+                              task_args=lambda spec: (None, None, None))  # fmt: skip
+    cfg = dataclasses.replace(finetune_preset("tiny"), pretrained=str(pre))
+    mesh = dist.global_mesh()
+    first = loop_mod._programs(cfg, planner, mesh)
+    assert loop_mod._programs(cfg, planner, mesh) is first and len(built) == 1
+    (pre / "scaler.json").write_text('{"shift": [1.0]}')  # the scaling baked into the plan
+    assert loop_mod._programs(cfg, planner, mesh) is not first and len(built) == 2
+    planner.source = f"{pre}:8@bbbb"  # a newer checkpoint
+    loop_mod._programs(cfg, planner, mesh)
+    loop_mod._programs(dataclasses.replace(cfg, n_envs=8), planner, mesh)
+    assert len(built) == 4 and len(loop_mod._PROGRAMS) == 1  # one config kept at a time
