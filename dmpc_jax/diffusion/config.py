@@ -7,6 +7,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dmpc_jax.diffusion import model as M
@@ -68,14 +69,26 @@ class PretrainConfig:
 EXTENDABLE = ("num_steps", "checkpoint_every", "lr_decay_from")  # a --resume may change these
 
 
+def lr_schedule(cfg: PretrainConfig) -> np.ndarray:
+    """``[lr_decay_from, num_steps]`` (int32; -1: no decay): the schedule as a run-time input of
+    the compiled step, so a resume that extends or anneals a run (``EXTENDABLE``) runs the
+    program it compiled before."""
+    start = -1 if cfg.lr_decay_from is None else cfg.lr_decay_from
+    return np.asarray([start, cfg.num_steps], np.int32)
+
+
+def lr_factor_at(schedule, step):
+    """The learning rate at ``step`` relative to ``cfg.learning_rate`` for an ``lr_schedule``
+    (traced or not): 1 before the decay (and without one), then a cosine to 0 at num_steps."""
+    start, end = schedule[0], schedule[1]
+    frac = (step - start) / (end - start)
+    decay = 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0, 1)))
+    return jnp.where((start < 0) | (step < start), 1.0, decay)
+
+
 def lr_factor(cfg: PretrainConfig, step):
     """The learning rate at ``step`` relative to ``cfg.learning_rate`` (1 before the decay)."""
-    if cfg.lr_decay_from is None:
-        return jnp.ones(())
-    frac = (step - cfg.lr_decay_from) / (cfg.num_steps - cfg.lr_decay_from)
-    return jnp.where(
-        step < cfg.lr_decay_from, 1.0, 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0, 1)))
-    )
+    return lr_factor_at(jnp.asarray(lr_schedule(cfg)), step)
 
 
 def pretrain_preset(name: str) -> PretrainConfig:

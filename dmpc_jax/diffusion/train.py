@@ -15,6 +15,7 @@ what gets shipped.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -41,7 +42,8 @@ from dmpc_jax.diffusion.config import (
     EXTENDABLE,
     PretrainConfig,
     initial_state,
-    lr_factor,
+    lr_factor_at,
+    lr_schedule,
     make_optimizer,
 )
 from dmpc_jax.report.logger import RunLogger
@@ -70,7 +72,7 @@ def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
         l_v, m_v = M.value_loss(nets, params, sched, tau, target, k2)
         return l_d + l_v, {**m_d, **m_v}
 
-    def one(carry, batch):
+    def one(carry, batch, schedule):
         params, ema, opt_state, step, key = carry
         key, k = jax.random.split(key)
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -79,7 +81,7 @@ def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         # the schedule scales Adam's step outside the optimizer, so the optimizer state (and a
         # checkpoint of it) has the same structure with or without it
-        lr = lr_factor(cfg, step)
+        lr = lr_factor_at(schedule, step)
         updates = jax.tree.map(lambda u: u * lr, updates)
         params = optax.apply_updates(params, updates)
         decay = jnp.where(step >= cfg.ema_start, cfg.ema_decay, 0.0)
@@ -92,9 +94,10 @@ def make_train_step(nets, cfg: PretrainConfig, optimizer, mesh: Mesh):
     data = dist.split(mesh, axis=1)  # [S, B, ...]: split the batch
 
     @jax.jit
-    def train_call(state, batches):
+    def train_call(state, batches, schedule):
+        """``steps_per_call`` steps; ``schedule``: ``lr_schedule(cfg)`` (a run-time input)."""
         batches = jax.lax.with_sharding_constraint(batches, data)
-        carry, metrics = jax.lax.scan(one, state, batches)
+        carry, metrics = jax.lax.scan(functools.partial(one, schedule=schedule), state, batches)
         return carry, jax.tree.map(jnp.mean, metrics)
 
     return train_call, replicated, data
@@ -113,10 +116,20 @@ def make_eval(nets, cfg: PretrainConfig):
     return evaluate
 
 
-@functools.lru_cache(maxsize=4)
 def _compiled(cfg: PretrainConfig, n_devices: int):
     """Networks, optimizer and jitted step/eval of a config, built once per process (a resumed
-    or repeated run in the same process reuses the compiled functions)."""
+    or repeated run in the same process reuses the compiled functions, also when the resume
+    extends or anneals it: the fields a resume may change are not part of the program)."""
+    # what a resume may change (EXTENDABLE) at one value: the compiled step takes the schedule
+    # as an input, and checkpoints are the host loop's
+    same = {"num_steps": cfg.steps_per_call, "checkpoint_every": cfg.steps_per_call,
+            "lr_decay_from": None}  # fmt: skip
+    assert set(same) == set(EXTENDABLE)
+    return _compiled_for(dataclasses.replace(cfg, **same), n_devices)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_for(cfg: PretrainConfig, n_devices: int):
     mesh = dist.global_mesh(n_devices)
     nets = M.network_defs(cfg.model)
     optimizer = make_optimizer(cfg)
@@ -188,6 +201,7 @@ def pretrain(
     logger = RunLogger(run_dir, start, key="step", main=main)
     state = dist.to_global(state, replicated)
     carry = (state["params"], state["ema"], state["opt_state"], state["step"], state["key"])
+    schedule = dist.to_global(lr_schedule(cfg), replicated)
 
     rng = np.random.default_rng([cfg.seed, start])
     n_calls = (cfg.num_steps - start) // cfg.steps_per_call
@@ -207,7 +221,7 @@ def pretrain(
         }
         tau, target = batch_to_tau(scaler, host)
         batches = dist.to_global({"tau": tau, "target": target}, data_sharding)
-        carry, metrics = train_call(carry, batches)
+        carry, metrics = train_call(carry, batches, schedule)
         step = int(dist.to_host(carry[3]))
         metrics = {k: float(v) for k, v in dist.to_host(metrics).items()}
         if holdout is not None:
