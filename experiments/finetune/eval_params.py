@@ -11,7 +11,8 @@ env, keys, sampler and rules as the in-loop points and ``dmpc eval``):
   mix:A         A * pretrained + (1 - A) * EMA, parameter by parameter
   rawmix:A      A * pretrained + (1 - A) * raw
   planner       the run's exported planner (``RUN/planner``: what ``dmpc eval`` loads; the only
-                variant of a run without an EMA, e.g. a ``dmpc dagger`` run with ema_decay 0);
+                variant of a run without an EMA, e.g. a ``dmpc dagger`` run with ema_decay 0,
+                or of a ``dmpc pretrain`` run, measured with the ``cpu_paper`` arms' settings);
                 STEP then only labels the outcomes
   pretrained    the planner the run started from (its config's ``pretrained``)
   soup:A,B,...  the parameter-by-parameter mean of the exported planners of runs A, B, ...
@@ -67,7 +68,7 @@ import numpy as np
 
 from dmpc_jax.checkpointing import checkpoint_manager, restore_state
 from dmpc_jax.config import load_json
-from dmpc_jax.finetune.config import FinetuneConfig
+from dmpc_jax.finetune.config import FinetuneConfig, finetune_preset
 from dmpc_jax.finetune.dagger_config import DaggerConfig
 from dmpc_jax.finetune.evaluator import Evaluator
 from dmpc_jax.finetune.update import anchored, initial_state
@@ -88,8 +89,12 @@ def variant_params(name: str, pretrained: dict, state: dict) -> dict:
 
 def run_config(run: Path) -> FinetuneConfig | DaggerConfig:
     """The settings a run was started with: a dagger run's (its config holds branches) or a
-    finetuning run's."""
+    finetuning run's. A pretraining run (a config with a model, no pretrained run) is measured
+    as the finetuning runs' starts are (``cpu_paper``: 128 episodes, strict / paper / box) with
+    itself as the planner: its ``planner`` variant is ``dmpc eval``'s planner on these keys."""
     raw = json.loads((run / "config.json").read_text())
+    if "pretrained" not in raw and "model" in raw:
+        return dataclasses.replace(finetune_preset("cpu_paper"), pretrained=str(run))
     return load_json(DaggerConfig if "branch_steps" in raw else FinetuneConfig, run / "config.json")
 
 
@@ -154,7 +159,7 @@ def run_params(run: Path, step: int, names: list[str], planner) -> dict:
     special = ("soup:", "toward:", "jitter:")
     if any(n not in fixed and not n.startswith(special) for n in names):
         cfg = run_config(run)
-        if not cfg.ema_decay or isinstance(cfg, DaggerConfig):
+        if not cfg.ema_decay or isinstance(cfg, DaggerConfig) or cfg.pretrained == str(run):
             raise SystemExit(f"{run}: only the planner variant (no finetuning EMA checkpoint)")
         template = initial_state(cfg, planner.params)  # the layout the run's checkpoints hold
         state = restore_state(checkpoint_manager(run), template, step)

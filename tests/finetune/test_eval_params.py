@@ -135,3 +135,27 @@ def test_toward_and_jitter_move_the_runs_planner_by_the_trainings_step(tmp_path,
     assert not np.allclose(j0 - 1.0, 2.0)  # not the trained direction
     assert eval_params.out_name(names[0]) == "toward_ref_0.25"
     assert eval_params.out_name(names[1]) == "jitter_ref_0"
+
+
+def test_a_pretraining_run_is_measured_as_the_finetuning_starts_are(tmp_path, monkeypatch):
+    """A pretraining run (``dmpc pretrain``'s config: a model, no pretrained run) is its own
+    planner, measured with the ``cpu_paper`` arms' in-loop settings (128 episodes, strict, paper
+    and box): ``planner`` and ``pretrained`` are that planner; a checkpoint variant is refused."""
+    import json
+
+    from dmpc_jax.finetune.config import finetune_preset
+
+    run = tmp_path / "pre"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": {"horizon": 24}, "num_steps": 6000}))
+    cfg = eval_params.run_config(run)
+    want = finetune_preset("cpu_paper")
+    assert cfg.pretrained == str(run)
+    assert (cfg.eval_episodes, cfg.eval_rules, cfg.eval_task) == (
+        want.eval_episodes, want.eval_rules, want.eval_task)  # fmt: skip
+    saved = {"denoiser": _tree(5.0)}
+    monkeypatch.setattr(eval_params, "load_planner", lambda p: type("P", (), {"params": saved}))
+    got = eval_params.run_params(run, 6000, ["planner"], type("P", (), {"params": saved}))
+    assert got["planner"] is saved
+    with pytest.raises(SystemExit, match="only the planner variant"):
+        eval_params.run_params(run, 6000, ["ema"], type("P", (), {"params": saved}))
