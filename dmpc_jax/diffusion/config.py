@@ -81,7 +81,9 @@ def lr_factor_at(schedule, step):
     """The learning rate at ``step`` relative to ``cfg.learning_rate`` for an ``lr_schedule``
     (traced or not): 1 before the decay (and without one), then a cosine to 0 at num_steps."""
     start, end = schedule[0], schedule[1]
-    frac = (step - start) / (end - start)
+    # times the reciprocal, as XLA compiled the division by the constant span this schedule
+    # replaced: the rates of a compiled step are bitwise those of runs made before it
+    frac = jnp.asarray(step - start, jnp.float32) * (1.0 / jnp.asarray(end - start, jnp.float32))
     decay = 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0, 1)))
     return jnp.where((start < 0) | (step < start), 1.0, decay)
 

@@ -50,7 +50,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dmpc_jax import distributed as dist
-from dmpc_jax.checkpointing import truncate_metrics
+from dmpc_jax.checkpointing import checkpoint_manager, truncate_metrics
 from dmpc_jax.config import prepare_run
 from dmpc_jax.diffusion import model as M
 from dmpc_jax.diffusion.artifact import robot_constants, save_robot_constants
@@ -323,12 +323,17 @@ def _programs(cfg: FinetuneConfig, planner, mesh):
     """(env, rollout start, rollout run, denoiser update, value update, evaluator) of a config
     and pretrained run, built once per process: a resumed or repeated run in the same process
     (the pipeline test runs three) calls the functions it traced before instead of tracing them
-    again. Keyed by the config, the planner's checkpoint digest and the bytes of the files its
-    programs bake in (model config, scaling, robot constants); parameters are run-time inputs."""
-    src = Path(cfg.pretrained)
-    files = tuple((src / n).read_bytes() if (src / n).exists() else b""
-                  for n in ("pretrain_config.json", "config.json", "scaler.json", "robot.json"))  # fmt: skip
-    key = (cfg, planner.source, files, mesh.size, jax.process_count())
+    again. Keyed by the config, the planner's checkpoint digest, the bytes of the files its
+    programs bake in (model config, scaling, robot constants; the demonstrator run's config,
+    whose env the rollout and the evaluator use) and the demonstrator's newest checkpoint step
+    (the evaluator's probe policy); parameters are run-time inputs."""
+    src, demo = Path(cfg.pretrained), Path(cfg.demonstrator_run)
+    paths = [src / n for n in ("pretrain_config.json", "config.json", "scaler.json", "robot.json")]
+    paths.append(demo / "config.json")  # the rollout's and the evaluator's env, and its probe
+    files = tuple(p.read_bytes() if p.exists() else b"" for p in paths)
+    demo_step = checkpoint_manager(demo).latest_step() if (demo / "ckpt").exists() else None
+    key = (cfg, planner.source, src.resolve(), demo.resolve(), files, demo_step, mesh.size,
+           jax.process_count())  # fmt: skip
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     dcfg, nets = planner.dcfg, planner.nets

@@ -373,3 +373,11 @@ def test_the_loop_programs_are_built_once_per_config_and_planner_files(tmp_path,
     loop_mod._programs(cfg, planner, mesh)
     loop_mod._programs(dataclasses.replace(cfg, n_envs=8), planner, mesh)
     assert len(built) == 4 and len(loop_mod._PROGRAMS) == 1  # one config kept at a time
+    demo = tmp_path / "demo"  # the demonstrator run whose env the rollout and evaluator use
+    demo.mkdir()
+    (demo / "config.json").write_text("{}")
+    cfg = dataclasses.replace(cfg, demonstrator_run=str(demo))
+    loop_mod._programs(cfg, planner, mesh)
+    (demo / "config.json").write_text('{"env": {}}')  # retrained at the same path
+    loop_mod._programs(cfg, planner, mesh)
+    assert len(built) == 6
