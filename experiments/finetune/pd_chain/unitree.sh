@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The widened-damping chain's planner on Unitree's parameters in MJX, at the headline's size:
+# walk_1.0, 256 episodes of 20 s with pushes, DR, noise and latency, strict / paper / box, on the
+# headline's keys (seed 0; the planner was picked on no keys), then which of Unitree's
+# differences carries its success at 1.0 m/s: the joint damping alone (0.1 N m s/rad on our model),
+# and every other difference with our damping (64 episodes, strict, seed 0).
+# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles]
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+source experiments/sim2sim/unitree_set.sh
+P=checkpoints/diffusion/cpu_pd_standardize_recovery
+out=experiments/finetune/pd_chain
+common=(--cfg.planner-run "$P" --cfg.controllers task --cfg.episode-s 20 --cfg.num-candidates 1
+        --cfg.method ddpm --cfg.seed 0 --cfg.no-video)
+if [ "${1:-}" = singles ]; then
+  for v in ours friction solver timestep condim; do
+    case $v in
+      ours) set_=() ;;
+      friction) set_=("randomization.friction=[0.4,0.4]") ;;
+      solver) set_=("solver_iterations=100" "cone=elliptic" "impratio=100") ;;
+      timestep) set_=("sim_dt=0.005") ;;
+      condim) set_=("foot_condim=6") ;;
+    esac
+    .venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
+      ${set_[@]+--cfg.env-set "${set_[@]}"} --cfg.out-dir "$out/${v}_walk_1.0"
+  done
+  exit 0
+fi
+.venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.episodes 256 \
+  --cfg.env-set "${UNITREE_SET[@]}" --cfg.out-dir "$out/unitree_headline_walk_1.0"
+.venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
+  --cfg.env-set "${UNITREE_SET[0]}" --cfg.out-dir "$out/damping_only_walk_1.0"
+.venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
+  --cfg.env-set "${UNITREE_SET[@]:1}" --cfg.out-dir "$out/unitree_but_damping_walk_1.0"
+# then each other difference alone on our model (and our model itself), the same 64 keys:
+# bash experiments/finetune/pd_chain/unitree.sh singles
