@@ -20,7 +20,9 @@ def row(d: Path) -> str:
         s = res.get("success", {}).get(rule)
         cells.append(
             f"{100 * s['rate']:.1f}% [{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}] "
-            f"({s['successes']}/{s['episodes']})" if s else "-"
+            f"({s['successes']}/{s['episodes']})"
+            if s
+            else "-"
         )
     falls = res.get("falls", {}).get("strict", {})
     return (
@@ -39,7 +41,9 @@ def strict_successes(d: Path) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    print("| run | strict | paper | box | forward vel (m/s) | \\|v - v_cmd\\| (m/s) | strict falls |")
+    print(
+        "| run | strict | paper | box | forward vel (m/s) | \\|v - v_cmd\\| (m/s) | strict falls |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for d in sorted(p for p in HERE.iterdir() if (p / "results.json").exists()):
         print(row(d))
@@ -50,5 +54,7 @@ if __name__ == "__main__":
             a, b = HERE / f"unitree_{ref}_{task}", HERE / f"unitree_{new}_{task}"
             if (a / "results.json").exists() and (b / "results.json").exists():
                 c = paired(strict_successes(a), strict_successes(b))
-                print(f"{new} vs {ref}, {task}, strict: won {c['won']} lost {c['lost']} "
-                      f"p={c['p_value']:.2g}")
+                print(
+                    f"{new} vs {ref}, {task}, strict: won {c['won']} lost {c['lost']} "
+                    f"p={c['p_value']:.2g}"
+                )
