@@ -4,7 +4,7 @@
 # headline's keys (seed 0; the planner was picked on no keys), then which of Unitree's
 # differences carries its success at 1.0 m/s: the joint damping alone (0.1 N m s/rad on our model),
 # and every other difference with our damping (64 episodes, strict, seed 0).
-# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles]
+# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles | bridge]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source experiments/sim2sim/unitree_set.sh
@@ -12,6 +12,15 @@ P=checkpoints/diffusion/cpu_pd_standardize_recovery
 out=experiments/finetune/pd_chain
 common=(--cfg.planner-run "$P" --cfg.controllers task --cfg.episode-s 20 --cfg.num-candidates 1
         --cfg.method ddpm --cfg.seed 0 --cfg.no-video)
+if [ "${1:-}" = bridge ]; then
+  # Unitree's parameters and its Python bridge's PD: torque from the joint state one 5 ms step
+  # old, held over the step (EnvConfig.pd_delay), at both speeds
+  for task in walk_0.5 walk_1.0; do
+    .venv/bin/dmpc eval --cfg.task "$task" "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
+      --cfg.env-set "${UNITREE_SET[@]}" "pd_delay=[1,1]" --cfg.out-dir "$out/unitree_bridge_$task"
+  done
+  exit 0
+fi
 if [ "${1:-}" = singles ]; then
   for v in ours friction solver timestep condim; do
     case $v in
@@ -33,4 +42,5 @@ fi
 .venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
   --cfg.env-set "${UNITREE_SET[@]:1}" --cfg.out-dir "$out/unitree_but_damping_walk_1.0"
 # then each other difference alone on our model (and our model itself), the same 64 keys:
-# bash experiments/finetune/pd_chain/unitree.sh singles
+# bash experiments/finetune/pd_chain/unitree.sh singles; and with Unitree's bridge's PD delay:
+# bash experiments/finetune/pd_chain/unitree.sh bridge
