@@ -4,7 +4,7 @@
 # headline's keys (seed 0; the planner was picked on no keys), then which of Unitree's
 # differences carries its success at 1.0 m/s: the joint damping alone (0.1 N m s/rad on our model),
 # and every other difference with our damping (64 episodes, strict, seed 0).
-# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles | bridge | bridge_ddim5 | walk_1.5]
+# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles | bridge | bridge_ddim5 | walk_1.5 | wide]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source experiments/sim2sim/unitree_set.sh
@@ -32,6 +32,14 @@ if [ "${1:-}" = walk_1.5 ]; then
   # the headline's third speed on Unitree's parameters (64 episodes, strict, seed 0)
   .venv/bin/dmpc eval --cfg.task walk_1.5 "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
     --cfg.env-set "${UNITREE_SET[@]}" --cfg.out-dir "$out/unitree_cpu_pd_standardize_recovery_walk_1.5"
+  exit 0
+fi
+if [ "${1:-}" = wide ]; then
+  # on the widened env itself (the cpu_pd demonstrator's: damping 0.1-2.4, PD delay 0-2 steps,
+  # our contact), the planner beside its demonstrator on the same keys (64 episodes, seed 0)
+  .venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.controllers task demonstrator \
+    --cfg.demonstrator-run checkpoints/demonstrator/cpu_pd --cfg.episodes 64 --cfg.rules strict \
+    --cfg.out-dir "$out/wide_walk_1.0"
   exit 0
 fi
 if [ "${1:-}" = singles ]; then
