@@ -4,7 +4,7 @@
 # headline's keys (seed 0; the planner was picked on no keys), then which of Unitree's
 # differences carries its success at 1.0 m/s: the joint damping alone (0.1 N m s/rad on our model),
 # and every other difference with our damping (64 episodes, strict, seed 0).
-# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles | bridge | bridge_ddim5 | walk_1.5 | wide]
+# Usage: bash experiments/finetune/pd_chain/unitree.sh [singles | bridge | bridge2 | bridge_ddim5 | walk_1.5 | wide]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source experiments/sim2sim/unitree_set.sh
@@ -19,6 +19,12 @@ if [ "${1:-}" = bridge ]; then
     .venv/bin/dmpc eval --cfg.task "$task" "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
       --cfg.env-set "${UNITREE_SET[@]}" "pd_delay=[1,1]" --cfg.out-dir "$out/unitree_bridge_$task"
   done
+  exit 0
+fi
+if [ "${1:-}" = bridge2 ]; then
+  # a bridge twice as late (the PD from the joint state two 5 ms steps old), at 1.0 m/s
+  .venv/bin/dmpc eval --cfg.task walk_1.0 "${common[@]}" --cfg.episodes 64 --cfg.rules strict \
+    --cfg.env-set "${UNITREE_SET[@]}" "pd_delay=[2,2]" --cfg.out-dir "$out/unitree_bridge2_walk_1.0"
   exit 0
 fi
 if [ "${1:-}" = bridge_ddim5 ]; then
